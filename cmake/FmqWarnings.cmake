@@ -1,0 +1,10 @@
+# Warning and sanitizer flags as an interface target every fedmq target links.
+add_library(fmq_warnings INTERFACE)
+target_compile_options(fmq_warnings INTERFACE -Wall -Wextra -Wpedantic -Wshadow
+  -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter)
+target_compile_definitions(fmq_warnings INTERFACE _DEFAULT_SOURCE _POSIX_C_SOURCE=200809L)
+if(FMQ_SANITIZE)
+  target_compile_options(fmq_warnings INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer
+    -fno-sanitize-recover=undefined)
+  target_link_options(fmq_warnings INTERFACE -fsanitize=address,undefined)
+endif()

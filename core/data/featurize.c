@@ -1,0 +1,420 @@
+/* Flow featurizer (see featurize.h and schemas/features.md). Per-device context lives in a
+ * bounded chained hash table keyed by the originator address; the ring of recent flows per
+ * device holds only what the context features need (time, responder hash, port, answered). */
+#include "fedmq/featurize.h"
+#include "fedmq/common.h"
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ring_ent {
+    double ts;
+    uint32_t resp_hash;
+    int32_t resp_p;
+    uint8_t unanswered;
+};
+
+struct fmq_feat_dev {
+    char key[48]; /* originator address */
+    int32_t next; /* hash chain, -1 ends */
+    uint32_t hash;
+    uint64_t last_seq; /* for LRU eviction */
+    double last_ts;
+    int count, head; /* ring fill and next write slot */
+    struct ring_ent ring[FMQ_FEAT_MAXWIN];
+};
+
+static const char *const feat_names[FMQ_FEAT_DIM] = {
+    "log_duration",
+    "duration_unset",
+    "log_orig_bytes",
+    "log_resp_bytes",
+    "log_orig_pkts",
+    "log_resp_pkts",
+    "log_orig_ip_bytes",
+    "log_resp_ip_bytes",
+    "log_missed_bytes",
+    "bytes_balance",
+    "proto_tcp",
+    "proto_udp",
+    "proto_icmp",
+    "proto_other",
+    "svc_none",
+    "svc_dns",
+    "svc_http",
+    "svc_ssl",
+    "svc_dhcp",
+    "svc_ssh",
+    "svc_irc",
+    "svc_ftp",
+    "svc_other",
+    "state_S0",
+    "state_S1",
+    "state_SF",
+    "state_REJ",
+    "state_S2",
+    "state_S3",
+    "state_RSTO",
+    "state_RSTR",
+    "state_RSTOS0",
+    "state_RSTRH",
+    "state_SH",
+    "state_SHR",
+    "state_OTH",
+    "state_other",
+    "hist_S",
+    "hist_h",
+    "hist_A",
+    "hist_D",
+    "hist_a",
+    "hist_d",
+    "hist_F",
+    "hist_f",
+    "hist_R",
+    "hist_r",
+    "hist_T",
+    "hist_t",
+    "hist_C",
+    "hist_c",
+    "hist_caret",
+    "hist_other",
+    "log_history_len",
+    "rport_dns",
+    "rport_http",
+    "rport_https",
+    "rport_ntp",
+    "rport_telnet",
+    "rport_ssh",
+    "rport_wellknown",
+    "rport_registered",
+    "rport_dynamic",
+    "rport_none",
+    "oport_wellknown",
+    "oport_registered",
+    "oport_dynamic",
+    "resp_private",
+    "resp_multicast",
+    "orig_private",
+    "ctx_first_seen",
+    "ctx_log_gap",
+    "ctx_log_count",
+    "ctx_distinct_hosts",
+    "ctx_distinct_ports",
+    "ctx_same_host",
+    "ctx_same_port",
+    "ctx_same_host_port",
+    "ctx_unanswered",
+    "ctx_log_rate",
+};
+
+enum {
+    F_PROTO = 10,
+    F_SVC = 14,
+    F_STATE = 23,
+    F_HIST = 37,
+    F_RPORT = 54,
+    F_OPORT = 64,
+    F_LOCAL = 67,
+    F_CTX = 70
+};
+
+static const char *const services[] = {"dns", "http", "ssl", "dhcp", "ssh", "irc", "ftp"};
+static const char *const states[] = {"S0",   "S1",     "SF",    "REJ", "S2",  "S3", "RSTO",
+                                     "RSTR", "RSTOS0", "RSTRH", "SH",  "SHR", "OTH"};
+static const char hist_chars[] = "ShADadFfRrTtCc^";
+
+const char *fmq_feat_name(int i)
+{
+    return i >= 0 && i < FMQ_FEAT_DIM ? feat_names[i] : "?";
+}
+
+static uint32_t fnv1a(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+int fmq_feat_init(struct fmq_featurizer *fz, size_t max_devices, int window)
+{
+    memset(fz, 0, sizeof *fz);
+    if (max_devices == 0 || max_devices > (1u << 24) || window < 1 || window > FMQ_FEAT_MAXWIN)
+        return FMQ_EINVAL;
+    fz->max_devices = max_devices;
+    fz->window = window;
+    fz->nbuckets = 16;
+    while (fz->nbuckets < 2 * max_devices) fz->nbuckets <<= 1;
+    fz->devs = calloc(max_devices, sizeof *fz->devs);
+    fz->buckets = malloc(fz->nbuckets * sizeof *fz->buckets);
+    if (!fz->devs || !fz->buckets) {
+        fmq_feat_free(fz);
+        return FMQ_ENOMEM;
+    }
+    fmq_feat_reset(fz);
+    return 0;
+}
+
+void fmq_feat_free(struct fmq_featurizer *fz)
+{
+    free(fz->devs);
+    free(fz->buckets);
+    fz->devs = NULL;
+    fz->buckets = NULL;
+}
+
+void fmq_feat_reset(struct fmq_featurizer *fz)
+{
+    for (size_t i = 0; i < fz->nbuckets; i++) fz->buckets[i] = -1;
+    fz->n = 0;
+    fz->seq = 0;
+}
+
+static void unlink_dev(struct fmq_featurizer *fz, int32_t idx)
+{
+    struct fmq_feat_dev *d = &fz->devs[idx];
+    int32_t *p = &fz->buckets[d->hash & (fz->nbuckets - 1)];
+    while (*p != idx) p = &fz->devs[*p].next;
+    *p = d->next;
+}
+
+/* Finds or creates the context of a device; evicts the least recently seen when full. */
+static struct fmq_feat_dev *lookup(struct fmq_featurizer *fz, const char *key, int *created)
+{
+    uint32_t h = fnv1a(key);
+    int32_t *head = &fz->buckets[h & (fz->nbuckets - 1)];
+    int32_t idx;
+    struct fmq_feat_dev *d;
+
+    for (idx = *head; idx >= 0; idx = fz->devs[idx].next)
+        if (fz->devs[idx].hash == h && strcmp(fz->devs[idx].key, key) == 0) {
+            *created = 0;
+            return &fz->devs[idx];
+        }
+    if (fz->n < fz->max_devices)
+        idx = (int32_t)fz->n++;
+    else {
+        idx = 0;
+        for (size_t i = 1; i < fz->n; i++)
+            if (fz->devs[i].last_seq < fz->devs[idx].last_seq) idx = (int32_t)i;
+        unlink_dev(fz, idx);
+        head = &fz->buckets[h & (fz->nbuckets - 1)];
+    }
+    d = &fz->devs[idx];
+    memset(d, 0, sizeof *d);
+    snprintf(d->key, sizeof d->key, "%s", key);
+    d->hash = h;
+    d->next = *head;
+    *head = idx;
+    *created = 1;
+    return d;
+}
+
+static float lg(double v)
+{
+    return v > 0 ? (float)log1p(v) : 0.0f;
+}
+
+static int addr_class(const char *a, int *multicast)
+{
+    unsigned char b[16];
+    *multicast = 0;
+    if (inet_pton(AF_INET, a, b) == 1) {
+        if (b[0] >= 224 && b[0] <= 239) *multicast = 1;
+        if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) *multicast = 1;
+        return b[0] == 10 || (b[0] == 172 && (b[1] & 0xf0) == 16) || (b[0] == 192 && b[1] == 168) ||
+               b[0] == 127 || (b[0] == 169 && b[1] == 254);
+    }
+    if (inet_pton(AF_INET6, a, b) == 1) {
+        static const unsigned char lo[16] = {[15] = 1};
+        if (b[0] == 0xff) *multicast = 1;
+        return (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || (b[0] & 0xfe) == 0xfc ||
+               memcmp(b, lo, 16) == 0;
+    }
+    return 0;
+}
+
+static int port_class(int32_t p)
+{
+    return p < 1024 ? 0 : p < 49152 ? 1 : 2;
+}
+
+static void flow_features(const struct fmq_flow *f, float *x)
+{
+    int unknown, mc;
+    size_t hl;
+
+    x[0] = isnan(f->duration) ? 0.0f : lg(f->duration);
+    x[1] = isnan(f->duration) ? 1.0f : 0.0f;
+    x[2] = lg((double)f->orig_bytes);
+    x[3] = lg((double)f->resp_bytes);
+    x[4] = lg((double)f->orig_pkts);
+    x[5] = lg((double)f->resp_pkts);
+    x[6] = lg((double)f->orig_ip_bytes);
+    x[7] = lg((double)f->resp_ip_bytes);
+    x[8] = lg((double)f->missed_bytes);
+    x[9] = x[6] - x[7];
+
+    if (strcmp(f->proto, "tcp") == 0)
+        x[F_PROTO] = 1;
+    else if (strcmp(f->proto, "udp") == 0)
+        x[F_PROTO + 1] = 1;
+    else if (strcmp(f->proto, "icmp") == 0)
+        x[F_PROTO + 2] = 1;
+    else
+        x[F_PROTO + 3] = 1;
+
+    if (!f->service[0])
+        x[F_SVC] = 1;
+    else {
+        unknown = 1;
+        for (int i = 0; i < 7; i++)
+            if (strstr(f->service, services[i])) {
+                x[F_SVC + 1 + i] = 1;
+                unknown = 0;
+            }
+        if (unknown) x[F_SVC + 8] = 1;
+    }
+
+    unknown = 1;
+    for (int i = 0; i < 13; i++)
+        if (strcmp(f->conn_state, states[i]) == 0) {
+            x[F_STATE + i] = 1;
+            unknown = 0;
+        }
+    if (unknown) x[F_STATE + 13] = 1;
+
+    for (const char *h = f->history; *h; h++) {
+        const char *c = strchr(hist_chars, *h);
+        if (c)
+            x[F_HIST + (c - hist_chars)] = 1;
+        else
+            x[F_HIST + 15] = 1;
+    }
+    hl = strlen(f->history);
+    x[F_HIST + 16] = lg((double)hl);
+
+    switch (f->resp_p) {
+    case 53:
+        x[F_RPORT] = 1;
+        break;
+    case 80:
+    case 8080:
+    case 8000:
+    case 8081:
+        x[F_RPORT + 1] = 1;
+        break;
+    case 443:
+    case 8443:
+        x[F_RPORT + 2] = 1;
+        break;
+    case 123:
+        x[F_RPORT + 3] = 1;
+        break;
+    case 23:
+    case 2323:
+        x[F_RPORT + 4] = 1;
+        break;
+    case 22:
+        x[F_RPORT + 5] = 1;
+        break;
+    default:
+        if (f->resp_p < 0)
+            x[F_RPORT + 9] = 1;
+        else
+            x[F_RPORT + 6 + port_class(f->resp_p)] = 1;
+    }
+    if (f->orig_p >= 0) x[F_OPORT + port_class(f->orig_p)] = 1;
+
+    x[F_LOCAL] = (float)addr_class(f->resp_h, &mc);
+    x[F_LOCAL + 1] = (float)mc;
+    x[F_LOCAL + 2] = (float)addr_class(f->orig_h, &mc);
+}
+
+void fmq_feat_extract(struct fmq_featurizer *fz, const struct fmq_flow *f, float *x)
+{
+    int created;
+    struct fmq_feat_dev *d;
+    float *c = x + F_CTX;
+    uint32_t rh = fnv1a(f->resp_h);
+    int unanswered = strcmp(f->conn_state, "S0") == 0 || f->resp_pkts == 0;
+
+    memset(x, 0, FMQ_FEAT_DIM * sizeof *x);
+    flow_features(f, x);
+
+    d = lookup(fz, f->orig_h, &created);
+    d->last_seq = ++fz->seq;
+    if (created || d->count == 0)
+        c[0] = 1;
+    else {
+        int n = d->count, dh = 0, dp = 0, sh = 0, sp = 0, shp = 0, un = 0;
+        double oldest = f->ts, gap = f->ts - d->last_ts;
+        for (int i = 0; i < n; i++) {
+            const struct ring_ent *e = &d->ring[i];
+            int seen_h = 0, seen_p = 0;
+            for (int j = 0; j < i; j++) {
+                seen_h |= d->ring[j].resp_hash == e->resp_hash;
+                seen_p |= d->ring[j].resp_p == e->resp_p;
+            }
+            dh += !seen_h;
+            dp += !seen_p;
+            sh += e->resp_hash == rh;
+            sp += e->resp_p == f->resp_p;
+            shp += e->resp_hash == rh && e->resp_p == f->resp_p;
+            un += e->unanswered;
+            if (e->ts < oldest) oldest = e->ts;
+        }
+        c[1] = lg(gap > 0 ? gap : 0);
+        c[2] = lg(n);
+        c[3] = (float)dh / n;
+        c[4] = (float)dp / n;
+        c[5] = (float)sh / n;
+        c[6] = (float)sp / n;
+        c[7] = (float)shp / n;
+        c[8] = (float)un / n;
+        c[9] = lg(n / (f->ts - oldest + 1.0));
+    }
+    d->ring[d->head] = (struct ring_ent){f->ts, rh, f->resp_p, (uint8_t)unanswered};
+    d->head = (d->head + 1) % fz->window;
+    if (d->count < fz->window) d->count++;
+    if (!(f->ts < d->last_ts)) d->last_ts = f->ts;
+}
+
+void fmq_moments_clear(struct fmq_moments *m)
+{
+    memset(m, 0, sizeof *m);
+}
+
+void fmq_moments_add(struct fmq_moments *m, const float *x)
+{
+    m->n += 1;
+    for (int i = 0; i < FMQ_FEAT_DIM; i++) {
+        double d = x[i] - m->mean[i];
+        m->mean[i] += d / m->n;
+        m->m2[i] += d * (x[i] - m->mean[i]);
+    }
+}
+
+void fmq_moments_merge(struct fmq_moments *a, const struct fmq_moments *b)
+{
+    double n = a->n + b->n;
+    if (b->n == 0) return;
+    for (int i = 0; i < FMQ_FEAT_DIM; i++) {
+        double d = b->mean[i] - a->mean[i];
+        a->mean[i] += d * b->n / n;
+        a->m2[i] += b->m2[i] + d * d * a->n * b->n / n;
+    }
+    a->n = n;
+}
+
+void fmq_moments_finish(const struct fmq_moments *m, float *mean, float *std)
+{
+    for (int i = 0; i < FMQ_FEAT_DIM; i++) {
+        double var = m->n > 0 ? m->m2[i] / m->n : 0;
+        float s = (float)sqrt(var > 0 ? var : 0);
+        mean[i] = (float)m->mean[i];
+        std[i] = s < FMQ_FEAT_STD_FLOOR ? FMQ_FEAT_STD_FLOOR : s;
+    }
+}

@@ -1,0 +1,524 @@
+/* Zeek text forms of a flow record: field setters shared by the TSV, CSV and JSON readers,
+ * a hostile-input JSON object parser for sensor messages, and the JSON writer fedmq-replay uses.
+ * JSON grammar per RFC 8259; nested values are skipped to a bounded depth. */
+#include "fedmq/flow.h"
+#include "fedmq/common.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+void fmq_flow_clear(struct fmq_flow *f)
+{
+    memset(f, 0, sizeof *f);
+    f->ts = NAN;
+    f->orig_p = f->resp_p = -1;
+    f->duration = NAN;
+    f->orig_bytes = f->resp_bytes = f->missed_bytes = -1;
+    f->orig_pkts = f->orig_ip_bytes = f->resp_pkts = f->resp_ip_bytes = -1;
+    f->local_orig = f->local_resp = -1;
+    f->label = FMQ_LABEL_UNKNOWN;
+}
+
+static int is_unset(const char *v, size_t n)
+{
+    return n == 0 || (n == 1 && v[0] == '-');
+}
+
+static int set_str(char *dst, size_t cap, const char *v, size_t n, const char *key, char *err,
+                   size_t errlen)
+{
+    if (is_unset(v, n) || (n == 7 && memcmp(v, "(empty)", 7) == 0)) {
+        dst[0] = 0;
+        return 0;
+    }
+    if (n >= cap) {
+        snprintf(err, errlen, "%s is %zu bytes, longer than %zu", key, n, cap - 1);
+        return FMQ_EFORMAT;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] < 0x20) {
+            snprintf(err, errlen, "%s holds a control character", key);
+            return FMQ_EFORMAT;
+        }
+    memcpy(dst, v, n);
+    dst[n] = 0;
+    return 0;
+}
+
+/* Copies a token into a NUL-terminated scratch buffer for strtod/strtoll. */
+static int token(char *tmp, size_t cap, const char *v, size_t n)
+{
+    if (n == 0 || n >= cap) return -1;
+    memcpy(tmp, v, n);
+    tmp[n] = 0;
+    return 0;
+}
+
+static int set_i64(int64_t *dst, const char *v, size_t n, int64_t max, const char *key, char *err,
+                   size_t errlen)
+{
+    char tmp[32], *end;
+    long long x;
+
+    if (is_unset(v, n)) {
+        *dst = -1;
+        return 0;
+    }
+    if (token(tmp, sizeof tmp, v, n) < 0) goto bad;
+    errno = 0;
+    x = strtoll(tmp, &end, 10);
+    if (errno || *end || x < 0 || x > max) goto bad;
+    *dst = x;
+    return 0;
+bad:
+    snprintf(err, errlen, "%s is not a count in [0, %lld]: '%.*s'", key, (long long)max,
+             (int)(n > 24 ? 24 : n), v);
+    return FMQ_EFORMAT;
+}
+
+static int set_f64(double *dst, const char *v, size_t n, const char *key, char *err, size_t errlen)
+{
+    char tmp[48], *end;
+    double x;
+
+    if (is_unset(v, n)) {
+        *dst = NAN;
+        return 0;
+    }
+    if (token(tmp, sizeof tmp, v, n) < 0) goto bad;
+    errno = 0;
+    x = strtod(tmp, &end);
+    if (errno || *end || !isfinite(x) || x < 0) goto bad;
+    *dst = x;
+    return 0;
+bad:
+    snprintf(err, errlen, "%s is not a non-negative number: '%.*s'", key, (int)(n > 24 ? 24 : n),
+             v);
+    return FMQ_EFORMAT;
+}
+
+/* ts in ISO 8601 (Zeek's JSON::TS_ISO8601): 2018-10-25T12:06:42.538640Z */
+static int parse_iso8601(const char *v, size_t n, double *out)
+{
+    char tmp[40];
+    struct tm tm;
+    double frac = 0;
+    const char *p;
+    char *end;
+
+    if (token(tmp, sizeof tmp, v, n) < 0) return -1;
+    memset(&tm, 0, sizeof tm);
+    if (sscanf(tmp, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec) != 6)
+        return -1;
+    p = tmp + 19;
+    if (*p == '.') {
+        frac = strtod(p, &end);
+        p = end;
+    }
+    if (strcmp(p, "Z") != 0 && *p) return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    if (tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31) return -1;
+    *out = (double)timegm(&tm) + frac;
+    return 0;
+}
+
+int fmq_flow_parse_label(const char *s, size_t n, int *label)
+{
+    if (is_unset(s, n))
+        *label = FMQ_LABEL_UNKNOWN;
+    else if (n == 6 && strncasecmp(s, "benign", 6) == 0)
+        *label = FMQ_LABEL_BENIGN;
+    else if (n == 9 && strncasecmp(s, "malicious", 9) == 0)
+        *label = FMQ_LABEL_MALICIOUS;
+    else
+        return FMQ_EFORMAT;
+    return 0;
+}
+
+static int set_port(int32_t *dst, const char *v, size_t n, const char *key, char *err,
+                    size_t errlen)
+{
+    int64_t x;
+    int rc = set_i64(&x, v, n, 65535, key, err, errlen);
+    if (rc == 0) *dst = (int32_t)x;
+    return rc;
+}
+
+static int set_bool(int8_t *dst, const char *v, size_t n, const char *key, char *err, size_t errlen)
+{
+    if (is_unset(v, n))
+        *dst = -1;
+    else if ((n == 1 && v[0] == 'T') || (n == 4 && memcmp(v, "true", 4) == 0))
+        *dst = 1;
+    else if ((n == 1 && v[0] == 'F') || (n == 5 && memcmp(v, "false", 5) == 0))
+        *dst = 0;
+    else {
+        snprintf(err, errlen, "%s is not a boolean", key);
+        return FMQ_EFORMAT;
+    }
+    return 0;
+}
+
+#define KEY(s) (klen == sizeof(s) - 1 && memcmp(key, s, sizeof(s) - 1) == 0)
+
+int fmq_flow_set(struct fmq_flow *f, const char *key, const char *v, size_t n, char *err,
+                 size_t errlen)
+{
+    size_t klen = strlen(key);
+    const int64_t CMAX = (int64_t)1 << 52; /* counts above 2^52 are not real traffic */
+
+    if (KEY("ts")) {
+        double t;
+        if (set_f64(&t, v, n, key, err, errlen) == 0 && !isnan(t)) {
+            f->ts = t;
+            return 0;
+        }
+        if (parse_iso8601(v, n, &t) == 0) {
+            f->ts = t;
+            return 0;
+        }
+        snprintf(err, errlen, "ts is not a timestamp: '%.*s'", (int)(n > 32 ? 32 : n), v);
+        return FMQ_EFORMAT;
+    }
+    if (KEY("uid")) return set_str(f->uid, sizeof f->uid, v, n, key, err, errlen);
+    if (KEY("id.orig_h")) return set_str(f->orig_h, sizeof f->orig_h, v, n, key, err, errlen);
+    if (KEY("id.orig_p")) return set_port(&f->orig_p, v, n, key, err, errlen);
+    if (KEY("id.resp_h")) return set_str(f->resp_h, sizeof f->resp_h, v, n, key, err, errlen);
+    if (KEY("id.resp_p")) return set_port(&f->resp_p, v, n, key, err, errlen);
+    if (KEY("proto")) return set_str(f->proto, sizeof f->proto, v, n, key, err, errlen);
+    if (KEY("service")) return set_str(f->service, sizeof f->service, v, n, key, err, errlen);
+    if (KEY("duration")) return set_f64(&f->duration, v, n, key, err, errlen);
+    if (KEY("orig_bytes")) return set_i64(&f->orig_bytes, v, n, CMAX, key, err, errlen);
+    if (KEY("resp_bytes")) return set_i64(&f->resp_bytes, v, n, CMAX, key, err, errlen);
+    if (KEY("conn_state"))
+        return set_str(f->conn_state, sizeof f->conn_state, v, n, key, err, errlen);
+    if (KEY("local_orig")) return set_bool(&f->local_orig, v, n, key, err, errlen);
+    if (KEY("local_resp")) return set_bool(&f->local_resp, v, n, key, err, errlen);
+    if (KEY("missed_bytes")) return set_i64(&f->missed_bytes, v, n, CMAX, key, err, errlen);
+    if (KEY("history")) return set_str(f->history, sizeof f->history, v, n, key, err, errlen);
+    if (KEY("orig_pkts")) return set_i64(&f->orig_pkts, v, n, CMAX, key, err, errlen);
+    if (KEY("orig_ip_bytes")) return set_i64(&f->orig_ip_bytes, v, n, CMAX, key, err, errlen);
+    if (KEY("resp_pkts")) return set_i64(&f->resp_pkts, v, n, CMAX, key, err, errlen);
+    if (KEY("resp_ip_bytes")) return set_i64(&f->resp_ip_bytes, v, n, CMAX, key, err, errlen);
+    if (KEY("label")) {
+        if (fmq_flow_parse_label(v, n, &f->label) == 0) return 0;
+        snprintf(err, errlen, "label is not Benign/Malicious: '%.*s'", (int)(n > 32 ? 32 : n), v);
+        return FMQ_EFORMAT;
+    }
+    if (KEY("detailed-label") || KEY("detailed_label") || KEY("det_label"))
+        return set_str(f->detailed_label, sizeof f->detailed_label, v, n, "detailed-label", err,
+                       errlen);
+    return 0; /* tunnel_parents and fields of newer Zeek versions */
+}
+
+/* ---- JSON object parser (flat Zeek records) ---- */
+
+struct jp {
+    const char *s, *end, *start;
+    char *err;
+    size_t errlen;
+};
+
+static int jfail(struct jp *p, const char *what)
+{
+    snprintf(p->err, p->errlen, "JSON: %s at byte %td", what, p->s - p->start);
+    return FMQ_EFORMAT;
+}
+
+static void jws(struct jp *p)
+{
+    while (p->s < p->end && (*p->s == ' ' || *p->s == '\t' || *p->s == '\n' || *p->s == '\r'))
+        p->s++;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes a JSON string into out (UTF-8), cap bytes including NUL. */
+static int jstring(struct jp *p, char *out, size_t cap, size_t *outlen)
+{
+    size_t n = 0;
+
+    if (p->s >= p->end || *p->s != '"') return jfail(p, "expected string");
+    p->s++;
+    while (p->s < p->end && *p->s != '"') {
+        unsigned c = (unsigned char)*p->s++;
+        if (c < 0x20) return jfail(p, "control character in string");
+        if (c == '\\') {
+            if (p->s >= p->end) break;
+            c = (unsigned char)*p->s++;
+            switch (c) {
+            case '"':
+            case '\\':
+            case '/':
+                break;
+            case 'b':
+                c = '\b';
+                break;
+            case 'f':
+                c = '\f';
+                break;
+            case 'n':
+                c = '\n';
+                break;
+            case 'r':
+                c = '\r';
+                break;
+            case 't':
+                c = '\t';
+                break;
+            case 'u': {
+                unsigned cp = 0;
+                if (p->end - p->s < 4) return jfail(p, "short \\u escape");
+                for (int i = 0; i < 4; i++) {
+                    int h = hexval(p->s[i]);
+                    if (h < 0) return jfail(p, "bad \\u escape");
+                    cp = cp * 16 + (unsigned)h;
+                }
+                p->s += 4;
+                if (cp >= 0x80 || cp < 0x20) return jfail(p, "unsupported \\u escape");
+                c = cp;
+                break;
+            }
+            default:
+                return jfail(p, "bad escape");
+            }
+        }
+        if (n + 1 >= cap) return jfail(p, "string too long");
+        out[n++] = (char)c;
+    }
+    if (p->s >= p->end) return jfail(p, "unterminated string");
+    p->s++;
+    out[n] = 0;
+    *outlen = n;
+    return 0;
+}
+
+static int jskip(struct jp *p, int depth)
+{
+    char tmp[256];
+    size_t n;
+
+    if (depth > 8) return jfail(p, "nesting deeper than 8");
+    jws(p);
+    if (p->s >= p->end) return jfail(p, "unexpected end");
+    if (*p->s == '"') return jstring(p, tmp, sizeof tmp, &n);
+    if (*p->s == '[' || *p->s == '{') {
+        char close = *p->s == '[' ? ']' : '}';
+        int obj = *p->s == '{';
+        p->s++;
+        jws(p);
+        if (p->s < p->end && *p->s == close) {
+            p->s++;
+            return 0;
+        }
+        for (;;) {
+            if (obj) {
+                if (jstring(p, tmp, sizeof tmp, &n)) return FMQ_EFORMAT;
+                jws(p);
+                if (p->s >= p->end || *p->s != ':') return jfail(p, "expected ':'");
+                p->s++;
+            }
+            if (jskip(p, depth + 1)) return FMQ_EFORMAT;
+            jws(p);
+            if (p->s < p->end && *p->s == ',') {
+                p->s++;
+                jws(p);
+                continue;
+            }
+            if (p->s < p->end && *p->s == close) {
+                p->s++;
+                return 0;
+            }
+            return jfail(p, "expected ',' or closing bracket");
+        }
+    }
+    while (p->s < p->end && strchr("0123456789+-.eEtruefalsn", *p->s)) p->s++;
+    return 0;
+}
+
+int fmq_flow_from_json(const char *buf, size_t len, struct fmq_flow *f, char *err, size_t errlen)
+{
+    struct jp p = {buf, buf + len, buf, err, errlen};
+    char key[64], val[256];
+    size_t klen, vlen;
+    int rc, skip;
+
+    fmq_flow_clear(f);
+    jws(&p);
+    if (p.s >= p.end || *p.s != '{') return jfail(&p, "expected '{'");
+    p.s++;
+    jws(&p);
+    if (p.s < p.end && *p.s == '}') {
+        p.s++;
+        goto done;
+    }
+    for (;;) {
+        jws(&p);
+        if (jstring(&p, key, sizeof key, &klen)) return FMQ_EFORMAT;
+        jws(&p);
+        if (p.s >= p.end || *p.s != ':') return jfail(&p, "expected ':'");
+        p.s++;
+        jws(&p);
+        if (p.s >= p.end) return jfail(&p, "unexpected end");
+        skip = 0;
+        if (*p.s == '"') {
+            if (jstring(&p, val, sizeof val, &vlen)) return FMQ_EFORMAT;
+        } else if (*p.s == '[' || *p.s == '{') {
+            if (jskip(&p, 1)) return FMQ_EFORMAT; /* tunnel_parents and other sets */
+            skip = 1;
+            vlen = 0;
+        } else {
+            const char *st = p.s;
+            while (p.s < p.end && strchr("0123456789+-.eEtruefalsn", *p.s)) p.s++;
+            vlen = (size_t)(p.s - st);
+            if (vlen == 0 || vlen >= sizeof val) return jfail(&p, "bad value");
+            memcpy(val, st, vlen);
+            val[vlen] = 0;
+            if (strcmp(val, "null") == 0) vlen = 0;
+        }
+        if (!skip) {
+            char ferr[160];
+            if ((rc = fmq_flow_set(f, key, val, vlen, ferr, sizeof ferr)) != 0) {
+                snprintf(err, errlen, "JSON field %s", ferr);
+                return rc;
+            }
+        }
+        jws(&p);
+        if (p.s < p.end && *p.s == ',') {
+            p.s++;
+            continue;
+        }
+        if (p.s < p.end && *p.s == '}') {
+            p.s++;
+            break;
+        }
+        return jfail(&p, "expected ',' or '}'");
+    }
+done:
+    jws(&p);
+    if (p.s != p.end) return jfail(&p, "trailing bytes after object");
+    if (isnan(f->ts) || !f->orig_h[0] || !f->resp_h[0]) {
+        snprintf(err, errlen, "JSON record lacks ts, id.orig_h or id.resp_h");
+        return FMQ_EFORMAT;
+    }
+    return 0;
+}
+
+/* ---- JSON writer ---- */
+
+struct jw {
+    char *buf;
+    size_t cap, n;
+    int ovf;
+    int first;
+};
+
+static void jw_raw(struct jw *w, const char *s, size_t n)
+{
+    if (w->n + n >= w->cap) {
+        w->ovf = 1;
+        return;
+    }
+    memcpy(w->buf + w->n, s, n);
+    w->n += n;
+}
+
+static void jw_key(struct jw *w, const char *k)
+{
+    char tmp[80];
+    int n = snprintf(tmp, sizeof tmp, "%s\"%s\":", w->first ? "" : ",", k);
+    w->first = 0;
+    jw_raw(w, tmp, (size_t)n);
+}
+
+static void jw_str(struct jw *w, const char *k, const char *v)
+{
+    jw_key(w, k);
+    jw_raw(w, "\"", 1);
+    for (; *v; v++) {
+        char esc[8];
+        unsigned char c = (unsigned char)*v;
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            jw_raw(w, esc, 2);
+        } else if (c < 0x20) {
+            int n = snprintf(esc, sizeof esc, "\\u%04x", c);
+            jw_raw(w, esc, (size_t)n);
+        } else
+            jw_raw(w, (const char *)&c, 1);
+    }
+    jw_raw(w, "\"", 1);
+}
+
+static void jw_num(struct jw *w, const char *k, const char *fmt, double v)
+{
+    char tmp[64];
+    int n = snprintf(tmp, sizeof tmp, fmt, v);
+    jw_key(w, k);
+    jw_raw(w, tmp, (size_t)n);
+}
+
+static void jw_cnt(struct jw *w, const char *k, int64_t v)
+{
+    char tmp[32];
+    int n;
+    if (v < 0) return;
+    n = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    jw_key(w, k);
+    jw_raw(w, tmp, (size_t)n);
+}
+
+int fmq_flow_to_json(const struct fmq_flow *f, int with_labels, char *buf, size_t cap)
+{
+    struct jw w = {buf, cap, 0, 0, 1};
+
+    jw_raw(&w, "{", 1);
+    jw_num(&w, "ts", "%.6f", f->ts);
+    if (f->uid[0]) jw_str(&w, "uid", f->uid);
+    jw_str(&w, "id.orig_h", f->orig_h);
+    jw_cnt(&w, "id.orig_p", f->orig_p);
+    jw_str(&w, "id.resp_h", f->resp_h);
+    jw_cnt(&w, "id.resp_p", f->resp_p);
+    if (f->proto[0]) jw_str(&w, "proto", f->proto);
+    if (f->service[0]) jw_str(&w, "service", f->service);
+    if (!isnan(f->duration)) jw_num(&w, "duration", "%.6f", f->duration);
+    jw_cnt(&w, "orig_bytes", f->orig_bytes);
+    jw_cnt(&w, "resp_bytes", f->resp_bytes);
+    if (f->conn_state[0]) jw_str(&w, "conn_state", f->conn_state);
+    if (f->local_orig >= 0) {
+        jw_key(&w, "local_orig");
+        jw_raw(&w, f->local_orig ? "true" : "false", f->local_orig ? 4 : 5);
+    }
+    if (f->local_resp >= 0) {
+        jw_key(&w, "local_resp");
+        jw_raw(&w, f->local_resp ? "true" : "false", f->local_resp ? 4 : 5);
+    }
+    jw_cnt(&w, "missed_bytes", f->missed_bytes);
+    if (f->history[0]) jw_str(&w, "history", f->history);
+    jw_cnt(&w, "orig_pkts", f->orig_pkts);
+    jw_cnt(&w, "orig_ip_bytes", f->orig_ip_bytes);
+    jw_cnt(&w, "resp_pkts", f->resp_pkts);
+    jw_cnt(&w, "resp_ip_bytes", f->resp_ip_bytes);
+    if (with_labels && f->label != FMQ_LABEL_UNKNOWN) {
+        jw_str(&w, "label", f->label == FMQ_LABEL_MALICIOUS ? "Malicious" : "Benign");
+        jw_str(&w, "detailed-label", f->detailed_label[0] ? f->detailed_label : "-");
+    }
+    jw_raw(&w, "}", 1);
+    if (w.ovf) return FMQ_ETOOBIG;
+    buf[w.n] = 0;
+    return (int)w.n;
+}

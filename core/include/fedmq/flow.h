@@ -1,0 +1,61 @@
+/* One Zeek conn.log record (a "flow") and its text forms: setting a field from Zeek's text
+ * encoding, parsing a Zeek-style JSON object (the sensor message), and writing one. Field names
+ * are Zeek's own (id.orig_h, conn_state, ...). Unset numeric fields are -1 (counts) or NAN. */
+#ifndef FMQ_FLOW_H
+#define FMQ_FLOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fedmq/common.h"
+
+enum { FMQ_LABEL_UNKNOWN = -1, FMQ_LABEL_BENIGN = 0, FMQ_LABEL_MALICIOUS = 1 };
+
+struct fmq_flow {
+    double ts;               /* connection start, seconds since the epoch */
+    char uid[40];            /* Zeek connection uid */
+    char orig_h[48];         /* originator address (the device) */
+    int32_t orig_p;          /* originator port, -1 unset */
+    char resp_h[48];         /* responder address */
+    int32_t resp_p;          /* responder port, -1 unset */
+    char proto[8];           /* tcp, udp, icmp */
+    char service[32];        /* "" when Zeek wrote '-' */
+    double duration;         /* seconds, NAN when unset */
+    int64_t orig_bytes;      /* payload bytes from originator, -1 unset */
+    int64_t resp_bytes;      /* payload bytes from responder, -1 unset */
+    char conn_state[8];      /* S0, SF, REJ, ... */
+    int8_t local_orig;       /* 1 T, 0 F, -1 unset */
+    int8_t local_resp;       /* 1 T, 0 F, -1 unset */
+    int64_t missed_bytes;    /* -1 unset */
+    char history[64];        /* Zeek history letters */
+    int64_t orig_pkts;       /* -1 unset */
+    int64_t orig_ip_bytes;   /* -1 unset */
+    int64_t resp_pkts;       /* -1 unset */
+    int64_t resp_ip_bytes;   /* -1 unset */
+    int label;               /* FMQ_LABEL_* */
+    char detailed_label[48]; /* IoT-23 detailed label, "" for none */
+};
+
+/* Resets every field to unset. */
+void fmq_flow_clear(struct fmq_flow *f);
+
+/* Sets the field named `key` (Zeek's name) from its Zeek text form `val` of `len` bytes:
+ * '-' means unset and '(empty)' an empty set. Unknown keys are ignored (returns 0) so newer Zeek
+ * logs still read. Returns FMQ_EFORMAT with a reason in err for a value that does not parse or
+ * does not fit, and never truncates silently. */
+int fmq_flow_set(struct fmq_flow *f, const char *key, const char *val, size_t len, char *err,
+                 size_t errlen);
+
+/* Parses an IoT-23 label ("benign", "Benign", "Malicious", "-" for none). */
+int fmq_flow_parse_label(const char *s, size_t len, int *label);
+
+/* Parses one Zeek JSON object (as Zeek's LogAscii::use_json writes it) into f. Hostile input:
+ * bounded nesting, every string checked, ts as number or ISO 8601. Requires ts, id.orig_h and
+ * id.resp_h. Returns 0 or FMQ_EFORMAT with the reason (and byte offset) in err. */
+int fmq_flow_from_json(const char *buf, size_t len, struct fmq_flow *f, char *err, size_t errlen);
+
+/* Writes f as one Zeek-style JSON object, omitting unset fields as Zeek does; labels only when
+ * with_labels. Returns the length written, or FMQ_ETOOBIG if cap is too small. */
+int fmq_flow_to_json(const struct fmq_flow *f, int with_labels, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,144 @@
+/* Models over one contiguous parameter vector (llm.c style): logistic regression and an MLP
+ * (ReLU hidden layers, one logit out, binary cross-entropy with class weights). Layers are
+ * x_forward/x_backward pairs over flat arrays. Normalisation (mean, std per input feature) is
+ * part of the model so it travels with the global model. Also: optimizers (SGD with momentum,
+ * Adam), the local training loop, and detection metrics. */
+#ifndef FMQ_MODEL_H
+#define FMQ_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fedmq/common.h"
+
+/* ---- layers (core/model/layers.c); shapes in comments, row-major ---- */
+/* out (B,OC) = inp (B,C) @ W^T (OC,C) + b (OC) */
+void fmq_linear_forward(float *out, const float *inp, const float *w, const float *b, int B, int C,
+                        int OC);
+/* accumulates dw (OC,C) and db (OC); writes dinp (B,C) unless NULL */
+void fmq_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                         const float *w, int B, int C, int OC);
+void fmq_relu_forward(float *out, const float *inp, int n);
+void fmq_relu_backward(float *dinp, const float *out, const float *dout, int n);
+/* mean over the batch of w_i * BCE(sigmoid(z_i), y_i); numerically stable form */
+float fmq_bce_forward(const float *logits, const float *y, const float *w, int B);
+void fmq_bce_backward(float *dlogits, const float *logits, const float *y, const float *w, int B);
+float fmq_sigmoid(float z);
+
+/* ---- model ---- */
+enum fmq_model_kind { FMQ_MODEL_LOGREG = 1, FMQ_MODEL_MLP = 2 };
+#define FMQ_MLP_MAXHIDDEN 4
+#define FMQ_MODEL_MAXPARAMS (1u << 24) /* 64 MiB of float32: far above an edge model */
+
+struct fmq_model_config {
+    int kind;                      /* enum fmq_model_kind */
+    int in_dim;                    /* input features */
+    int n_hidden;                  /* hidden layers (0 for logreg) */
+    int hidden[FMQ_MLP_MAXHIDDEN]; /* hidden layer widths */
+    int feat_version;              /* FMQ_FEAT_VERSION the inputs follow */
+    int window;                    /* featurizer context window */
+};
+
+struct fmq_model {
+    struct fmq_model_config cfg;         /* copy */
+    int nlayers;                         /* linear layers */
+    int dims[FMQ_MLP_MAXHIDDEN + 2];     /* dims[0]=in_dim ... dims[nlayers]=1 */
+    size_t w_off[FMQ_MLP_MAXHIDDEN + 1]; /* offsets into params */
+    size_t b_off[FMQ_MLP_MAXHIDDEN + 1];
+    size_t nparams;   /* length of params */
+    float *params;    /* owned, contiguous */
+    float *norm_mean; /* owned, in_dim; 0 until set */
+    float *norm_std;  /* owned, in_dim; 1 until set */
+    int has_norm;     /* normalisation came from training data */
+};
+
+/* Checks a config (kinds, sizes, limits) without allocating. */
+int fmq_model_config_check(const struct fmq_model_config *cfg);
+size_t fmq_model_param_count(const struct fmq_model_config *cfg);
+int fmq_model_init(struct fmq_model *m, const struct fmq_model_config *cfg);
+void fmq_model_free(struct fmq_model *m);
+/* He-uniform init for hidden layers, small uniform for the output, zero biases, from seed. */
+void fmq_model_init_params(struct fmq_model *m, uint64_t seed);
+int fmq_model_copy(struct fmq_model *dst, const struct fmq_model *src);
+/* out = clip((x - mean) / std, -10, 10) for n rows */
+void fmq_model_normalize(const struct fmq_model *m, const float *x, float *out, int n);
+
+/* Per-batch activations and gradients, sized once (no allocation per step). */
+struct fmq_mlp_ws {
+    int max_batch;
+    float *acts;  /* owned: inputs of each layer then logits, B*dims[l] each */
+    float *dacts; /* owned: gradients w.r.t. acts */
+    float *grads; /* owned: nparams, accumulated by backward */
+    size_t act_off[FMQ_MLP_MAXHIDDEN + 2];
+};
+int fmq_mlp_ws_init(struct fmq_mlp_ws *ws, const struct fmq_model *m, int max_batch);
+void fmq_mlp_ws_free(struct fmq_mlp_ws *ws);
+/* x (B,in) already normalised; returns a pointer to the B logits inside ws */
+const float *fmq_mlp_forward(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *x,
+                             int B);
+/* after forward: loss and gradients (accumulated into ws->grads; caller zeroes) */
+float fmq_mlp_backward(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *y,
+                       const float *w, int B);
+/* probability of malicious for one raw (unnormalised) feature vector */
+float fmq_model_score(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *raw);
+
+/* ---- optimizers (core/model/optim.c) ---- */
+enum fmq_optim_kind { FMQ_OPT_SGD = 1, FMQ_OPT_ADAM = 2 };
+struct fmq_optim {
+    int kind;           /* enum fmq_optim_kind */
+    float lr;           /* learning rate */
+    float momentum;     /* SGD momentum (heavy ball) */
+    float beta1, beta2; /* Adam (Kingma & Ba 2015, Alg. 1) */
+    float eps;
+    float weight_decay; /* L2 added to the gradient */
+    size_t n;
+    float *m, *v; /* owned state; v unused by SGD */
+    long t;       /* steps taken */
+};
+int fmq_optim_init(struct fmq_optim *o, int kind, size_t n, float lr);
+void fmq_optim_free(struct fmq_optim *o);
+void fmq_optim_reset(struct fmq_optim *o); /* zero the state (new global model) */
+void fmq_optim_step(struct fmq_optim *o, float *params, const float *grads);
+
+/* ---- local training (core/model/train.c) ---- */
+struct fmq_train_opts {
+    int epochs; /* passes over the local data */
+    int batch;  /* mini-batch size */
+    int optim;  /* enum fmq_optim_kind */
+    float lr;
+    float momentum;
+    float weight_decay;
+    float pos_weight; /* weight of malicious examples; <= 0 means balanced (n_neg / n_pos) */
+    uint64_t seed;    /* shuffling */
+};
+void fmq_train_opts_default(struct fmq_train_opts *o);
+
+struct fmq_trainer {
+    struct fmq_mlp_ws ws;
+    struct fmq_optim opt;
+    size_t cap;          /* max examples */
+    uint32_t *perm;      /* owned, cap */
+    float *xb, *yb, *wb; /* owned batch buffers */
+};
+int fmq_trainer_init(struct fmq_trainer *t, const struct fmq_model *m,
+                     const struct fmq_train_opts *o, size_t cap);
+void fmq_trainer_free(struct fmq_trainer *t);
+/* Trains m in place on X (n,in_dim) raw features with labels y (0/1). Returns mean loss of
+ * the last epoch in *loss. */
+int fmq_train(struct fmq_trainer *t, struct fmq_model *m, const struct fmq_train_opts *o,
+              const float *X, const float *y, size_t n, float *loss);
+
+/* ---- metrics (core/model/metrics.c) ---- */
+struct fmq_confusion {
+    uint64_t tp, fp, tn, fn;
+};
+struct fmq_scores {
+    double accuracy, precision, recall, f1;
+};
+void fmq_confusion_add(struct fmq_confusion *c, int truth, int predicted);
+void fmq_scores_from(const struct fmq_confusion *c, struct fmq_scores *s);
+/* Scores X (n raw rows) with threshold; fills c. */
+void fmq_model_evaluate(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *X,
+                        const float *y, size_t n, float threshold, struct fmq_confusion *c);
+
+#endif

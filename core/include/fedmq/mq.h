@@ -1,0 +1,69 @@
+/* MQTT client for the daemons, over Eclipse Paho's async API (MQTTAsync). Paho delivers on its
+ * own thread; the callback copies each message into a bounded queue of reusable slots and the
+ * daemon takes them on its own thread with fmq_mq_poll. When the queue is full the callback waits
+ * briefly and then asks Paho to redeliver, which pushes back on the broker instead of dropping.
+ * Subscriptions are remembered and renewed after every automatic reconnect. */
+#ifndef FMQ_MQ_H
+#define FMQ_MQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct fmq_mq_opts {
+    const char *uri; /* tcp://127.0.0.1:1883 */
+    const char *client_id;
+    int clean_session;      /* 1: no broker-side session */
+    int keepalive;          /* seconds */
+    const char *will_topic; /* NULL: no last will */
+    const void *will_payload;
+    size_t will_len;
+    int will_retained;
+    const char *username; /* NULL: none */
+    const char *password;
+    size_t queue_slots; /* inbound queue bound, messages */
+};
+void fmq_mq_opts_default(struct fmq_mq_opts *o);
+
+struct fmq_mq_msg {
+    char *topic;      /* NUL-terminated, owned by the queue */
+    uint8_t *payload; /* owned by the queue; valid until the next fmq_mq_poll */
+    size_t len;
+    int retained;
+    size_t topic_cap, cap; /* slot capacities (grow, never shrink) */
+};
+
+struct fmq_mq_stats {
+    uint64_t msgs_in, bytes_in;   /* delivered to the daemon */
+    uint64_t msgs_out, bytes_out; /* handed to Paho for sending (payload bytes) */
+    uint64_t publish_errors;
+    uint64_t reconnects;
+    uint64_t backpressure; /* times the inbound queue was full */
+};
+
+struct fmq_mq;
+
+/* Returns owned *out (free with fmq_mq_destroy). */
+int fmq_mq_create(struct fmq_mq **out, const struct fmq_mq_opts *o);
+/* Remembers filter and subscribes now if connected and after every reconnect. */
+int fmq_mq_subscribe(struct fmq_mq *mq, const char *filter, int qos);
+/* Connects, retrying until timeout_s; automatic reconnect afterwards. */
+int fmq_mq_connect(struct fmq_mq *mq, double timeout_s);
+int fmq_mq_connected(struct fmq_mq *mq);
+/* Paho copies the payload; p may be reused at once. */
+int fmq_mq_publish(struct fmq_mq *mq, const char *topic, const void *p, size_t n, int qos,
+                   int retained);
+/* Waits up to timeout_ms for a message; *msg is borrowed until the next call. Returns 0,
+ * FMQ_ETIMEOUT, or FMQ_EINVAL after fmq_mq_wake. */
+int fmq_mq_poll(struct fmq_mq *mq, struct fmq_mq_msg **msg, int timeout_ms);
+/* Makes a blocked poll return (signal handlers may not call it; use a flag and short timeouts). */
+void fmq_mq_wake(struct fmq_mq *mq);
+/* Waits until every publish so far is acknowledged (QoS 1) or timeout. */
+int fmq_mq_flush(struct fmq_mq *mq, double timeout_s);
+void fmq_mq_get_stats(struct fmq_mq *mq, struct fmq_mq_stats *s);
+/* Disconnects (the broker does not send the will) and frees everything. */
+void fmq_mq_destroy(struct fmq_mq *mq);
+
+/* MQTT topic filter match (MQTT 3.1.1 section 4.7), '+' and '#' wildcards. */
+int fmq_topic_match(const char *filter, const char *topic);
+
+#endif

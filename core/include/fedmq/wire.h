@@ -1,0 +1,110 @@
+/* Wire format: msgpack envelopes for every message on the bus (schemas/wire.md documents them
+ * field by field). Each is a map whose first key is "v" (the envelope version), then "type".
+ * Decoders treat input as hostile: size cap, a structural pre-check of every declared length and
+ * the nesting depth against the bytes present (msgpack-c reserves memory from declared lengths),
+ * no trailing bytes, types, sizes, dimensions and finiteness, with the field named in the error. */
+#ifndef FMQ_WIRE_H
+#define FMQ_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fedmq/featurize.h"
+#include "fedmq/model.h"
+
+#define FMQ_WIRE_VERSION 1
+#define FMQ_WIRE_MAX_PAYLOAD (64u << 20) /* bytes; a larger message is refused unread */
+#define FMQ_WIRE_MAX_DEPTH 6
+#define FMQ_ID_MAX 64 /* agent ids and task names, including NUL */
+
+enum fmq_codec { FMQ_CODEC_NONE = 0, FMQ_CODEC_DENSE_F32 = 1 };
+const char *fmq_codec_name(int codec);
+
+/* Growable output buffer, reused across messages (grows, never shrinks). */
+struct fmq_buf {
+    uint8_t *data; /* owned */
+    size_t len, cap;
+};
+void fmq_buf_free(struct fmq_buf *b);
+
+struct fmq_local_metrics {
+    float loss;     /* mean training loss of the last epoch */
+    float accuracy; /* on the agent's validation split */
+    float f1;       /* on the agent's validation split */
+    uint64_t n_val; /* validation examples */
+};
+
+struct fmq_update {
+    char agent[FMQ_ID_MAX];
+    char task[FMQ_ID_MAX];
+    uint64_t base_version; /* global model version the delta was computed from */
+    uint64_t seq;          /* per-agent sequence number */
+    uint64_t n_examples;   /* training examples behind this update */
+    double ts;             /* send time, seconds since the epoch */
+    struct fmq_local_metrics metrics;
+    int has_stats;             /* stats present (normalisation round) */
+    struct fmq_moments *stats; /* borrowed storage, required when decoding */
+    int codec;                 /* enum fmq_codec; FMQ_CODEC_NONE when no tensor */
+    uint32_t dim;              /* tensor length */
+    float *delta;              /* borrowed storage of delta_cap floats */
+    size_t delta_cap;
+};
+
+enum fmq_phase { FMQ_PHASE_STATS = 1, FMQ_PHASE_TRAIN = 2 };
+
+struct fmq_global {
+    char task[FMQ_ID_MAX];
+    uint64_t version;  /* increases by one per aggregation */
+    uint64_t round;    /* training round that produced it */
+    int phase;         /* enum fmq_phase: what agents must send next */
+    char strategy[32]; /* aggregation strategy name */
+    double ts;
+    struct fmq_model *model; /* borrowed: config, params and normalisation */
+};
+
+struct fmq_status {
+    char agent[FMQ_ID_MAX];
+    char task[FMQ_ID_MAX];
+    char state[16];         /* online, training, offline */
+    uint64_t model_version; /* global version in use */
+    uint64_t flows;         /* sensor records accepted */
+    uint64_t labelled;      /* of which carried labels */
+    uint64_t buffered;      /* records in the training buffer */
+    uint64_t alerts;        /* alerts published */
+    uint64_t bad;           /* malformed messages dropped */
+    double ts;
+};
+
+/* Valid ids: 1..63 of [A-Za-z0-9._-], safe as one MQTT topic level. */
+int fmq_id_valid(const char *s);
+
+int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out);
+int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out);
+int fmq_wire_encode_status(const struct fmq_status *s, struct fmq_buf *out);
+
+/* Decoder context: holds msgpack-c's zone, reused across messages. */
+struct fmq_wire_dec {
+    void *zone; /* owned msgpack_zone */
+};
+int fmq_wire_dec_init(struct fmq_wire_dec *d);
+void fmq_wire_dec_free(struct fmq_wire_dec *d);
+
+/* The decoders fill *out; strings are copied, so nothing points into buf afterwards.
+ * decode_update: expected_dim 0 accepts any dim up to u->delta_cap.
+ * decode_global: allocates g->model (fmq_model_init) if g->model->params is NULL, else requires
+ * the same config as the model it is given (so a model of another shape is refused). */
+int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
+                           uint32_t expected_dim, struct fmq_update *out, char *err, size_t errlen);
+int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
+                           struct fmq_global *out, char *err, size_t errlen);
+int fmq_wire_decode_status(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
+                           struct fmq_status *out, char *err, size_t errlen);
+/* Reads only "v" and "type" (after the same structural checks). type has 16 bytes. */
+int fmq_wire_peek(struct fmq_wire_dec *d, const uint8_t *buf, size_t len, char *type, char *err,
+                  size_t errlen);
+
+/* Structural check of one msgpack object spanning exactly len bytes (wire_check.c). On failure
+ * *where is the byte offset of the problem. */
+int fmq_wire_check(const uint8_t *buf, size_t len, int max_depth, size_t *where);
+
+#endif

@@ -1,0 +1,75 @@
+/* Layer kernels as forward/backward pairs over flat arrays (llm.c's layout). The linear
+ * backward accumulates into dw/db so gradients of several batches can be summed. */
+#include "fedmq/model.h"
+
+#include <math.h>
+#include <string.h>
+
+void fmq_linear_forward(float *out, const float *inp, const float *w, const float *b, int B, int C,
+                        int OC)
+{
+    for (int i = 0; i < B; i++) {
+        const float *x = inp + (size_t)i * C;
+        float *o = out + (size_t)i * OC;
+        for (int j = 0; j < OC; j++) {
+            const float *wr = w + (size_t)j * C;
+            float acc = b ? b[j] : 0.0f;
+            for (int k = 0; k < C; k++) acc += wr[k] * x[k];
+            o[j] = acc;
+        }
+    }
+}
+
+void fmq_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                         const float *w, int B, int C, int OC)
+{
+    if (dinp) memset(dinp, 0, (size_t)B * C * sizeof *dinp);
+    for (int i = 0; i < B; i++) {
+        const float *x = inp + (size_t)i * C;
+        const float *d = dout + (size_t)i * OC;
+        float *dx = dinp ? dinp + (size_t)i * C : NULL;
+        for (int j = 0; j < OC; j++) {
+            float g = d[j];
+            const float *wr = w + (size_t)j * C;
+            float *dwr = dw + (size_t)j * C;
+            if (g == 0.0f) continue;
+            if (db) db[j] += g;
+            for (int k = 0; k < C; k++) dwr[k] += g * x[k];
+            if (dx)
+                for (int k = 0; k < C; k++) dx[k] += g * wr[k];
+        }
+    }
+}
+
+void fmq_relu_forward(float *out, const float *inp, int n)
+{
+    for (int i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+
+void fmq_relu_backward(float *dinp, const float *out, const float *dout, int n)
+{
+    for (int i = 0; i < n; i++) dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+float fmq_sigmoid(float z)
+{
+    if (z >= 0) return 1.0f / (1.0f + expf(-z));
+    float e = expf(z);
+    return e / (1.0f + e);
+}
+
+/* BCE with logits: max(z,0) - z*y + log(1 + exp(-|z|)) */
+float fmq_bce_forward(const float *z, const float *y, const float *w, int B)
+{
+    double acc = 0;
+    for (int i = 0; i < B; i++) {
+        float l = fmaxf(z[i], 0.0f) - z[i] * y[i] + log1pf(expf(-fabsf(z[i])));
+        acc += (double)(w ? w[i] : 1.0f) * l;
+    }
+    return (float)(acc / B);
+}
+
+void fmq_bce_backward(float *dz, const float *z, const float *y, const float *w, int B)
+{
+    for (int i = 0; i < B; i++) dz[i] = (w ? w[i] : 1.0f) * (fmq_sigmoid(z[i]) - y[i]) / B;
+}

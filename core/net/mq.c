@@ -1,0 +1,401 @@
+/* Paho MQTTAsync wrapper (see mq.h). Paho return codes are translated to FMQ_ENET here and
+ * nowhere else. References: Paho C MQTTAsync API, MQTT 3.1.1 (OASIS 2014). */
+#include "fedmq/mq.h"
+#include "fedmq/common.h"
+
+#include <MQTTAsync.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SUBS 32
+
+struct fmq_mq {
+    MQTTAsync client;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;      /* queue not empty / not full / connect result */
+    struct fmq_mq_msg *slots; /* owned ring */
+    size_t nslots, head, count;
+    int borrowed; /* slot at head lent to the consumer */
+    int woken;
+    int connected;
+    int connect_result; /* 0 pending, 1 ok, -1 failed */
+    int ever_connected;
+    char *subs[MAX_SUBS]; /* owned filter copies */
+    int sub_qos[MAX_SUBS];
+    int nsubs;
+    struct fmq_mq_opts opts;
+    char *uri, *client_id, *will_topic, *username, *password; /* owned copies */
+    void *will_payload;
+    struct fmq_mq_stats st;
+};
+
+void fmq_mq_opts_default(struct fmq_mq_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->uri = "tcp://127.0.0.1:1883";
+    o->client_id = "fedmq";
+    o->clean_session = 1;
+    o->keepalive = 20;
+    o->queue_slots = 4096;
+}
+
+int fmq_topic_match(const char *f, const char *t)
+{
+    if (t[0] == '$' && (f[0] == '+' || f[0] == '#')) return 0;
+    while (*f) {
+        if (f[0] == '#') return 1;
+        if (f[0] == '+') {
+            while (*t && *t != '/') t++;
+            f++;
+        } else {
+            while (*f && *f != '/') {
+                if (*f != *t) return 0;
+                f++, t++;
+            }
+            if (*t && *t != '/') return 0;
+        }
+        if (!*f) return !*t;
+        if (*f == '/') {
+            if (*t != '/') return f[1] == '#' && !*t;
+            f++, t++;
+        }
+    }
+    return !*t;
+}
+
+static void resubscribe(struct fmq_mq *mq)
+{
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    if (mq->nsubs == 0) return;
+    if (MQTTAsync_subscribeMany(mq->client, mq->nsubs, mq->subs, mq->sub_qos, &ro) !=
+        MQTTASYNC_SUCCESS)
+        fmq_log(FMQ_LOG_WARN, "mqtt: subscribe failed");
+}
+
+static void on_connected(void *ctx, char *cause)
+{
+    struct fmq_mq *mq = ctx;
+    pthread_mutex_lock(&mq->lock);
+    if (mq->ever_connected) mq->st.reconnects++;
+    mq->connected = 1;
+    mq->ever_connected = 1;
+    mq->connect_result = 1;
+    pthread_cond_broadcast(&mq->cond);
+    pthread_mutex_unlock(&mq->lock);
+    resubscribe(mq);
+}
+
+static void on_connection_lost(void *ctx, char *cause)
+{
+    struct fmq_mq *mq = ctx;
+    pthread_mutex_lock(&mq->lock);
+    mq->connected = 0;
+    pthread_mutex_unlock(&mq->lock);
+    fmq_log(FMQ_LOG_WARN, "mqtt: connection to %s lost; reconnecting", mq->uri);
+}
+
+static void on_connect_failure(void *ctx, MQTTAsync_failureData *resp)
+{
+    struct fmq_mq *mq = ctx;
+    pthread_mutex_lock(&mq->lock);
+    mq->connect_result = -1;
+    pthread_cond_broadcast(&mq->cond);
+    pthread_mutex_unlock(&mq->lock);
+}
+
+static void deadline(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) ts->tv_sec++, ts->tv_nsec -= 1000000000L;
+}
+
+static int grow(void **p, size_t *cap, size_t need)
+{
+    void *n;
+    if (need <= *cap) return 0;
+    if (!(n = realloc(*p, need))) return -1;
+    *p = n;
+    *cap = need;
+    return 0;
+}
+
+static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
+{
+    struct fmq_mq *mq = ctx;
+    struct fmq_mq_msg *s;
+    size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+    struct timespec ts;
+
+    pthread_mutex_lock(&mq->lock);
+    if (mq->count == mq->nslots) {
+        mq->st.backpressure++;
+        deadline(&ts, 100);
+        pthread_cond_timedwait(&mq->cond, &mq->lock, &ts);
+        if (mq->count == mq->nslots) {
+            pthread_mutex_unlock(&mq->lock);
+            return 0; /* Paho redelivers later */
+        }
+    }
+    s = &mq->slots[(mq->head + mq->count) % mq->nslots];
+    if (grow((void **)&s->topic, &s->topic_cap, tl + 1) ||
+        grow((void **)&s->payload, &s->cap, (size_t)m->payloadlen + 1)) {
+        pthread_mutex_unlock(&mq->lock);
+        return 0;
+    }
+    memcpy(s->topic, topic, tl);
+    s->topic[tl] = 0;
+    memcpy(s->payload, m->payload, (size_t)m->payloadlen);
+    s->payload[m->payloadlen] = 0; /* convenience for text payloads; len excludes it */
+    s->len = (size_t)m->payloadlen;
+    s->retained = m->retained;
+    mq->count++;
+    mq->st.msgs_in++;
+    mq->st.bytes_in += s->len;
+    pthread_cond_broadcast(&mq->cond);
+    pthread_mutex_unlock(&mq->lock);
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+int fmq_mq_create(struct fmq_mq **out, const struct fmq_mq_opts *o)
+{
+    struct fmq_mq *mq = calloc(1, sizeof *mq);
+    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
+    int rc;
+
+    *out = NULL;
+    if (!mq) return FMQ_ENOMEM;
+    mq->opts = *o;
+    mq->nslots = o->queue_slots ? o->queue_slots : 4096;
+    mq->slots = calloc(mq->nslots, sizeof *mq->slots);
+    mq->uri = strdup(o->uri);
+    mq->client_id = strdup(o->client_id);
+    mq->will_topic = dup_or_null(o->will_topic);
+    mq->username = dup_or_null(o->username);
+    mq->password = dup_or_null(o->password);
+    if (o->will_topic && o->will_len) {
+        mq->will_payload = malloc(o->will_len);
+        if (mq->will_payload) memcpy(mq->will_payload, o->will_payload, o->will_len);
+    }
+    pthread_mutex_init(&mq->lock, NULL);
+    pthread_cond_init(&mq->cond, NULL);
+    if (!mq->slots || !mq->uri || !mq->client_id || (o->will_topic && !mq->will_topic)) {
+        fmq_mq_destroy(mq);
+        return FMQ_ENOMEM;
+    }
+    co.sendWhileDisconnected = 1; /* queued in Paho while the link is down */
+    co.maxBufferedMessages = 1000;
+    rc = MQTTAsync_createWithOptions(&mq->client, mq->uri, mq->client_id,
+                                     MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+    if (rc != MQTTASYNC_SUCCESS) {
+        fmq_log(FMQ_LOG_ERROR, "mqtt: cannot create client for %s: %s", mq->uri,
+                MQTTAsync_strerror(rc));
+        mq->client = NULL;
+        fmq_mq_destroy(mq);
+        return FMQ_ENET;
+    }
+    MQTTAsync_setCallbacks(mq->client, mq, on_connection_lost, on_message, NULL);
+    MQTTAsync_setConnected(mq->client, mq, on_connected);
+    *out = mq;
+    return 0;
+}
+
+int fmq_mq_subscribe(struct fmq_mq *mq, const char *filter, int qos)
+{
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    if (mq->nsubs == MAX_SUBS) return FMQ_EFULL;
+    if (!(mq->subs[mq->nsubs] = strdup(filter))) return FMQ_ENOMEM;
+    mq->sub_qos[mq->nsubs++] = qos;
+    if (fmq_mq_connected(mq) &&
+        MQTTAsync_subscribe(mq->client, filter, qos, &ro) != MQTTASYNC_SUCCESS)
+        return FMQ_ENET;
+    return 0;
+}
+
+int fmq_mq_connect(struct fmq_mq *mq, double timeout_s)
+{
+    double end = fmq_mono() + timeout_s;
+    struct timespec ts;
+
+    for (;;) {
+        MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+        MQTTAsync_willOptions wo = MQTTAsync_willOptions_initializer;
+        int rc;
+        co.keepAliveInterval = mq->opts.keepalive;
+        co.cleansession = mq->opts.clean_session;
+        co.automaticReconnect = 1;
+        co.minRetryInterval = 1;
+        co.maxRetryInterval = 16;
+        co.connectTimeout = 5;
+        co.context = mq;
+        co.onFailure = on_connect_failure;
+        co.username = mq->username;
+        co.password = mq->password;
+        if (mq->will_topic) {
+            wo.topicName = mq->will_topic;
+            wo.payload.data = mq->will_payload;
+            wo.payload.len = (int)mq->opts.will_len;
+            wo.message = NULL;
+            wo.retained = mq->opts.will_retained;
+            wo.qos = 1;
+            co.will = &wo;
+        }
+        pthread_mutex_lock(&mq->lock);
+        mq->connect_result = 0;
+        pthread_mutex_unlock(&mq->lock);
+        rc = MQTTAsync_connect(mq->client, &co);
+        if (rc != MQTTASYNC_SUCCESS) {
+            fmq_log(FMQ_LOG_ERROR, "mqtt: connect to %s: %s", mq->uri, MQTTAsync_strerror(rc));
+            return FMQ_ENET;
+        }
+        pthread_mutex_lock(&mq->lock);
+        while (mq->connect_result == 0) {
+            deadline(&ts, 200);
+            pthread_cond_timedwait(&mq->cond, &mq->lock, &ts);
+            if (fmq_mono() > end + 6) break;
+        }
+        rc = mq->connect_result;
+        pthread_mutex_unlock(&mq->lock);
+        if (rc == 1) return 0;
+        if (fmq_mono() > end) {
+            fmq_log(FMQ_LOG_ERROR, "mqtt: cannot connect to %s within %.0f s", mq->uri, timeout_s);
+            return FMQ_ETIMEOUT;
+        }
+        usleep(250000);
+    }
+}
+
+int fmq_mq_connected(struct fmq_mq *mq)
+{
+    int c;
+    pthread_mutex_lock(&mq->lock);
+    c = mq->connected;
+    pthread_mutex_unlock(&mq->lock);
+    return c;
+}
+
+int fmq_mq_publish(struct fmq_mq *mq, const char *topic, const void *p, size_t n, int qos,
+                   int retained)
+{
+    MQTTAsync_message m = MQTTAsync_message_initializer;
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    int rc;
+
+    if (n > 256u << 20) return FMQ_ETOOBIG;
+    m.payload = (void *)p;
+    m.payloadlen = (int)n;
+    m.qos = qos;
+    m.retained = retained;
+    rc = MQTTAsync_sendMessage(mq->client, topic, &m, &ro);
+    pthread_mutex_lock(&mq->lock);
+    if (rc == MQTTASYNC_SUCCESS) {
+        mq->st.msgs_out++;
+        mq->st.bytes_out += n;
+    } else
+        mq->st.publish_errors++;
+    pthread_mutex_unlock(&mq->lock);
+    if (rc != MQTTASYNC_SUCCESS) {
+        fmq_log(FMQ_LOG_WARN, "mqtt: publish to %s failed: %s", topic, MQTTAsync_strerror(rc));
+        return FMQ_ENET;
+    }
+    return 0;
+}
+
+int fmq_mq_poll(struct fmq_mq *mq, struct fmq_mq_msg **msg, int timeout_ms)
+{
+    struct timespec ts;
+    int rc = 0;
+
+    deadline(&ts, timeout_ms);
+    pthread_mutex_lock(&mq->lock);
+    if (mq->borrowed) {
+        mq->head = (mq->head + 1) % mq->nslots;
+        mq->count--;
+        mq->borrowed = 0;
+        pthread_cond_broadcast(&mq->cond);
+    }
+    while (mq->count == 0 && !mq->woken)
+        if (pthread_cond_timedwait(&mq->cond, &mq->lock, &ts) != 0) break;
+    if (mq->woken) {
+        mq->woken = 0;
+        rc = FMQ_EINVAL;
+    } else if (mq->count == 0)
+        rc = FMQ_ETIMEOUT;
+    else {
+        *msg = &mq->slots[mq->head];
+        mq->borrowed = 1;
+    }
+    pthread_mutex_unlock(&mq->lock);
+    return rc;
+}
+
+void fmq_mq_wake(struct fmq_mq *mq)
+{
+    pthread_mutex_lock(&mq->lock);
+    mq->woken = 1;
+    pthread_cond_broadcast(&mq->cond);
+    pthread_mutex_unlock(&mq->lock);
+}
+
+int fmq_mq_flush(struct fmq_mq *mq, double timeout_s)
+{
+    double end = fmq_mono() + timeout_s;
+    for (;;) {
+        MQTTAsync_token *tokens = NULL;
+        int pending = 0;
+        if (MQTTAsync_getPendingTokens(mq->client, &tokens) == MQTTASYNC_SUCCESS && tokens) {
+            while (tokens[pending] != -1) pending++;
+            MQTTAsync_free(tokens);
+        }
+        if (pending == 0) return 0;
+        if (fmq_mono() > end) return FMQ_ETIMEOUT;
+        usleep(20000);
+    }
+}
+
+void fmq_mq_get_stats(struct fmq_mq *mq, struct fmq_mq_stats *s)
+{
+    pthread_mutex_lock(&mq->lock);
+    *s = mq->st;
+    pthread_mutex_unlock(&mq->lock);
+}
+
+void fmq_mq_destroy(struct fmq_mq *mq)
+{
+    if (!mq) return;
+    if (mq->client) {
+        MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+        d.timeout = 1000;
+        if (MQTTAsync_isConnected(mq->client)) {
+            MQTTAsync_disconnect(mq->client, &d);
+            for (int i = 0; i < 50 && MQTTAsync_isConnected(mq->client); i++) usleep(20000);
+        }
+        MQTTAsync_destroy(&mq->client);
+    }
+    for (size_t i = 0; mq->slots && i < mq->nslots; i++) {
+        free(mq->slots[i].topic);
+        free(mq->slots[i].payload);
+    }
+    for (int i = 0; i < mq->nsubs; i++) free(mq->subs[i]);
+    free(mq->slots);
+    free(mq->uri);
+    free(mq->client_id);
+    free(mq->will_topic);
+    free(mq->will_payload);
+    free(mq->username);
+    free(mq->password);
+    pthread_mutex_destroy(&mq->lock);
+    pthread_cond_destroy(&mq->cond);
+    free(mq);
+}

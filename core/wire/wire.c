@@ -1,0 +1,596 @@
+/* msgpack envelopes (schemas/wire.md): encoders over msgpack-c's packer into a reused buffer,
+ * decoders that run fmq_wire_check first, then msgpack_unpack into a reused zone, then read each
+ * field by name with its type, size and finiteness checked. Float arrays travel as BIN in
+ * little-endian IEEE 754 whatever the host order. */
+#include "fedmq/wire.h"
+
+#include <math.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void fmq_buf_free(struct fmq_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+static int buf_write(void *data, const char *p, size_t n)
+{
+    struct fmq_buf *b = data;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        uint8_t *nd;
+        while (cap < b->len + n) cap *= 2;
+        if (!(nd = realloc(b->data, cap))) return -1;
+        b->data = nd;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+const char *fmq_codec_name(int codec)
+{
+    return codec == FMQ_CODEC_DENSE_F32 ? "dense-f32" : codec == FMQ_CODEC_NONE ? "none" : "?";
+}
+
+int fmq_id_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= FMQ_ID_MAX) return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+/* ---- encoding ---- */
+
+static void pk_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void pk_kv_str(msgpack_packer *pk, const char *k, const char *v)
+{
+    pk_str(pk, k);
+    pk_str(pk, v);
+}
+
+static void pk_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    pk_str(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+static void pk_kv_f64(msgpack_packer *pk, const char *k, double v)
+{
+    pk_str(pk, k);
+    msgpack_pack_double(pk, v);
+}
+
+static void pk_kv_f32(msgpack_packer *pk, const char *k, float v)
+{
+    pk_str(pk, k);
+    msgpack_pack_float(pk, v);
+}
+
+/* BIN of n little-endian float32 values; written in chunks, no heap copy. */
+static void pk_f32s(msgpack_packer *pk, const float *v, size_t n)
+{
+    uint8_t tmp[1024];
+    msgpack_pack_bin(pk, n * 4);
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        for (; i < n && k < sizeof tmp; i++, k += 4) {
+            uint32_t u;
+            memcpy(&u, &v[i], 4);
+            tmp[k] = (uint8_t)u;
+            tmp[k + 1] = (uint8_t)(u >> 8);
+            tmp[k + 2] = (uint8_t)(u >> 16);
+            tmp[k + 3] = (uint8_t)(u >> 24);
+        }
+        msgpack_pack_bin_body(pk, tmp, k);
+    }
+}
+
+static void pk_f64s(msgpack_packer *pk, const double *v, size_t n)
+{
+    uint8_t tmp[1024];
+    msgpack_pack_bin(pk, n * 8);
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        for (; i < n && k < sizeof tmp; i++, k += 8) {
+            uint64_t u;
+            memcpy(&u, &v[i], 8);
+            for (int b = 0; b < 8; b++) tmp[k + b] = (uint8_t)(u >> (8 * b));
+        }
+        msgpack_pack_bin_body(pk, tmp, k);
+    }
+}
+
+static void pk_header(msgpack_packer *pk, size_t nfields, const char *type)
+{
+    msgpack_pack_map(pk, nfields);
+    pk_kv_u64(pk, "v", FMQ_WIRE_VERSION);
+    pk_kv_str(pk, "type", type);
+}
+
+static int finish(struct fmq_buf *out, size_t start_len)
+{
+    /* buf_write failures leave len short of what was packed; detect by re-check */
+    return fmq_wire_check(out->data, out->len, FMQ_WIRE_MAX_DEPTH, NULL) == 0 &&
+                   out->len > start_len
+               ? 0
+               : FMQ_ENOMEM;
+}
+
+int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
+{
+    msgpack_packer pk;
+
+    if (!fmq_id_valid(u->agent) || !fmq_id_valid(u->task)) return FMQ_EINVAL;
+    if (u->codec != FMQ_CODEC_NONE && u->codec != FMQ_CODEC_DENSE_F32) return FMQ_EINVAL;
+    if (u->codec == FMQ_CODEC_NONE && !u->has_stats) return FMQ_EINVAL;
+    out->len = 0;
+    msgpack_packer_init(&pk, out, buf_write);
+    pk_header(&pk, 11, "update");
+    pk_kv_str(&pk, "agent", u->agent);
+    pk_kv_str(&pk, "task", u->task);
+    pk_kv_u64(&pk, "base", u->base_version);
+    pk_kv_u64(&pk, "seq", u->seq);
+    pk_kv_u64(&pk, "n", u->n_examples);
+    pk_kv_f64(&pk, "ts", u->ts);
+    pk_str(&pk, "metrics");
+    msgpack_pack_map(&pk, 4);
+    pk_kv_f32(&pk, "loss", u->metrics.loss);
+    pk_kv_f32(&pk, "acc", u->metrics.accuracy);
+    pk_kv_f32(&pk, "f1", u->metrics.f1);
+    pk_kv_u64(&pk, "n_val", u->metrics.n_val);
+    pk_str(&pk, "stats");
+    if (u->has_stats) {
+        msgpack_pack_map(&pk, 3);
+        pk_kv_f64(&pk, "n", u->stats->n);
+        pk_str(&pk, "mean");
+        pk_f64s(&pk, u->stats->mean, FMQ_FEAT_DIM);
+        pk_str(&pk, "m2");
+        pk_f64s(&pk, u->stats->m2, FMQ_FEAT_DIM);
+    } else
+        msgpack_pack_nil(&pk);
+    pk_str(&pk, "tensor");
+    if (u->codec == FMQ_CODEC_NONE)
+        msgpack_pack_nil(&pk);
+    else {
+        msgpack_pack_map(&pk, 3);
+        pk_kv_str(&pk, "codec", fmq_codec_name(u->codec));
+        pk_kv_u64(&pk, "dim", u->dim);
+        pk_str(&pk, "data");
+        pk_f32s(&pk, u->delta, u->dim);
+    }
+    return finish(out, 0);
+}
+
+static void pk_model(msgpack_packer *pk, const struct fmq_model *m)
+{
+    const struct fmq_model_config *c = &m->cfg;
+    msgpack_pack_map(pk, 5);
+    pk_kv_str(pk, "kind", c->kind == FMQ_MODEL_MLP ? "mlp" : "logreg");
+    pk_kv_u64(pk, "in", (uint64_t)c->in_dim);
+    pk_str(pk, "hidden");
+    msgpack_pack_array(pk, (size_t)c->n_hidden);
+    for (int i = 0; i < c->n_hidden; i++) msgpack_pack_uint32(pk, (uint32_t)c->hidden[i]);
+    pk_kv_u64(pk, "feat", (uint64_t)c->feat_version);
+    pk_kv_u64(pk, "window", (uint64_t)c->window);
+}
+
+int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
+{
+    msgpack_packer pk;
+    const struct fmq_model *m = g->model;
+
+    if (!fmq_id_valid(g->task) || !m || !m->params) return FMQ_EINVAL;
+    out->len = 0;
+    msgpack_packer_init(&pk, out, buf_write);
+    pk_header(&pk, 11, "global");
+    pk_kv_str(&pk, "task", g->task);
+    pk_kv_u64(&pk, "version", g->version);
+    pk_kv_u64(&pk, "round", g->round);
+    pk_kv_str(&pk, "phase", g->phase == FMQ_PHASE_STATS ? "stats" : "train");
+    pk_kv_str(&pk, "strategy", g->strategy);
+    pk_kv_f64(&pk, "ts", g->ts);
+    pk_str(&pk, "model");
+    pk_model(&pk, m);
+    pk_str(&pk, "norm");
+    if (m->has_norm) {
+        msgpack_pack_map(&pk, 2);
+        pk_str(&pk, "mean");
+        pk_f32s(&pk, m->norm_mean, (size_t)m->cfg.in_dim);
+        pk_str(&pk, "std");
+        pk_f32s(&pk, m->norm_std, (size_t)m->cfg.in_dim);
+    } else
+        msgpack_pack_nil(&pk);
+    pk_str(&pk, "params");
+    pk_f32s(&pk, m->params, m->nparams);
+    return finish(out, 0);
+}
+
+int fmq_wire_encode_status(const struct fmq_status *s, struct fmq_buf *out)
+{
+    msgpack_packer pk;
+
+    if (!fmq_id_valid(s->agent) || !fmq_id_valid(s->task)) return FMQ_EINVAL;
+    out->len = 0;
+    msgpack_packer_init(&pk, out, buf_write);
+    pk_header(&pk, 12, "status");
+    pk_kv_str(&pk, "agent", s->agent);
+    pk_kv_str(&pk, "task", s->task);
+    pk_kv_str(&pk, "state", s->state);
+    pk_kv_u64(&pk, "model", s->model_version);
+    pk_kv_u64(&pk, "flows", s->flows);
+    pk_kv_u64(&pk, "labelled", s->labelled);
+    pk_kv_u64(&pk, "buffered", s->buffered);
+    pk_kv_u64(&pk, "alerts", s->alerts);
+    pk_kv_u64(&pk, "bad", s->bad);
+    pk_kv_f64(&pk, "ts", s->ts);
+    return finish(out, 0);
+}
+
+/* ---- decoding ---- */
+
+int fmq_wire_dec_init(struct fmq_wire_dec *d)
+{
+    d->zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
+    return d->zone ? 0 : FMQ_ENOMEM;
+}
+
+void fmq_wire_dec_free(struct fmq_wire_dec *d)
+{
+    if (d->zone) msgpack_zone_free(d->zone);
+    d->zone = NULL;
+}
+
+struct rd {
+    char *err;
+    size_t errlen;
+    const char *msg; /* message type for error text */
+};
+
+static int fail(struct rd *r, int rc, const char *field, const char *what)
+{
+    snprintf(r->err, r->errlen, "%s.%s: %s", r->msg, field, what);
+    return rc;
+}
+
+static const msgpack_object *get(const msgpack_object *map, const char *key)
+{
+    size_t kl = strlen(key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == kl &&
+            memcmp(k->via.str.ptr, key, kl) == 0)
+            return &map->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+static int rd_u64(struct rd *r, const msgpack_object *map, const char *key, uint64_t max,
+                  uint64_t *out)
+{
+    const msgpack_object *o = get(map, key);
+    if (!o) return fail(r, FMQ_EFORMAT, key, "missing");
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return fail(r, FMQ_ETYPE, key, "not an unsigned integer");
+    if (o->via.u64 > max) return fail(r, FMQ_ERANGE, key, "too large");
+    *out = o->via.u64;
+    return 0;
+}
+
+static int rd_f64(struct rd *r, const msgpack_object *map, const char *key, double *out)
+{
+    const msgpack_object *o = get(map, key);
+    if (!o) return fail(r, FMQ_EFORMAT, key, "missing");
+    if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)
+        *out = o->via.f64;
+    else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        *out = (double)o->via.u64;
+    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *out = (double)o->via.i64;
+    else
+        return fail(r, FMQ_ETYPE, key, "not a number");
+    if (!isfinite(*out)) return fail(r, FMQ_ERANGE, key, "not finite");
+    return 0;
+}
+
+static int rd_str(struct rd *r, const msgpack_object *map, const char *key, char *out, size_t cap,
+                  int is_id)
+{
+    const msgpack_object *o = get(map, key);
+    if (!o) return fail(r, FMQ_EFORMAT, key, "missing");
+    if (o->type != MSGPACK_OBJECT_STR) return fail(r, FMQ_ETYPE, key, "not a string");
+    if (o->via.str.size >= cap) return fail(r, FMQ_ERANGE, key, "too long");
+    memcpy(out, o->via.str.ptr, o->via.str.size);
+    out[o->via.str.size] = 0;
+    if (strlen(out) != o->via.str.size) return fail(r, FMQ_EFORMAT, key, "holds a NUL byte");
+    if (is_id && !fmq_id_valid(out)) return fail(r, FMQ_EFORMAT, key, "not a valid id");
+    return 0;
+}
+
+/* Reads a BIN of n little-endian floats of width 4 or 8 into out (as float or double). */
+static int rd_floats(struct rd *r, const msgpack_object *o, const char *key, size_t n, int width,
+                     void *out)
+{
+    const uint8_t *p;
+    if (!o) return fail(r, FMQ_EFORMAT, key, "missing");
+    if (o->type != MSGPACK_OBJECT_BIN) return fail(r, FMQ_ETYPE, key, "not binary");
+    if (o->via.bin.size != n * (size_t)width) {
+        char what[96];
+        snprintf(what, sizeof what, "%u bytes, expected %zu (%zu values)", o->via.bin.size,
+                 n * (size_t)width, n);
+        return fail(r, FMQ_EDIM, key, what);
+    }
+    p = (const uint8_t *)o->via.bin.ptr;
+    for (size_t i = 0; i < n; i++, p += width) {
+        uint64_t u = 0;
+        for (int b = width - 1; b >= 0; b--) u = (u << 8) | p[b];
+        if (width == 4) {
+            uint32_t u32 = (uint32_t)u;
+            float f;
+            memcpy(&f, &u32, 4);
+            if (!isfinite(f)) return fail(r, FMQ_ERANGE, key, "holds NaN or Inf");
+            ((float *)out)[i] = f;
+        } else {
+            double f;
+            memcpy(&f, &u, 8);
+            if (!isfinite(f)) return fail(r, FMQ_ERANGE, key, "holds NaN or Inf");
+            ((double *)out)[i] = f;
+        }
+    }
+    return 0;
+}
+
+/* Size cap, structural check, unpack, version first, type. */
+static int open_msg(struct fmq_wire_dec *d, const uint8_t *buf, size_t len, const char *want,
+                    msgpack_object *root, char *type, struct rd *r)
+{
+    size_t where = 0, off = 0;
+    int rc;
+    msgpack_unpack_return ur;
+    const msgpack_object_kv *kv;
+
+    if (len > FMQ_WIRE_MAX_PAYLOAD) {
+        snprintf(r->err, r->errlen, "%s: %zu bytes exceeds the %u byte limit", r->msg, len,
+                 FMQ_WIRE_MAX_PAYLOAD);
+        return FMQ_ETOOBIG;
+    }
+    if ((rc = fmq_wire_check(buf, len, FMQ_WIRE_MAX_DEPTH, &where)) != 0) {
+        snprintf(r->err, r->errlen, "%s: malformed msgpack near byte %zu of %zu", r->msg, where,
+                 len);
+        return rc;
+    }
+    msgpack_zone_clear(d->zone);
+    ur = msgpack_unpack((const char *)buf, len, &off, d->zone, root);
+    if (ur != MSGPACK_UNPACK_SUCCESS) {
+        snprintf(r->err, r->errlen, "%s: msgpack unpack failed (%d)", r->msg, (int)ur);
+        return FMQ_EFORMAT;
+    }
+    if (root->type != MSGPACK_OBJECT_MAP || root->via.map.size < 2) {
+        snprintf(r->err, r->errlen, "%s: not a map", r->msg);
+        return FMQ_ETYPE;
+    }
+    kv = &root->via.map.ptr[0];
+    if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size != 1 ||
+        kv->key.via.str.ptr[0] != 'v')
+        return fail(r, FMQ_EFORMAT, "v", "the first key is not \"v\"");
+    if (kv->val.type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return fail(r, FMQ_ETYPE, "v", "not an unsigned integer");
+    if (kv->val.via.u64 != FMQ_WIRE_VERSION) {
+        char what[64];
+        snprintf(what, sizeof what, "version %llu, this build reads %d",
+                 (unsigned long long)kv->val.via.u64, FMQ_WIRE_VERSION);
+        return fail(r, FMQ_EVERSION, "v", what);
+    }
+    if ((rc = rd_str(r, root, "type", type, 16, 0)) != 0) return rc;
+    if (want && strcmp(type, want) != 0) {
+        char what[64];
+        snprintf(what, sizeof what, "is \"%s\", expected \"%s\"", type, want);
+        return fail(r, FMQ_ETYPE, "type", what);
+    }
+    return 0;
+}
+
+int fmq_wire_peek(struct fmq_wire_dec *d, const uint8_t *buf, size_t len, char *type, char *err,
+                  size_t errlen)
+{
+    struct rd r = {err, errlen, "message"};
+    msgpack_object root;
+    return open_msg(d, buf, len, NULL, &root, type, &r);
+}
+
+int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
+                           uint32_t expected_dim, struct fmq_update *u, char *err, size_t errlen)
+{
+    struct rd r = {err, errlen, "update"};
+    msgpack_object root;
+    const msgpack_object *o, *t;
+    char type[16], codec[24];
+    uint64_t v;
+    int rc;
+
+    if ((rc = open_msg(d, buf, len, "update", &root, type, &r)) != 0) return rc;
+    if ((rc = rd_str(&r, &root, "agent", u->agent, sizeof u->agent, 1)) ||
+        (rc = rd_str(&r, &root, "task", u->task, sizeof u->task, 1)) ||
+        (rc = rd_u64(&r, &root, "base", UINT64_MAX, &u->base_version)) ||
+        (rc = rd_u64(&r, &root, "seq", UINT64_MAX, &u->seq)) ||
+        (rc = rd_u64(&r, &root, "n", (uint64_t)1 << 40, &u->n_examples)) ||
+        (rc = rd_f64(&r, &root, "ts", &u->ts)))
+        return rc;
+    if (!(o = get(&root, "metrics")) || o->type != MSGPACK_OBJECT_MAP)
+        return fail(&r, FMQ_ETYPE, "metrics", "missing or not a map");
+    r.msg = "update.metrics";
+    {
+        double loss, acc, f1;
+        if ((rc = rd_f64(&r, o, "loss", &loss)) || (rc = rd_f64(&r, o, "acc", &acc)) ||
+            (rc = rd_f64(&r, o, "f1", &f1)) || (rc = rd_u64(&r, o, "n_val", UINT32_MAX, &v)))
+            return rc;
+        if (acc < 0 || acc > 1 || f1 < 0 || f1 > 1)
+            return fail(&r, FMQ_ERANGE, "acc", "outside [0,1]");
+        u->metrics = (struct fmq_local_metrics){(float)loss, (float)acc, (float)f1, v};
+    }
+    r.msg = "update";
+    if (!(o = get(&root, "stats"))) return fail(&r, FMQ_EFORMAT, "stats", "missing");
+    u->has_stats = o->type != MSGPACK_OBJECT_NIL;
+    if (u->has_stats) {
+        if (o->type != MSGPACK_OBJECT_MAP) return fail(&r, FMQ_ETYPE, "stats", "not a map");
+        if (!u->stats) return fail(&r, FMQ_EINVAL, "stats", "no storage given");
+        r.msg = "update.stats";
+        if ((rc = rd_f64(&r, o, "n", &u->stats->n))) return rc;
+        if (u->stats->n < 1 || u->stats->n > 1e12) return fail(&r, FMQ_ERANGE, "n", "out of range");
+        if ((rc = rd_floats(&r, get(o, "mean"), "mean", FMQ_FEAT_DIM, 8, u->stats->mean)) ||
+            (rc = rd_floats(&r, get(o, "m2"), "m2", FMQ_FEAT_DIM, 8, u->stats->m2)))
+            return rc;
+        for (int i = 0; i < FMQ_FEAT_DIM; i++)
+            if (u->stats->m2[i] < 0) return fail(&r, FMQ_ERANGE, "m2", "negative");
+        r.msg = "update";
+    }
+    if (!(t = get(&root, "tensor"))) return fail(&r, FMQ_EFORMAT, "tensor", "missing");
+    if (t->type == MSGPACK_OBJECT_NIL) {
+        if (!u->has_stats) return fail(&r, FMQ_EFORMAT, "tensor", "nil without stats");
+        u->codec = FMQ_CODEC_NONE;
+        u->dim = 0;
+        return 0;
+    }
+    if (t->type != MSGPACK_OBJECT_MAP) return fail(&r, FMQ_ETYPE, "tensor", "not a map");
+    r.msg = "update.tensor";
+    if ((rc = rd_str(&r, t, "codec", codec, sizeof codec, 0))) return rc;
+    if (strcmp(codec, "dense-f32") != 0) return fail(&r, FMQ_EFORMAT, "codec", "unknown codec");
+    u->codec = FMQ_CODEC_DENSE_F32;
+    if ((rc = rd_u64(&r, t, "dim", FMQ_MODEL_MAXPARAMS, &v))) return rc;
+    if (expected_dim && v != expected_dim) {
+        char what[80];
+        snprintf(what, sizeof what, "%llu does not match the model's %u parameters",
+                 (unsigned long long)v, expected_dim);
+        return fail(&r, FMQ_EDIM, "dim", what);
+    }
+    if (v > u->delta_cap || !u->delta) return fail(&r, FMQ_EDIM, "dim", "exceeds the buffer");
+    u->dim = (uint32_t)v;
+    return rd_floats(&r, get(t, "data"), "data", u->dim, 4, u->delta);
+}
+
+static int rd_model_config(struct rd *r, const msgpack_object *o, struct fmq_model_config *c)
+{
+    char kind[16];
+    uint64_t v;
+    const msgpack_object *h;
+    int rc;
+
+    memset(c, 0, sizeof *c);
+    if ((rc = rd_str(r, o, "kind", kind, sizeof kind, 0))) return rc;
+    if (strcmp(kind, "mlp") == 0)
+        c->kind = FMQ_MODEL_MLP;
+    else if (strcmp(kind, "logreg") == 0)
+        c->kind = FMQ_MODEL_LOGREG;
+    else
+        return fail(r, FMQ_EFORMAT, "kind", "unknown model kind");
+    if ((rc = rd_u64(r, o, "in", 4096, &v))) return rc;
+    c->in_dim = (int)v;
+    if (!(h = get(o, "hidden")) || h->type != MSGPACK_OBJECT_ARRAY)
+        return fail(r, FMQ_ETYPE, "hidden", "missing or not an array");
+    if (h->via.array.size > FMQ_MLP_MAXHIDDEN)
+        return fail(r, FMQ_ERANGE, "hidden", "too many layers");
+    c->n_hidden = (int)h->via.array.size;
+    for (int i = 0; i < c->n_hidden; i++) {
+        const msgpack_object *e = &h->via.array.ptr[i];
+        if (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER || e->via.u64 < 1 || e->via.u64 > 4096)
+            return fail(r, FMQ_ERANGE, "hidden", "width not in [1,4096]");
+        c->hidden[i] = (int)e->via.u64;
+    }
+    if ((rc = rd_u64(r, o, "feat", 1000, &v))) return rc;
+    c->feat_version = (int)v;
+    if ((rc = rd_u64(r, o, "window", FMQ_FEAT_MAXWIN, &v))) return rc;
+    c->window = (int)v;
+    if (fmq_model_config_check(c) != 0) return fail(r, FMQ_EINVAL, "model", "invalid config");
+    return 0;
+}
+
+int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
+                           struct fmq_global *g, char *err, size_t errlen)
+{
+    struct rd r = {err, errlen, "global"};
+    msgpack_object root;
+    const msgpack_object *o;
+    struct fmq_model_config cfg;
+    struct fmq_model *m = g->model;
+    char type[16], phase[16];
+    int rc;
+
+    if (!m) return FMQ_EINVAL;
+    if ((rc = open_msg(d, buf, len, "global", &root, type, &r)) != 0) return rc;
+    if ((rc = rd_str(&r, &root, "task", g->task, sizeof g->task, 1)) ||
+        (rc = rd_u64(&r, &root, "version", UINT64_MAX, &g->version)) ||
+        (rc = rd_u64(&r, &root, "round", UINT64_MAX, &g->round)) ||
+        (rc = rd_str(&r, &root, "phase", phase, sizeof phase, 0)) ||
+        (rc = rd_str(&r, &root, "strategy", g->strategy, sizeof g->strategy, 0)) ||
+        (rc = rd_f64(&r, &root, "ts", &g->ts)))
+        return rc;
+    if (strcmp(phase, "stats") == 0)
+        g->phase = FMQ_PHASE_STATS;
+    else if (strcmp(phase, "train") == 0)
+        g->phase = FMQ_PHASE_TRAIN;
+    else
+        return fail(&r, FMQ_EFORMAT, "phase", "not stats or train");
+    if (!(o = get(&root, "model")) || o->type != MSGPACK_OBJECT_MAP)
+        return fail(&r, FMQ_ETYPE, "model", "missing or not a map");
+    r.msg = "global.model";
+    if ((rc = rd_model_config(&r, o, &cfg))) return rc;
+    r.msg = "global";
+    if (m->params) {
+        if (memcmp(&cfg, &m->cfg, sizeof cfg) != 0)
+            return fail(&r, FMQ_EDIM, "model", "config differs from the model in use");
+    } else if ((rc = fmq_model_init(m, &cfg)) != 0)
+        return fail(&r, rc, "model", "cannot allocate");
+    if (!(o = get(&root, "norm"))) return fail(&r, FMQ_EFORMAT, "norm", "missing");
+    if (o->type == MSGPACK_OBJECT_MAP) {
+        r.msg = "global.norm";
+        if ((rc = rd_floats(&r, get(o, "mean"), "mean", (size_t)cfg.in_dim, 4, m->norm_mean)) ||
+            (rc = rd_floats(&r, get(o, "std"), "std", (size_t)cfg.in_dim, 4, m->norm_std)))
+            return rc;
+        for (int i = 0; i < cfg.in_dim; i++)
+            if (!(m->norm_std[i] > 0)) return fail(&r, FMQ_ERANGE, "std", "not positive");
+        m->has_norm = 1;
+        r.msg = "global";
+    } else if (o->type == MSGPACK_OBJECT_NIL) {
+        m->has_norm = 0;
+        for (int i = 0; i < cfg.in_dim; i++) m->norm_mean[i] = 0, m->norm_std[i] = 1;
+    } else
+        return fail(&r, FMQ_ETYPE, "norm", "not a map or nil");
+    return rd_floats(&r, get(&root, "params"), "params", m->nparams, 4, m->params);
+}
+
+int fmq_wire_decode_status(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
+                           struct fmq_status *s, char *err, size_t errlen)
+{
+    struct rd r = {err, errlen, "status"};
+    msgpack_object root;
+    char type[16];
+    int rc;
+
+    if ((rc = open_msg(d, buf, len, "status", &root, type, &r)) != 0) return rc;
+    if ((rc = rd_str(&r, &root, "agent", s->agent, sizeof s->agent, 1)) ||
+        (rc = rd_str(&r, &root, "task", s->task, sizeof s->task, 1)) ||
+        (rc = rd_str(&r, &root, "state", s->state, sizeof s->state, 0)) ||
+        (rc = rd_u64(&r, &root, "model", UINT64_MAX, &s->model_version)) ||
+        (rc = rd_u64(&r, &root, "flows", UINT64_MAX, &s->flows)) ||
+        (rc = rd_u64(&r, &root, "labelled", UINT64_MAX, &s->labelled)) ||
+        (rc = rd_u64(&r, &root, "buffered", UINT64_MAX, &s->buffered)) ||
+        (rc = rd_u64(&r, &root, "alerts", UINT64_MAX, &s->alerts)) ||
+        (rc = rd_u64(&r, &root, "bad", UINT64_MAX, &s->bad)) ||
+        (rc = rd_f64(&r, &root, "ts", &s->ts)))
+        return rc;
+    return 0;
+}

@@ -1,0 +1,104 @@
+/* Flow text forms: JSON written by fedmq-replay parses back to the same record, labels travel
+ * only when asked, and hostile JSON is refused with a reason. */
+#include <math.h>
+#include <string.h>
+
+#include "fedmq/flow.h"
+#include "test_util.h"
+
+static void sample(struct fmq_flow *f)
+{
+    fmq_flow_clear(f);
+    f->ts = 1545403816.962094;
+    strcpy(f->uid, "CrDn63WjJEmrWGjqf");
+    strcpy(f->orig_h, "192.168.1.195");
+    f->orig_p = 41040;
+    strcpy(f->resp_h, "185.244.25.235");
+    f->resp_p = 80;
+    strcpy(f->proto, "tcp");
+    f->duration = 3.139211;
+    f->orig_bytes = 0;
+    f->resp_bytes = 0;
+    strcpy(f->conn_state, "S0");
+    f->missed_bytes = 0;
+    strcpy(f->history, "S\"\\");
+    f->orig_pkts = 3;
+    f->orig_ip_bytes = 180;
+    f->resp_pkts = 0;
+    f->resp_ip_bytes = 0;
+    f->label = FMQ_LABEL_MALICIOUS;
+    strcpy(f->detailed_label, "C&C");
+}
+
+static void test_roundtrip(void)
+{
+    struct fmq_flow a, b;
+    char buf[2048], err[200];
+    int n;
+    sample(&a);
+    n = fmq_flow_to_json(&a, 1, buf, sizeof buf);
+    CU_ASSERT_FATAL(n > 0);
+    CU_ASSERT_FATAL(fmq_flow_from_json(buf, (size_t)n, &b, err, sizeof err) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(a.ts, b.ts, 1e-6);
+    CU_ASSERT_STRING_EQUAL(a.uid, b.uid);
+    CU_ASSERT_STRING_EQUAL(a.history, b.history);
+    CU_ASSERT_EQUAL(a.orig_p, b.orig_p);
+    CU_ASSERT_EQUAL(a.resp_ip_bytes, b.resp_ip_bytes);
+    CU_ASSERT_DOUBLE_EQUAL(a.duration, b.duration, 1e-6);
+    CU_ASSERT_EQUAL(b.label, FMQ_LABEL_MALICIOUS);
+    CU_ASSERT_STRING_EQUAL(b.detailed_label, "C&C");
+    CU_ASSERT(strstr(buf, "\"id.orig_h\":\"192.168.1.195\"") != NULL);
+}
+
+static void test_labels_only_when_asked(void)
+{
+    struct fmq_flow a, b;
+    char buf[2048], err[200];
+    int n;
+    sample(&a);
+    n = fmq_flow_to_json(&a, 0, buf, sizeof buf);
+    CU_ASSERT(strstr(buf, "label") == NULL);
+    CU_ASSERT_FATAL(fmq_flow_from_json(buf, (size_t)n, &b, err, sizeof err) == 0);
+    CU_ASSERT_EQUAL(b.label, FMQ_LABEL_UNKNOWN);
+    CU_ASSERT_EQUAL(fmq_flow_to_json(&a, 1, buf, 40), FMQ_ETOOBIG);
+}
+
+static void test_hostile_json(void)
+{
+    static const char *bad[] = {
+        "",
+        "{",
+        "{\"ts\":1",
+        "{\"ts\":1,}",
+        "{\"ts\" 1}",
+        "nul",
+        "{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"x\":[[[[[[[[[[[[1]]]]]]]]]]]]}",
+        "{\"ts\":1,\"id.orig_h\":\"a\\u0001\",\"id.resp_h\":\"b\"}",
+        "{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"id.orig_p\":-1}",
+        "{\"ts\":1e999,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\"}",
+        "{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"maybe\"}",
+        "{\"ts\":1,\"id.orig_h\":\"0123456789012345678901234567890123456789012345678\","
+        "\"id.resp_h\":\"b\"}",
+        NULL};
+    struct fmq_flow f;
+    char err[200];
+    for (int i = 0; bad[i]; i++) {
+        err[0] = 0;
+        CU_ASSERT_EQUAL(fmq_flow_from_json(bad[i], strlen(bad[i]), &f, err, sizeof err),
+                        FMQ_EFORMAT);
+        CU_ASSERT(err[0] != 0);
+    }
+    /* a record cut by the buffer length, not by NUL */
+    CU_ASSERT_EQUAL(fmq_flow_from_json("{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\"}", 20, &f,
+                                       err, sizeof err),
+                    FMQ_EFORMAT);
+}
+
+int init_flow_tests(void)
+{
+    static const struct fmq_test t[] = {{"json round trip", test_roundtrip},
+                                        {"labels only when asked", test_labels_only_when_asked},
+                                        {"hostile json", test_hostile_json},
+                                        {NULL, NULL}};
+    return fmq_add_suite("flow", t);
+}

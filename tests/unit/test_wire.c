@@ -1,0 +1,274 @@
+/* Wire tests: the committed golden vectors (schemas/vectors/MANIFEST) decode to the expected
+ * result, valid ones match today's encoder byte for byte and carry the sample values, and
+ * random byte mutations never crash a decoder or get a non-finite value through. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fedmq/wire.h"
+#include "sample_msgs.h"
+#include "test_util.h"
+
+static uint8_t *load(const char *name, size_t *n)
+{
+    char path[512];
+    FILE *f;
+    uint8_t *b;
+    long sz;
+    snprintf(path, sizeof path, VEC_DIR "%s.msgpack", name);
+    f = fopen(path, "rb");
+    CU_ASSERT_FATAL(f != NULL);
+    fseek(f, 0, SEEK_END);
+    sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    b = malloc((size_t)sz + 1);
+    CU_ASSERT_FATAL(fread(b, 1, (size_t)sz, f) == (size_t)sz);
+    fclose(f);
+    *n = (size_t)sz;
+    return b;
+}
+
+static int code_of(const char *s)
+{
+    static const struct {
+        const char *n;
+        int c;
+    } t[] = {{"OK", 0},
+             {"EFORMAT", FMQ_EFORMAT},
+             {"EVERSION", FMQ_EVERSION},
+             {"ETYPE", FMQ_ETYPE},
+             {"EDIM", FMQ_EDIM},
+             {"ERANGE", FMQ_ERANGE},
+             {"ETOOBIG", FMQ_ETOOBIG}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (strcmp(t[i].n, s) == 0) return t[i].c;
+    return 999;
+}
+
+/* Decodes with the named decoder into scratch storage; returns the result code. */
+static int decode_as(struct fmq_wire_dec *d, const char *decoder, const uint8_t *b, size_t n,
+                     char *err)
+{
+    static float delta[64];
+    static struct fmq_moments mo;
+    if (strcmp(decoder, "update") == 0) {
+        struct fmq_update u = {0};
+        u.delta = delta;
+        u.delta_cap = 64;
+        u.stats = &mo;
+        return fmq_wire_decode_update(d, b, n, 0, &u, err, 256);
+    }
+    if (strcmp(decoder, "global") == 0) {
+        struct fmq_model m = {0};
+        struct fmq_global g = {0};
+        int rc;
+        g.model = &m;
+        rc = fmq_wire_decode_global(d, b, n, &g, err, 256);
+        fmq_model_free(&m);
+        return rc;
+    }
+    struct fmq_status s;
+    return fmq_wire_decode_status(d, b, n, &s, err, 256);
+}
+
+static void test_manifest(void)
+{
+    FILE *f = fopen(VEC_DIR "MANIFEST", "r");
+    char line[256], name[96], decoder[32], expect[32], err[256];
+    struct fmq_wire_dec d;
+    int seen = 0, bad = 0;
+    CU_ASSERT_FATAL(f != NULL);
+    CU_ASSERT_FATAL(fmq_wire_dec_init(&d) == 0);
+    while (fgets(line, sizeof line, f)) {
+        size_t n;
+        uint8_t *b;
+        int rc;
+        if (line[0] == '#' || sscanf(line, "%95s %31s %31s", name, decoder, expect) != 3) continue;
+        b = load(name, &n);
+        err[0] = 0;
+        rc = decode_as(&d, decoder, b, n, err);
+        if (rc != code_of(expect)) {
+            fprintf(stderr, "\n  %s: got %d (%s), expected %s\n", name, rc, err, expect);
+            CU_FAIL("vector result differs from MANIFEST");
+        }
+        if (rc != 0) {
+            CU_ASSERT(err[0] != 0); /* every rejection says why */
+            bad++;
+        }
+        free(b);
+        seen++;
+    }
+    fclose(f);
+    fmq_wire_dec_free(&d);
+    CU_ASSERT(seen >= 20);
+    CU_ASSERT(bad >= 15);
+}
+
+static void test_valid_vectors_match_encoder(void)
+{
+    struct fmq_buf b = {0};
+    struct fmq_update u;
+    struct fmq_moments mo;
+    struct fmq_global g;
+    struct fmq_model m;
+    struct fmq_status s;
+    size_t n;
+    uint8_t *v;
+
+    sample_update(&u);
+    CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
+    v = load("update_valid", &n);
+    CU_ASSERT(n == b.len && memcmp(v, b.data, n) == 0);
+    free(v);
+    sample_stats_update(&u, &mo);
+    CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
+    v = load("update_stats_valid", &n);
+    CU_ASSERT(n == b.len && memcmp(v, b.data, n) == 0);
+    free(v);
+    CU_ASSERT_FATAL(sample_global(&g, &m) == 0);
+    CU_ASSERT_FATAL(fmq_wire_encode_global(&g, &b) == 0);
+    v = load("global_valid", &n);
+    CU_ASSERT(n == b.len && memcmp(v, b.data, n) == 0);
+    free(v);
+    fmq_model_free(&m);
+    sample_status(&s);
+    CU_ASSERT_FATAL(fmq_wire_encode_status(&s, &b) == 0);
+    v = load("status_valid", &n);
+    CU_ASSERT(n == b.len && memcmp(v, b.data, n) == 0);
+    free(v);
+    fmq_buf_free(&b);
+}
+
+static void test_roundtrip_values(void)
+{
+    struct fmq_buf b = {0};
+    struct fmq_wire_dec d;
+    struct fmq_update u, o;
+    struct fmq_moments mo, mo2;
+    struct fmq_global g, g2 = {0};
+    struct fmq_model m, m2 = {0}, other = {0};
+    struct fmq_status s, s2;
+    float delta[8];
+    char err[256], type[16];
+
+    CU_ASSERT_FATAL(fmq_wire_dec_init(&d) == 0);
+    sample_update(&u);
+    CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
+    memset(&o, 0, sizeof o);
+    o.delta = delta;
+    o.delta_cap = 8;
+    o.stats = &mo2;
+    CU_ASSERT_FATAL(fmq_wire_decode_update(&d, b.data, b.len, 4, &o, err, sizeof err) == 0);
+    CU_ASSERT_STRING_EQUAL(o.agent, "agent-1");
+    CU_ASSERT_EQUAL(o.base_version, 3);
+    CU_ASSERT_EQUAL(o.seq, 7);
+    CU_ASSERT_EQUAL(o.n_examples, 1000);
+    CU_ASSERT_EQUAL(o.dim, 4);
+    CU_ASSERT_EQUAL(o.has_stats, 0);
+    CU_ASSERT(memcmp(delta, sample_delta, sizeof sample_delta) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(o.metrics.f1, 0.5, 1e-7);
+    /* the model's dimension is enforced */
+    CU_ASSERT_EQUAL(fmq_wire_decode_update(&d, b.data, b.len, 5, &o, err, sizeof err), FMQ_EDIM);
+    o.delta_cap = 3;
+    CU_ASSERT_EQUAL(fmq_wire_decode_update(&d, b.data, b.len, 0, &o, err, sizeof err), FMQ_EDIM);
+    CU_ASSERT(fmq_wire_peek(&d, b.data, b.len, type, err, sizeof err) == 0);
+    CU_ASSERT_STRING_EQUAL(type, "update");
+
+    sample_stats_update(&u, &mo);
+    CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
+    o.delta_cap = 8;
+    CU_ASSERT_FATAL(fmq_wire_decode_update(&d, b.data, b.len, 0, &o, err, sizeof err) == 0);
+    CU_ASSERT_EQUAL(o.has_stats, 1);
+    CU_ASSERT_EQUAL(o.codec, FMQ_CODEC_NONE);
+    CU_ASSERT_DOUBLE_EQUAL(mo2.mean[5], 2.5, 0);
+
+    CU_ASSERT_FATAL(sample_global(&g, &m) == 0);
+    CU_ASSERT_FATAL(fmq_wire_encode_global(&g, &b) == 0);
+    g2.model = &m2;
+    CU_ASSERT_FATAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err) == 0);
+    CU_ASSERT_EQUAL(g2.version, 4);
+    CU_ASSERT_EQUAL(g2.phase, FMQ_PHASE_TRAIN);
+    CU_ASSERT_EQUAL(m2.nparams, m.nparams);
+    CU_ASSERT(memcmp(m2.params, m.params, m.nparams * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(m2.norm_std, m.norm_std, FMQ_FEAT_DIM * sizeof(float)) == 0);
+    CU_ASSERT_EQUAL(m2.has_norm, 1);
+    /* a model of another shape is refused, not reshaped */
+    {
+        struct fmq_model_config c = m.cfg;
+        c.hidden[0] = 8;
+        CU_ASSERT_FATAL(fmq_model_init(&other, &c) == 0);
+        g2.model = &other;
+        CU_ASSERT_EQUAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err), FMQ_EDIM);
+    }
+    sample_status(&s);
+    CU_ASSERT_FATAL(fmq_wire_encode_status(&s, &b) == 0);
+    CU_ASSERT_FATAL(fmq_wire_decode_status(&d, b.data, b.len, &s2, err, sizeof err) == 0);
+    CU_ASSERT_EQUAL(s2.alerts, 17);
+    CU_ASSERT_STRING_EQUAL(s2.state, "online");
+    /* encoders refuse ids that are not safe topic levels */
+    strcpy(s.agent, "a/b");
+    CU_ASSERT_EQUAL(fmq_wire_encode_status(&s, &b), FMQ_EINVAL);
+    fmq_model_free(&m);
+    fmq_model_free(&m2);
+    fmq_model_free(&other);
+    fmq_buf_free(&b);
+    fmq_wire_dec_free(&d);
+}
+
+static void test_mutations_never_crash(void)
+{
+    static const char *names[] = {"update_valid", "global_valid", "status_valid",
+                                  "update_stats_valid"};
+    static const char *decs[] = {"update", "global", "status", "update"};
+    struct fmq_wire_dec d;
+    struct fmq_rng r;
+    char err[256];
+    int accepted = 0, rejected = 0;
+    CU_ASSERT_FATAL(fmq_wire_dec_init(&d) == 0);
+    fmq_rng_seed(&r, 2024, 5);
+    for (int k = 0; k < 4; k++) {
+        size_t n;
+        uint8_t *v = load(names[k], &n), *c = malloc(n);
+        for (int it = 0; it < 3000; it++) {
+            size_t len = n;
+            memcpy(c, v, n);
+            for (int j = 0; j < 1 + (int)fmq_rng_below(&r, 4); j++)
+                c[fmq_rng_below(&r, (uint32_t)n)] = (uint8_t)fmq_rng_u32(&r);
+            if (it % 5 == 0) len = fmq_rng_below(&r, (uint32_t)n + 1);
+            if (decode_as(&d, decs[k], c, len, err) == 0)
+                accepted++;
+            else
+                rejected++;
+        }
+        free(v);
+        free(c);
+    }
+    CU_ASSERT(rejected > 1000);
+    CU_ASSERT(accepted + rejected == 12000);
+    fmq_wire_dec_free(&d);
+}
+
+static void test_check_limits(void)
+{
+    uint8_t big[8] = {0x92, 0x01, 0x02};
+    size_t where;
+    CU_ASSERT_EQUAL(fmq_wire_check(big, 3, 4, &where), 0);
+    CU_ASSERT_EQUAL(fmq_wire_check(big, 2, 4, &where), FMQ_EFORMAT);
+    CU_ASSERT_EQUAL(fmq_wire_check(big, (size_t)FMQ_WIRE_MAX_PAYLOAD + 1, 4, &where), FMQ_ETOOBIG);
+    /* depth counts every level below the root: [[1]] has the scalar at depth 2 */
+    big[0] = 0x91, big[1] = 0x91, big[2] = 0x01;
+    CU_ASSERT_EQUAL(fmq_wire_check(big, 3, 2, &where), 0);
+    CU_ASSERT_EQUAL(fmq_wire_check(big, 3, 1, &where), FMQ_EFORMAT);
+}
+
+int init_wire_tests(void)
+{
+    static const struct fmq_test t[] = {
+        {"golden vectors (MANIFEST)", test_manifest},
+        {"valid vectors match encoder", test_valid_vectors_match_encoder},
+        {"round trip values", test_roundtrip_values},
+        {"random mutations never crash", test_mutations_never_crash},
+        {"structural check limits", test_check_limits},
+        {NULL, NULL}};
+    return fmq_add_suite("wire", t);
+}
