@@ -1,4 +1,150 @@
-int main(void)
+/* fedmq-agent entry point: configuration from file and flags, signal handling, the loop.
+ * Usage: fedmq-agent --id NAME [--config FILE] [--broker URI] [--sensors FILTER]... */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agent.h"
+#include "fedmq/config.h"
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
 {
+    stop = 1;
+}
+
+static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
+{
+    struct agent_cfg *c = ud;
+    long l;
+    double d;
+    int rc;
+
+    if (!*k) {
+        snprintf(err, errlen, "unexpected argument");
+        return FMQ_EINVAL;
+    }
+    if (!strcmp(k, "broker")) return fmq_config_str(c->broker, sizeof c->broker, v);
+    if (!strcmp(k, "id")) return fmq_config_str(c->id, sizeof c->id, v);
+    if (!strcmp(k, "task")) return fmq_config_str(c->task, sizeof c->task, v);
+    if (!strcmp(k, "topic_root")) return fmq_config_str(c->root, sizeof c->root, v);
+    if (!strcmp(k, "sensors")) {
+        if (c->nsensors == AGENT_MAX_SENSORS) {
+            snprintf(err, errlen, "at most %d sensor filters", AGENT_MAX_SENSORS);
+            return FMQ_EINVAL;
+        }
+        return fmq_config_str(c->sensors[c->nsensors++], sizeof c->sensors[0], v);
+    }
+    if (!strcmp(k, "buffer")) {
+        rc = fmq_parse_long(v, 10, 10000000, &l);
+        c->buffer = l;
+        return rc;
+    }
+    if (!strcmp(k, "min_train")) {
+        rc = fmq_parse_long(v, 2, 10000000, &l);
+        c->min_train = l;
+        return rc;
+    }
+    if (!strcmp(k, "max_devices")) {
+        rc = fmq_parse_long(v, 1, 1000000, &l);
+        c->max_devices = l;
+        return rc;
+    }
+    if (!strcmp(k, "val_fraction")) return fmq_parse_double(v, 0.0, 0.9, &c->val_fraction);
+    if (!strcmp(k, "threshold")) return fmq_parse_double(v, 0.0, 1.0, &c->threshold);
+    if (!strcmp(k, "status_interval")) return fmq_parse_double(v, 0.1, 3600, &c->status_interval);
+    if (!strcmp(k, "epochs")) {
+        rc = fmq_parse_long(v, 1, 1000, &l);
+        c->train.epochs = (int)l;
+        return rc;
+    }
+    if (!strcmp(k, "batch")) {
+        rc = fmq_parse_long(v, 1, 65536, &l);
+        c->train.batch = (int)l;
+        return rc;
+    }
+    if (!strcmp(k, "seed")) {
+        rc = fmq_parse_long(v, 0, 0x7fffffffL, &l);
+        c->train.seed = (uint64_t)l;
+        return rc;
+    }
+    if (!strcmp(k, "lr")) {
+        rc = fmq_parse_double(v, 1e-7, 10, &d);
+        c->train.lr = (float)d;
+        return rc;
+    }
+    if (!strcmp(k, "momentum")) {
+        rc = fmq_parse_double(v, 0, 0.999, &d);
+        c->train.momentum = (float)d;
+        return rc;
+    }
+    if (!strcmp(k, "weight_decay")) {
+        rc = fmq_parse_double(v, 0, 1, &d);
+        c->train.weight_decay = (float)d;
+        return rc;
+    }
+    if (!strcmp(k, "pos_weight")) {
+        rc = fmq_parse_double(v, 0, 1000, &d);
+        c->train.pos_weight = (float)d;
+        return rc;
+    }
+    if (!strcmp(k, "optimizer")) {
+        if (!strcmp(v, "adam"))
+            c->train.optim = FMQ_OPT_ADAM;
+        else if (!strcmp(v, "sgd"))
+            c->train.optim = FMQ_OPT_SGD;
+        else {
+            snprintf(err, errlen, "expected adam or sgd");
+            return FMQ_EINVAL;
+        }
+        return 0;
+    }
+    if (!strcmp(k, "log_level")) return fmq_log_level_parse(v, &c->log_level);
+    snprintf(err, errlen, "unknown setting (see deploy/agent.conf.example)");
+    return FMQ_EINVAL;
+}
+
+int main(int argc, char **argv)
+{
+    static struct agent a;
+    struct agent_cfg cfg;
+    char prefix[96];
+    int rc;
+
+    agent_cfg_default(&cfg);
+    fmq_log_use_stderr("fedmq-agent", FMQ_LOG_INFO);
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: fedmq-agent --id NAME [--config FILE] [--broker URI] [--task NAME]\n"
+               "       [--sensors FILTER]... [--threshold P] [--buffer N] [--min-train N]\n"
+               "       [--epochs N] [--batch N] [--lr X] [--optimizer adam|sgd] [--seed N]\n"
+               "settings are documented in deploy/agent.conf.example\n");
+        return 0;
+    }
+    if (fmq_config_args(argc, argv, NULL, set, &cfg) != 0) return 2;
+    snprintf(prefix, sizeof prefix, "fedmq-agent[%s]", cfg.id);
+    fmq_log_use_stderr(prefix, cfg.log_level);
+    if ((rc = agent_init(&a, &cfg)) != 0) {
+        fmq_log(FMQ_LOG_ERROR, "cannot start: %s", fmq_strerror(rc));
+        agent_free(&a);
+        return 1;
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    if ((rc = agent_connect(&a)) != 0) {
+        agent_free(&a);
+        return 1;
+    }
+    while (!stop) agent_step(&a, 200);
+    agent_publish_status(&a, "offline");
+    fmq_mq_flush(a.mq, 2.0);
+    fmq_log(FMQ_LOG_INFO,
+            "stopped: %llu flows (%llu labelled), %llu alerts, %llu updates, %llu bad messages, "
+            "peak RSS %ld kB",
+            (unsigned long long)a.flows, (unsigned long long)a.labelled,
+            (unsigned long long)a.alerts, (unsigned long long)a.updates, (unsigned long long)a.bad,
+            fmq_peak_rss_kb());
+    agent_free(&a);
     return 0;
 }

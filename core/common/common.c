@@ -77,6 +77,56 @@ void fmq_log(int level, const char *fmt, ...)
     fprintf(stderr, "%s: %s\n", names[level < 0 ? 0 : level > 3 ? 3 : level], buf);
 }
 
+static char stderr_prefix[96];
+
+static void stderr_sink(int level, const char *msg, void *ud)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    char ts[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(stderr, "%s %s %s: %s\n", ts, stderr_prefix,
+            names[level < 0   ? 0
+                  : level > 3 ? 3
+                              : level],
+            msg);
+}
+
+void fmq_log_use_stderr(const char *prefix, int max_level)
+{
+    snprintf(stderr_prefix, sizeof stderr_prefix, "%s", prefix);
+    setvbuf(stderr, NULL, _IOLBF, 0);
+    fmq_log_set(stderr_sink, NULL, max_level);
+}
+
+int fmq_log_level_parse(const char *s, int *level)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (s && strcmp(s, names[i]) == 0) {
+            *level = i;
+            return 0;
+        }
+    return FMQ_EINVAL;
+}
+
+int fmq_ratelimit_ok(struct fmq_ratelimit *rl)
+{
+    double now = fmq_mono();
+    if (now - rl->start >= rl->window) {
+        rl->start = now;
+        rl->used = 0;
+    }
+    if (rl->used < rl->max) {
+        rl->used++;
+        return 1;
+    }
+    rl->suppressed++;
+    return 0;
+}
+
 void fmq_rng_seed(struct fmq_rng *r, uint64_t seed, uint64_t stream)
 {
     r->state = 0;

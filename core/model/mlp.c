@@ -168,6 +168,22 @@ float fmq_mlp_backward(const struct fmq_model *m, struct fmq_mlp_ws *ws, const f
     return loss;
 }
 
+void fmq_mlp_input_grad(const struct fmq_model *m, struct fmq_mlp_ws *ws, float *dx)
+{
+    /* dacts of each layer hold d logit / d (that layer's input); start with 1 at the logit */
+    ws->dacts[ws->act_off[m->nlayers]] = 1.0f;
+    for (int l = m->nlayers - 1; l >= 0; l--) {
+        const float *w = m->params + m->w_off[l];
+        float *dout = ws->dacts + ws->act_off[l + 1], *din = ws->dacts + ws->act_off[l];
+        int C = m->dims[l], OC = m->dims[l + 1];
+        if (l < m->nlayers - 1) fmq_relu_backward(dout, ws->acts + ws->act_off[l + 1], dout, OC);
+        for (int k = 0; k < C; k++) din[k] = 0.0f;
+        for (int j = 0; j < OC; j++)
+            for (int k = 0; k < C; k++) din[k] += dout[j] * w[(size_t)j * C + k];
+    }
+    for (int k = 0; k < m->dims[0]; k++) dx[k] = ws->dacts[k];
+}
+
 float fmq_model_score(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *raw)
 {
     float x[4096];

@@ -52,7 +52,7 @@ void fmq_trainer_free(struct fmq_trainer *t)
 }
 
 int fmq_train(struct fmq_trainer *t, struct fmq_model *m, const struct fmq_train_opts *o,
-              const float *X, const float *y, size_t n, float *loss)
+              const float *X, const float *y, const uint32_t *idx, size_t n, float *loss)
 {
     struct fmq_rng r;
     size_t npos = 0;
@@ -61,7 +61,10 @@ int fmq_train(struct fmq_trainer *t, struct fmq_model *m, const struct fmq_train
     double last = 0;
 
     if (n == 0 || n > t->cap || o->batch > t->ws.max_batch) return FMQ_EINVAL;
-    for (size_t i = 0; i < n; i++) npos += y[i] > 0.5f;
+    for (size_t i = 0; i < n; i++) {
+        t->perm[i] = idx ? idx[i] : (uint32_t)i;
+        npos += y[t->perm[i]] > 0.5f;
+    }
     /* Balanced weighting (King & Zeng 2001 style): each class carries equal total weight;
      * clamped so a handful of positives cannot dominate. */
     if (o->pos_weight > 0)
@@ -82,7 +85,6 @@ int fmq_train(struct fmq_trainer *t, struct fmq_model *m, const struct fmq_train
     t->opt.momentum = o->momentum;
     t->opt.weight_decay = o->weight_decay;
     fmq_rng_seed(&r, o->seed, 0x747261696eULL);
-    for (size_t i = 0; i < n; i++) t->perm[i] = (uint32_t)i;
     for (int e = 0; e < o->epochs; e++) {
         double acc = 0;
         size_t nb = 0;

@@ -40,6 +40,7 @@ void fmq_mq_opts_default(struct fmq_mq_opts *o)
     o->clean_session = 1;
     o->keepalive = 20;
     o->queue_slots = 4096;
+    o->max_buffered = 1000;
 }
 
 int fmq_topic_match(const char *f, const char *t)
@@ -195,7 +196,7 @@ int fmq_mq_create(struct fmq_mq **out, const struct fmq_mq_opts *o)
         return FMQ_ENOMEM;
     }
     co.sendWhileDisconnected = 1; /* queued in Paho while the link is down */
-    co.maxBufferedMessages = 1000;
+    co.maxBufferedMessages = o->max_buffered > 0 ? o->max_buffered : 1000;
     rc = MQTTAsync_createWithOptions(&mq->client, mq->uri, mq->client_id,
                                      MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
     if (rc != MQTTASYNC_SUCCESS) {
@@ -305,6 +306,7 @@ int fmq_mq_publish(struct fmq_mq *mq, const char *topic, const void *p, size_t n
     } else
         mq->st.publish_errors++;
     pthread_mutex_unlock(&mq->lock);
+    if (rc == MQTTASYNC_MAX_BUFFERED_MESSAGES) return FMQ_EFULL;
     if (rc != MQTTASYNC_SUCCESS) {
         fmq_log(FMQ_LOG_WARN, "mqtt: publish to %s failed: %s", topic, MQTTAsync_strerror(rc));
         return FMQ_ENET;
@@ -348,17 +350,22 @@ void fmq_mq_wake(struct fmq_mq *mq)
     pthread_mutex_unlock(&mq->lock);
 }
 
+int fmq_mq_pending(struct fmq_mq *mq)
+{
+    MQTTAsync_token *tokens = NULL;
+    int pending = 0;
+    if (MQTTAsync_getPendingTokens(mq->client, &tokens) == MQTTASYNC_SUCCESS && tokens) {
+        while (tokens[pending] != -1) pending++;
+        MQTTAsync_free(tokens);
+    }
+    return pending;
+}
+
 int fmq_mq_flush(struct fmq_mq *mq, double timeout_s)
 {
     double end = fmq_mono() + timeout_s;
     for (;;) {
-        MQTTAsync_token *tokens = NULL;
-        int pending = 0;
-        if (MQTTAsync_getPendingTokens(mq->client, &tokens) == MQTTASYNC_SUCCESS && tokens) {
-            while (tokens[pending] != -1) pending++;
-            MQTTAsync_free(tokens);
-        }
-        if (pending == 0) return 0;
+        if (fmq_mq_pending(mq) == 0) return 0;
         if (fmq_mono() > end) return FMQ_ETIMEOUT;
         usleep(20000);
     }

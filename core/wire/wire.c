@@ -197,8 +197,10 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     if (!fmq_id_valid(g->task) || !m || !m->params) return FMQ_EINVAL;
     out->len = 0;
     msgpack_packer_init(&pk, out, buf_write);
-    pk_header(&pk, 11, "global");
+    if (!fmq_id_valid(g->run)) return FMQ_EINVAL;
+    pk_header(&pk, 12, "global");
     pk_kv_str(&pk, "task", g->task);
+    pk_kv_str(&pk, "run", g->run);
     pk_kv_u64(&pk, "version", g->version);
     pk_kv_u64(&pk, "round", g->round);
     pk_kv_str(&pk, "phase", g->phase == FMQ_PHASE_STATS ? "stats" : "train");
@@ -532,6 +534,7 @@ int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
     if (!m) return FMQ_EINVAL;
     if ((rc = open_msg(d, buf, len, "global", &root, type, &r)) != 0) return rc;
     if ((rc = rd_str(&r, &root, "task", g->task, sizeof g->task, 1)) ||
+        (rc = rd_str(&r, &root, "run", g->run, sizeof g->run, 1)) ||
         (rc = rd_u64(&r, &root, "version", UINT64_MAX, &g->version)) ||
         (rc = rd_u64(&r, &root, "round", UINT64_MAX, &g->round)) ||
         (rc = rd_str(&r, &root, "phase", phase, sizeof phase, 0)) ||

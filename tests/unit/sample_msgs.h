@@ -48,6 +48,7 @@ static inline int sample_global(struct fmq_global *g, struct fmq_model *m)
     m->has_norm = 1;
     memset(g, 0, sizeof *g);
     strcpy(g->task, "iot23");
+    strcpy(g->run, "r1700000000-00c0ffee");
     g->version = 4;
     g->round = 3;
     g->phase = FMQ_PHASE_TRAIN;

@@ -191,8 +191,8 @@ static void test_train_learns_and_is_deterministic(void)
     fmq_model_init_params(&a, 5);
     fmq_model_init_params(&b, 5);
     CU_ASSERT_FATAL(fmq_trainer_init(&t, &a, &o, N) == 0);
-    CU_ASSERT_FATAL(fmq_train(&t, &a, &o, X, y, N, &loss) == 0);
-    CU_ASSERT_FATAL(fmq_train(&t, &b, &o, X, y, N, &loss) == 0);
+    CU_ASSERT_FATAL(fmq_train(&t, &a, &o, X, y, NULL, N, &loss) == 0);
+    CU_ASSERT_FATAL(fmq_train(&t, &b, &o, X, y, NULL, N, &loss) == 0);
     CU_ASSERT(memcmp(a.params, b.params, a.nparams * sizeof(float)) == 0);
     fmq_model_evaluate(&a, &t.ws, X, y, N, 0.5f, &cm);
     fmq_scores_from(&cm, &s);
@@ -201,9 +201,65 @@ static void test_train_learns_and_is_deterministic(void)
     /* another seed gives another model */
     o.seed = 99;
     fmq_model_init_params(&b, 5);
-    CU_ASSERT_FATAL(fmq_train(&t, &b, &o, X, y, N, &loss) == 0);
+    CU_ASSERT_FATAL(fmq_train(&t, &b, &o, X, y, NULL, N, &loss) == 0);
     CU_ASSERT(memcmp(a.params, b.params, a.nparams * sizeof(float)) != 0);
-    CU_ASSERT_EQUAL(fmq_train(&t, &b, &o, X, y, N + 1, &loss), FMQ_EINVAL);
+    CU_ASSERT_EQUAL(fmq_train(&t, &b, &o, X, y, NULL, N + 1, &loss), FMQ_EINVAL);
+    fmq_trainer_free(&t);
+    fmq_model_free(&a);
+    fmq_model_free(&b);
+}
+
+/* d logit / d input against finite differences of the forward pass */
+static void test_input_grad(void)
+{
+    struct fmq_model_config c = {FMQ_MODEL_MLP, 6, 2, {5, 3}, 1, 8};
+    struct fmq_model m;
+    struct fmq_mlp_ws ws;
+    float x[6], dx[6];
+    CU_ASSERT_FATAL(fmq_model_init(&m, &c) == 0);
+    fmq_model_init_params(&m, 3);
+    CU_ASSERT_FATAL(fmq_mlp_ws_init(&ws, &m, 1) == 0);
+    fill(x, 6, 21);
+    fmq_mlp_forward(&m, &ws, x, 1);
+    fmq_mlp_input_grad(&m, &ws, dx);
+    for (int k = 0; k < 6; k++) {
+        float keep = x[k];
+        double zp, zm;
+        x[k] = keep + 1e-3f;
+        zp = fmq_mlp_forward(&m, &ws, x, 1)[0];
+        x[k] = keep - 1e-3f;
+        zm = fmq_mlp_forward(&m, &ws, x, 1)[0];
+        x[k] = keep;
+        CU_ASSERT_DOUBLE_EQUAL(dx[k], (zp - zm) / 2e-3, 2e-3);
+    }
+    fmq_mlp_ws_free(&ws);
+    fmq_model_free(&m);
+}
+
+/* training over an index subset equals training over those rows copied out */
+static void test_train_index_subset(void)
+{
+    enum { N = 400, D = 6 };
+    static float X[N * D], y[N], Xs[N / 2 * D], ys[N / 2];
+    uint32_t idx[N / 2];
+    struct fmq_model_config c = {FMQ_MODEL_LOGREG, D, 0, {0}, 1, 8};
+    struct fmq_model a, b;
+    struct fmq_trainer t;
+    struct fmq_train_opts o;
+    float loss;
+    blobs(X, y, N, D, 4);
+    for (int i = 0; i < N / 2; i++) {
+        idx[i] = (uint32_t)(2 * i + 1);
+        memcpy(Xs + i * D, X + idx[i] * D, D * sizeof(float));
+        ys[i] = y[idx[i]];
+    }
+    fmq_train_opts_default(&o);
+    CU_ASSERT_FATAL(fmq_model_init(&a, &c) == 0 && fmq_model_init(&b, &c) == 0);
+    CU_ASSERT_FATAL(fmq_trainer_init(&t, &a, &o, N) == 0);
+    CU_ASSERT(fmq_train(&t, &a, &o, X, y, idx, N / 2, &loss) == 0);
+    CU_ASSERT(fmq_train(&t, &b, &o, Xs, ys, NULL, N / 2, &loss) == 0);
+    /* the same rows in the same shuffled order: identical parameters */
+    CU_ASSERT(memcmp(a.params, b.params, a.nparams * sizeof(float)) == 0);
     fmq_trainer_free(&t);
     fmq_model_free(&a);
     fmq_model_free(&b);
@@ -237,6 +293,8 @@ int init_model_tests(void)
         {"sgd and adam steps", test_sgd_adam_steps},
         {"train learns, deterministic", test_train_learns_and_is_deterministic},
         {"scores", test_scores},
+        {"input gradient", test_input_grad},
+        {"train on index subset", test_train_index_subset},
         {NULL, NULL}};
     return fmq_add_suite("model", t);
 }

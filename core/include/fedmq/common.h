@@ -36,6 +36,22 @@ typedef void (*fmq_log_fn)(int level, const char *msg, void *ud);
 void fmq_log_set(fmq_log_fn fn, void *ud, int max_level);
 void fmq_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Daemon sink: "2026-11-26T15:04:05Z fedmq-agent[a1] warn: msg" on stderr. prefix is copied. */
+void fmq_log_use_stderr(const char *prefix, int max_level);
+/* Parses error|warn|info|debug. */
+int fmq_log_level_parse(const char *s, int *level);
+
+/* At most `max` events per `window` seconds pass; the rest are counted in suppressed so a flood
+ * of bad input cannot flood the log. */
+struct fmq_ratelimit {
+    double window;       /* seconds */
+    int max;             /* events let through per window */
+    double start;        /* current window start (monotonic) */
+    int used;            /* events let through in this window */
+    uint64_t suppressed; /* events held back since the last one let through */
+};
+int fmq_ratelimit_ok(struct fmq_ratelimit *rl);
+
 /* Deterministic PRNG (PCG32, O'Neill 2014, pcg-random.org) so that training is reproducible
  * under a seed on every platform. */
 struct fmq_rng {

@@ -79,6 +79,10 @@ const float *fmq_mlp_forward(const struct fmq_model *m, struct fmq_mlp_ws *ws, c
 /* after forward: loss and gradients (accumulated into ws->grads; caller zeroes) */
 float fmq_mlp_backward(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *y,
                        const float *w, int B);
+/* d logit / d input for the one row of the last forward (B=1), in normalised units; the
+ * gradient-times-input attribution explains alerts (Simonyan et al. 2014; Shrikumar et al. 2016).
+ */
+void fmq_mlp_input_grad(const struct fmq_model *m, struct fmq_mlp_ws *ws, float *dx);
 /* probability of malicious for one raw (unnormalised) feature vector */
 float fmq_model_score(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *raw);
 
@@ -123,10 +127,11 @@ struct fmq_trainer {
 int fmq_trainer_init(struct fmq_trainer *t, const struct fmq_model *m,
                      const struct fmq_train_opts *o, size_t cap);
 void fmq_trainer_free(struct fmq_trainer *t);
-/* Trains m in place on X (n,in_dim) raw features with labels y (0/1). Returns mean loss of
- * the last epoch in *loss. */
+/* Trains m in place on rows of X (raw features, in_dim wide) with labels y (0/1): the n rows
+ * listed in idx, or rows 0..n-1 when idx is NULL (so a ring buffer trains without a copy).
+ * Returns mean loss of the last epoch in *loss; FMQ_ERANGE if training diverged to NaN/Inf. */
 int fmq_train(struct fmq_trainer *t, struct fmq_model *m, const struct fmq_train_opts *o,
-              const float *X, const float *y, size_t n, float *loss);
+              const float *X, const float *y, const uint32_t *idx, size_t n, float *loss);
 
 /* ---- metrics (core/model/metrics.c) ---- */
 struct fmq_confusion {

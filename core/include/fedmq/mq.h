@@ -21,6 +21,7 @@ struct fmq_mq_opts {
     const char *username; /* NULL: none */
     const char *password;
     size_t queue_slots; /* inbound queue bound, messages */
+    int max_buffered;   /* outbound messages Paho may hold before FMQ_EFULL */
 };
 void fmq_mq_opts_default(struct fmq_mq_opts *o);
 
@@ -49,7 +50,8 @@ int fmq_mq_subscribe(struct fmq_mq *mq, const char *filter, int qos);
 /* Connects, retrying until timeout_s; automatic reconnect afterwards. */
 int fmq_mq_connect(struct fmq_mq *mq, double timeout_s);
 int fmq_mq_connected(struct fmq_mq *mq);
-/* Paho copies the payload; p may be reused at once. */
+/* Paho copies the payload; p may be reused at once. FMQ_EFULL when Paho's outbound buffer is
+ * full: nothing was queued, the caller decides whether to wait and retry or drop. */
 int fmq_mq_publish(struct fmq_mq *mq, const char *topic, const void *p, size_t n, int qos,
                    int retained);
 /* Waits up to timeout_ms for a message; *msg is borrowed until the next call. Returns 0,
@@ -57,6 +59,8 @@ int fmq_mq_publish(struct fmq_mq *mq, const char *topic, const void *p, size_t n
 int fmq_mq_poll(struct fmq_mq *mq, struct fmq_mq_msg **msg, int timeout_ms);
 /* Makes a blocked poll return (signal handlers may not call it; use a flag and short timeouts). */
 void fmq_mq_wake(struct fmq_mq *mq);
+/* Publishes handed to Paho and not yet completed. */
+int fmq_mq_pending(struct fmq_mq *mq);
 /* Waits until every publish so far is acknowledged (QoS 1) or timeout. */
 int fmq_mq_flush(struct fmq_mq *mq, double timeout_s);
 void fmq_mq_get_stats(struct fmq_mq *mq, struct fmq_mq_stats *s);

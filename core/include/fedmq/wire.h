@@ -54,10 +54,11 @@ enum fmq_phase { FMQ_PHASE_STATS = 1, FMQ_PHASE_TRAIN = 2 };
 
 struct fmq_global {
     char task[FMQ_ID_MAX];
-    uint64_t version;  /* increases by one per aggregation */
-    uint64_t round;    /* training round that produced it */
-    int phase;         /* enum fmq_phase: what agents must send next */
-    char strategy[32]; /* aggregation strategy name */
+    char run[FMQ_ID_MAX]; /* coordinator run id: versions compare only within one run */
+    uint64_t version;     /* increases by one per aggregation */
+    uint64_t round;       /* training round that produced it */
+    int phase;            /* enum fmq_phase: what agents must send next */
+    char strategy[32];    /* aggregation strategy name */
     double ts;
     struct fmq_model *model; /* borrowed: config, params and normalisation */
 };
@@ -92,7 +93,8 @@ void fmq_wire_dec_free(struct fmq_wire_dec *d);
 /* The decoders fill *out; strings are copied, so nothing points into buf afterwards.
  * decode_update: expected_dim 0 accepts any dim up to u->delta_cap.
  * decode_global: allocates g->model (fmq_model_init) if g->model->params is NULL, else requires
- * the same config as the model it is given (so a model of another shape is refused). */
+ * the same config as the model it is given (so a model of another shape is refused). On failure
+ * the model may be partly overwritten: decode into a scratch model and adopt it on success. */
 int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
                            uint32_t expected_dim, struct fmq_update *out, char *err, size_t errlen);
 int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,

@@ -1,0 +1,71 @@
+/* fedmq-agent: the edge daemon. It subscribes to sensor topics, featurizes and scores every
+ * flow with the current global model, publishes explained alerts, keeps a bounded buffer of
+ * recent labelled flows split by time into train and validation, and when a new global model
+ * arrives trains on it and publishes its update (or, in the statistics phase, its feature
+ * moments). agent.c holds the logic, main.c the configuration and the loop. */
+#ifndef FMQ_AGENT_H
+#define FMQ_AGENT_H
+
+#include "fedmq/featurize.h"
+#include "fedmq/model.h"
+#include "fedmq/mq.h"
+#include "fedmq/wire.h"
+
+#define AGENT_MAX_SENSORS 8
+
+struct agent_cfg {
+    char broker[256];                     /* MQTT URI */
+    char id[FMQ_ID_MAX];                  /* agent id, also the MQTT client id */
+    char task[FMQ_ID_MAX];                /* federated task name */
+    char root[64];                        /* topic root, "fedmq" */
+    char sensors[AGENT_MAX_SENSORS][128]; /* sensor topic filters */
+    int nsensors;
+    long buffer;                 /* labelled flows kept (ring) */
+    double val_fraction;         /* newest share of the buffer held out for validation */
+    long min_train;              /* labelled flows needed before training */
+    double threshold;            /* alert when P(malicious) >= threshold */
+    long max_devices;            /* featurizer device table bound */
+    double status_interval;      /* seconds between status messages */
+    struct fmq_train_opts train; /* local training */
+    int log_level;
+};
+
+struct agent {
+    struct agent_cfg cfg;
+    struct fmq_mq *mq; /* owned */
+    struct fmq_wire_dec dec;
+    struct fmq_buf out; /* encoded messages, reused */
+    struct fmq_featurizer fz;
+    /* ring buffer of labelled flows: rows of FMQ_FEAT_DIM raw features */
+    float *X, *y;       /* owned, cfg.buffer rows */
+    size_t head, count; /* next write slot, rows held */
+    uint32_t *idx;      /* owned, cfg.buffer */
+    /* models */
+    struct fmq_model cur; /* global model in use */
+    int have_model;
+    char run[FMQ_ID_MAX]; /* coordinator run of cur */
+    uint64_t version, round;
+    int phase;
+    int pending;            /* cur arrived and our contribution is still due */
+    struct fmq_model local; /* training copy */
+    struct fmq_trainer tr;
+    struct fmq_mlp_ws ws; /* scoring, batch 1 */
+    float *delta;         /* owned, nparams */
+    struct fmq_moments moments;
+    uint64_t seq; /* update sequence number */
+    /* counters */
+    uint64_t flows, labelled, alerts, bad, updates;
+    struct fmq_ratelimit bad_log;
+    double last_status;
+    char t_global[256], t_update[256], t_status[256], t_alerts[256];
+};
+
+void agent_cfg_default(struct agent_cfg *c);
+int agent_init(struct agent *a, const struct agent_cfg *cfg);
+void agent_free(struct agent *a);
+int agent_connect(struct agent *a);
+/* One turn of the loop: handles at most one message, then due work (training, status). */
+int agent_step(struct agent *a, int timeout_ms);
+void agent_publish_status(struct agent *a, const char *state);
+
+#endif

@@ -1,0 +1,422 @@
+/* fedmq-coordinator round logic (see coord.h). One round: publish the global model (retained),
+ * collect at most one update per agent whose base version is the current one, close the round
+ * when every online agent (or expected_agents) has sent, or at the deadline once
+ * min_participants have, then aggregate (moments merge in the stats phase, FedAvg afterwards),
+ * evaluate, publish model and metrics. Rejected updates are counted by reason and never stop
+ * the coordinator. */
+#include "coord.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fedmq/connlog.h"
+
+void coord_cfg_default(struct coord_cfg *c)
+{
+    memset(c, 0, sizeof *c);
+    strcpy(c->broker, "tcp://127.0.0.1:1883");
+    strcpy(c->task, "iot23");
+    strcpy(c->root, "fedmq");
+    strcpy(c->client_id, "fedmq-coordinator");
+    c->model =
+        (struct fmq_model_config){FMQ_MODEL_MLP, FMQ_FEAT_DIM, 2, {32, 16}, FMQ_FEAT_VERSION, 16};
+    c->seed = 1;
+    c->min_participants = 1;
+    c->deadline = 30.0;
+    c->server_lr = 1.0;
+    c->threshold = 0.5;
+    c->test_from = 0.7;
+    c->log_level = FMQ_LOG_INFO;
+}
+
+/* Featurizes every flow of each test file in time order (so device context is warm, as on an
+ * agent that saw the earlier flows) and keeps the rows after test_from of each file. */
+static int load_test(struct coord *c)
+{
+    struct fmq_featurizer fz;
+    size_t cap = 0;
+    int rc;
+
+    if ((rc = fmq_feat_init(&fz, 4096, c->cfg.model.window)) != 0) return rc;
+    for (int i = 0; i < c->cfg.ntest; i++) {
+        struct fmq_flow *v;
+        size_t n, from;
+        long bad = 0;
+        if ((rc = fmq_connlog_read_all(c->cfg.test[i], &v, &n, &bad)) != 0) break;
+        from = (size_t)floor((double)n * c->cfg.test_from);
+        if (c->ntest + (n - from) > cap) {
+            float *nx, *ny;
+            cap = (c->ntest + (n - from)) * 2;
+            nx = realloc(c->Xt, cap * FMQ_FEAT_DIM * sizeof(float));
+            if (nx) c->Xt = nx;
+            ny = realloc(c->yt, cap * sizeof(float));
+            if (ny) c->yt = ny;
+            if (!nx || !ny) {
+                free(v);
+                rc = FMQ_ENOMEM;
+                break;
+            }
+        }
+        fmq_feat_reset(&fz);
+        for (size_t k = 0; k < n; k++) {
+            float x[FMQ_FEAT_DIM];
+            fmq_feat_extract(&fz, &v[k], x);
+            if (k < from || v[k].label == FMQ_LABEL_UNKNOWN) continue;
+            memcpy(c->Xt + c->ntest * FMQ_FEAT_DIM, x, sizeof x);
+            c->yt[c->ntest++] = v[k].label == FMQ_LABEL_MALICIOUS;
+        }
+        fmq_log(FMQ_LOG_INFO, "test set: %s: %zu of %zu flows (after %.0f%%), %ld bad lines",
+                c->cfg.test[i], n - from, n, c->cfg.test_from * 100, bad);
+        free(v);
+    }
+    fmq_feat_free(&fz);
+    return rc;
+}
+
+int coord_init(struct coord *c, const struct coord_cfg *cfg)
+{
+    struct fmq_rng r;
+    int rc;
+
+    memset(c, 0, sizeof *c);
+    c->cfg = *cfg;
+    if (!fmq_id_valid(cfg->task)) {
+        fmq_log(FMQ_LOG_ERROR, "task must be 1-63 characters of [A-Za-z0-9._-]");
+        return FMQ_EINVAL;
+    }
+    snprintf(c->t_global, sizeof c->t_global, "%s/%s/model/global", cfg->root, cfg->task);
+    snprintf(c->t_update_filter, sizeof c->t_update_filter, "%s/%s/update/+", cfg->root, cfg->task);
+    snprintf(c->t_status_filter, sizeof c->t_status_filter, "%s/%s/status/+", cfg->root, cfg->task);
+    snprintf(c->t_metrics, sizeof c->t_metrics, "%s/%s/metrics", cfg->root, cfg->task);
+    fmq_rng_seed(&r, (uint64_t)(fmq_now() * 1e6), (uint64_t)getpid());
+    snprintf(c->run, sizeof c->run, "r%lld-%08x", (long long)fmq_now(), fmq_rng_u32(&r));
+    c->bad_log = (struct fmq_ratelimit){10.0, 5, 0, 0, 0};
+    if ((rc = fmq_model_init(&c->model, &cfg->model)) != 0) {
+        fmq_log(FMQ_LOG_ERROR, "invalid model configuration: %s", fmq_strerror(rc));
+        return rc;
+    }
+    fmq_model_init_params(&c->model, cfg->seed);
+    if ((rc = fmq_mlp_ws_init(&c->ws, &c->model, 1)) ||
+        (rc = fmq_fedavg_init(&c->agg, c->model.nparams)) || (rc = fmq_wire_dec_init(&c->dec)))
+        return rc;
+    if (!(c->delta = malloc(c->model.nparams * sizeof(float)))) return FMQ_ENOMEM;
+    if ((rc = load_test(c)) != 0) return rc;
+    if (cfg->metrics_file[0] && !(c->metrics = fopen(cfg->metrics_file, "a"))) {
+        fmq_log(FMQ_LOG_ERROR, "%s: cannot open metrics file", cfg->metrics_file);
+        return FMQ_EIO;
+    }
+    c->version = 1;
+    c->round = 0;
+    c->phase = FMQ_PHASE_STATS;
+    return 0;
+}
+
+void coord_free(struct coord *c)
+{
+    fmq_mq_destroy(c->mq);
+    fmq_model_free(&c->model);
+    fmq_mlp_ws_free(&c->ws);
+    fmq_fedavg_free(&c->agg);
+    fmq_wire_dec_free(&c->dec);
+    fmq_buf_free(&c->out);
+    free(c->delta);
+    free(c->Xt);
+    free(c->yt);
+    if (c->metrics) fclose(c->metrics);
+}
+
+static void publish_global(struct coord *c)
+{
+    struct fmq_global g;
+    memset(&g, 0, sizeof g);
+    strcpy(g.task, c->cfg.task);
+    strcpy(g.run, c->run);
+    g.version = c->version;
+    g.round = c->round;
+    g.phase = c->phase;
+    strcpy(g.strategy, "fedavg");
+    g.ts = fmq_now();
+    g.model = &c->model;
+    if (fmq_wire_encode_global(&g, &c->out) != 0) {
+        fmq_log(FMQ_LOG_ERROR, "cannot encode global model");
+        return;
+    }
+    fmq_mq_publish(c->mq, c->t_global, c->out.data, c->out.len, 1, 1);
+    c->last_model_bytes = c->out.len;
+    c->round_start = fmq_mono();
+    c->deadline_warned = 0;
+}
+
+int coord_connect(struct coord *c)
+{
+    struct fmq_mq_opts o;
+    int rc;
+    fmq_mq_opts_default(&o);
+    o.uri = c->cfg.broker;
+    o.client_id = c->cfg.client_id;
+    if ((rc = fmq_mq_create(&c->mq, &o)) != 0) return rc;
+    if ((rc = fmq_mq_subscribe(c->mq, c->t_update_filter, 1)) ||
+        (rc = fmq_mq_subscribe(c->mq, c->t_status_filter, 1)))
+        return rc;
+    if ((rc = fmq_mq_connect(c->mq, 30.0)) != 0) return rc;
+    fmq_log(FMQ_LOG_INFO, "connected to %s; run %s; model %s %zu parameters; %zu test flows",
+            c->cfg.broker, c->run, c->model.cfg.kind == FMQ_MODEL_MLP ? "mlp" : "logreg",
+            c->model.nparams, c->ntest);
+    publish_global(c);
+    return 0;
+}
+
+static struct coord_agent *find_agent(struct coord *c, const char *id, int create)
+{
+    for (int i = 0; i < c->nagents; i++)
+        if (strcmp(c->agents[i].id, id) == 0) return &c->agents[i];
+    if (!create || c->nagents == COORD_MAX_AGENTS) return NULL;
+    struct coord_agent *a = &c->agents[c->nagents++];
+    memset(a, 0, sizeof *a);
+    snprintf(a->id, sizeof a->id, "%s", id);
+    return a;
+}
+
+static void reject(struct coord *c, uint64_t *counter, const char *topic, const char *why)
+{
+    (*counter)++;
+    if (fmq_ratelimit_ok(&c->bad_log)) {
+        if (c->bad_log.suppressed)
+            fmq_log(FMQ_LOG_WARN, "(%llu similar messages suppressed)",
+                    (unsigned long long)c->bad_log.suppressed);
+        c->bad_log.suppressed = 0;
+        fmq_log(FMQ_LOG_WARN, "rejected message on %s: %s", topic, why);
+    }
+}
+
+static const char *last_level(const char *topic)
+{
+    const char *s = strrchr(topic, '/');
+    return s ? s + 1 : topic;
+}
+
+static void on_status(struct coord *c, const struct fmq_mq_msg *m)
+{
+    struct fmq_status s;
+    struct coord_agent *a;
+    char err[256];
+    if (m->len == 0) return;
+    if (fmq_wire_decode_status(&c->dec, m->payload, m->len, &s, err, sizeof err) != 0) {
+        reject(c, &c->rej_bad, m->topic, err);
+        return;
+    }
+    if (strcmp(s.agent, last_level(m->topic)) != 0 || strcmp(s.task, c->cfg.task) != 0) {
+        reject(c, &c->rej_bad, m->topic, "status for another agent or task");
+        return;
+    }
+    if (!(a = find_agent(c, s.agent, 1))) return;
+    a->online = strcmp(s.state, "offline") != 0;
+}
+
+static void on_update(struct coord *c, const struct fmq_mq_msg *m)
+{
+    struct fmq_update u;
+    struct coord_agent *a;
+    char err[256];
+    int rc;
+
+    memset(&u, 0, sizeof u);
+    u.delta = c->delta;
+    u.delta_cap = c->model.nparams;
+    u.stats = &c->upd_moments;
+    rc = fmq_wire_decode_update(&c->dec, m->payload, m->len, (uint32_t)c->model.nparams, &u, err,
+                                sizeof err);
+    if (rc != 0) {
+        reject(c, &c->rej_bad, m->topic, err);
+        return;
+    }
+    if (strcmp(u.agent, last_level(m->topic)) != 0) {
+        reject(c, &c->rej_bad, m->topic, "agent id differs from the topic");
+        return;
+    }
+    if (strcmp(u.task, c->cfg.task) != 0) {
+        reject(c, &c->rej_task, m->topic, "update for another task");
+        return;
+    }
+    if (u.base_version != c->version) {
+        snprintf(err, sizeof err, "base version %llu, current is %llu",
+                 (unsigned long long)u.base_version, (unsigned long long)c->version);
+        {
+            reject(c, &c->rej_stale, m->topic, err);
+            return;
+        }
+    }
+    if ((c->phase == FMQ_PHASE_STATS) != (u.has_stats && u.codec == FMQ_CODEC_NONE)) {
+        reject(c, &c->rej_phase, m->topic, "update kind does not match the round phase");
+        return;
+    }
+    if (!(a = find_agent(c, u.agent, 1))) {
+        reject(c, &c->rej_bad, m->topic, "too many agents");
+        return;
+    }
+    if (a->in_round) {
+        reject(c, &c->rej_dup, m->topic, "second update in this round");
+        return;
+    }
+    if (u.n_examples == 0) {
+        reject(c, &c->rej_bad, m->topic, "zero examples");
+        return;
+    }
+    if (c->phase == FMQ_PHASE_STATS)
+        fmq_moments_merge(&c->moments, &c->upd_moments);
+    else
+        fmq_fedavg_add(&c->agg, c->delta, (double)u.n_examples);
+    a->in_round = 1;
+    a->online = 1;
+    a->updates++;
+    c->participants++;
+    c->examples += u.n_examples;
+    c->bytes_up_round += m->len;
+    fmq_log(FMQ_LOG_DEBUG, "accepted update #%llu from %s (%llu examples, %zu bytes)",
+            (unsigned long long)u.seq, u.agent, (unsigned long long)u.n_examples, m->len);
+}
+
+static int round_ready(struct coord *c)
+{
+    int online = 0;
+    double waited = fmq_mono() - c->round_start;
+
+    if (c->participants == 0) return 0;
+    for (int i = 0; i < c->nagents; i++) online += c->agents[i].online || c->agents[i].in_round;
+    if (c->cfg.expected_agents > 0) {
+        if (c->participants >= c->cfg.expected_agents) return 1;
+    } else if (c->participants >= online && c->participants >= c->cfg.min_participants)
+        return 1;
+    if (waited >= c->cfg.deadline) {
+        if (c->participants >= c->cfg.min_participants) return 1;
+        if (!c->deadline_warned)
+            fmq_log(FMQ_LOG_WARN, "round %llu deadline passed with %d of %ld required updates",
+                    (unsigned long long)c->round + 1, c->participants, c->cfg.min_participants);
+        c->deadline_warned = 1;
+    }
+    return 0;
+}
+
+static void close_round(struct coord *c)
+{
+    struct fmq_confusion cm = {0};
+    struct fmq_scores sc = {0};
+    char json[2048], ids[1024];
+    size_t idn = 0;
+    double round_s = fmq_mono() - c->round_start;
+    int online = 0, was_stats = c->phase == FMQ_PHASE_STATS;
+    uint64_t down;
+
+    if (was_stats) {
+        fmq_moments_finish(&c->moments, c->model.norm_mean, c->model.norm_std);
+        c->model.has_norm = 1;
+        c->phase = FMQ_PHASE_TRAIN;
+    } else {
+        fmq_fedavg_apply(&c->agg, c->model.params, (float)c->cfg.server_lr);
+        c->round++;
+    }
+    c->version++;
+    if (c->ntest)
+        fmq_model_evaluate(&c->model, &c->ws, c->Xt, c->yt, c->ntest, (float)c->cfg.threshold, &cm);
+    fmq_scores_from(&cm, &sc);
+    ids[0] = 0;
+    for (int i = 0; i < c->nagents; i++) {
+        online += c->agents[i].online;
+        if (c->agents[i].in_round && idn + FMQ_ID_MAX + 4 < sizeof ids)
+            idn += (size_t)snprintf(ids + idn, sizeof ids - idn, "%s\"%s\"", idn ? "," : "",
+                                    c->agents[i].id);
+    }
+    publish_global(c);
+    /* the broker sends the model once to every subscribed agent */
+    down = (uint64_t)c->last_model_bytes *
+           (uint64_t)(online > c->participants ? online : c->participants);
+    c->bytes_up_total += c->bytes_up_round;
+    c->bytes_down_total += down;
+    snprintf(json, sizeof json,
+             "{\"task\":\"%s\",\"run\":\"%s\",\"round\":%llu,\"version\":%llu,\"phase\":\"%s\","
+             "\"strategy\":\"fedavg\",\"participants\":%d,\"agents\":[%s],\"agents_online\":%d,"
+             "\"examples\":%llu,\"test_flows\":%zu,\"accuracy\":%.6f,\"precision\":%.6f,"
+             "\"recall\":%.6f,\"f1\":%.6f,\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
+             "\"bytes_up_round\":%llu,\"bytes_up_total\":%llu,\"bytes_down_round\":%llu,"
+             "\"bytes_down_total\":%llu,\"model_bytes\":%zu,\"update_bytes_mean\":%.1f,"
+             "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
+             "\"task\":%llu,\"phase\":%llu},\"ts\":%.3f}",
+             c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
+             was_stats ? "stats" : "train", c->participants, ids, online,
+             (unsigned long long)c->examples, c->ntest, sc.accuracy, sc.precision, sc.recall, sc.f1,
+             (unsigned long long)cm.tp, (unsigned long long)cm.fp, (unsigned long long)cm.tn,
+             (unsigned long long)cm.fn, (unsigned long long)c->bytes_up_round,
+             (unsigned long long)c->bytes_up_total, (unsigned long long)down,
+             (unsigned long long)c->bytes_down_total, c->last_model_bytes,
+             (double)c->bytes_up_round / c->participants, round_s, (unsigned long long)c->rej_bad,
+             (unsigned long long)c->rej_stale, (unsigned long long)c->rej_dup,
+             (unsigned long long)c->rej_task, (unsigned long long)c->rej_phase, fmq_now());
+    fmq_mq_publish(c->mq, c->t_metrics, json, strlen(json), 1, 1);
+    if (c->metrics) {
+        fprintf(c->metrics, "%s\n", json);
+        fflush(c->metrics);
+    }
+    if (was_stats)
+        fmq_log(FMQ_LOG_INFO,
+                "round 0 (statistics) -> v%llu: %d agents, %llu flows, up %llu B, down %llu B, "
+                "%.2f s",
+                (unsigned long long)c->version, c->participants, (unsigned long long)c->examples,
+                (unsigned long long)c->bytes_up_round, (unsigned long long)down, round_s);
+    else
+        fmq_log(FMQ_LOG_INFO,
+                "round %llu -> v%llu: %d agents, %llu examples, test F1 %.4f acc %.4f P %.4f "
+                "R %.4f, up %llu B (%.0f B/update), down %llu B, %.2f s",
+                (unsigned long long)c->round, (unsigned long long)c->version, c->participants,
+                (unsigned long long)c->examples, sc.f1, sc.accuracy, sc.precision, sc.recall,
+                (unsigned long long)c->bytes_up_round, (double)c->bytes_up_round / c->participants,
+                (unsigned long long)down, round_s);
+    if (c->nhist < COORD_HISTORY)
+        c->hist[c->nhist++] =
+            (struct coord_round){c->round,     c->version, c->participants,   sc.f1, sc.accuracy,
+                                 sc.precision, sc.recall,  c->bytes_up_round, down,  round_s};
+    for (int i = 0; i < c->nagents; i++) c->agents[i].in_round = 0;
+    fmq_fedavg_reset(&c->agg);
+    fmq_moments_clear(&c->moments);
+    c->participants = 0;
+    c->examples = 0;
+    c->bytes_up_round = 0;
+    if (c->cfg.rounds > 0 && c->round >= (uint64_t)c->cfg.rounds) c->done = 1;
+}
+
+int coord_step(struct coord *c, int timeout_ms)
+{
+    struct fmq_mq_msg *m;
+    if (fmq_mq_poll(c->mq, &m, timeout_ms) == 0) {
+        if (fmq_topic_match(c->t_update_filter, m->topic))
+            on_update(c, m);
+        else if (fmq_topic_match(c->t_status_filter, m->topic))
+            on_status(c, m);
+    }
+    if (!c->done && round_ready(c)) close_round(c);
+    return 0;
+}
+
+void coord_print_summary(const struct coord *c, FILE *f)
+{
+    uint64_t up = 0, down = 0;
+    fprintf(f, "\n%-6s %-8s %-7s %-8s %-8s %-9s %-8s %-12s %-12s %-8s\n", "round", "version",
+            "agents", "F1", "accuracy", "precision", "recall", "bytes up", "bytes down", "secs");
+    for (int i = 0; i < c->nhist; i++) {
+        const struct coord_round *r = &c->hist[i];
+        char label[24];
+        up += r->bytes_up;
+        down += r->bytes_down;
+        if (r->round == 0)
+            snprintf(label, sizeof label, "stats");
+        else
+            snprintf(label, sizeof label, "%llu", (unsigned long long)r->round);
+        fprintf(f, "%-6s %-8llu %-7d %-8.4f %-8.4f %-9.4f %-8.4f %-12llu %-12llu %-8.2f\n", label,
+                (unsigned long long)r->version, r->participants, r->f1, r->accuracy, r->precision,
+                r->recall, (unsigned long long)r->bytes_up, (unsigned long long)r->bytes_down,
+                r->secs);
+    }
+    fprintf(f, "total: %d rounds, %llu bytes up, %llu bytes down, global model %zu bytes\n",
+            c->nhist, (unsigned long long)up, (unsigned long long)down, c->last_model_bytes);
+}

@@ -1,0 +1,99 @@
+/* fedmq-coordinator: consumes agent updates, aggregates them round by round, republishes the
+ * versioned global model (retained) and per-round metrics (JSON) for dashboards, and evaluates
+ * every global model on a held-out test set. Round 0 is the statistics phase: agents send
+ * feature moments, merged into the normalisation that then travels inside the model. coord.c
+ * holds the round logic, main.c the configuration and the loop. */
+#ifndef FMQ_COORD_H
+#define FMQ_COORD_H
+
+#include <stdio.h>
+
+#include "fedmq/featurize.h"
+#include "fedmq/model.h"
+#include "fedmq/mq.h"
+#include "fedmq/strategy.h"
+#include "fedmq/wire.h"
+
+#define COORD_MAX_AGENTS 1024
+#define COORD_MAX_TEST 16
+
+struct coord_cfg {
+    char broker[256];
+    char task[FMQ_ID_MAX];
+    char root[64];
+    char client_id[FMQ_ID_MAX];
+    struct fmq_model_config model;  /* kind, hidden sizes, window */
+    uint64_t seed;                  /* initial parameters */
+    long rounds;                    /* training rounds, 0 = run until stopped */
+    long min_participants;          /* updates needed to close a round at its deadline */
+    long expected_agents;           /* close as soon as this many arrived; 0 = agents online */
+    double deadline;                /* seconds a round waits for stragglers */
+    double server_lr;               /* FedAvg server step, 1.0 = plain FedAvg */
+    double threshold;               /* decision threshold for test metrics */
+    char test[COORD_MAX_TEST][256]; /* labelled conn logs for evaluation */
+    int ntest;
+    double test_from;       /* evaluate on each file's flows after this time fraction */
+    char metrics_file[256]; /* also append each round's metrics JSON here ("" = no) */
+    int log_level;
+};
+
+struct coord_agent {
+    char id[FMQ_ID_MAX];
+    int online;       /* last status said online */
+    int in_round;     /* update accepted this round */
+    uint64_t updates; /* accepted updates, all rounds */
+};
+
+#define COORD_HISTORY 4096
+
+struct coord_round {
+    uint64_t round, version;
+    int participants;
+    double f1, accuracy, precision, recall;
+    uint64_t bytes_up, bytes_down;
+    double secs;
+};
+
+struct coord {
+    struct coord_cfg cfg;
+    struct fmq_mq *mq;
+    struct fmq_wire_dec dec;
+    struct fmq_buf out;
+    struct fmq_model model; /* the global model */
+    struct fmq_mlp_ws ws;   /* evaluation */
+    struct fmq_fedavg agg;
+    struct fmq_moments moments;     /* stats phase accumulator */
+    struct fmq_moments upd_moments; /* decode storage */
+    float *delta;                   /* decode storage, nparams */
+    float *Xt, *yt;                 /* owned test set, raw features */
+    size_t ntest;
+    char run[FMQ_ID_MAX];
+    uint64_t version, round;
+    int phase;
+    double round_start;
+    int deadline_warned;
+    struct coord_agent agents[COORD_MAX_AGENTS];
+    int nagents;
+    int participants;
+    uint64_t examples;
+    /* traffic, payload bytes */
+    uint64_t bytes_up_round, bytes_up_total, bytes_down_total;
+    size_t last_model_bytes;
+    uint64_t rej_stale, rej_dup, rej_bad, rej_task, rej_phase;
+    struct fmq_ratelimit bad_log;
+    int done;                               /* configured rounds finished */
+    FILE *metrics;                          /* owned, may be NULL */
+    struct coord_round hist[COORD_HISTORY]; /* first COORD_HISTORY rounds, for the summary */
+    int nhist;
+    char t_global[256], t_update_filter[256], t_status_filter[256], t_metrics[256];
+};
+
+void coord_cfg_default(struct coord_cfg *c);
+int coord_init(struct coord *c, const struct coord_cfg *cfg);
+void coord_free(struct coord *c);
+int coord_connect(struct coord *c);
+int coord_step(struct coord *c, int timeout_ms);
+/* Prints the per-round summary table to f. */
+void coord_print_summary(const struct coord *c, FILE *f);
+
+#endif
