@@ -64,6 +64,11 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
         c->train.batch = (int)l;
         return rc;
     }
+    if (!strcmp(k, "max_steps")) {
+        rc = fmq_parse_long(v, 0, 100000000, &l);
+        c->train.max_steps = l;
+        return rc;
+    }
     if (!strcmp(k, "seed")) {
         rc = fmq_parse_long(v, 0, 0x7fffffffL, &l);
         c->train.seed = (uint64_t)l;

@@ -60,6 +60,14 @@ static int load_test(struct coord *c)
             }
         }
         fmq_feat_reset(&fz);
+        c->test_start[i] = c->ntest;
+        {
+            const char *b = strrchr(c->cfg.test[i], '/');
+            size_t j = 0;
+            for (b = b ? b + 1 : c->cfg.test[i]; *b && j + 1 < sizeof c->test_name[i]; b++)
+                if (*b != '"' && *b != '\\' && (unsigned char)*b >= 0x20) c->test_name[i][j++] = *b;
+            c->test_name[i][j] = 0;
+        }
         for (size_t k = 0; k < n; k++) {
             float x[FMQ_FEAT_DIM];
             fmq_feat_extract(&fz, &v[k], x);
@@ -71,6 +79,7 @@ static int load_test(struct coord *c)
                 c->cfg.test[i], n - from, n, c->cfg.test_from * 100, bad);
         free(v);
     }
+    c->test_start[c->cfg.ntest] = c->ntest;
     fmq_feat_free(&fz);
     return rc;
 }
@@ -267,7 +276,7 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
     if (c->phase == FMQ_PHASE_STATS)
         fmq_moments_merge(&c->moments, &c->upd_moments);
     else
-        fmq_fedavg_add(&c->agg, c->delta, (double)u.n_examples);
+        fmq_fedavg_add(&c->agg, c->delta, c->cfg.uniform ? 1.0 : (double)u.n_examples);
     a->in_round = 1;
     a->online = 1;
     a->updates++;
@@ -303,7 +312,8 @@ static void close_round(struct coord *c)
 {
     struct fmq_confusion cm = {0};
     struct fmq_scores sc = {0};
-    char json[2048], ids[1024];
+    char json[6144], ids[1024], per[3072];
+    size_t pn = 0;
     size_t idn = 0;
     double round_s = fmq_mono() - c->round_start;
     int online = 0, was_stats = c->phase == FMQ_PHASE_STATS;
@@ -321,6 +331,18 @@ static void close_round(struct coord *c)
     if (c->ntest)
         fmq_model_evaluate(&c->model, &c->ws, c->Xt, c->yt, c->ntest, (float)c->cfg.threshold, &cm);
     fmq_scores_from(&cm, &sc);
+    per[0] = 0;
+    for (int f = 0; f < c->cfg.ntest && pn + 200 < sizeof per; f++) {
+        struct fmq_confusion fc = {0};
+        size_t a0 = c->test_start[f], a1 = c->test_start[f + 1];
+        fmq_model_evaluate(&c->model, &c->ws, c->Xt + a0 * FMQ_FEAT_DIM, c->yt + a0, a1 - a0,
+                           (float)c->cfg.threshold, &fc);
+        pn += (size_t)snprintf(
+            per + pn, sizeof per - pn,
+            "%s{\"file\":\"%s\",\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu}", f ? "," : "",
+            c->test_name[f], (unsigned long long)fc.tp, (unsigned long long)fc.fp,
+            (unsigned long long)fc.tn, (unsigned long long)fc.fn);
+    }
     ids[0] = 0;
     for (int i = 0; i < c->nagents; i++) {
         online += c->agents[i].online;
@@ -342,7 +364,7 @@ static void close_round(struct coord *c)
              "\"bytes_up_round\":%llu,\"bytes_up_total\":%llu,\"bytes_down_round\":%llu,"
              "\"bytes_down_total\":%llu,\"model_bytes\":%zu,\"update_bytes_mean\":%.1f,"
              "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
-             "\"task\":%llu,\"phase\":%llu},\"ts\":%.3f}",
+             "\"task\":%llu,\"phase\":%llu},\"per_test_file\":[%s],\"ts\":%.3f}",
              c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
              was_stats ? "stats" : "train", c->participants, ids, online,
              (unsigned long long)c->examples, c->ntest, sc.accuracy, sc.precision, sc.recall, sc.f1,
@@ -352,7 +374,7 @@ static void close_round(struct coord *c)
              (unsigned long long)c->bytes_down_total, c->last_model_bytes,
              (double)c->bytes_up_round / c->participants, round_s, (unsigned long long)c->rej_bad,
              (unsigned long long)c->rej_stale, (unsigned long long)c->rej_dup,
-             (unsigned long long)c->rej_task, (unsigned long long)c->rej_phase, fmq_now());
+             (unsigned long long)c->rej_task, (unsigned long long)c->rej_phase, per, fmq_now());
     fmq_mq_publish(c->mq, c->t_metrics, json, strlen(json), 1, 1);
     if (c->metrics) {
         fprintf(c->metrics, "%s\n", json);

@@ -28,6 +28,7 @@ struct coord_cfg {
     long min_participants;          /* updates needed to close a round at its deadline */
     long expected_agents;           /* close as soon as this many arrived; 0 = agents online */
     double deadline;                /* seconds a round waits for stragglers */
+    int uniform;                    /* weight updates equally instead of by example count */
     double server_lr;               /* FedAvg server step, 1.0 = plain FedAvg */
     double threshold;               /* decision threshold for test metrics */
     char test[COORD_MAX_TEST][256]; /* labelled conn logs for evaluation */
@@ -67,6 +68,8 @@ struct coord {
     float *delta;                   /* decode storage, nparams */
     float *Xt, *yt;                 /* owned test set, raw features */
     size_t ntest;
+    size_t test_start[COORD_MAX_TEST + 1]; /* first row of each test file in Xt */
+    char test_name[COORD_MAX_TEST][96];    /* file base names, JSON-safe */
     char run[FMQ_ID_MAX];
     uint64_t version, round;
     int phase;

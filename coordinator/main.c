@@ -59,6 +59,17 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
         }
         return 0;
     }
+    if (!strcmp(k, "weighting")) {
+        if (!strcmp(v, "examples"))
+            c->uniform = 0;
+        else if (!strcmp(v, "uniform"))
+            c->uniform = 1;
+        else {
+            snprintf(err, errlen, "expected examples or uniform");
+            return FMQ_EINVAL;
+        }
+        return 0;
+    }
     if (!strcmp(k, "hidden")) return parse_hidden(&c->model, v, err, errlen);
     if (!strcmp(k, "window")) {
         rc = fmq_parse_long(v, 1, FMQ_FEAT_MAXWIN, &l);

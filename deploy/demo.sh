@@ -6,19 +6,24 @@
 # scoring each global model on the last 30%, which is then replayed unlabelled so the agents
 # score it live and publish alerts. Prints per-round F1 and bytes, then a summary table.
 # Usage: deploy/demo.sh [--rounds N] [--broker URI] [--keep DIR] [--no-build]
+#                       [--agent-args "--epochs 5 ..."]
 set -euo pipefail
 FMQ_SRC=$(cd "$(dirname "$0")/.." && pwd)
 export FMQ_SRC
-ROUNDS=5
+ROUNDS=10
 BROKER=""
 KEEP=""
 BUILD=1
+AGENT_ARGS=""
+COORD_ARGS=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
     --broker) BROKER=$2; shift 2 ;;
     --keep) KEEP=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --agent-args) AGENT_ARGS=$2; shift 2 ;;
+    --coordinator-args) COORD_ARGS=$2; shift 2 ;;
     -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -71,12 +76,15 @@ NAGENTS=0
 for f in "${FILES[@]}"; do
     site=$(basename "$f"); site=${site%%.*}; site=${site%conn}; site=${site%-}
     /usr/bin/time -v "$BIN/agent/fedmq-agent" --broker "$BROKER" --id "$site" \
-        --sensors "sensors/$site/+/conn" --min-train 50 --epochs 3 \
+        --sensors "sensors/$site/+/conn" --min-train 50 $AGENT_ARGS \
         > "$WORK/agent-$site.log" 2>&1 &
     PIDS+=($!)
     NAGENTS=$((NAGENTS + 1))
 done
 sleep 1
+for p in "${PIDS[@]}"; do
+    kill -0 "$p" 2>/dev/null || { echo "demo: a process exited at start; logs in $WORK" >&2; tail -n 5 "$WORK"/*.log >&2; exit 1; }
+done
 echo "demo: $NAGENTS agents started; replaying the first 70% of each capture with labels"
 "$BIN/tools/fedmq-replay" --broker "$BROKER" --fast --with-labels --range 0:0.7 \
     --progress 2 "${FILES[@]}"
@@ -85,7 +93,7 @@ sleep 1
 echo "demo: coordinator: $ROUNDS rounds of FedAvg, test set = last 30% of each capture"
 "$BIN/coordinator/fedmq-coordinator" --broker "$BROKER" --rounds "$ROUNDS" \
     --expected-agents "$NAGENTS" --min-participants 1 --deadline 30 --test-from 0.7 \
-    "${TESTS[@]}" --metrics-file "$WORK/metrics.jsonl" > "$WORK/summary.txt" 2> "$WORK/coordinator.log" &
+    "${TESTS[@]}" $COORD_ARGS --metrics-file "$WORK/metrics.jsonl" > "$WORK/summary.txt" 2> "$WORK/coordinator.log" &
 COORD=$!
 PIDS+=($COORD)
 tail -n +1 -f "$WORK/coordinator.log" --pid "$COORD" | grep --line-buffered -E "round|error|warn" &

@@ -15,6 +15,7 @@ void fmq_train_opts_default(struct fmq_train_opts *o)
     o->weight_decay = 0.0f;
     o->pos_weight = 0.0f;
     o->seed = 1;
+    o->max_steps = 0;
 }
 
 int fmq_trainer_init(struct fmq_trainer *t, const struct fmq_model *m,
@@ -85,7 +86,8 @@ int fmq_train(struct fmq_trainer *t, struct fmq_model *m, const struct fmq_train
     t->opt.momentum = o->momentum;
     t->opt.weight_decay = o->weight_decay;
     fmq_rng_seed(&r, o->seed, 0x747261696eULL);
-    for (int e = 0; e < o->epochs; e++) {
+    long steps = 0;
+    for (int e = 0; e < o->epochs && !(o->max_steps > 0 && steps >= o->max_steps); e++) {
         double acc = 0;
         size_t nb = 0;
         for (size_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
@@ -94,7 +96,8 @@ int fmq_train(struct fmq_trainer *t, struct fmq_model *m, const struct fmq_train
             t->perm[i] = t->perm[j];
             t->perm[j] = tmp;
         }
-        for (size_t s = 0; s < n; s += (size_t)o->batch) {
+        for (size_t s = 0; s < n && !(o->max_steps > 0 && steps >= o->max_steps);
+             s += (size_t)o->batch, steps++) {
             int B = (int)(n - s < (size_t)o->batch ? n - s : (size_t)o->batch);
             for (int b = 0; b < B; b++) {
                 uint32_t k = t->perm[s + (size_t)b];
@@ -109,7 +112,7 @@ int fmq_train(struct fmq_trainer *t, struct fmq_model *m, const struct fmq_train
             nb++;
             fmq_optim_step(&t->opt, m->params, t->ws.grads);
         }
-        last = acc / (double)nb;
+        if (nb) last = acc / (double)nb;
     }
     if (loss) *loss = (float)last;
     for (size_t i = 0; i < m->nparams; i++)

@@ -114,6 +114,7 @@ struct fmq_train_opts {
     float weight_decay;
     float pos_weight; /* weight of malicious examples; <= 0 means balanced (n_neg / n_pos) */
     uint64_t seed;    /* shuffling */
+    long max_steps;   /* cap on optimizer steps per call, 0 = none (bounds client drift) */
 };
 void fmq_train_opts_default(struct fmq_train_opts *o);
 
