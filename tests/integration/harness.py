@@ -1,0 +1,126 @@
+"""Integration harness: a private Mosquitto on a free 127.0.0.1 port with a config generated from
+broker-config/mosquitto-dev.conf, fedmq processes with their logs captured, fedmq-inspect as the
+observer of what really crossed the broker, and an independent parser of the IoT-23 ground truth
+(not the C reader under test). Everything started is stopped in close()."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(pred, timeout, what, interval=0.1):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
+
+
+class Harness:
+    def __init__(self, build, source, mosquitto, workdir):
+        self.build, self.source, self.mosquitto, self.work = build, source, mosquitto, workdir
+        self.procs = []  # (name, Popen, logfile)
+        self.port = None
+
+    # ---- processes ----
+    def spawn(self, name, argv):
+        log = open(os.path.join(self.work, name + ".log"), "w")
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append((name, p, log))
+        return p
+
+    def bin(self, rel):
+        return os.path.join(self.build, rel)
+
+    def stop(self, p, sig=signal.SIGTERM, timeout=10):
+        if p.poll() is None:
+            p.send_signal(sig)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return p.returncode
+
+    def close(self):
+        for _, p, log in reversed(self.procs):
+            self.stop(p)
+            log.close()
+
+    def log(self, name):
+        with open(os.path.join(self.work, name + ".log")) as f:
+            return f.read()
+
+    # ---- broker ----
+    def start_broker(self):
+        self.port = free_port()
+        with open(os.path.join(self.source, "broker-config", "mosquitto-dev.conf")) as f:
+            conf = f.read().replace("@PORT@", str(self.port)).replace("@DIR@", self.work)
+        path = os.path.join(self.work, "mosquitto.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        self.broker = self.spawn("mosquitto", [self.mosquitto, "-c", path])
+
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return True
+            except OSError:
+                assert self.broker.poll() is None, "mosquitto exited: " + self.log("mosquitto")
+                return False
+        wait_for(up, 10, "mosquitto to listen")
+        return "tcp://127.0.0.1:%d" % self.port
+
+    def publish(self, topic, payload=None, file=None, retain=False):
+        argv = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-q", "1", "-t", topic]
+        argv += ["-f", file] if file else ["-m", payload]
+        if retain:
+            argv.append("-r")
+        subprocess.run(argv, check=True, timeout=10)
+
+    # ---- observer ----
+    def inspect(self, name, *filters):
+        path = os.path.join(self.work, name + ".jsonl")
+        out = open(path, "w")
+        p = subprocess.Popen([self.bin("tools/fedmq-inspect"), "--broker",
+                              "tcp://127.0.0.1:%d" % self.port] + list(filters),
+                             stdout=out, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.procs.append((name, p, out))
+        return path
+
+    @staticmethod
+    def messages(path):
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+
+def ground_truth(path):
+    """uid -> 0/1 from a labelled log, parsed independently of core/data/connlog.c."""
+    labels = {}
+    with open(path) as f:
+        for line in f:
+            if line.startswith("#") or line.startswith("ts|"):
+                continue
+            line = line.rstrip("\n")
+            if "\t" in line:
+                fields = line.split("\t")
+                tail = fields[-1].split("   ") if "   " in fields[-1] else fields[-2:]
+                label = tail[-2] if len(tail) >= 2 else tail[0]
+                uid = fields[1]
+            else:
+                fields = line.split("|")
+                label, uid = fields[21], fields[1]
+            labels[uid] = 1 if "malicious" in label.lower() else 0
+    return labels
