@@ -8,6 +8,8 @@
 #include "fedmq/config.h"
 
 static volatile sig_atomic_t stop;
+static int check_only;
+static const char *const bool_keys[] = {"check", NULL};
 
 static void on_signal(int sig)
 {
@@ -25,6 +27,7 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
         snprintf(err, errlen, "unexpected argument");
         return FMQ_EINVAL;
     }
+    if (!strcmp(k, "check")) return fmq_parse_bool(v, &check_only);
     if (!strcmp(k, "broker")) return fmq_config_str(c->broker, sizeof c->broker, v);
     if (!strcmp(k, "id")) return fmq_config_str(c->id, sizeof c->id, v);
     if (!strcmp(k, "task")) return fmq_config_str(c->task, sizeof c->task, v);
@@ -126,7 +129,20 @@ int main(int argc, char **argv)
                "settings are documented in deploy/agent.conf.example\n");
         return 0;
     }
-    if (fmq_config_args(argc, argv, NULL, set, &cfg) != 0) return 2;
+    if (fmq_config_args(argc, argv, bool_keys, set, &cfg) != 0) return 2;
+    if (check_only) {
+        if (!fmq_id_valid(cfg.id) || !fmq_id_valid(cfg.task)) {
+            fmq_log(FMQ_LOG_ERROR, "id and task must be 1-63 characters of [A-Za-z0-9._-]");
+            return 2;
+        }
+        printf("config ok: id %s, task %s, broker %s, %d sensor filter(s) (first %s), "
+               "buffer %ld, threshold %.3f, %s lr %g, %d epochs, batch %d\n",
+               cfg.id, cfg.task, cfg.broker, cfg.nsensors ? cfg.nsensors : 1,
+               cfg.nsensors ? cfg.sensors[0] : "sensors/+/+/conn", cfg.buffer, cfg.threshold,
+               cfg.train.optim == FMQ_OPT_ADAM ? "adam" : "sgd", cfg.train.lr, cfg.train.epochs,
+               cfg.train.batch);
+        return 0;
+    }
     snprintf(prefix, sizeof prefix, "fedmq-agent[%s]", cfg.id);
     fmq_log_use_stderr(prefix, cfg.log_level);
     if ((rc = agent_init(&a, &cfg)) != 0) {

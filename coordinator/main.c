@@ -9,6 +9,8 @@
 #include "fedmq/config.h"
 
 static volatile sig_atomic_t stop;
+static int check_only;
+static const char *const bool_keys[] = {"check", NULL};
 
 static void on_signal(int sig)
 {
@@ -42,6 +44,7 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
         snprintf(err, errlen, "unexpected argument");
         return FMQ_EINVAL;
     }
+    if (!strcmp(k, "check")) return fmq_parse_bool(v, &check_only);
     if (!strcmp(k, "broker")) return fmq_config_str(c->broker, sizeof c->broker, v);
     if (!strcmp(k, "task")) return fmq_config_str(c->task, sizeof c->task, v);
     if (!strcmp(k, "topic_root")) return fmq_config_str(c->root, sizeof c->root, v);
@@ -117,8 +120,20 @@ int main(int argc, char **argv)
                "settings are documented in deploy/coordinator.conf.example\n");
         return 0;
     }
-    if (fmq_config_args(argc, argv, NULL, set, &cfg) != 0) return 2;
+    if (fmq_config_args(argc, argv, bool_keys, set, &cfg) != 0) return 2;
     fmq_log_use_stderr("fedmq-coordinator", cfg.log_level);
+    if (check_only) {
+        if (!fmq_id_valid(cfg.task) || fmq_model_config_check(&cfg.model) != 0) {
+            fmq_log(FMQ_LOG_ERROR, "invalid task name or model configuration");
+            return 2;
+        }
+        printf("config ok: task %s, broker %s, model %s (%zu parameters), rounds %ld, "
+               "deadline %.1f s, min participants %ld, %d test file(s)\n",
+               cfg.task, cfg.broker, cfg.model.kind == FMQ_MODEL_MLP ? "mlp" : "logreg",
+               fmq_model_param_count(&cfg.model), cfg.rounds, cfg.deadline, cfg.min_participants,
+               cfg.ntest);
+        return 0;
+    }
     if ((rc = coord_init(&c, &cfg)) != 0) {
         fmq_log(FMQ_LOG_ERROR, "cannot start: %s", fmq_strerror(rc));
         coord_free(&c);

@@ -32,7 +32,7 @@ SECONDS=0
 
 if [ $BUILD = 1 ]; then
     "$FMQ_SRC/deploy/install-deps.sh"
-    cmake -S "$FMQ_SRC" -B "$FMQ_SRC/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake -S "$FMQ_SRC" -B "$FMQ_SRC/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
     cmake --build "$FMQ_SRC/build" -j"$(nproc)" >/dev/null
 fi
 BIN="$FMQ_SRC/build"

@@ -101,7 +101,6 @@ def main():
         ms = [json.loads(m["text"]) for m in metrics()]
         assert [m["round"] for m in ms] == list(range(ROUNDS + 1)), [m["round"] for m in ms]
         assert all(m["participants"] == len(agents) for m in ms), ms
-        assert "deadline passed" not in h.log("coordinator")  # closed by min participation
         final = ms[-1]
         print("final round: F1 %.4f accuracy %.4f precision %.4f recall %.4f on %d test flows" %
               (final["f1"], final["accuracy"], final["precision"], final["recall"],

@@ -114,6 +114,7 @@ static void test_eviction_bounded(void)
     flow(&f, 201, "10.1.0.0", "8.8.8.8", 53, "SF");
     fmq_feat_extract(&fz, &f, x);
     CU_ASSERT_EQUAL(x[idx("ctx_first_seen")], 1);
+    fmq_feat_free(&fz);
     CU_ASSERT_EQUAL(fmq_feat_init(&fz, 0, 4), FMQ_EINVAL);
     CU_ASSERT_EQUAL(fmq_feat_init(&fz, 4, FMQ_FEAT_MAXWIN + 1), FMQ_EINVAL);
 }
