@@ -20,7 +20,6 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
 {
     struct agent_cfg *c = ud;
     long l;
-    double d;
     int rc;
 
     if (!*k) {
@@ -39,64 +38,24 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
         }
         return fmq_config_str(c->sensors[c->nsensors++], sizeof c->sensors[0], v);
     }
-    if (!strcmp(k, "buffer")) {
-        rc = fmq_parse_long(v, 10, 10000000, &l);
-        c->buffer = l;
-        return rc;
-    }
-    if (!strcmp(k, "min_train")) {
-        rc = fmq_parse_long(v, 2, 10000000, &l);
-        c->min_train = l;
-        return rc;
-    }
-    if (!strcmp(k, "max_devices")) {
-        rc = fmq_parse_long(v, 1, 1000000, &l);
-        c->max_devices = l;
-        return rc;
-    }
+    if (!strcmp(k, "buffer")) return fmq_parse_long(v, 10, 10000000, &c->buffer);
+    if (!strcmp(k, "min_train")) return fmq_parse_long(v, 2, 10000000, &c->min_train);
+    if (!strcmp(k, "max_devices")) return fmq_parse_long(v, 1, 1000000, &c->max_devices);
     if (!strcmp(k, "val_fraction")) return fmq_parse_double(v, 0.0, 0.9, &c->val_fraction);
     if (!strcmp(k, "threshold")) return fmq_parse_double(v, 0.0, 1.0, &c->threshold);
     if (!strcmp(k, "status_interval")) return fmq_parse_double(v, 0.1, 3600, &c->status_interval);
-    if (!strcmp(k, "epochs")) {
-        rc = fmq_parse_long(v, 1, 1000, &l);
-        c->train.epochs = (int)l;
-        return rc;
-    }
-    if (!strcmp(k, "batch")) {
-        rc = fmq_parse_long(v, 1, 65536, &l);
-        c->train.batch = (int)l;
-        return rc;
-    }
-    if (!strcmp(k, "max_steps")) {
-        rc = fmq_parse_long(v, 0, 100000000, &l);
-        c->train.max_steps = l;
-        return rc;
-    }
+    if (!strcmp(k, "epochs")) return fmq_parse_int(v, 1, 1000, &c->train.epochs);
+    if (!strcmp(k, "batch")) return fmq_parse_int(v, 1, 65536, &c->train.batch);
+    if (!strcmp(k, "max_steps")) return fmq_parse_long(v, 0, 100000000, &c->train.max_steps);
     if (!strcmp(k, "seed")) {
         rc = fmq_parse_long(v, 0, 0x7fffffffL, &l);
         c->train.seed = (uint64_t)l;
         return rc;
     }
-    if (!strcmp(k, "lr")) {
-        rc = fmq_parse_double(v, 1e-7, 10, &d);
-        c->train.lr = (float)d;
-        return rc;
-    }
-    if (!strcmp(k, "momentum")) {
-        rc = fmq_parse_double(v, 0, 0.999, &d);
-        c->train.momentum = (float)d;
-        return rc;
-    }
-    if (!strcmp(k, "weight_decay")) {
-        rc = fmq_parse_double(v, 0, 1, &d);
-        c->train.weight_decay = (float)d;
-        return rc;
-    }
-    if (!strcmp(k, "pos_weight")) {
-        rc = fmq_parse_double(v, 0, 1000, &d);
-        c->train.pos_weight = (float)d;
-        return rc;
-    }
+    if (!strcmp(k, "lr")) return fmq_parse_float(v, 1e-7, 10, &c->train.lr);
+    if (!strcmp(k, "momentum")) return fmq_parse_float(v, 0, 0.999, &c->train.momentum);
+    if (!strcmp(k, "weight_decay")) return fmq_parse_float(v, 0, 1, &c->train.weight_decay);
+    if (!strcmp(k, "pos_weight")) return fmq_parse_float(v, 0, 1000, &c->train.pos_weight);
     if (!strcmp(k, "optimizer")) {
         if (!strcmp(v, "adam"))
             c->train.optim = FMQ_OPT_ADAM;

@@ -74,11 +74,7 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
         return 0;
     }
     if (!strcmp(k, "hidden")) return parse_hidden(&c->model, v, err, errlen);
-    if (!strcmp(k, "window")) {
-        rc = fmq_parse_long(v, 1, FMQ_FEAT_MAXWIN, &l);
-        c->model.window = (int)l;
-        return rc;
-    }
+    if (!strcmp(k, "window")) return fmq_parse_int(v, 1, FMQ_FEAT_MAXWIN, &c->model.window);
     if (!strcmp(k, "seed")) {
         rc = fmq_parse_long(v, 0, 0x7fffffffL, &l);
         c->seed = (uint64_t)l;

@@ -152,6 +152,22 @@ int fmq_parse_double(const char *v, double min, double max, double *out)
     return 0;
 }
 
+int fmq_parse_int(const char *v, int min, int max, int *out)
+{
+    long l;
+    int rc = fmq_parse_long(v, min, max, &l);
+    if (rc == 0) *out = (int)l;
+    return rc;
+}
+
+int fmq_parse_float(const char *v, double min, double max, float *out)
+{
+    double d;
+    int rc = fmq_parse_double(v, min, max, &d);
+    if (rc == 0) *out = (float)d;
+    return rc;
+}
+
 int fmq_parse_bool(const char *v, int *out)
 {
     if (!v)

@@ -20,6 +20,9 @@ int fmq_config_args(int argc, char **argv, const char *const *bool_keys, fmq_con
 /* Strict parsers: the whole string must be a number within [min, max]. */
 int fmq_parse_long(const char *v, long min, long max, long *out);
 int fmq_parse_double(const char *v, double min, double max, double *out);
+/* The same into narrower destinations (the value is checked against [min, max] first). */
+int fmq_parse_int(const char *v, int min, int max, int *out);
+int fmq_parse_float(const char *v, double min, double max, float *out);
 /* true/false, yes/no, on/off, 1/0; NULL (a bare flag) is true */
 int fmq_parse_bool(const char *v, int *out);
 /* Copies v into dst of cap bytes; FMQ_ETOOBIG if it does not fit. */
