@@ -32,11 +32,6 @@ static int buf_write(void *data, const char *p, size_t n)
     return 0;
 }
 
-const char *fmq_codec_name(int codec)
-{
-    return codec == FMQ_CODEC_DENSE_F32 ? "dense-f32" : codec == FMQ_CODEC_NONE ? "none" : "?";
-}
-
 int fmq_id_valid(const char *s)
 {
     size_t n = strlen(s);
@@ -136,7 +131,9 @@ int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
     msgpack_packer pk;
 
     if (!fmq_id_valid(u->agent) || !fmq_id_valid(u->task)) return FMQ_EINVAL;
-    if (u->codec != FMQ_CODEC_NONE && u->codec != FMQ_CODEC_DENSE_F32) return FMQ_EINVAL;
+    if (u->codec < FMQ_CODEC_NONE || u->codec > FMQ_CODEC_TOPK_I8) return FMQ_EINVAL;
+    if (u->codec != FMQ_CODEC_NONE && !u->tensor && u->codec != FMQ_CODEC_DENSE_F32)
+        return FMQ_EINVAL;
     if (u->codec == FMQ_CODEC_NONE && !u->has_stats) return FMQ_EINVAL;
     out->len = 0;
     msgpack_packer_init(&pk, out, buf_write);
@@ -171,7 +168,11 @@ int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
         pk_kv_str(&pk, "codec", fmq_codec_name(u->codec));
         pk_kv_u64(&pk, "dim", u->dim);
         pk_str(&pk, "data");
-        pk_f32s(&pk, u->delta, u->dim);
+        if (u->tensor) {
+            msgpack_pack_bin(&pk, u->tensor_len);
+            msgpack_pack_bin_body(&pk, u->tensor, u->tensor_len);
+        } else
+            pk_f32s(&pk, u->delta, u->dim);
     }
     return finish(out, 0);
 }
@@ -470,8 +471,8 @@ int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
     if (t->type != MSGPACK_OBJECT_MAP) return fail(&r, FMQ_ETYPE, "tensor", "not a map");
     r.msg = "update.tensor";
     if ((rc = rd_str(&r, t, "codec", codec, sizeof codec, 0))) return rc;
-    if (strcmp(codec, "dense-f32") != 0) return fail(&r, FMQ_EFORMAT, "codec", "unknown codec");
-    u->codec = FMQ_CODEC_DENSE_F32;
+    if (fmq_codec_parse(codec, &u->codec) != 0)
+        return fail(&r, FMQ_EFORMAT, "codec", "unknown codec");
     if ((rc = rd_u64(&r, t, "dim", FMQ_MODEL_MAXPARAMS, &v))) return rc;
     if (expected_dim && v != expected_dim) {
         char what[80];
@@ -481,7 +482,17 @@ int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
     }
     if (v > u->delta_cap || !u->delta) return fail(&r, FMQ_EDIM, "dim", "exceeds the buffer");
     u->dim = (uint32_t)v;
-    return rd_floats(&r, get(t, "data"), "data", u->dim, 4, u->delta);
+    if (!(o = get(t, "data")) || o->type != MSGPACK_OBJECT_BIN)
+        return fail(&r, FMQ_ETYPE, "data", "missing or not binary");
+    u->tensor_len = o->via.bin.size;
+    rc = fmq_codec_decode(u->codec, (const uint8_t *)o->via.bin.ptr, o->via.bin.size, u->dim,
+                          u->delta, r.err, r.errlen);
+    if (rc != 0) {
+        char inner[200];
+        snprintf(inner, sizeof inner, "%s", r.err);
+        snprintf(r.err, r.errlen, "update.tensor.data: %s", inner);
+    }
+    return rc;
 }
 
 static int rd_model_config(struct rd *r, const msgpack_object *o, struct fmq_model_config *c)

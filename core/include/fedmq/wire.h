@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fedmq/codec.h"
 #include "fedmq/featurize.h"
 #include "fedmq/model.h"
 
@@ -17,8 +18,6 @@
 #define FMQ_WIRE_MAX_DEPTH 6
 #define FMQ_ID_MAX 64 /* agent ids and task names, including NUL */
 
-enum fmq_codec { FMQ_CODEC_NONE = 0, FMQ_CODEC_DENSE_F32 = 1 };
-const char *fmq_codec_name(int codec);
 
 /* Growable output buffer, reused across messages (grows, never shrinks). */
 struct fmq_buf {
@@ -48,6 +47,8 @@ struct fmq_update {
     uint32_t dim;              /* tensor length */
     float *delta;              /* borrowed storage of delta_cap floats */
     size_t delta_cap;
+    const uint8_t *tensor; /* encode: codec payload (fmq_codec_encode); NULL = dense-f32 of delta */
+    size_t tensor_len;
 };
 
 enum fmq_phase { FMQ_PHASE_STATS = 1, FMQ_PHASE_TRAIN = 2 };
