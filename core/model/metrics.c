@@ -1,6 +1,8 @@
 /* Detection metrics from a confusion matrix (malicious is the positive class). */
 #include "fedmq/model.h"
 
+#include <math.h>
+
 void fmq_confusion_add(struct fmq_confusion *c, int truth, int predicted)
 {
     if (truth)
@@ -25,5 +27,15 @@ void fmq_model_evaluate(const struct fmq_model *m, struct fmq_mlp_ws *ws, const 
     for (size_t i = 0; i < n; i++) {
         float p = fmq_model_score(m, ws, X + i * (size_t)m->cfg.in_dim);
         fmq_confusion_add(c, y[i] > 0.5f, p >= threshold);
+    }
+}
+
+void fmq_model_layer_norms(const struct fmq_model *m, const float *g, double *out)
+{
+    for (int l = 0; l < m->nlayers; l++) {
+        size_t a = m->w_off[l], b = m->b_off[l] + (size_t)m->dims[l + 1];
+        double s = 0;
+        for (size_t i = a; i < b; i++) s += (double)g[i] * g[i];
+        out[l] = sqrt(s);
     }
 }

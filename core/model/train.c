@@ -16,6 +16,9 @@ void fmq_train_opts_default(struct fmq_train_opts *o)
     o->pos_weight = 0.0f;
     o->seed = 1;
     o->max_steps = 0;
+    o->proximal_mu = 0.0f;
+    o->prox_ref = NULL;
+    o->resume = 0;
 }
 
 int fmq_trainer_init(struct fmq_trainer *t, const struct fmq_model *m,
@@ -81,7 +84,7 @@ int fmq_train(struct fmq_trainer *t, struct fmq_model *m, const struct fmq_train
             wpos = 1.0f;
         }
     }
-    fmq_optim_reset(&t->opt);
+    if (!o->resume) fmq_optim_reset(&t->opt);
     t->opt.lr = o->lr;
     t->opt.momentum = o->momentum;
     t->opt.weight_decay = o->weight_decay;
@@ -110,6 +113,9 @@ int fmq_train(struct fmq_trainer *t, struct fmq_model *m, const struct fmq_train
             fmq_mlp_forward(m, &t->ws, t->xb, B);
             acc += fmq_mlp_backward(m, &t->ws, t->yb, t->wb, B);
             nb++;
+            if (o->proximal_mu > 0 && o->prox_ref)
+                for (size_t i = 0; i < m->nparams; i++)
+                    t->ws.grads[i] += o->proximal_mu * (m->params[i] - o->prox_ref[i]);
             fmq_optim_step(&t->opt, m->params, t->ws.grads);
         }
         if (nb) last = acc / (double)nb;

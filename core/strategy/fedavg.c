@@ -44,3 +44,10 @@ int fmq_fedavg_apply(const struct fmq_fedavg *s, float *params, float server_lr)
     for (size_t i = 0; i < s->dim; i++) params[i] += (float)(server_lr * s->acc[i] / s->total_w);
     return 0;
 }
+
+int fmq_fedavg_mean(const struct fmq_fedavg *s, double *out)
+{
+    if (s->count == 0 || !(s->total_w > 0)) return FMQ_EINVAL;
+    for (size_t i = 0; i < s->dim; i++) out[i] = s->acc[i] / s->total_w;
+    return 0;
+}

@@ -28,8 +28,81 @@ static void test_fedavg_weighted(void)
     fmq_fedavg_free(&s);
 }
 
+/* Two aggregations, Delta1 = (0.1, -0.2), Delta2 = (0.3, 0), from theta = (1, 2). Expected values
+ * from the update rules in strategy.h, computed independently (Python, double precision). */
+static void two_steps(int kind, struct fmq_strategy_params *p, double e0, double e1)
+{
+    struct fmq_server_opt o;
+    float theta[2] = {1.0f, 2.0f};
+    const double d1[2] = {0.1, -0.2}, d2[2] = {0.3, 0.0};
+    CU_ASSERT_FATAL(fmq_server_opt_init(&o, kind, p, 2) == 0);
+    fmq_server_opt_apply(&o, theta, d1);
+    fmq_server_opt_apply(&o, theta, d2);
+    CU_ASSERT_DOUBLE_EQUAL(theta[0], e0, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(theta[1], e1, 1e-6);
+    fmq_server_opt_free(&o);
+}
+
+static void test_server_optimizers(void)
+{
+    struct fmq_strategy_params p;
+    CU_ASSERT(fmq_strategy_defaults(FMQ_STRAT_FEDADAM, &p) == 0);
+    two_steps(FMQ_STRAT_FEDADAM, &p, 1.223390526, 1.809546606);
+    CU_ASSERT(fmq_strategy_defaults(FMQ_STRAT_FEDYOGI, &p) == 0);
+    two_steps(FMQ_STRAT_FEDYOGI, &p, 1.021045747, 1.981904762);
+    CU_ASSERT(fmq_strategy_defaults(FMQ_STRAT_FEDADAGRAD, &p) == 0);
+    two_steps(FMQ_STRAT_FEDADAGRAD, &p, 1.194868329, 1.9);
+    CU_ASSERT(fmq_strategy_defaults(FMQ_STRAT_FEDAVGM, &p) == 0);
+    p.server_momentum = 0.9, p.server_lr = 0.5;
+    two_steps(FMQ_STRAT_FEDAVGM, &p, 1.245, 1.81);
+    CU_ASSERT(fmq_strategy_defaults(FMQ_STRAT_FEDAVG, &p) == 0);
+    two_steps(FMQ_STRAT_FEDAVG, &p, 1.4, 1.8);
+    /* the paper's FedOpt is fedadam's rule on the unweighted mean */
+    CU_ASSERT(fmq_strategy_defaults(FMQ_STRAT_FEDOPT, &p) == 0);
+    CU_ASSERT_EQUAL(p.uniform, 1);
+    two_steps(FMQ_STRAT_FEDOPT, &p, 1.223390526, 1.809546606);
+}
+
+static void test_strategy_names_defaults(void)
+{
+    struct fmq_strategy_params p;
+    int k;
+    CU_ASSERT(fmq_strategy_parse("fedyogi", &k) == 0 && k == FMQ_STRAT_FEDYOGI);
+    CU_ASSERT_EQUAL(fmq_strategy_parse("fedsgd", &k), FMQ_EINVAL);
+    CU_ASSERT_STRING_EQUAL(fmq_strategy_name(FMQ_STRAT_GSFS), "gsfs");
+    CU_ASSERT(fmq_strategy_defaults(FMQ_STRAT_FEDYOGI, &p) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(p.eta, 0.01, 0);
+    CU_ASSERT_DOUBLE_EQUAL(p.eta_l, 0.0316, 0);
+    CU_ASSERT_DOUBLE_EQUAL(p.tau, 1e-3, 0);
+    CU_ASSERT(fmq_strategy_defaults(FMQ_STRAT_FEDADAM, &p) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(p.eta, 0.1, 0);
+    CU_ASSERT_DOUBLE_EQUAL(p.beta_2, 0.99, 0);
+    CU_ASSERT_DOUBLE_EQUAL(p.tau, 1e-9, 0);
+    CU_ASSERT_EQUAL(p.uniform, 0);
+    CU_ASSERT_EQUAL(fmq_strategy_defaults(42, &p), FMQ_EINVAL);
+}
+
+static void test_fedavg_mean(void)
+{
+    struct fmq_fedavg s;
+    const float a[2] = {1, 2}, b[2] = {3, -2};
+    double out[2];
+    CU_ASSERT_FATAL(fmq_fedavg_init(&s, 2) == 0);
+    CU_ASSERT_EQUAL(fmq_fedavg_mean(&s, out), FMQ_EINVAL);
+    fmq_fedavg_add(&s, a, 1);
+    fmq_fedavg_add(&s, b, 3);
+    CU_ASSERT(fmq_fedavg_mean(&s, out) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 2.5, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(out[1], -1.0, 1e-12);
+    fmq_fedavg_free(&s);
+}
+
 int init_strategy_tests(void)
 {
-    static const struct fmq_test t[] = {{"fedavg weighted", test_fedavg_weighted}, {NULL, NULL}};
+    static const struct fmq_test t[] = {{"fedavg weighted", test_fedavg_weighted},
+                                        {"server optimizers, two steps", test_server_optimizers},
+                                        {"names and Flower defaults", test_strategy_names_defaults},
+                                        {"fedavg mean", test_fedavg_mean},
+                                        {NULL, NULL}};
     return fmq_add_suite("strategy", t);
 }

@@ -112,9 +112,12 @@ struct fmq_train_opts {
     float lr;
     float momentum;
     float weight_decay;
-    float pos_weight; /* weight of malicious examples; <= 0 means balanced (n_neg / n_pos) */
-    uint64_t seed;    /* shuffling */
-    long max_steps;   /* cap on optimizer steps per call, 0 = none (bounds client drift) */
+    float pos_weight;      /* weight of malicious examples; <= 0 means balanced (n_neg / n_pos) */
+    uint64_t seed;         /* shuffling */
+    long max_steps;        /* cap on optimizer steps per call, 0 = none (bounds client drift) */
+    float proximal_mu;     /* FedProx: adds mu/2 ||w - prox_ref||^2 to the loss (Li et al. 2020) */
+    const float *prox_ref; /* borrowed: the global model the proximal term pulls toward */
+    int resume;            /* keep optimizer state from the previous call (chunked training) */
 };
 void fmq_train_opts_default(struct fmq_train_opts *o);
 
@@ -144,6 +147,8 @@ struct fmq_scores {
 void fmq_confusion_add(struct fmq_confusion *c, int truth, int predicted);
 void fmq_scores_from(const struct fmq_confusion *c, struct fmq_scores *s);
 /* Scores X (n raw rows) with threshold; fills c. */
+/* L2 norm of each linear layer's gradient (W and b together) in grads; out has nlayers values. */
+void fmq_model_layer_norms(const struct fmq_model *m, const float *grads, double *out);
 void fmq_model_evaluate(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *X,
                         const float *y, size_t n, float threshold, struct fmq_confusion *c);
 

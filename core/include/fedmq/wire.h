@@ -18,7 +18,6 @@
 #define FMQ_WIRE_MAX_DEPTH 6
 #define FMQ_ID_MAX 64 /* agent ids and task names, including NUL */
 
-
 /* Growable output buffer, reused across messages (grows, never shrinks). */
 struct fmq_buf {
     uint8_t *data; /* owned */

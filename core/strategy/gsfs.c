@@ -1,0 +1,203 @@
+/* GSFS triggers and pool (see gsfs.h for the equations, the paper reference and the choices
+ * made where the paper is silent). */
+#include "fedmq/gsfs.h"
+#include "fedmq/common.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void fmq_gsfs_params_default(struct fmq_gsfs_params *p)
+{
+    p->alpha = 0.9;        /* the paper's suggested starting point */
+    p->beta = 2.0;         /* two deviations: rare for a steady norm, certain for a spike */
+    p->delta_perf = 0.005; /* half an F1 point, the low end of the paper's 0.5-1 point */
+    p->eval_every = 20;    /* ~1,300 flows at batch 64: cheap next to the training itself */
+    p->warmup = 5;         /* EWMA at alpha 0.9 has ~65% of its weight after 10 checks */
+    p->max_uploads = 1;    /* one upload per global version; later triggers refresh it only
+                            * if the cap is raised (0 = the paper's unlimited) */
+    p->quorum = 0.6;       /* the paper's M = 60% of the clients */
+    p->freq_window = 10;
+    p->max_staleness = 2;
+    p->staleness_weight = 1;
+    p->informativeness = 1;
+    p->outlier_norm = 5.0;
+    p->min_cosine = -0.2; /* opposed to the rest of the fleet: an attack or a broken agent */
+}
+
+void fmq_gsfs_trigger_init(struct fmq_gsfs_trigger *t, int nlayers)
+{
+    memset(t, 0, sizeof *t);
+    t->nlayers = nlayers;
+}
+
+void fmq_gsfs_trigger_reference(struct fmq_gsfs_trigger *t, double metric)
+{
+    t->m_ref = metric;
+}
+
+int fmq_gsfs_trigger_check(struct fmq_gsfs_trigger *t, const struct fmq_gsfs_params *p,
+                           const double *g, double metric)
+{
+    int fired = 0;
+    for (int l = 0; l < t->nlayers; l++) {
+        t->mu[l] = p->alpha * t->mu[l] + (1 - p->alpha) * g[l];
+        t->sigma[l] = p->alpha * t->sigma[l] + (1 - p->alpha) * fabs(g[l] - t->mu[l]);
+        if (t->checks >= p->warmup && g[l] > t->mu[l] + p->beta * t->sigma[l])
+            fired |= FMQ_GSFS_NORM;
+    }
+    t->checks++;
+    if (fabs(metric - t->m_ref) > p->delta_perf) fired |= FMQ_GSFS_PERF;
+    return fired;
+}
+
+int fmq_gsfs_pool_init(struct fmq_gsfs_pool *g, const struct fmq_gsfs_params *p, size_t dim,
+                       int max_agents)
+{
+    memset(g, 0, sizeof *g);
+    if (dim == 0 || max_agents < 1) return FMQ_EINVAL;
+    g->p = *p;
+    g->dim = dim;
+    g->cap = max_agents;
+    g->e = calloc((size_t)max_agents, sizeof *g->e);
+    g->freq = calloc((size_t)max_agents, sizeof *g->freq);
+    g->mean = malloc(dim * sizeof *g->mean);
+    if (!g->e || !g->freq || !g->mean) {
+        fmq_gsfs_pool_free(g);
+        return FMQ_ENOMEM;
+    }
+    return 0;
+}
+
+void fmq_gsfs_pool_free(struct fmq_gsfs_pool *g)
+{
+    for (int i = 0; g->e && i < g->cap; i++) free(g->e[i].delta);
+    free(g->e);
+    free(g->freq);
+    free(g->mean);
+    memset(g, 0, sizeof *g);
+}
+
+static double *freq_of(struct fmq_gsfs_pool *g, const char *agent)
+{
+    for (int i = 0; i < g->nfreq; i++)
+        if (strcmp(g->freq[i].agent, agent) == 0) return &g->freq[i].f;
+    if (g->nfreq == g->cap) return NULL;
+    snprintf(g->freq[g->nfreq].agent, FMQ_ID_MAX, "%s", agent);
+    g->freq[g->nfreq].f = 0;
+    return &g->freq[g->nfreq++].f;
+}
+
+int fmq_gsfs_pool_add(struct fmq_gsfs_pool *g, const char *agent, uint64_t base, uint64_t current,
+                      uint64_t n_examples, const float *delta)
+{
+    struct fmq_gsfs_entry *slot = NULL;
+    double *f;
+
+    if (base > current || current - base > (uint64_t)g->p.max_staleness) return FMQ_ESTALE;
+    for (int i = 0; i < g->cap; i++)
+        if (g->e[i].used && strcmp(g->e[i].agent, agent) == 0) {
+            slot = &g->e[i];
+            g->superseded++;
+            break;
+        }
+    for (int i = 0; !slot && i < g->cap; i++)
+        if (!g->e[i].used) slot = &g->e[i];
+    if (!slot || !(f = freq_of(g, agent))) return FMQ_EFULL;
+    if (!slot->delta && !(slot->delta = malloc(g->dim * sizeof(float)))) return FMQ_ENOMEM;
+    snprintf(slot->agent, sizeof slot->agent, "%s", agent);
+    memcpy(slot->delta, delta, g->dim * sizeof(float));
+    slot->base = base;
+    slot->n_examples = n_examples;
+    slot->weight = 0;
+    slot->dropped = slot->clipped = 0;
+    slot->used = 1;
+    *f += 1.0;
+    return 0;
+}
+
+int fmq_gsfs_pool_distinct(const struct fmq_gsfs_pool *g)
+{
+    int n = 0;
+    for (int i = 0; i < g->cap; i++) n += g->e[i].used;
+    return n;
+}
+
+int fmq_gsfs_quorum(const struct fmq_gsfs_params *p, int agents_online)
+{
+    int m = (int)ceil(p->quorum * agents_online - 1e-9);
+    return m < 1 ? 1 : m;
+}
+
+static double norm(const float *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return sqrt(s);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
+{
+    double norms[1024], sorted[1024], total = 0, median = 0;
+    int idx[1024], n = 0, used = 0;
+
+    for (int i = 0; i < g->cap && n < 1024; i++)
+        if (g->e[i].used) idx[n++] = i;
+    if (n == 0) return FMQ_EINVAL;
+    for (int j = 0; j < n; j++) {
+        struct fmq_gsfs_entry *e = &g->e[idx[j]];
+        double *f = freq_of(g, e->agent), s = (double)(current - e->base);
+        e->weight = f ? *f : 1.0;
+        if (s > 0) e->weight *= g->p.staleness_weight ? 1.0 / (1.0 + sqrt(s)) : 0.0;
+        norms[j] = sorted[j] = norm(e->delta, g->dim);
+    }
+    if (g->p.informativeness && n >= 3) {
+        qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
+        median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+        memset(g->mean, 0, g->dim * sizeof *g->mean);
+        for (int j = 0; j < n; j++) {
+            const float *d = g->e[idx[j]].delta;
+            for (size_t i = 0; i < g->dim; i++) g->mean[i] += d[i];
+        }
+        for (int j = 0; j < n; j++) {
+            struct fmq_gsfs_entry *e = &g->e[idx[j]];
+            double dot = 0, on = 0, bound = g->p.outlier_norm * median;
+            /* cosine to the mean of the others (leave one out, so an outlier cannot pull the
+             * reference toward itself) */
+            for (size_t i = 0; i < g->dim; i++) {
+                double o = (g->mean[i] - e->delta[i]) / (n - 1);
+                dot += o * e->delta[i];
+                on += o * o;
+            }
+            if (norms[j] > 0 && on > 0 && dot / (norms[j] * sqrt(on)) < g->p.min_cosine) {
+                e->dropped = 1;
+                e->weight = 0;
+            } else if (median > 0 && norms[j] > bound) {
+                e->clipped = 1;
+                e->weight *= bound / norms[j];
+            }
+        }
+    }
+    for (int j = 0; j < n; j++) total += g->e[idx[j]].weight;
+    if (!(total > 0)) {
+        for (int j = 0; j < n; j++) g->e[idx[j]].used = 0;
+        return FMQ_EINVAL;
+    }
+    memset(out, 0, g->dim * sizeof *out);
+    for (int j = 0; j < n; j++) {
+        struct fmq_gsfs_entry *e = &g->e[idx[j]];
+        e->weight /= total;
+        if (e->weight > 0) used++;
+        for (size_t i = 0; i < g->dim; i++) out[i] += e->weight * e->delta[i];
+        e->used = 0;
+    }
+    for (int i = 0; i < g->nfreq; i++) g->freq[i].f *= 1.0 - 1.0 / g->p.freq_window;
+    return used;
+}

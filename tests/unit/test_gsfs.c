@@ -1,0 +1,165 @@
+/* GSFS: the triggers on crafted gradient-norm and metric sequences (EWMA values checked by
+ * hand), the pool's quorum, frequency weighting across aggregations, duplicate and stale
+ * handling, and informativeness sensing. */
+#include <math.h>
+#include <string.h>
+
+#include "fedmq/gsfs.h"
+#include "test_util.h"
+
+static void test_norm_trigger(void)
+{
+    struct fmq_gsfs_params p;
+    struct fmq_gsfs_trigger t;
+    double g[2] = {1.0, 1.0};
+    int fired = 0;
+    fmq_gsfs_params_default(&p);
+    fmq_gsfs_trigger_init(&t, 2);
+    fmq_gsfs_trigger_reference(&t, 0.5);
+    /* first check: mu = 0.1 * 1 = 0.1; sigma = 0.1 * |1 - 0.1| = 0.09 (paper order: mu first) */
+    CU_ASSERT_EQUAL(fmq_gsfs_trigger_check(&t, &p, g, 0.5), FMQ_GSFS_NONE); /* warmup */
+    CU_ASSERT_DOUBLE_EQUAL(t.mu[0], 0.1, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(t.sigma[0], 0.09, 1e-12);
+    /* a steady norm: the EWMA climbs towards 1 from below, so early checks exceed mu + 2 sigma;
+     * warmup hides them, and once mu has caught up nothing fires */
+    for (int i = 0; i < 60; i++) fired |= fmq_gsfs_trigger_check(&t, &p, g, 0.5);
+    CU_ASSERT_EQUAL(fmq_gsfs_trigger_check(&t, &p, g, 0.5), FMQ_GSFS_NONE);
+    /* a spike in layer 1 only fires the norm trigger */
+    g[1] = 5.0;
+    CU_ASSERT_EQUAL(fmq_gsfs_trigger_check(&t, &p, g, 0.5), FMQ_GSFS_NORM);
+    /* a small bump below mu + beta sigma does not */
+    g[1] = 1.0;
+    for (int i = 0; i < 80; i++) fmq_gsfs_trigger_check(&t, &p, g, 0.5);
+    g[0] = 1.0 + 1e-6;
+    CU_ASSERT_EQUAL(fmq_gsfs_trigger_check(&t, &p, g, 0.5), FMQ_GSFS_NONE);
+}
+
+static void test_warmup_suppresses(void)
+{
+    struct fmq_gsfs_params p;
+    struct fmq_gsfs_trigger t;
+    double g[1] = {3.0};
+    fmq_gsfs_params_default(&p);
+    p.warmup = 3;
+    fmq_gsfs_trigger_init(&t, 1);
+    for (int i = 0; i < 3; i++) CU_ASSERT_EQUAL(fmq_gsfs_trigger_check(&t, &p, g, 0), 0);
+    g[0] = 30.0;
+    CU_ASSERT_EQUAL(fmq_gsfs_trigger_check(&t, &p, g, 0), FMQ_GSFS_NORM);
+}
+
+static void test_perf_trigger(void)
+{
+    struct fmq_gsfs_params p;
+    struct fmq_gsfs_trigger t;
+    double g[1] = {0};
+    fmq_gsfs_params_default(&p); /* delta_perf 0.005 */
+    fmq_gsfs_trigger_init(&t, 1);
+    fmq_gsfs_trigger_reference(&t, 0.900);
+    CU_ASSERT_EQUAL(fmq_gsfs_trigger_check(&t, &p, g, 0.904), FMQ_GSFS_NONE);
+    CU_ASSERT_EQUAL(fmq_gsfs_trigger_check(&t, &p, g, 0.906), FMQ_GSFS_PERF);
+    CU_ASSERT_EQUAL(fmq_gsfs_trigger_check(&t, &p, g, 0.894), FMQ_GSFS_PERF); /* both ways */
+    fmq_gsfs_trigger_reference(&t, 0.906);
+    CU_ASSERT_EQUAL(fmq_gsfs_trigger_check(&t, &p, g, 0.906), FMQ_GSFS_NONE);
+}
+
+static void test_quorum(void)
+{
+    struct fmq_gsfs_params p;
+    fmq_gsfs_params_default(&p);
+    CU_ASSERT_EQUAL(fmq_gsfs_quorum(&p, 7), 5);
+    CU_ASSERT_EQUAL(fmq_gsfs_quorum(&p, 5), 3);
+    CU_ASSERT_EQUAL(fmq_gsfs_quorum(&p, 10), 6);
+    CU_ASSERT_EQUAL(fmq_gsfs_quorum(&p, 1), 1);
+    CU_ASSERT_EQUAL(fmq_gsfs_quorum(&p, 0), 1);
+}
+
+static void test_frequency_weights(void)
+{
+    struct fmq_gsfs_params p;
+    struct fmq_gsfs_pool g;
+    const float a[2] = {1, 0}, b[2] = {0, 1}, a2[2] = {2, 0};
+    double out[2];
+    fmq_gsfs_params_default(&p);
+    CU_ASSERT_FATAL(fmq_gsfs_pool_init(&g, &p, 2, 8) == 0);
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "A", 1, 1, 10, a) == 0);
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "B", 1, 1, 10, b) == 0);
+    CU_ASSERT_EQUAL(fmq_gsfs_pool_distinct(&g), 2);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 1, out), 2);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 0.5, 1e-12); /* equal frequency: equal weight */
+    CU_ASSERT_DOUBLE_EQUAL(out[1], 0.5, 1e-12);
+    CU_ASSERT_EQUAL(fmq_gsfs_pool_distinct(&g), 0);
+    /* frequencies decay to 0.9 each; A submits twice (the second supersedes the first), B once:
+     * A 2.9, B 1.9 */
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "A", 2, 2, 10, a) == 0);
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "A", 2, 2, 10, a2) == 0);
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "B", 2, 2, 10, b) == 0);
+    CU_ASSERT_EQUAL(g.superseded, 1);
+    CU_ASSERT_EQUAL(fmq_gsfs_pool_distinct(&g), 2);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 2, out), 2);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 2.0 * 2.9 / 4.8, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(out[1], 1.9 / 4.8, 1e-12);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 2, out), FMQ_EINVAL); /* empty */
+    fmq_gsfs_pool_free(&g);
+}
+
+static void test_staleness(void)
+{
+    struct fmq_gsfs_params p;
+    struct fmq_gsfs_pool g;
+    const float a[1] = {1}, b[1] = {-1};
+    double out[1];
+    fmq_gsfs_params_default(&p); /* max_staleness 2, FedBuff weighting on */
+    CU_ASSERT_FATAL(fmq_gsfs_pool_init(&g, &p, 1, 4) == 0);
+    CU_ASSERT_EQUAL(fmq_gsfs_pool_add(&g, "A", 7, 10, 1, a), FMQ_ESTALE);
+    CU_ASSERT_EQUAL(fmq_gsfs_pool_add(&g, "A", 11, 10, 1, a), FMQ_ESTALE);
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "A", 10, 10, 1, a) == 0);
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "B", 9, 10, 1, b) == 0); /* 1 behind: weight 1/(1+1) */
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 10, out), 2);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], (1.0 - 0.5) / 1.5, 1e-12);
+    /* with the weighting off a stale update counts for nothing */
+    g.p.staleness_weight = 0;
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "A", 10, 10, 1, a) == 0);
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "B", 9, 10, 1, b) == 0);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 10, out), 1);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 1.0, 1e-12);
+    fmq_gsfs_pool_free(&g);
+}
+
+static void test_informativeness(void)
+{
+    struct fmq_gsfs_params p;
+    struct fmq_gsfs_pool g;
+    float d[6][3] = {{1, 1, 0},         {1.1f, 0.9f, 0}, {0.9f, 1.1f, 0.1f},
+                     {1, 1.05f, -0.1f}, {-1, -1, 0},     {10, 10, 0}};
+    const char *ids[6] = {"a", "b", "c", "d", "flip", "big"};
+    double out[3];
+    fmq_gsfs_params_default(&p);
+    CU_ASSERT_FATAL(fmq_gsfs_pool_init(&g, &p, 3, 8) == 0);
+    for (int i = 0; i < 6; i++) CU_ASSERT(fmq_gsfs_pool_add(&g, ids[i], 1, 1, 1, d[i]) == 0);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 1, out), 5);
+    for (int i = 0; i < 8; i++) {
+        if (!strcmp(g.e[i].agent, "flip")) CU_ASSERT(g.e[i].dropped && g.e[i].weight == 0);
+        if (!strcmp(g.e[i].agent, "big")) CU_ASSERT(g.e[i].clipped);
+        if (!strcmp(g.e[i].agent, "a")) CU_ASSERT(!g.e[i].dropped && !g.e[i].clipped);
+    }
+    /* the aggregate points the way the honest majority does */
+    CU_ASSERT(out[0] > 0.5 && out[1] > 0.5);
+    /* switched off: the flipped update is averaged in */
+    g.p.informativeness = 0;
+    for (int i = 0; i < 6; i++) fmq_gsfs_pool_add(&g, ids[i], 1, 1, 1, d[i]);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 1, out), 6);
+    fmq_gsfs_pool_free(&g);
+}
+
+int init_gsfs_tests(void)
+{
+    static const struct fmq_test t[] = {{"norm trigger", test_norm_trigger},
+                                        {"warmup suppresses", test_warmup_suppresses},
+                                        {"performance trigger", test_perf_trigger},
+                                        {"quorum", test_quorum},
+                                        {"frequency weights", test_frequency_weights},
+                                        {"staleness", test_staleness},
+                                        {"informativeness", test_informativeness},
+                                        {NULL, NULL}};
+    return fmq_add_suite("gsfs", t);
+}
