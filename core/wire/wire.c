@@ -43,6 +43,20 @@ int fmq_id_valid(const char *s)
     return 1;
 }
 
+void fmq_client_plan_default(struct fmq_client_plan *c)
+{
+    memset(c, 0, sizeof *c);
+    c->codec = FMQ_CODEC_DENSE_F32;
+    c->ratio = 0.01f;
+    c->block = FMQ_CODEC_BLOCK_DEFAULT;
+    c->alpha = 0.9f;
+    c->beta = 2.0f;
+    c->delta_perf = 0.005f;
+    c->eval_every = 20;
+    c->warmup = 5;
+    c->max_uploads = 1;
+}
+
 /* ---- encoding ---- */
 
 static void pk_str(msgpack_packer *pk, const char *s)
@@ -145,11 +159,13 @@ int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
     pk_kv_u64(&pk, "n", u->n_examples);
     pk_kv_f64(&pk, "ts", u->ts);
     pk_str(&pk, "metrics");
-    msgpack_pack_map(&pk, 4);
+    msgpack_pack_map(&pk, 4 + (u->sps > 0) + (u->trigger > 0));
     pk_kv_f32(&pk, "loss", u->metrics.loss);
     pk_kv_f32(&pk, "acc", u->metrics.accuracy);
     pk_kv_f32(&pk, "f1", u->metrics.f1);
     pk_kv_u64(&pk, "n_val", u->metrics.n_val);
+    if (u->sps > 0) pk_kv_f32(&pk, "sps", u->sps);
+    if (u->trigger > 0) pk_kv_u64(&pk, "trigger", (uint64_t)u->trigger);
     pk_str(&pk, "stats");
     if (u->has_stats) {
         msgpack_pack_map(&pk, 3);
@@ -199,7 +215,7 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     out->len = 0;
     msgpack_packer_init(&pk, out, buf_write);
     if (!fmq_id_valid(g->run)) return FMQ_EINVAL;
-    pk_header(&pk, 12, "global");
+    pk_header(&pk, 14, "global");
     pk_kv_str(&pk, "task", g->task);
     pk_kv_str(&pk, "run", g->run);
     pk_kv_u64(&pk, "version", g->version);
@@ -216,6 +232,27 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
         pk_f32s(&pk, m->norm_mean, (size_t)m->cfg.in_dim);
         pk_str(&pk, "std");
         pk_f32s(&pk, m->norm_std, (size_t)m->cfg.in_dim);
+    } else
+        msgpack_pack_nil(&pk);
+    pk_str(&pk, "client");
+    msgpack_pack_map(&pk, 13);
+    pk_kv_f32(&pk, "lr", g->client.lr);
+    pk_kv_f32(&pk, "proximal_mu", g->client.proximal_mu);
+    pk_kv_str(&pk, "codec", fmq_codec_name(g->client.codec));
+    pk_kv_f32(&pk, "ratio", g->client.ratio);
+    pk_kv_u64(&pk, "block", (uint64_t)g->client.block);
+    pk_kv_u64(&pk, "stochastic", (uint64_t)g->client.stochastic);
+    pk_kv_u64(&pk, "gsfs", (uint64_t)g->client.gsfs);
+    pk_kv_f32(&pk, "alpha", g->client.alpha);
+    pk_kv_f32(&pk, "beta", g->client.beta);
+    pk_kv_f32(&pk, "delta_perf", g->client.delta_perf);
+    pk_kv_u64(&pk, "eval_every", (uint64_t)g->client.eval_every);
+    pk_kv_u64(&pk, "warmup", (uint64_t)g->client.warmup);
+    pk_kv_u64(&pk, "max_uploads", (uint64_t)g->client.max_uploads);
+    pk_str(&pk, "selected");
+    if (g->nselected > 0 && g->selected) {
+        msgpack_pack_array(&pk, (size_t)g->nselected);
+        for (int i = 0; i < g->nselected; i++) pk_str(&pk, g->selected[i]);
     } else
         msgpack_pack_nil(&pk);
     pk_str(&pk, "params");
@@ -444,6 +481,18 @@ int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
         if (acc < 0 || acc > 1 || f1 < 0 || f1 > 1)
             return fail(&r, FMQ_ERANGE, "acc", "outside [0,1]");
         u->metrics = (struct fmq_local_metrics){(float)loss, (float)acc, (float)f1, v};
+        u->sps = 0;
+        u->trigger = 0;
+        if (get(o, "sps")) {
+            double sps;
+            if ((rc = rd_f64(&r, o, "sps", &sps))) return rc;
+            if (sps < 0 || sps > 1e12) return fail(&r, FMQ_ERANGE, "sps", "out of range");
+            u->sps = (float)sps;
+        }
+        if (get(o, "trigger")) {
+            if ((rc = rd_u64(&r, o, "trigger", 3, &v))) return rc;
+            u->trigger = (int)v;
+        }
     }
     r.msg = "update";
     if (!(o = get(&root, "stats"))) return fail(&r, FMQ_EFORMAT, "stats", "missing");
@@ -531,6 +580,78 @@ static int rd_model_config(struct rd *r, const msgpack_object *o, struct fmq_mod
     return 0;
 }
 
+static int rd_f32_in(struct rd *r, const msgpack_object *o, const char *key, double lo, double hi,
+                     float *out)
+{
+    double d;
+    int rc = rd_f64(r, o, key, &d);
+    if (rc) return rc;
+    if (d < lo || d > hi) return fail(r, FMQ_ERANGE, key, "out of range");
+    *out = (float)d;
+    return 0;
+}
+
+static int rd_int_in(struct rd *r, const msgpack_object *o, const char *key, uint64_t hi, int *out)
+{
+    uint64_t v;
+    int rc = rd_u64(r, o, key, hi, &v);
+    if (rc == 0) *out = (int)v;
+    return rc;
+}
+
+/* The client plan; a global model without one (older coordinators) means the defaults. */
+static int rd_client(struct rd *r, const msgpack_object *o, struct fmq_client_plan *c)
+{
+    char codec[24];
+    const char *msg = r->msg;
+    int rc;
+    fmq_client_plan_default(c);
+    if (!o || o->type == MSGPACK_OBJECT_NIL) return 0;
+    if (o->type != MSGPACK_OBJECT_MAP) return fail(r, FMQ_ETYPE, "client", "not a map");
+    r->msg = "global.client";
+    if ((rc = rd_f32_in(r, o, "lr", 0, 10, &c->lr)) ||
+        (rc = rd_f32_in(r, o, "proximal_mu", 0, 100, &c->proximal_mu)) ||
+        (rc = rd_str(r, o, "codec", codec, sizeof codec, 0)))
+        return rc;
+    if (fmq_codec_parse(codec, &c->codec) != 0)
+        return fail(r, FMQ_EFORMAT, "codec", "unknown codec");
+    if ((rc = rd_f32_in(r, o, "ratio", 1e-6, 1, &c->ratio)) ||
+        (rc = rd_int_in(r, o, "block", 4096, &c->block)) ||
+        (rc = rd_int_in(r, o, "stochastic", 1, &c->stochastic)) ||
+        (rc = rd_int_in(r, o, "gsfs", 1, &c->gsfs)) ||
+        (rc = rd_f32_in(r, o, "alpha", 0, 1, &c->alpha)) ||
+        (rc = rd_f32_in(r, o, "beta", 0, 100, &c->beta)) ||
+        (rc = rd_f32_in(r, o, "delta_perf", 0, 1, &c->delta_perf)) ||
+        (rc = rd_int_in(r, o, "eval_every", 100000, &c->eval_every)) ||
+        (rc = rd_int_in(r, o, "warmup", 100000, &c->warmup)) ||
+        (rc = rd_int_in(r, o, "max_uploads", 100000, &c->max_uploads)))
+        return rc;
+    if (c->block < 8 || c->eval_every < 1)
+        return fail(r, FMQ_ERANGE, "block", "block below 8 or eval_every 0");
+    r->msg = msg;
+    return 0;
+}
+
+static int rd_selected(struct rd *r, const msgpack_object *o, struct fmq_global *g)
+{
+    g->nselected = 0;
+    g->self_selected = 1;
+    if (!o || o->type == MSGPACK_OBJECT_NIL) return 0;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size > FMQ_MAX_SELECTED)
+        return fail(r, FMQ_ETYPE, "selected", "not an array of at most 1024 ids");
+    g->nselected = (int)o->via.array.size;
+    g->self_selected = 0;
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+        const msgpack_object *e = &o->via.array.ptr[i];
+        if (e->type != MSGPACK_OBJECT_STR || e->via.str.size >= FMQ_ID_MAX)
+            return fail(r, FMQ_ETYPE, "selected", "holds a non-id");
+        if (g->self && strlen(g->self) == e->via.str.size &&
+            memcmp(g->self, e->via.str.ptr, e->via.str.size) == 0)
+            g->self_selected = 1;
+    }
+    return 0;
+}
+
 int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
                            struct fmq_global *g, char *err, size_t errlen)
 {
@@ -583,6 +704,8 @@ int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
         for (int i = 0; i < cfg.in_dim; i++) m->norm_mean[i] = 0, m->norm_std[i] = 1;
     } else
         return fail(&r, FMQ_ETYPE, "norm", "not a map or nil");
+    if ((rc = rd_client(&r, get(&root, "client"), &g->client)) != 0) return rc;
+    if ((rc = rd_selected(&r, get(&root, "selected"), g)) != 0) return rc;
     return rd_floats(&r, get(&root, "params"), "params", m->nparams, 4, m->params);
 }
 

@@ -55,6 +55,7 @@ static inline int sample_global(struct fmq_global *g, struct fmq_model *m)
     strcpy(g->strategy, "fedavg");
     g->ts = 1700000100.25;
     g->model = m;
+    fmq_client_plan_default(&g->client);
     return 0;
 }
 

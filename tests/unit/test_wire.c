@@ -215,6 +215,43 @@ static void test_roundtrip_values(void)
     fmq_wire_dec_free(&d);
 }
 
+static void test_client_plan_and_selection(void)
+{
+    static const char sel[2][FMQ_ID_MAX] = {"site-x", "agent-1"};
+    struct fmq_buf b = {0};
+    struct fmq_wire_dec d;
+    struct fmq_global g, g2;
+    struct fmq_model m, m2 = {0};
+    char err[256];
+    CU_ASSERT_FATAL(fmq_wire_dec_init(&d) == 0);
+    CU_ASSERT_FATAL(sample_global(&g, &m) == 0);
+    g.client.codec = FMQ_CODEC_TOPK_I8;
+    g.client.ratio = 0.02f;
+    g.client.gsfs = 1;
+    g.client.proximal_mu = 0.5f;
+    g.client.lr = 0.0316f;
+    g.selected = sel;
+    g.nselected = 2;
+    CU_ASSERT_FATAL(fmq_wire_encode_global(&g, &b) == 0);
+    memset(&g2, 0, sizeof g2);
+    g2.model = &m2;
+    g2.self = "agent-1";
+    CU_ASSERT_FATAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err) == 0);
+    CU_ASSERT_EQUAL(g2.client.codec, FMQ_CODEC_TOPK_I8);
+    CU_ASSERT_DOUBLE_EQUAL(g2.client.ratio, 0.02, 1e-7);
+    CU_ASSERT_EQUAL(g2.client.gsfs, 1);
+    CU_ASSERT_DOUBLE_EQUAL(g2.client.proximal_mu, 0.5, 1e-7);
+    CU_ASSERT_EQUAL(g2.nselected, 2);
+    CU_ASSERT_EQUAL(g2.self_selected, 1);
+    g2.self = "agent-2";
+    CU_ASSERT_FATAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err) == 0);
+    CU_ASSERT_EQUAL(g2.self_selected, 0);
+    fmq_model_free(&m);
+    fmq_model_free(&m2);
+    fmq_buf_free(&b);
+    fmq_wire_dec_free(&d);
+}
+
 static void test_mutations_never_crash(void)
 {
     static const char *names[] = {"update_valid", "global_valid", "status_valid",
@@ -267,6 +304,7 @@ int init_wire_tests(void)
         {"golden vectors (MANIFEST)", test_manifest},
         {"valid vectors match encoder", test_valid_vectors_match_encoder},
         {"round trip values", test_roundtrip_values},
+        {"client plan and selection", test_client_plan_and_selection},
         {"random mutations never crash", test_mutations_never_crash},
         {"structural check limits", test_check_limits},
         {NULL, NULL}};

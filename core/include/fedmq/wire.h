@@ -40,6 +40,8 @@ struct fmq_update {
     uint64_t n_examples;   /* training examples behind this update */
     double ts;             /* send time, seconds since the epoch */
     struct fmq_local_metrics metrics;
+    float sps;                 /* optional: local training speed, examples/s (0 = not sent) */
+    int trigger;               /* optional: GSFS trigger bits that caused the upload (0 = none) */
     int has_stats;             /* stats present (normalisation round) */
     struct fmq_moments *stats; /* borrowed storage, required when decoding */
     int codec;                 /* enum fmq_codec; FMQ_CODEC_NONE when no tensor */
@@ -52,6 +54,25 @@ struct fmq_update {
 
 enum fmq_phase { FMQ_PHASE_STATS = 1, FMQ_PHASE_TRAIN = 2 };
 
+/* What the coordinator asks of every agent for the next round ("client" in the global model). */
+struct fmq_client_plan {
+    float lr;          /* local learning rate eta_l; 0 = the agent's own setting */
+    float proximal_mu; /* FedProx term; 0 = none */
+    int codec;         /* enum fmq_codec for the update tensor */
+    float ratio;       /* top-k fraction */
+    int block;         /* int8 block size */
+    int stochastic;    /* int8 stochastic rounding */
+    int gsfs;          /* event-triggered uploads (GSFS) instead of one per round */
+    float alpha, beta; /* GSFS norm trigger */
+    float delta_perf;  /* GSFS performance trigger */
+    int eval_every;    /* GSFS: mini-batches between checks */
+    int warmup;        /* GSFS: checks before the norm trigger may fire */
+    int max_uploads;   /* GSFS: uploads per global version, 0 = no cap */
+};
+void fmq_client_plan_default(struct fmq_client_plan *c);
+
+#define FMQ_MAX_SELECTED 1024
+
 struct fmq_global {
     char task[FMQ_ID_MAX];
     char run[FMQ_ID_MAX]; /* coordinator run id: versions compare only within one run */
@@ -60,7 +81,14 @@ struct fmq_global {
     int phase;            /* enum fmq_phase: what agents must send next */
     char strategy[32];    /* aggregation strategy name */
     double ts;
-    struct fmq_model *model; /* borrowed: config, params and normalisation */
+    struct fmq_model *model;       /* borrowed: config, params and normalisation */
+    struct fmq_client_plan client; /* decode: defaults when the message has none */
+    /* Agents sampled for this round (fraction_fit); nselected 0 = every agent. Encode: ids
+     * from `selected` (borrowed). Decode: only whether `self` is among them. */
+    const char (*selected)[FMQ_ID_MAX];
+    int nselected;
+    const char *self;  /* decode: the agent's own id, or NULL */
+    int self_selected; /* decode: 1 when nselected is 0 or self is listed */
 };
 
 struct fmq_status {
