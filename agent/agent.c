@@ -59,7 +59,10 @@ static void free_model_state(struct agent *a)
     fmq_mlp_ws_free(&a->ws);
     free(a->delta);
     a->delta = NULL;
+    fmq_codec_ws_free(&a->cws);
+    fmq_ef_free(&a->ef);
     a->have_model = 0;
+    a->gsfs_active = 0;
 }
 
 void agent_free(struct agent *a)
@@ -69,6 +72,7 @@ void agent_free(struct agent *a)
     fmq_feat_free(&a->fz);
     fmq_wire_dec_free(&a->dec);
     fmq_buf_free(&a->out);
+    fmq_buf_free(&a->tensor);
     free(a->X);
     free(a->y);
     free(a->idx);
@@ -250,6 +254,10 @@ static int adopt(struct agent *a, struct fmq_model *m, const struct fmq_global *
             (rc = fmq_mlp_ws_init(&a->ws, m, 1)))
             return rc;
         if (!(a->delta = malloc(m->nparams * sizeof(float)))) return FMQ_ENOMEM;
+        if ((rc = fmq_codec_ws_init(&a->cws, (uint32_t)m->nparams, a->cfg.train.seed)) ||
+            (rc = fmq_ef_init(&a->ef, (uint32_t)m->nparams)))
+            return rc;
+        fmq_gsfs_trigger_init(&a->trig, m->nlayers);
         if (m->cfg.window != a->fz.window) {
             fmq_feat_free(&a->fz);
             if ((rc = fmq_feat_init(&a->fz, (size_t)a->cfg.max_devices, m->cfg.window)) != 0)
@@ -266,7 +274,10 @@ static int adopt(struct agent *a, struct fmq_model *m, const struct fmq_global *
     a->version = g->version;
     a->round = g->round;
     a->phase = g->phase;
+    a->plan = g->client;
+    a->selected = g->self_selected;
     a->pending = 1;
+    a->gsfs_active = 0;
     return 0;
 }
 
@@ -279,6 +290,7 @@ static void on_global(struct agent *a, const struct fmq_mq_msg *m)
 
     if (m->len == 0) return; /* retained model cleared */
     g.model = &scratch;
+    g.self = a->cfg.id;
     rc = fmq_wire_decode_global(&a->dec, m->payload, m->len, &g, err, sizeof err);
     if (rc != 0) {
         report_bad(a, m->topic, err);
@@ -299,9 +311,11 @@ static void on_global(struct agent *a, const struct fmq_mq_msg *m)
         free_model_state(a);
         goto out;
     }
-    fmq_log(FMQ_LOG_INFO, "adopted global model v%llu (round %llu, phase %s, run %s)",
+    fmq_log(FMQ_LOG_INFO,
+            "adopted global model v%llu (round %llu, phase %s, %s, codec %s%s, run %s)",
             (unsigned long long)g.version, (unsigned long long)g.round,
-            g.phase == FMQ_PHASE_STATS ? "stats" : "train", g.run);
+            g.phase == FMQ_PHASE_STATS ? "stats" : "train", g.strategy,
+            fmq_codec_name(g.client.codec), g.self_selected ? "" : ", not sampled", g.run);
 out:
     fmq_model_free(&scratch);
 }
@@ -317,71 +331,202 @@ static void split(struct agent *a, size_t *ntrain, size_t *nval)
     for (size_t i = 0; i < a->count; i++) a->idx[i] = (uint32_t)((start + i) % cap);
 }
 
-static int do_round(struct agent *a)
+/* The validation metric GSFS watches and the update reports: F1 when the validation split holds
+ * malicious flows, else accuracy (a benign-only site has no F1). */
+static double validate(struct agent *a, const struct fmq_model *m, size_t ntrain, size_t nval,
+                       struct fmq_scores *sc)
+{
+    struct fmq_confusion cm = {0};
+    for (size_t i = 0; i < nval; i++) {
+        uint32_t k = a->idx[ntrain + i];
+        float p = fmq_model_score(m, &a->ws, a->X + (size_t)k * FMQ_FEAT_DIM);
+        fmq_confusion_add(&cm, a->y[k] > 0.5f, p >= (float)a->cfg.threshold);
+    }
+    fmq_scores_from(&cm, sc);
+    return cm.tp + cm.fn > 0 ? sc->f1 : sc->accuracy;
+}
+
+static void train_opts_for(struct agent *a, struct fmq_train_opts *o)
+{
+    *o = a->cfg.train;
+    if (a->plan.lr > 0) o->lr = a->plan.lr;
+    o->proximal_mu = a->plan.proximal_mu;
+    o->prox_ref = a->plan.proximal_mu > 0 ? a->cur.params : NULL;
+}
+
+/* Encodes delta = local - global with the announced codec (error feedback keeps what top-k
+ * and quantization left out) and publishes the update. */
+static int send_update(struct agent *a, size_t ntrain, size_t nval, float loss, double sps,
+                       int trigger)
 {
     struct fmq_update u;
-    size_t ntrain, nval;
-    double t0 = fmq_mono();
+    struct fmq_codec_opts co;
+    struct fmq_scores sc;
     int rc;
 
-    split(a, &ntrain, &nval);
+    validate(a, &a->local, ntrain, nval, &sc);
+    for (size_t i = 0; i < a->cur.nparams; i++) a->delta[i] = a->local.params[i] - a->cur.params[i];
+    fmq_codec_opts_default(&co);
+    co.codec = a->plan.codec;
+    co.ratio = a->plan.ratio;
+    co.block = a->plan.block;
+    co.stochastic = a->plan.stochastic;
+    if ((rc = fmq_ef_encode(&a->ef, &co, &a->cws, a->delta, &a->tensor)) != 0) {
+        fmq_log(FMQ_LOG_ERROR, "cannot encode the update: %s", fmq_strerror(rc));
+        return rc;
+    }
     memset(&u, 0, sizeof u);
     strcpy(u.agent, a->cfg.id);
     strcpy(u.task, a->cfg.task);
     u.base_version = a->version;
     u.seq = ++a->seq;
     u.n_examples = ntrain;
-    if (a->phase == FMQ_PHASE_STATS) {
-        fmq_moments_clear(&a->moments);
-        for (size_t i = 0; i < ntrain; i++)
-            fmq_moments_add(&a->moments, a->X + (size_t)a->idx[i] * FMQ_FEAT_DIM);
-        u.has_stats = 1;
-        u.stats = &a->moments;
-        u.codec = FMQ_CODEC_NONE;
-    } else {
-        struct fmq_confusion cm = {0};
-        struct fmq_scores sc;
-        float loss = 0;
-        memcpy(a->local.params, a->cur.params, a->cur.nparams * sizeof(float));
-        memcpy(a->local.norm_mean, a->cur.norm_mean, FMQ_FEAT_DIM * sizeof(float));
-        memcpy(a->local.norm_std, a->cur.norm_std, FMQ_FEAT_DIM * sizeof(float));
-        a->cfg.train.seed = a->cfg.train.seed * 6364136223846793005ULL + a->version;
-        rc = fmq_train(&a->tr, &a->local, &a->cfg.train, a->X, a->y, a->idx, ntrain, &loss);
-        if (rc != 0) {
-            fmq_log(FMQ_LOG_ERROR, "local training failed (%s); no update sent for v%llu",
-                    fmq_strerror(rc), (unsigned long long)a->version);
-            return rc;
-        }
-        for (size_t i = 0; i < nval; i++) {
-            uint32_t k = a->idx[ntrain + i];
-            float p = fmq_model_score(&a->local, &a->ws, a->X + (size_t)k * FMQ_FEAT_DIM);
-            fmq_confusion_add(&cm, a->y[k] > 0.5f, p >= (float)a->cfg.threshold);
-        }
-        fmq_scores_from(&cm, &sc);
-        for (size_t i = 0; i < a->cur.nparams; i++)
-            a->delta[i] = a->local.params[i] - a->cur.params[i];
-        u.metrics = (struct fmq_local_metrics){loss, (float)sc.accuracy, (float)sc.f1, nval};
-        u.codec = FMQ_CODEC_DENSE_F32;
-        u.dim = (uint32_t)a->cur.nparams;
-        u.delta = a->delta;
-        u.delta_cap = a->cur.nparams;
-    }
+    u.ts = fmq_now();
+    u.metrics = (struct fmq_local_metrics){loss, (float)sc.accuracy, (float)sc.f1, nval};
+    u.sps = (float)sps;
+    u.trigger = trigger;
+    u.codec = co.codec;
+    u.dim = (uint32_t)a->cur.nparams;
+    u.tensor = a->tensor.data;
+    u.tensor_len = a->tensor.len;
     if ((rc = fmq_wire_encode_update(&u, &a->out)) != 0) return rc;
     if ((rc = fmq_mq_publish(a->mq, a->t_update, a->out.data, a->out.len, 1, 0)) != 0) return rc;
     a->updates++;
+    a->bytes_sent += a->out.len;
     fmq_log(FMQ_LOG_INFO,
-            "sent %s update #%llu for v%llu: %zu train / %zu val flows, loss %.4f, val acc %.4f "
-            "f1 %.4f, %zu bytes, %.2f s",
-            u.has_stats ? "statistics" : "model", (unsigned long long)u.seq,
-            (unsigned long long)a->version, ntrain, nval, u.metrics.loss, u.metrics.accuracy,
-            u.metrics.f1, a->out.len, fmq_mono() - t0);
+            "sent update #%llu for v%llu%s: %zu train / %zu val flows, loss %.4f, val acc %.4f "
+            "f1 %.4f, %s %zu bytes",
+            (unsigned long long)u.seq, (unsigned long long)a->version,
+            trigger == 0               ? ""
+            : trigger == FMQ_GSFS_NORM ? " (gradient-norm trigger)"
+            : trigger == FMQ_GSFS_PERF ? " (performance trigger)"
+                                       : " (both triggers)",
+            ntrain, nval, loss, sc.accuracy, sc.f1, fmq_codec_name(co.codec), a->out.len);
     return 0;
+}
+
+static int send_stats(struct agent *a, size_t ntrain)
+{
+    struct fmq_update u;
+    int rc;
+    fmq_moments_clear(&a->moments);
+    for (size_t i = 0; i < ntrain; i++)
+        fmq_moments_add(&a->moments, a->X + (size_t)a->idx[i] * FMQ_FEAT_DIM);
+    memset(&u, 0, sizeof u);
+    strcpy(u.agent, a->cfg.id);
+    strcpy(u.task, a->cfg.task);
+    u.base_version = a->version;
+    u.seq = ++a->seq;
+    u.n_examples = ntrain;
+    u.ts = fmq_now();
+    u.has_stats = 1;
+    u.stats = &a->moments;
+    u.codec = FMQ_CODEC_NONE;
+    if ((rc = fmq_wire_encode_update(&u, &a->out)) != 0) return rc;
+    if ((rc = fmq_mq_publish(a->mq, a->t_update, a->out.data, a->out.len, 1, 0)) != 0) return rc;
+    a->updates++;
+    a->bytes_sent += a->out.len;
+    fmq_log(FMQ_LOG_INFO, "sent statistics of %zu flows for v%llu, %zu bytes", ntrain,
+            (unsigned long long)a->version, a->out.len);
+    return 0;
+}
+
+/* Synchronous strategies: train E epochs from the global model, send one update. */
+static int do_round(struct agent *a)
+{
+    struct fmq_train_opts o;
+    size_t ntrain, nval;
+    double t0 = fmq_mono();
+    float loss = 0;
+    int rc;
+
+    split(a, &ntrain, &nval);
+    if (a->phase == FMQ_PHASE_STATS) return send_stats(a, ntrain);
+    memcpy(a->local.params, a->cur.params, a->cur.nparams * sizeof(float));
+    memcpy(a->local.norm_mean, a->cur.norm_mean, FMQ_FEAT_DIM * sizeof(float));
+    memcpy(a->local.norm_std, a->cur.norm_std, FMQ_FEAT_DIM * sizeof(float));
+    train_opts_for(a, &o);
+    o.seed = a->cfg.train.seed * 6364136223846793005ULL + a->version;
+    if ((rc = fmq_train(&a->tr, &a->local, &o, a->X, a->y, a->idx, ntrain, &loss)) != 0) {
+        fmq_log(FMQ_LOG_ERROR, "local training failed (%s); no update sent for v%llu",
+                fmq_strerror(rc), (unsigned long long)a->version);
+        return rc;
+    }
+    return send_update(a, ntrain, nval, loss, (double)ntrain * o.epochs / (fmq_mono() - t0 + 1e-9),
+                       0);
+}
+
+/* GSFS: start a session for the new global model (reference metric = the global model's). */
+static void gsfs_start(struct agent *a)
+{
+    struct fmq_scores sc;
+    size_t ntrain, nval;
+    split(a, &ntrain, &nval);
+    memcpy(a->local.params, a->cur.params, a->cur.nparams * sizeof(float));
+    memcpy(a->local.norm_mean, a->cur.norm_mean, FMQ_FEAT_DIM * sizeof(float));
+    memcpy(a->local.norm_std, a->cur.norm_std, FMQ_FEAT_DIM * sizeof(float));
+    fmq_gsfs_trigger_reference(&a->trig, validate(a, &a->cur, ntrain, nval, &sc));
+    a->gsfs_budget = (long)a->cfg.train.epochs *
+                     (long)((ntrain + (size_t)a->cfg.train.batch - 1) / (size_t)a->cfg.train.batch);
+    a->gsfs_uploads = 0;
+    a->gsfs_checks = 0;
+    a->gsfs_active = 1;
+}
+
+/* One chunk of eval_every mini-batches, then the triggers. */
+static void gsfs_chunk(struct agent *a)
+{
+    struct fmq_gsfs_params gp;
+    struct fmq_train_opts o;
+    struct fmq_scores sc;
+    double norms[FMQ_MLP_MAXHIDDEN + 1], metric, t0 = fmq_mono();
+    size_t ntrain, nval;
+    float loss = 0;
+    int fired;
+
+    split(a, &ntrain, &nval);
+    train_opts_for(a, &o);
+    o.epochs = 1;
+    o.max_steps = a->plan.eval_every < a->gsfs_budget ? a->plan.eval_every : a->gsfs_budget;
+    o.resume = a->gsfs_checks > 0;
+    o.seed = a->cfg.train.seed * 6364136223846793005ULL + a->version * 1000003ULL +
+             (uint64_t)a->gsfs_checks;
+    if (fmq_train(&a->tr, &a->local, &o, a->X, a->y, a->idx, ntrain, &loss) != 0) {
+        fmq_log(FMQ_LOG_ERROR, "local training diverged; GSFS session for v%llu ends",
+                (unsigned long long)a->version);
+        a->gsfs_active = 0;
+        return;
+    }
+    a->gsfs_budget -= o.max_steps;
+    a->gsfs_checks++;
+    fmq_model_layer_norms(&a->local, a->tr.ws.grads, norms);
+    metric = validate(a, &a->local, ntrain, nval, &sc);
+    fmq_gsfs_params_default(&gp);
+    gp.alpha = a->plan.alpha;
+    gp.beta = a->plan.beta;
+    gp.delta_perf = a->plan.delta_perf;
+    gp.warmup = a->plan.warmup;
+    fired = fmq_gsfs_trigger_check(&a->trig, &gp, norms, metric);
+    if (fired && (a->plan.max_uploads == 0 || a->gsfs_uploads < a->plan.max_uploads)) {
+        double sps = (double)o.max_steps * o.batch / (fmq_mono() - t0 + 1e-9);
+        if (send_update(a, ntrain, nval, loss, sps, fired) == 0) {
+            a->gsfs_uploads++;
+            fmq_gsfs_trigger_reference(&a->trig, metric);
+        }
+    }
+    if (a->gsfs_budget <= 0 ||
+        (a->plan.max_uploads > 0 && a->gsfs_uploads >= a->plan.max_uploads)) {
+        if (a->gsfs_uploads == 0)
+            fmq_log(FMQ_LOG_INFO, "GSFS: no trigger fired for v%llu in %ld checks; nothing sent",
+                    (unsigned long long)a->version, a->gsfs_checks);
+        a->gsfs_active = 0;
+    }
 }
 
 int agent_step(struct agent *a, int timeout_ms)
 {
     struct fmq_mq_msg *m;
-    int rc = fmq_mq_poll(a->mq, &m, timeout_ms);
+    int rc = fmq_mq_poll(a->mq, &m, a->gsfs_active ? 0 : timeout_ms);
 
     if (rc == 0) {
         if (strcmp(m->topic, a->t_global) == 0)
@@ -389,12 +534,17 @@ int agent_step(struct agent *a, int timeout_ms)
         else
             on_sensor(a, m);
     }
-    if (a->pending && a->count >= (size_t)a->cfg.min_train &&
-        a->count >= 2 /* at least one train and, with val_fraction > 0, one validation row */) {
+    if (a->pending && a->count >= (size_t)a->cfg.min_train && a->count >= 2) {
         a->pending = 0;
-        do_round(a);
+        if (!a->selected && a->phase == FMQ_PHASE_TRAIN)
+            fmq_log(FMQ_LOG_INFO, "not sampled for v%llu", (unsigned long long)a->version);
+        else if (a->phase == FMQ_PHASE_TRAIN && a->plan.gsfs)
+            gsfs_start(a);
+        else
+            do_round(a);
         agent_publish_status(a, "online");
     }
+    if (a->gsfs_active && (rc != 0 || a->flows % 64 == 0)) gsfs_chunk(a);
     if (fmq_mono() - a->last_status >= a->cfg.status_interval) agent_publish_status(a, "online");
     return 0;
 }

@@ -6,7 +6,9 @@
 #ifndef FMQ_AGENT_H
 #define FMQ_AGENT_H
 
+#include "fedmq/codec.h"
 #include "fedmq/featurize.h"
+#include "fedmq/gsfs.h"
 #include "fedmq/model.h"
 #include "fedmq/mq.h"
 #include "fedmq/wire.h"
@@ -52,9 +54,21 @@ struct agent {
     struct fmq_mlp_ws ws; /* scoring, batch 1 */
     float *delta;         /* owned, nparams */
     struct fmq_moments moments;
+    struct fmq_client_plan plan; /* what the coordinator asked for this version */
+    int selected;                /* sampled for this round */
+    struct fmq_codec_ws cws;     /* codec workspace, nparams */
+    struct fmq_ef ef;            /* error-feedback residual, kept across versions */
+    struct fmq_buf tensor;       /* encoded update tensor, reused */
+    /* GSFS session: chunked local training between trigger checks */
+    int gsfs_active;
+    long gsfs_budget; /* optimizer steps left for this version */
+    int gsfs_uploads; /* uploads made for this version */
+    long gsfs_checks;
+    struct fmq_gsfs_trigger trig;
     uint64_t seq; /* update sequence number */
     /* counters */
     uint64_t flows, labelled, alerts, bad, updates;
+    uint64_t bytes_sent; /* update payload bytes */
     struct fmq_ratelimit bad_log;
     double last_status;
     char t_global[256], t_update[256], t_status[256], t_alerts[256];

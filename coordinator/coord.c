@@ -25,7 +25,11 @@ void coord_cfg_default(struct coord_cfg *c)
     c->seed = 1;
     c->min_participants = 1;
     c->deadline = 30.0;
-    c->server_lr = 1.0;
+    c->strategy = FMQ_STRAT_FEDAVG;
+    fmq_strategy_defaults(FMQ_STRAT_FEDAVG, &c->sp);
+    c->fraction_fit = 1.0;
+    fmq_client_plan_default(&c->plan);
+    fmq_gsfs_params_default(&c->gsfs);
     c->threshold = 0.5;
     c->test_from = 0.7;
     c->log_level = FMQ_LOG_INFO;
@@ -110,7 +114,14 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     if ((rc = fmq_mlp_ws_init(&c->ws, &c->model, 1)) ||
         (rc = fmq_fedavg_init(&c->agg, c->model.nparams)) || (rc = fmq_wire_dec_init(&c->dec)))
         return rc;
-    if (!(c->delta = malloc(c->model.nparams * sizeof(float)))) return FMQ_ENOMEM;
+    if (!(c->delta = malloc(c->model.nparams * sizeof(float))) ||
+        !(c->mean = malloc(c->model.nparams * sizeof(double))) ||
+        !(c->selected = calloc(COORD_MAX_AGENTS, sizeof *c->selected)))
+        return FMQ_ENOMEM;
+    if ((rc = fmq_server_opt_init(&c->opt, cfg->strategy, &cfg->sp, c->model.nparams)) ||
+        (rc = fmq_gsfs_pool_init(&c->pool, &cfg->gsfs, c->model.nparams, COORD_MAX_AGENTS)))
+        return rc;
+    fmq_rng_seed(&c->rng, cfg->seed, 0x73616d706c65ULL);
     if ((rc = load_test(c)) != 0) return rc;
     if (cfg->metrics_file[0] && !(c->metrics = fopen(cfg->metrics_file, "a"))) {
         fmq_log(FMQ_LOG_ERROR, "%s: cannot open metrics file", cfg->metrics_file);
@@ -131,6 +142,10 @@ void coord_free(struct coord *c)
     fmq_wire_dec_free(&c->dec);
     fmq_buf_free(&c->out);
     free(c->delta);
+    free(c->mean);
+    free(c->selected);
+    fmq_server_opt_free(&c->opt);
+    fmq_gsfs_pool_free(&c->pool);
     free(c->Xt);
     free(c->yt);
     if (c->metrics) fclose(c->metrics);
@@ -145,9 +160,15 @@ static void publish_global(struct coord *c)
     g.version = c->version;
     g.round = c->round;
     g.phase = c->phase;
-    strcpy(g.strategy, "fedavg");
+    snprintf(g.strategy, sizeof g.strategy, "%s", fmq_strategy_name(c->cfg.strategy));
     g.ts = fmq_now();
     g.model = &c->model;
+    g.client = c->cfg.plan;
+    g.client.lr = (float)c->cfg.sp.eta_l;
+    g.client.proximal_mu = c->cfg.strategy == FMQ_STRAT_FEDPROX ? (float)c->cfg.sp.proximal_mu : 0;
+    g.client.gsfs = c->cfg.strategy == FMQ_STRAT_GSFS;
+    g.selected = (const char(*)[FMQ_ID_MAX])c->selected;
+    g.nselected = c->phase == FMQ_PHASE_TRAIN ? c->nselected : 0;
     if (fmq_wire_encode_global(&g, &c->out) != 0) {
         fmq_log(FMQ_LOG_ERROR, "cannot encode global model");
         return;
@@ -224,6 +245,35 @@ static void on_status(struct coord *c, const struct fmq_mq_msg *m)
     a->online = strcmp(s.state, "offline") != 0;
 }
 
+static int is_selected(const struct coord *c, const char *id)
+{
+    for (int i = 0; i < c->nselected; i++)
+        if (strcmp(c->selected[i], id) == 0) return 1;
+    return 0;
+}
+
+/* Samples ceil(fraction_fit x online) agents (at least min_participants) for the next round
+ * (Flower's fraction_fit / min_fit_clients); all when fraction_fit is 1 or none is known. */
+static void sample_agents(struct coord *c)
+{
+    int online[COORD_MAX_AGENTS], n = 0, k;
+    c->nselected = 0;
+    if (c->cfg.fraction_fit >= 1.0 || c->cfg.strategy == FMQ_STRAT_GSFS) return;
+    for (int i = 0; i < c->nagents; i++)
+        if (c->agents[i].online) online[n++] = i;
+    if (n == 0) return;
+    k = (int)ceil(c->cfg.fraction_fit * n);
+    if (k < c->cfg.min_participants) k = (int)c->cfg.min_participants;
+    if (k >= n) return;
+    for (int i = 0; i < k; i++) { /* partial Fisher-Yates */
+        int j = i + (int)fmq_rng_below(&c->rng, (uint32_t)(n - i)), t = online[i];
+        online[i] = online[j];
+        online[j] = t;
+        snprintf(c->selected[i], FMQ_ID_MAX, "%s", c->agents[online[i]].id);
+    }
+    c->nselected = k;
+}
+
 static void on_update(struct coord *c, const struct fmq_mq_msg *m)
 {
     struct fmq_update u;
@@ -249,10 +299,12 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
         reject(c, &c->rej_task, m->topic, "update for another task");
         return;
     }
-    if (u.base_version != c->version) {
-        snprintf(err, sizeof err, "base version %llu, current is %llu",
-                 (unsigned long long)u.base_version, (unsigned long long)c->version);
-        {
+    {
+        int gsfs = c->cfg.strategy == FMQ_STRAT_GSFS && c->phase == FMQ_PHASE_TRAIN;
+        uint64_t lag = (uint64_t)(gsfs ? c->cfg.gsfs.max_staleness : 0);
+        if (u.base_version > c->version || c->version - u.base_version > lag) {
+            snprintf(err, sizeof err, "base version %llu, current is %llu",
+                     (unsigned long long)u.base_version, (unsigned long long)c->version);
             reject(c, &c->rej_stale, m->topic, err);
             return;
         }
@@ -265,39 +317,62 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
         reject(c, &c->rej_bad, m->topic, "too many agents");
         return;
     }
-    if (a->in_round) {
-        reject(c, &c->rej_dup, m->topic, "second update in this round");
-        return;
-    }
     if (u.n_examples == 0) {
         reject(c, &c->rej_bad, m->topic, "zero examples");
         return;
     }
-    if (c->phase == FMQ_PHASE_STATS)
-        fmq_moments_merge(&c->moments, &c->upd_moments);
-    else
-        fmq_fedavg_add(&c->agg, c->delta, c->cfg.uniform ? 1.0 : (double)u.n_examples);
+    if (c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS) {
+        /* the pool keeps the newest update per agent; a repeat supersedes, it is no duplicate */
+        rc = fmq_gsfs_pool_add(&c->pool, u.agent, u.base_version, c->version, u.n_examples,
+                               c->delta);
+        if (rc != 0) {
+            reject(c, rc == FMQ_ESTALE ? &c->rej_stale : &c->rej_bad, m->topic, fmq_strerror(rc));
+            return;
+        }
+    } else {
+        if (a->in_round) {
+            reject(c, &c->rej_dup, m->topic, "second update in this round");
+            return;
+        }
+        if (c->phase == FMQ_PHASE_TRAIN && c->nselected > 0 && !is_selected(c, u.agent)) {
+            reject(c, &c->rej_phase, m->topic, "agent was not sampled for this round");
+            return;
+        }
+        if (c->phase == FMQ_PHASE_STATS)
+            fmq_moments_merge(&c->moments, &c->upd_moments);
+        else
+            fmq_fedavg_add(&c->agg, c->delta, c->cfg.sp.uniform ? 1.0 : (double)u.n_examples);
+    }
+    if (!a->in_round) {
+        c->participants++;
+        c->examples += u.n_examples;
+    }
     a->in_round = 1;
     a->online = 1;
     a->updates++;
-    c->participants++;
-    c->examples += u.n_examples;
     c->bytes_up_round += m->len;
-    fmq_log(FMQ_LOG_DEBUG, "accepted update #%llu from %s (%llu examples, %zu bytes)",
-            (unsigned long long)u.seq, u.agent, (unsigned long long)u.n_examples, m->len);
+    c->codec_last = u.codec;
+    fmq_log(FMQ_LOG_DEBUG, "accepted update #%llu from %s (%llu examples, %zu bytes, %s)",
+            (unsigned long long)u.seq, u.agent, (unsigned long long)u.n_examples, m->len,
+            fmq_codec_name(u.codec));
 }
 
 static int round_ready(struct coord *c)
 {
-    int online = 0;
+    int online = 0, target;
     double waited = fmq_mono() - c->round_start;
 
     if (c->participants == 0) return 0;
     for (int i = 0; i < c->nagents; i++) online += c->agents[i].online || c->agents[i].in_round;
-    if (c->cfg.expected_agents > 0) {
+    if (c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS) {
+        /* GSFS: M = ceil(quorum x agents online) distinct agents in the pool */
+        if (fmq_gsfs_pool_distinct(&c->pool) >= fmq_gsfs_quorum(&c->cfg.gsfs, online)) return 1;
+    } else if (c->cfg.expected_agents > 0) {
         if (c->participants >= c->cfg.expected_agents) return 1;
-    } else if (c->participants >= online && c->participants >= c->cfg.min_participants)
-        return 1;
+    } else {
+        target = c->phase == FMQ_PHASE_TRAIN && c->nselected > 0 ? c->nselected : online;
+        if (c->participants >= target && c->participants >= c->cfg.min_participants) return 1;
+    }
     if (waited >= c->cfg.deadline) {
         if (c->participants >= c->cfg.min_participants) return 1;
         if (!c->deadline_warned)
@@ -324,7 +399,14 @@ static void close_round(struct coord *c)
         c->model.has_norm = 1;
         c->phase = FMQ_PHASE_TRAIN;
     } else {
-        fmq_fedavg_apply(&c->agg, c->model.params, (float)c->cfg.server_lr);
+        int rc = c->cfg.strategy == FMQ_STRAT_GSFS
+                     ? fmq_gsfs_aggregate(&c->pool, c->version, c->mean)
+                     : fmq_fedavg_mean(&c->agg, c->mean);
+        if (rc >= 0)
+            fmq_server_opt_apply(&c->opt, c->model.params, c->mean);
+        else
+            fmq_log(FMQ_LOG_WARN, "round %llu: every update was dropped; model unchanged",
+                    (unsigned long long)c->round + 1);
         c->round++;
     }
     c->version++;
@@ -350,6 +432,7 @@ static void close_round(struct coord *c)
             idn += (size_t)snprintf(ids + idn, sizeof ids - idn, "%s\"%s\"", idn ? "," : "",
                                     c->agents[i].id);
     }
+    sample_agents(c);
     publish_global(c);
     /* the broker sends the model once to every subscribed agent */
     down = (uint64_t)c->last_model_bytes *
@@ -358,7 +441,9 @@ static void close_round(struct coord *c)
     c->bytes_down_total += down;
     snprintf(json, sizeof json,
              "{\"task\":\"%s\",\"run\":\"%s\",\"round\":%llu,\"version\":%llu,\"phase\":\"%s\","
-             "\"strategy\":\"fedavg\",\"participants\":%d,\"agents\":[%s],\"agents_online\":%d,"
+             "\"strategy\":\"%s\",\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":{\"quorum\":%d,"
+             "\"used\":%d,\"dropped\":%d,\"clipped\":%d,\"superseded\":%llu},\"participants\":%d,"
+             "\"agents\":[%s],\"agents_online\":%d,"
              "\"examples\":%llu,\"test_flows\":%zu,\"accuracy\":%.6f,\"precision\":%.6f,"
              "\"recall\":%.6f,\"f1\":%.6f,\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
              "\"bytes_up_round\":%llu,\"bytes_up_total\":%llu,\"bytes_down_round\":%llu,"
@@ -366,12 +451,15 @@ static void close_round(struct coord *c)
              "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
              "\"task\":%llu,\"phase\":%llu},\"per_test_file\":[%s],\"ts\":%.3f}",
              c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
-             was_stats ? "stats" : "train", c->participants, ids, online,
-             (unsigned long long)c->examples, c->ntest, sc.accuracy, sc.precision, sc.recall, sc.f1,
-             (unsigned long long)cm.tp, (unsigned long long)cm.fp, (unsigned long long)cm.tn,
-             (unsigned long long)cm.fn, (unsigned long long)c->bytes_up_round,
-             (unsigned long long)c->bytes_up_total, (unsigned long long)down,
-             (unsigned long long)c->bytes_down_total, c->last_model_bytes,
+             was_stats ? "stats" : "train", fmq_strategy_name(c->cfg.strategy),
+             fmq_codec_name(was_stats ? FMQ_CODEC_NONE : c->codec_last), c->nselected,
+             fmq_gsfs_quorum(&c->cfg.gsfs, online), c->pool.last_used, c->pool.last_dropped,
+             c->pool.last_clipped, (unsigned long long)c->pool.superseded, c->participants, ids,
+             online, (unsigned long long)c->examples, c->ntest, sc.accuracy, sc.precision,
+             sc.recall, sc.f1, (unsigned long long)cm.tp, (unsigned long long)cm.fp,
+             (unsigned long long)cm.tn, (unsigned long long)cm.fn,
+             (unsigned long long)c->bytes_up_round, (unsigned long long)c->bytes_up_total,
+             (unsigned long long)down, (unsigned long long)c->bytes_down_total, c->last_model_bytes,
              (double)c->bytes_up_round / c->participants, round_s, (unsigned long long)c->rej_bad,
              (unsigned long long)c->rej_stale, (unsigned long long)c->rej_dup,
              (unsigned long long)c->rej_task, (unsigned long long)c->rej_phase, per, fmq_now());

@@ -8,7 +8,9 @@
 
 #include <stdio.h>
 
+#include "fedmq/codec.h"
 #include "fedmq/featurize.h"
+#include "fedmq/gsfs.h"
 #include "fedmq/model.h"
 #include "fedmq/mq.h"
 #include "fedmq/strategy.h"
@@ -28,7 +30,11 @@ struct coord_cfg {
     long min_participants;          /* updates needed to close a round at its deadline */
     long expected_agents;           /* close as soon as this many arrived; 0 = agents online */
     double deadline;                /* seconds a round waits for stragglers */
-    int uniform;                    /* weight updates equally instead of by example count */
+    int strategy;                   /* enum fmq_strategy_kind */
+    struct fmq_strategy_params sp;  /* server optimizer and announced client settings */
+    double fraction_fit;            /* share of online agents sampled per round (sync) */
+    struct fmq_client_plan plan;    /* codec and GSFS trigger settings for agents */
+    struct fmq_gsfs_params gsfs;    /* GSFS coordinator settings */
     double server_lr;               /* FedAvg server step, 1.0 = plain FedAvg */
     double threshold;               /* decision threshold for test metrics */
     char test[COORD_MAX_TEST][256]; /* labelled conn logs for evaluation */
@@ -63,6 +69,13 @@ struct coord {
     struct fmq_model model; /* the global model */
     struct fmq_mlp_ws ws;   /* evaluation */
     struct fmq_fedavg agg;
+    struct fmq_server_opt opt;    /* server-side step of the chosen strategy */
+    struct fmq_gsfs_pool pool;    /* GSFS */
+    double *mean;                 /* aggregate change, nparams */
+    char (*selected)[FMQ_ID_MAX]; /* owned: agents sampled for this round */
+    int nselected;
+    struct fmq_rng rng;             /* sampling */
+    int codec_last;                 /* codec of the last accepted update, for the metrics */
     struct fmq_moments moments;     /* stats phase accumulator */
     struct fmq_moments upd_moments; /* decode storage */
     float *delta;                   /* decode storage, nparams */

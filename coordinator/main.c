@@ -3,12 +3,34 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "coord.h"
 #include "fedmq/config.h"
 
 static volatile sig_atomic_t stop;
+
+/* Strategy parameters given in the config override the chosen strategy's defaults whatever
+ * their order, so they are collected here (NAN = not given) and applied after parsing. */
+static struct {
+    double eta, eta_l, beta_1, beta_2, tau, server_lr, server_momentum, proximal_mu, uniform;
+} over = {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+
+static void apply_overrides(struct coord_cfg *c)
+{
+    struct fmq_strategy_params *p = &c->sp;
+    fmq_strategy_defaults(c->strategy, p);
+    if (!isnan(over.eta)) p->eta = over.eta;
+    if (!isnan(over.eta_l)) p->eta_l = over.eta_l;
+    if (!isnan(over.beta_1)) p->beta_1 = over.beta_1;
+    if (!isnan(over.beta_2)) p->beta_2 = over.beta_2;
+    if (!isnan(over.tau)) p->tau = over.tau;
+    if (!isnan(over.server_lr)) p->server_lr = over.server_lr;
+    if (!isnan(over.server_momentum)) p->server_momentum = over.server_momentum;
+    if (!isnan(over.proximal_mu)) p->proximal_mu = over.proximal_mu;
+    if (!isnan(over.uniform)) p->uniform = over.uniform > 0;
+}
 static int check_only;
 static const char *const bool_keys[] = {"check", NULL};
 
@@ -62,11 +84,49 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
         }
         return 0;
     }
+    if (!strcmp(k, "strategy")) {
+        if (fmq_strategy_parse(v, &c->strategy) == 0) return 0;
+        snprintf(err, errlen,
+                 "expected fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad, "
+                 "fedopt or gsfs");
+        return FMQ_EINVAL;
+    }
+    if (!strcmp(k, "eta")) return fmq_parse_double(v, 1e-9, 100, &over.eta);
+    if (!strcmp(k, "eta_l")) return fmq_parse_double(v, 0, 10, &over.eta_l);
+    if (!strcmp(k, "beta_1")) return fmq_parse_double(v, 0, 0.9999, &over.beta_1);
+    if (!strcmp(k, "beta_2")) return fmq_parse_double(v, 0, 0.9999, &over.beta_2);
+    if (!strcmp(k, "tau")) return fmq_parse_double(v, 0, 10, &over.tau);
+    if (!strcmp(k, "server_lr")) return fmq_parse_double(v, 1e-6, 100, &over.server_lr);
+    if (!strcmp(k, "server_momentum")) return fmq_parse_double(v, 0, 0.9999, &over.server_momentum);
+    if (!strcmp(k, "proximal_mu")) return fmq_parse_double(v, 0, 100, &over.proximal_mu);
+    if (!strcmp(k, "fraction_fit")) return fmq_parse_double(v, 0.001, 1, &c->fraction_fit);
+    if (!strcmp(k, "codec")) {
+        if (fmq_codec_parse(v, &c->plan.codec) == 0) return 0;
+        snprintf(err, errlen,
+                 "expected dense-f32, dense-f16, dense-i8, topk-f32, topk-f16 or topk-i8");
+        return FMQ_EINVAL;
+    }
+    if (!strcmp(k, "topk_ratio")) return fmq_parse_float(v, 1e-6, 1, &c->plan.ratio);
+    if (!strcmp(k, "int8_block")) return fmq_parse_int(v, 8, 4096, &c->plan.block);
+    if (!strcmp(k, "stochastic_rounding")) return fmq_parse_bool(v, &c->plan.stochastic);
+    if (!strcmp(k, "gsfs_alpha")) return fmq_parse_float(v, 0, 0.9999, &c->plan.alpha);
+    if (!strcmp(k, "gsfs_beta")) return fmq_parse_float(v, 0, 100, &c->plan.beta);
+    if (!strcmp(k, "gsfs_delta_perf")) return fmq_parse_float(v, 0, 1, &c->plan.delta_perf);
+    if (!strcmp(k, "gsfs_eval_every")) return fmq_parse_int(v, 1, 100000, &c->plan.eval_every);
+    if (!strcmp(k, "gsfs_warmup")) return fmq_parse_int(v, 0, 100000, &c->plan.warmup);
+    if (!strcmp(k, "gsfs_max_uploads")) return fmq_parse_int(v, 0, 100000, &c->plan.max_uploads);
+    if (!strcmp(k, "gsfs_quorum")) return fmq_parse_double(v, 0.01, 1, &c->gsfs.quorum);
+    if (!strcmp(k, "gsfs_freq_window")) return fmq_parse_int(v, 1, 100000, &c->gsfs.freq_window);
+    if (!strcmp(k, "gsfs_max_staleness")) return fmq_parse_int(v, 0, 1000, &c->gsfs.max_staleness);
+    if (!strcmp(k, "gsfs_staleness_weight")) return fmq_parse_bool(v, &c->gsfs.staleness_weight);
+    if (!strcmp(k, "gsfs_informativeness")) return fmq_parse_bool(v, &c->gsfs.informativeness);
+    if (!strcmp(k, "gsfs_outlier_norm")) return fmq_parse_double(v, 1, 1000, &c->gsfs.outlier_norm);
+    if (!strcmp(k, "gsfs_min_cosine")) return fmq_parse_double(v, -1, 1, &c->gsfs.min_cosine);
     if (!strcmp(k, "weighting")) {
         if (!strcmp(v, "examples"))
-            c->uniform = 0;
+            over.uniform = 0;
         else if (!strcmp(v, "uniform"))
-            c->uniform = 1;
+            over.uniform = 1;
         else {
             snprintf(err, errlen, "expected examples or uniform");
             return FMQ_EINVAL;
@@ -86,7 +146,6 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     if (!strcmp(k, "expected_agents"))
         return fmq_parse_long(v, 0, COORD_MAX_AGENTS, &c->expected_agents);
     if (!strcmp(k, "deadline")) return fmq_parse_double(v, 0.1, 86400, &c->deadline);
-    if (!strcmp(k, "server_lr")) return fmq_parse_double(v, 1e-6, 100, &c->server_lr);
     if (!strcmp(k, "threshold")) return fmq_parse_double(v, 0, 1, &c->threshold);
     if (!strcmp(k, "test_from")) return fmq_parse_double(v, 0, 0.999, &c->test_from);
     if (!strcmp(k, "test")) {
@@ -117,6 +176,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (fmq_config_args(argc, argv, bool_keys, set, &cfg) != 0) return 2;
+    apply_overrides(&cfg);
     fmq_log_use_stderr("fedmq-coordinator", cfg.log_level);
     if (check_only) {
         if (!fmq_id_valid(cfg.task) || fmq_model_config_check(&cfg.model) != 0) {
@@ -124,10 +184,15 @@ int main(int argc, char **argv)
             return 2;
         }
         printf("config ok: task %s, broker %s, model %s (%zu parameters), rounds %ld, "
-               "deadline %.1f s, min participants %ld, %d test file(s)\n",
+               "deadline %.1f s, min participants %ld, %d test file(s), strategy %s (server_lr %g "
+               "momentum %g eta %g eta_l %g beta_1 %g beta_2 %g tau %g mu %g, %s weights), "
+               "codec %s\n",
                cfg.task, cfg.broker, cfg.model.kind == FMQ_MODEL_MLP ? "mlp" : "logreg",
                fmq_model_param_count(&cfg.model), cfg.rounds, cfg.deadline, cfg.min_participants,
-               cfg.ntest);
+               cfg.ntest, fmq_strategy_name(cfg.strategy), cfg.sp.server_lr, cfg.sp.server_momentum,
+               cfg.sp.eta, cfg.sp.eta_l, cfg.sp.beta_1, cfg.sp.beta_2, cfg.sp.tau,
+               cfg.sp.proximal_mu, cfg.sp.uniform ? "uniform" : "example-count",
+               fmq_codec_name(cfg.plan.codec));
         return 0;
     }
     if ((rc = coord_init(&c, &cfg)) != 0) {

@@ -199,5 +199,11 @@ int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
         e->used = 0;
     }
     for (int i = 0; i < g->nfreq; i++) g->freq[i].f *= 1.0 - 1.0 / g->p.freq_window;
+    g->last_used = used;
+    g->last_dropped = g->last_clipped = 0;
+    for (int j = 0; j < n; j++) {
+        g->last_dropped += g->e[idx[j]].dropped;
+        g->last_clipped += g->e[idx[j]].clipped;
+    }
     return used;
 }

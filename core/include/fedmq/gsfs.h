@@ -94,6 +94,7 @@ struct fmq_gsfs_pool {
     int nfreq;
     double *mean;        /* owned scratch, dim */
     uint64_t superseded; /* updates replaced by a newer one from the same agent */
+    int last_used, last_dropped, last_clipped; /* of the last aggregation */
 };
 int fmq_gsfs_pool_init(struct fmq_gsfs_pool *g, const struct fmq_gsfs_params *p, size_t dim,
                        int max_agents);
