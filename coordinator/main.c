@@ -122,6 +122,17 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     if (!strcmp(k, "gsfs_informativeness")) return fmq_parse_bool(v, &c->gsfs.informativeness);
     if (!strcmp(k, "gsfs_outlier_norm")) return fmq_parse_double(v, 1, 1000, &c->gsfs.outlier_norm);
     if (!strcmp(k, "gsfs_min_cosine")) return fmq_parse_double(v, -1, 1, &c->gsfs.min_cosine);
+    if (!strcmp(k, "gsfs_weighting")) {
+        if (!strcmp(v, "frequency"))
+            c->gsfs.weight_examples = 0;
+        else if (!strcmp(v, "frequency-examples"))
+            c->gsfs.weight_examples = 1;
+        else {
+            snprintf(err, errlen, "expected frequency or frequency-examples");
+            return FMQ_EINVAL;
+        }
+        return 0;
+    }
     if (!strcmp(k, "weighting")) {
         if (!strcmp(v, "examples"))
             over.uniform = 0;

@@ -154,7 +154,7 @@ int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
     for (int j = 0; j < n; j++) {
         struct fmq_gsfs_entry *e = &g->e[idx[j]];
         double *f = freq_of(g, e->agent), s = (double)(current - e->base);
-        e->weight = f ? *f : 1.0;
+        e->weight = (f ? *f : 1.0) * (g->p.weight_examples ? (double)e->n_examples : 1.0);
         if (s > 0) e->weight *= g->p.staleness_weight ? 1.0 / (1.0 + sqrt(s)) : 0.0;
         norms[j] = sorted[j] = norm(e->delta, g->dim);
     }

@@ -83,6 +83,7 @@ void fmq_server_opt_apply(struct fmq_server_opt *o, float *theta, const double *
     const struct fmq_strategy_params *p = &o->p;
     o->t++;
     switch (o->kind) {
+    case FMQ_STRAT_GSFS: /* the paper's theta + sum a_k delta_k when server_momentum is 0 */
     case FMQ_STRAT_FEDAVGM:
         for (size_t i = 0; i < o->dim; i++) {
             o->m[i] = p->server_momentum * o->m[i] + d[i];
@@ -109,7 +110,7 @@ void fmq_server_opt_apply(struct fmq_server_opt *o, float *theta, const double *
             theta[i] += (float)(p->eta * o->m[i] / (sqrt(o->v[i]) + p->tau));
         }
         return;
-    default: /* fedavg, fedprox, gsfs */
+    default: /* fedavg, fedprox */
         for (size_t i = 0; i < o->dim; i++) theta[i] += (float)(p->server_lr * d[i]);
     }
 }

@@ -99,6 +99,12 @@ static void test_frequency_weights(void)
     CU_ASSERT_DOUBLE_EQUAL(out[0], 2.0 * 2.9 / 4.8, 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(out[1], 1.9 / 4.8, 1e-12);
     CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 2, out), FMQ_EINVAL); /* empty */
+    /* frequency x examples: after another decay A 2.61, B 1.71; A 10 examples, B 30 */
+    g.p.weight_examples = 1;
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "A", 3, 3, 10, a) == 0);
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "B", 3, 3, 30, b) == 0);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 3, out), 2);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 3.61 * 10 / (3.61 * 10 + 2.71 * 30), 1e-9);
     fmq_gsfs_pool_free(&g);
 }
 

@@ -50,6 +50,7 @@ struct fmq_gsfs_params {
     int informativeness;  /* norm and cosine sensing */
     double outlier_norm;  /* norm bound, times the pool median */
     double min_cosine;    /* cosine to the others' mean below this: weight 0 */
+    int weight_examples;  /* a_k also proportional to the example count n_k (not in the paper) */
 };
 void fmq_gsfs_params_default(struct fmq_gsfs_params *p);
 

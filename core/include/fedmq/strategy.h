@@ -29,10 +29,11 @@ int fmq_fedavg_apply(const struct fmq_fedavg *s, float *params, float server_lr)
  * fmq_fedavg: example counts, or uniform for the paper's FedOpt) with delta_k = local_k - global,
  * then moves the global model. Sign convention: Delta is a descent direction already (the
  * negative of Reddi et al.'s pseudo-gradient), so every rule ADDS its step.
- *   fedavg, fedprox, gsfs  theta += server_lr * Delta        (McMahan et al. 2017; FedProx
+ *   fedavg, fedprox        theta += server_lr * Delta        (McMahan et al. 2017; FedProx
  *                          adds mu/2 ||w - theta||^2 on the agent, Li et al. 2020)
  *   fedavgm                m = server_momentum * m + Delta; theta += server_lr * m
- *                          (Hsu et al. 2019)
+ *                          (Hsu et al. 2019); gsfs uses the same rule, which with the default
+ *                          server_momentum 0 is the paper's theta + sum a_k delta_k
  *   fedadam                m = b1 m + (1-b1) Delta; v = b2 v + (1-b2) Delta^2;
  *                          theta += eta m / (sqrt(v) + tau)   (Reddi et al. 2021, Alg. 2)
  *   fedyogi                as fedadam with v = v - (1-b2) Delta^2 sign(v - Delta^2)
