@@ -24,6 +24,17 @@ def main():
     r = run([coord, "--config", os.path.join(dep, "coordinator.conf.example"), "--check"])
     assert r.returncode == 0 and "model mlp (3137 parameters)" in r.stdout, r
 
+    # strategy parameters override the chosen strategy's Flower defaults in any order
+    r = run([coord, "--eta", "0.05", "--strategy", "fedyogi", "--check"])
+    assert r.returncode == 0 and "strategy fedyogi" in r.stdout and "eta 0.05 eta_l 0.0316" in r.stdout \
+        and "tau 0.001" in r.stdout, r.stdout
+    r = run([coord, "--strategy", "fedopt", "--check"])
+    assert "uniform weights" in r.stdout and "eta 0.1" in r.stdout, r.stdout
+    r = run([coord, "--strategy", "fedsgd", "--check"])
+    assert r.returncode == 2 and "expected fedavg, fedprox" in r.stderr, r.stderr
+    r = run([coord, "--codec", "gzip", "--check"])
+    assert r.returncode == 2 and "expected dense-f32" in r.stderr, r.stderr
+
     with tempfile.TemporaryDirectory() as d:
         bad = os.path.join(d, "bad.conf")
         cases = [
