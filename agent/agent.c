@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void agent_cfg_default(struct agent_cfg *c)
 {
@@ -276,6 +277,12 @@ static int adopt(struct agent *a, struct fmq_model *m, const struct fmq_global *
     a->phase = g->phase;
     a->plan = g->client;
     a->selected = g->self_selected;
+    a->time_budget = 0;
+    if (g->has_self_plan) { /* network and device sensing chose for this agent */
+        a->plan.codec = g->self_plan.codec;
+        a->plan.ratio = g->self_plan.ratio;
+        a->time_budget = g->self_plan.time_budget;
+    }
     a->pending = 1;
     a->gsfs_active = 0;
     return 0;
@@ -354,6 +361,16 @@ static void train_opts_for(struct agent *a, struct fmq_train_opts *o)
     o->prox_ref = a->plan.proximal_mu > 0 ? a->cur.params : NULL;
 }
 
+/* Test mode: a slow uplink holds the update for len/bps seconds after its send timestamp. */
+static void simulate_uplink(struct agent *a, size_t len)
+{
+    if (a->cfg.simulate_uplink_bps > 0) {
+        double d = (double)len / a->cfg.simulate_uplink_bps;
+        struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Encodes delta = local - global with the announced codec (error feedback keeps what top-k
  * and quantization left out) and publishes the update. */
 static int send_update(struct agent *a, size_t ntrain, size_t nval, float loss, double sps,
@@ -390,6 +407,7 @@ static int send_update(struct agent *a, size_t ntrain, size_t nval, float loss, 
     u.tensor = a->tensor.data;
     u.tensor_len = a->tensor.len;
     if ((rc = fmq_wire_encode_update(&u, &a->out)) != 0) return rc;
+    simulate_uplink(a, a->out.len);
     if ((rc = fmq_mq_publish(a->mq, a->t_update, a->out.data, a->out.len, 1, 0)) != 0) return rc;
     a->updates++;
     a->bytes_sent += a->out.len;
@@ -423,6 +441,7 @@ static int send_stats(struct agent *a, size_t ntrain)
     u.stats = &a->moments;
     u.codec = FMQ_CODEC_NONE;
     if ((rc = fmq_wire_encode_update(&u, &a->out)) != 0) return rc;
+    simulate_uplink(a, a->out.len);
     if ((rc = fmq_mq_publish(a->mq, a->t_update, a->out.data, a->out.len, 1, 0)) != 0) return rc;
     a->updates++;
     a->bytes_sent += a->out.len;
@@ -471,6 +490,7 @@ static void gsfs_start(struct agent *a)
     a->gsfs_uploads = 0;
     a->gsfs_checks = 0;
     a->gsfs_active = 1;
+    a->gsfs_deadline = a->time_budget > 0 ? fmq_mono() + a->time_budget : 0;
 }
 
 /* One chunk of eval_every mini-batches, then the triggers. */
@@ -514,7 +534,7 @@ static void gsfs_chunk(struct agent *a)
             fmq_gsfs_trigger_reference(&a->trig, metric);
         }
     }
-    if (a->gsfs_budget <= 0 ||
+    if (a->gsfs_budget <= 0 || (a->gsfs_deadline > 0 && fmq_mono() > a->gsfs_deadline) ||
         (a->plan.max_uploads > 0 && a->gsfs_uploads >= a->plan.max_uploads)) {
         if (a->gsfs_uploads == 0)
             fmq_log(FMQ_LOG_INFO, "GSFS: no trigger fired for v%llu in %ld checks; nothing sent",

@@ -28,6 +28,7 @@ struct agent_cfg {
     double threshold;            /* alert when P(malicious) >= threshold */
     long max_devices;            /* featurizer device table bound */
     double status_interval;      /* seconds between status messages */
+    double simulate_uplink_bps;  /* test mode: hold each update len/bps seconds */
     struct fmq_train_opts train; /* local training */
     int log_level;
 };
@@ -56,6 +57,9 @@ struct agent {
     struct fmq_moments moments;
     struct fmq_client_plan plan; /* what the coordinator asked for this version */
     int selected;                /* sampled for this round */
+    float time_budget;           /* seconds of training allowed (sensing), 0 = none */
+    double sps;                  /* measured training examples/s, 0 = unknown */
+    double gsfs_deadline;        /* monotonic time the GSFS session must end by */
     struct fmq_codec_ws cws;     /* codec workspace, nparams */
     struct fmq_ef ef;            /* error-feedback residual, kept across versions */
     struct fmq_buf tensor;       /* encoded update tensor, reused */

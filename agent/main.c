@@ -67,6 +67,8 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
         }
         return 0;
     }
+    if (!strcmp(k, "simulate_uplink_bps"))
+        return fmq_parse_double(v, 0, 1e12, &c->simulate_uplink_bps);
     if (!strcmp(k, "log_level")) return fmq_log_level_parse(v, &c->log_level);
     snprintf(err, errlen, "unknown setting (see deploy/agent.conf.example)");
     return FMQ_EINVAL;

@@ -30,6 +30,8 @@ void coord_cfg_default(struct coord_cfg *c)
     c->fraction_fit = 1.0;
     fmq_client_plan_default(&c->plan);
     fmq_gsfs_params_default(&c->gsfs);
+    c->sensing = 0;
+    c->sensing_p = (struct fmq_sensing_params){30.0, 0.25, 0.2};
     c->threshold = 0.5;
     c->test_from = 0.7;
     c->log_level = FMQ_LOG_INFO;
@@ -116,7 +118,8 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
         return rc;
     if (!(c->delta = malloc(c->model.nparams * sizeof(float))) ||
         !(c->mean = malloc(c->model.nparams * sizeof(double))) ||
-        !(c->selected = calloc(COORD_MAX_AGENTS, sizeof *c->selected)))
+        !(c->selected = calloc(COORD_MAX_AGENTS, sizeof *c->selected)) ||
+        !(c->plans = calloc(COORD_MAX_AGENTS, sizeof *c->plans)))
         return FMQ_ENOMEM;
     if ((rc = fmq_server_opt_init(&c->opt, cfg->strategy, &cfg->sp, c->model.nparams)) ||
         (rc = fmq_gsfs_pool_init(&c->pool, &cfg->gsfs, c->model.nparams, COORD_MAX_AGENTS)))
@@ -144,6 +147,7 @@ void coord_free(struct coord *c)
     free(c->delta);
     free(c->mean);
     free(c->selected);
+    free(c->plans);
     fmq_server_opt_free(&c->opt);
     fmq_gsfs_pool_free(&c->pool);
     free(c->Xt);
@@ -167,6 +171,20 @@ static void publish_global(struct coord *c)
     g.client.lr = (float)c->cfg.sp.eta_l;
     g.client.proximal_mu = c->cfg.strategy == FMQ_STRAT_FEDPROX ? (float)c->cfg.sp.proximal_mu : 0;
     g.client.gsfs = c->cfg.strategy == FMQ_STRAT_GSFS;
+    c->nplans = 0;
+    if (c->cfg.sensing && c->phase == FMQ_PHASE_TRAIN) {
+        struct fmq_sensing_params sp = c->cfg.sensing_p;
+        sp.deadline = c->cfg.deadline;
+        for (int i = 0; i < c->nagents; i++) {
+            struct fmq_agent_plan *p = &c->plans[c->nplans];
+            if (fmq_sensing_plan(&sp, &c->agents[i].link, &g.client, c->model.nparams, p)) {
+                snprintf(p->agent, sizeof p->agent, "%s", c->agents[i].id);
+                c->nplans++;
+            }
+        }
+    }
+    g.plans = c->plans;
+    g.nplans = c->nplans;
     g.selected = (const char(*)[FMQ_ID_MAX])c->selected;
     g.nselected = c->phase == FMQ_PHASE_TRAIN ? c->nselected : 0;
     if (fmq_wire_encode_global(&g, &c->out) != 0) {
@@ -350,6 +368,7 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
     a->in_round = 1;
     a->online = 1;
     a->updates++;
+    fmq_link_observe(&a->link, u.ts, fmq_now(), m->len, u.sps);
     c->bytes_up_round += m->len;
     c->codec_last = u.codec;
     fmq_log(FMQ_LOG_DEBUG, "accepted update #%llu from %s (%llu examples, %zu bytes, %s)",
@@ -387,7 +406,8 @@ static void close_round(struct coord *c)
 {
     struct fmq_confusion cm = {0};
     struct fmq_scores sc = {0};
-    char json[6144], ids[1024], per[3072];
+    char json[8192], ids[1024], per[3072], sens[1536];
+    size_t sn = 0;
     size_t pn = 0;
     size_t idn = 0;
     double round_s = fmq_mono() - c->round_start;
@@ -425,6 +445,15 @@ static void close_round(struct coord *c)
             c->test_name[f], (unsigned long long)fc.tp, (unsigned long long)fc.fp,
             (unsigned long long)fc.tn, (unsigned long long)fc.fn);
     }
+    sens[0] = 0;
+    for (int i = 0; i < c->nagents && sn + 200 < sizeof sens; i++) {
+        const struct coord_agent *ag = &c->agents[i];
+        if (!ag->link.n) continue;
+        sn +=
+            (size_t)snprintf(sens + sn, sizeof sens - sn,
+                             "%s{\"agent\":\"%s\",\"delay_s\":%.4f,\"rate_Bps\":%.0f,\"sps\":%.0f}",
+                             sn ? "," : "", ag->id, ag->link.delay, ag->link.rate, ag->link.sps);
+    }
     ids[0] = 0;
     for (int i = 0; i < c->nagents; i++) {
         online += c->agents[i].online;
@@ -449,7 +478,8 @@ static void close_round(struct coord *c)
              "\"bytes_up_round\":%llu,\"bytes_up_total\":%llu,\"bytes_down_round\":%llu,"
              "\"bytes_down_total\":%llu,\"model_bytes\":%zu,\"update_bytes_mean\":%.1f,"
              "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
-             "\"task\":%llu,\"phase\":%llu},\"per_test_file\":[%s],\"ts\":%.3f}",
+             "\"task\":%llu,\"phase\":%llu},\"per_test_file\":[%s],\"links\":[%s],\"plans\":%d,"
+             "\"ts\":%.3f}",
              c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
              was_stats ? "stats" : "train", fmq_strategy_name(c->cfg.strategy),
              fmq_codec_name(was_stats ? FMQ_CODEC_NONE : c->codec_last), c->nselected,
@@ -462,7 +492,8 @@ static void close_round(struct coord *c)
              (unsigned long long)down, (unsigned long long)c->bytes_down_total, c->last_model_bytes,
              (double)c->bytes_up_round / c->participants, round_s, (unsigned long long)c->rej_bad,
              (unsigned long long)c->rej_stale, (unsigned long long)c->rej_dup,
-             (unsigned long long)c->rej_task, (unsigned long long)c->rej_phase, per, fmq_now());
+             (unsigned long long)c->rej_task, (unsigned long long)c->rej_phase, per, sens,
+             c->nplans, fmq_now());
     fmq_mq_publish(c->mq, c->t_metrics, json, strlen(json), 1, 1);
     if (c->metrics) {
         fprintf(c->metrics, "%s\n", json);

@@ -11,6 +11,7 @@
 #include "fedmq/codec.h"
 #include "fedmq/featurize.h"
 #include "fedmq/gsfs.h"
+#include "fedmq/sensing.h"
 #include "fedmq/model.h"
 #include "fedmq/mq.h"
 #include "fedmq/strategy.h"
@@ -24,17 +25,19 @@ struct coord_cfg {
     char task[FMQ_ID_MAX];
     char root[64];
     char client_id[FMQ_ID_MAX];
-    struct fmq_model_config model;  /* kind, hidden sizes, window */
-    uint64_t seed;                  /* initial parameters */
-    long rounds;                    /* training rounds, 0 = run until stopped */
-    long min_participants;          /* updates needed to close a round at its deadline */
-    long expected_agents;           /* close as soon as this many arrived; 0 = agents online */
-    double deadline;                /* seconds a round waits for stragglers */
-    int strategy;                   /* enum fmq_strategy_kind */
-    struct fmq_strategy_params sp;  /* server optimizer and announced client settings */
-    double fraction_fit;            /* share of online agents sampled per round (sync) */
-    struct fmq_client_plan plan;    /* codec and GSFS trigger settings for agents */
-    struct fmq_gsfs_params gsfs;    /* GSFS coordinator settings */
+    struct fmq_model_config model; /* kind, hidden sizes, window */
+    uint64_t seed;                 /* initial parameters */
+    long rounds;                   /* training rounds, 0 = run until stopped */
+    long min_participants;         /* updates needed to close a round at its deadline */
+    long expected_agents;          /* close as soon as this many arrived; 0 = agents online */
+    double deadline;               /* seconds a round waits for stragglers */
+    int strategy;                  /* enum fmq_strategy_kind */
+    struct fmq_strategy_params sp; /* server optimizer and announced client settings */
+    double fraction_fit;           /* share of online agents sampled per round (sync) */
+    struct fmq_client_plan plan;   /* codec and GSFS trigger settings for agents */
+    struct fmq_gsfs_params gsfs;   /* GSFS coordinator settings */
+    int sensing;                   /* per-agent codec and time budget from link estimates */
+    struct fmq_sensing_params sensing_p;
     double server_lr;               /* FedAvg server step, 1.0 = plain FedAvg */
     double threshold;               /* decision threshold for test metrics */
     char test[COORD_MAX_TEST][256]; /* labelled conn logs for evaluation */
@@ -46,9 +49,10 @@ struct coord_cfg {
 
 struct coord_agent {
     char id[FMQ_ID_MAX];
-    int online;       /* last status said online */
-    int in_round;     /* update accepted this round */
-    uint64_t updates; /* accepted updates, all rounds */
+    struct fmq_link_est link; /* network and device sensing */
+    int online;               /* last status said online */
+    int in_round;             /* update accepted this round */
+    uint64_t updates;         /* accepted updates, all rounds */
 };
 
 #define COORD_HISTORY 4096
@@ -74,8 +78,10 @@ struct coord {
     double *mean;                 /* aggregate change, nparams */
     char (*selected)[FMQ_ID_MAX]; /* owned: agents sampled for this round */
     int nselected;
-    struct fmq_rng rng;             /* sampling */
-    int codec_last;                 /* codec of the last accepted update, for the metrics */
+    struct fmq_rng rng; /* sampling */
+    int codec_last;
+    struct fmq_agent_plan *plans;   /* owned: tailored plans announced with the model */
+    int nplans;                     /* codec of the last accepted update, for the metrics */
     struct fmq_moments moments;     /* stats phase accumulator */
     struct fmq_moments upd_moments; /* decode storage */
     float *delta;                   /* decode storage, nparams */

@@ -32,7 +32,9 @@ static void apply_overrides(struct coord_cfg *c)
     if (!isnan(over.uniform)) p->uniform = over.uniform > 0;
 }
 static int check_only;
-static const char *const bool_keys[] = {"check", NULL};
+static const char *const bool_keys[] = {
+    "check", "sensing", "stochastic_rounding", "gsfs_staleness_weight", "gsfs_informativeness",
+    NULL};
 
 static void on_signal(int sig)
 {
@@ -122,6 +124,10 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     if (!strcmp(k, "gsfs_informativeness")) return fmq_parse_bool(v, &c->gsfs.informativeness);
     if (!strcmp(k, "gsfs_outlier_norm")) return fmq_parse_double(v, 1, 1000, &c->gsfs.outlier_norm);
     if (!strcmp(k, "gsfs_min_cosine")) return fmq_parse_double(v, -1, 1, &c->gsfs.min_cosine);
+    if (!strcmp(k, "sensing")) return fmq_parse_bool(v, &c->sensing);
+    if (!strcmp(k, "sensing_upload_share"))
+        return fmq_parse_double(v, 0.01, 1, &c->sensing_p.upload_share);
+    if (!strcmp(k, "sensing_margin")) return fmq_parse_double(v, 0, 0.9, &c->sensing_p.margin);
     if (!strcmp(k, "gsfs_weighting")) {
         if (!strcmp(v, "frequency"))
             c->gsfs.weight_examples = 0;

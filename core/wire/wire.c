@@ -215,7 +215,7 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     out->len = 0;
     msgpack_packer_init(&pk, out, buf_write);
     if (!fmq_id_valid(g->run)) return FMQ_EINVAL;
-    pk_header(&pk, 14, "global");
+    pk_header(&pk, 15, "global");
     pk_kv_str(&pk, "task", g->task);
     pk_kv_str(&pk, "run", g->run);
     pk_kv_u64(&pk, "version", g->version);
@@ -253,6 +253,18 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     if (g->nselected > 0 && g->selected) {
         msgpack_pack_array(&pk, (size_t)g->nselected);
         for (int i = 0; i < g->nselected; i++) pk_str(&pk, g->selected[i]);
+    } else
+        msgpack_pack_nil(&pk);
+    pk_str(&pk, "plan");
+    if (g->nplans > 0 && g->plans) {
+        msgpack_pack_map(&pk, (size_t)g->nplans);
+        for (int i = 0; i < g->nplans; i++) {
+            pk_str(&pk, g->plans[i].agent);
+            msgpack_pack_map(&pk, 3);
+            pk_kv_str(&pk, "codec", fmq_codec_name(g->plans[i].codec));
+            pk_kv_f32(&pk, "ratio", g->plans[i].ratio);
+            pk_kv_f32(&pk, "time_budget", g->plans[i].time_budget);
+        }
     } else
         msgpack_pack_nil(&pk);
     pk_str(&pk, "params");
@@ -652,6 +664,39 @@ static int rd_selected(struct rd *r, const msgpack_object *o, struct fmq_global 
     return 0;
 }
 
+/* Per-agent plans: validates every entry, keeps only the one for g->self. */
+static int rd_plans(struct rd *r, const msgpack_object *o, struct fmq_global *g)
+{
+    const char *msg = r->msg;
+    g->has_self_plan = 0;
+    if (!o || o->type == MSGPACK_OBJECT_NIL) return 0;
+    if (o->type != MSGPACK_OBJECT_MAP || o->via.map.size > FMQ_MAX_SELECTED)
+        return fail(r, FMQ_ETYPE, "plan", "not a map of at most 1024 agents");
+    r->msg = "global.plan";
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+        struct fmq_agent_plan p;
+        char codec[24];
+        int rc;
+        if (k->type != MSGPACK_OBJECT_STR || k->via.str.size == 0 ||
+            k->via.str.size >= FMQ_ID_MAX || v->type != MSGPACK_OBJECT_MAP)
+            return fail(r, FMQ_ETYPE, "entry", "not id -> map");
+        memset(&p, 0, sizeof p);
+        memcpy(p.agent, k->via.str.ptr, k->via.str.size);
+        if ((rc = rd_str(r, v, "codec", codec, sizeof codec, 0))) return rc;
+        if (fmq_codec_parse(codec, &p.codec)) return fail(r, FMQ_EFORMAT, "codec", "unknown codec");
+        if ((rc = rd_f32_in(r, v, "ratio", 1e-6, 1, &p.ratio)) ||
+            (rc = rd_f32_in(r, v, "time_budget", 0, 86400, &p.time_budget)))
+            return rc;
+        if (g->self && strcmp(g->self, p.agent) == 0) {
+            g->self_plan = p;
+            g->has_self_plan = 1;
+        }
+    }
+    r->msg = msg;
+    return 0;
+}
+
 int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
                            struct fmq_global *g, char *err, size_t errlen)
 {
@@ -706,6 +751,7 @@ int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
         return fail(&r, FMQ_ETYPE, "norm", "not a map or nil");
     if ((rc = rd_client(&r, get(&root, "client"), &g->client)) != 0) return rc;
     if ((rc = rd_selected(&r, get(&root, "selected"), g)) != 0) return rc;
+    if ((rc = rd_plans(&r, get(&root, "plan"), g)) != 0) return rc;
     return rd_floats(&r, get(&root, "params"), "params", m->nparams, 4, m->params);
 }
 

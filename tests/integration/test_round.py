@@ -32,6 +32,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--coordinator-args", default="", help="strategy and codec flags")
     ap.add_argument("--min-f1", type=float, default=0.95)
+    ap.add_argument("--slow-agent-bps", type=float, default=0,
+                    help="give the first agent a simulated uplink of this many bytes/s")
     ap.add_argument("--max-update-bytes", type=int, default=0,
                     help="assert the mean update is at most this many bytes")
     args = ap.parse_args()
@@ -45,11 +47,14 @@ def main():
         files = [os.path.join(args.source, "data", "iot23", c) for c in CAPTURES]
         bus = h.inspect("bus", "fedmq/#")
         agents = {}
-        for f in files:
+        for i, f in enumerate(files):
             s = site(os.path.basename(f))
+            extra = ["--simulate-uplink-bps", str(args.slow_agent_bps)] \
+                if i == 0 and args.slow_agent_bps else []
             agents[s] = h.spawn("agent-" + s, [h.bin("agent/fedmq-agent"), "--broker", broker,
                                                "--id", s, "--sensors", "sensors/%s/+/conn" % s,
-                                               "--min-train", "50", "--status-interval", "1"])
+                                               "--min-train", "50", "--status-interval", "1"]
+                                + extra)
         # every agent announces itself (retained status) before data flows
         wait_for(lambda: len({m["agent"] for m in h.messages(bus)
                               if m.get("kind") == "status"}) == len(agents), 20, "agent status")
@@ -125,6 +130,21 @@ def main():
             print("mean update: %.0f bytes (%s)" % (mean, final["codec"]))
             assert mean <= args.max_update_bytes, mean
         assert final["bytes_up_total"] > 0 and final["model_bytes"] > 0, final
+
+        if args.slow_agent_bps:
+            # network sensing: the slow agent is measured, planned a lighter codec, and uses it;
+            # the others keep the configured dense-f32
+            slow = site(CAPTURES[0])
+            links = {l["agent"]: l for l in ms[-1]["links"]}
+            print("links:", links)
+            assert links[slow]["rate_Bps"] < 5 * args.slow_agent_bps, links
+            assert all(m["plans"] >= 1 for m in ms[1:]), [m["plans"] for m in ms]
+            ups = [m for m in msgs if m.get("kind") == "update" and m["base"] >= 2]
+            slow_codecs = {m["codec"] for m in ups if m["agent"] == slow}
+            fast_codecs = {m["codec"] for m in ups if m["agent"] != slow}
+            print("codecs: slow agent", slow_codecs, "others", fast_codecs)
+            assert slow_codecs and "dense-f32" not in slow_codecs, slow_codecs
+            assert fast_codecs == {"dense-f32"}, fast_codecs
 
         # 3. the injected bad updates were rejected and counted, never aggregated
         assert final["rejected"]["malformed"] >= 3, final["rejected"]

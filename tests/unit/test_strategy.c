@@ -1,5 +1,6 @@
 /* FedAvg against hand-computed values. */
 #include "fedmq/strategy.h"
+#include "fedmq/sensing.h"
 #include "fedmq/common.h"
 #include "test_util.h"
 
@@ -97,12 +98,50 @@ static void test_fedavg_mean(void)
     fmq_fedavg_free(&s);
 }
 
+/* Sensing: a 3,137-parameter model, deadline 2 s, upload allowed 0.5 s. Dense f32 is estimated
+ * at 200 + 4 x 3137 = 12,748 bytes. */
+static void test_sensing_plan(void)
+{
+    struct fmq_sensing_params sp = {2.0, 0.25, 0.2};
+    struct fmq_client_plan base;
+    struct fmq_link_est e = {0};
+    struct fmq_agent_plan out;
+    fmq_client_plan_default(&base);
+    CU_ASSERT_EQUAL(fmq_sensing_plan(&sp, &e, &base, 3137, &out), 0); /* nothing observed */
+    /* 12,736 bytes that took 0.5 s: 25,472 B/s; dense needs 0.5005 s > 0.5 s, f16 (6,474 B)
+     * needs 0.254 s; budget 2 x 0.8 - 0.254 - 0.5 = 0.846 s */
+    fmq_link_observe(&e, 100.0, 100.5, 12736, 900);
+    CU_ASSERT_DOUBLE_EQUAL(e.delay, 0.5, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(e.rate, 25472, 1e-9);
+    CU_ASSERT_EQUAL(fmq_sensing_plan(&sp, &e, &base, 3137, &out), 1);
+    CU_ASSERT_EQUAL(out.codec, FMQ_CODEC_DENSE_F16);
+    CU_ASSERT_DOUBLE_EQUAL(out.time_budget, 1.6 - 6474.0 / 25472 - 0.5, 1e-5);
+    /* a fast link keeps the configured codec and no budget */
+    e = (struct fmq_link_est){1, 0.001, 1e7, 900};
+    CU_ASSERT_EQUAL(fmq_sensing_plan(&sp, &e, &base, 3137, &out), 0);
+    CU_ASSERT_EQUAL(out.codec, FMQ_CODEC_DENSE_F32);
+    /* 500 B/s: down the ladder to top-k 0.1% (k = 4: 218 bytes, 0.436 s) */
+    e = (struct fmq_link_est){1, 0.0, 500, 900};
+    CU_ASSERT_EQUAL(fmq_sensing_plan(&sp, &e, &base, 3137, &out), 1);
+    CU_ASSERT_EQUAL(out.codec, FMQ_CODEC_TOPK_I8);
+    CU_ASSERT_DOUBLE_EQUAL(out.ratio, 0.001, 1e-9);
+    /* the estimate follows a change: EWMA with weight one half */
+    e = (struct fmq_link_est){0};
+    fmq_link_observe(&e, 0, 1.0, 1000, 0);
+    fmq_link_observe(&e, 0, 3.0, 1000, 0);
+    CU_ASSERT_DOUBLE_EQUAL(e.delay, 2.0, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(e.rate, 0.5 * 1000 + 0.5 * 1000 / 3.0, 1e-9);
+    fmq_link_observe(&e, 5.0, 4.0, 1000, 0); /* clock skew: negative delay counts as 0 */
+    CU_ASSERT_DOUBLE_EQUAL(e.delay, 1.0, 1e-12);
+}
+
 int init_strategy_tests(void)
 {
     static const struct fmq_test t[] = {{"fedavg weighted", test_fedavg_weighted},
                                         {"server optimizers, two steps", test_server_optimizers},
                                         {"names and Flower defaults", test_strategy_names_defaults},
                                         {"fedavg mean", test_fedavg_mean},
+                                        {"network and device sensing", test_sensing_plan},
                                         {NULL, NULL}};
     return fmq_add_suite("strategy", t);
 }

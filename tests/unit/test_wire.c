@@ -246,6 +246,18 @@ static void test_client_plan_and_selection(void)
     g2.self = "agent-2";
     CU_ASSERT_FATAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err) == 0);
     CU_ASSERT_EQUAL(g2.self_selected, 0);
+    CU_ASSERT_EQUAL(g2.has_self_plan, 0);
+    {
+        struct fmq_agent_plan plans[2] = {{"site-x", FMQ_CODEC_DENSE_F16, 1.0f, 0},
+                                          {"agent-2", FMQ_CODEC_TOPK_I8, 0.01f, 1.5f}};
+        g.plans = plans;
+        g.nplans = 2;
+        CU_ASSERT_FATAL(fmq_wire_encode_global(&g, &b) == 0);
+        CU_ASSERT_FATAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err) == 0);
+        CU_ASSERT_EQUAL(g2.has_self_plan, 1);
+        CU_ASSERT_EQUAL(g2.self_plan.codec, FMQ_CODEC_TOPK_I8);
+        CU_ASSERT_DOUBLE_EQUAL(g2.self_plan.time_budget, 1.5, 1e-6);
+    }
     fmq_model_free(&m);
     fmq_model_free(&m2);
     fmq_buf_free(&b);

@@ -73,6 +73,14 @@ void fmq_client_plan_default(struct fmq_client_plan *c);
 
 #define FMQ_MAX_SELECTED 1024
 
+/* A per-agent override from network and device sensing ("plan" in the global model). */
+struct fmq_agent_plan {
+    char agent[FMQ_ID_MAX];
+    int codec;         /* enum fmq_codec */
+    float ratio;       /* top-k fraction */
+    float time_budget; /* seconds of local training allowed; 0 = no limit */
+};
+
 struct fmq_global {
     char task[FMQ_ID_MAX];
     char run[FMQ_ID_MAX]; /* coordinator run id: versions compare only within one run */
@@ -89,6 +97,12 @@ struct fmq_global {
     int nselected;
     const char *self;  /* decode: the agent's own id, or NULL */
     int self_selected; /* decode: 1 when nselected is 0 or self is listed */
+    /* Per-agent plans (sensing). Encode: nplans entries of `plans` (borrowed). Decode: only
+     * the entry for `self`, into self_plan (has_self_plan 1 when present). */
+    const struct fmq_agent_plan *plans;
+    int nplans;
+    struct fmq_agent_plan self_plan;
+    int has_self_plan;
 };
 
 struct fmq_status {
