@@ -371,6 +371,29 @@ static void simulate_uplink(struct agent *a, size_t len)
     }
 }
 
+/* Fields every update carries: identity, base version, sequence number, examples, send time. */
+static void update_header(struct agent *a, struct fmq_update *u, size_t ntrain)
+{
+    memset(u, 0, sizeof *u);
+    strcpy(u->agent, a->cfg.id);
+    strcpy(u->task, a->cfg.task);
+    u->base_version = a->version;
+    u->seq = ++a->seq;
+    u->n_examples = ntrain;
+    u->ts = fmq_now();
+}
+
+static int publish_update(struct agent *a, const struct fmq_update *u)
+{
+    int rc;
+    if ((rc = fmq_wire_encode_update(u, &a->out)) != 0) return rc;
+    simulate_uplink(a, a->out.len);
+    if ((rc = fmq_mq_publish(a->mq, a->t_update, a->out.data, a->out.len, 1, 0)) != 0) return rc;
+    a->updates++;
+    a->bytes_sent += a->out.len;
+    return 0;
+}
+
 /* Encodes delta = local - global with the announced codec (error feedback keeps what top-k
  * and quantization left out) and publishes the update. */
 static int send_update(struct agent *a, size_t ntrain, size_t nval, float loss, double sps,
@@ -392,13 +415,7 @@ static int send_update(struct agent *a, size_t ntrain, size_t nval, float loss, 
         fmq_log(FMQ_LOG_ERROR, "cannot encode the update: %s", fmq_strerror(rc));
         return rc;
     }
-    memset(&u, 0, sizeof u);
-    strcpy(u.agent, a->cfg.id);
-    strcpy(u.task, a->cfg.task);
-    u.base_version = a->version;
-    u.seq = ++a->seq;
-    u.n_examples = ntrain;
-    u.ts = fmq_now();
+    update_header(a, &u, ntrain);
     u.metrics = (struct fmq_local_metrics){loss, (float)sc.accuracy, (float)sc.f1, nval};
     u.sps = (float)sps;
     u.trigger = trigger;
@@ -406,11 +423,7 @@ static int send_update(struct agent *a, size_t ntrain, size_t nval, float loss, 
     u.dim = (uint32_t)a->cur.nparams;
     u.tensor = a->tensor.data;
     u.tensor_len = a->tensor.len;
-    if ((rc = fmq_wire_encode_update(&u, &a->out)) != 0) return rc;
-    simulate_uplink(a, a->out.len);
-    if ((rc = fmq_mq_publish(a->mq, a->t_update, a->out.data, a->out.len, 1, 0)) != 0) return rc;
-    a->updates++;
-    a->bytes_sent += a->out.len;
+    if ((rc = publish_update(a, &u)) != 0) return rc;
     fmq_log(FMQ_LOG_INFO,
             "sent update #%llu for v%llu%s: %zu train / %zu val flows, loss %.4f, val acc %.4f "
             "f1 %.4f, %s %zu bytes",
@@ -430,21 +443,11 @@ static int send_stats(struct agent *a, size_t ntrain)
     fmq_moments_clear(&a->moments);
     for (size_t i = 0; i < ntrain; i++)
         fmq_moments_add(&a->moments, a->X + (size_t)a->idx[i] * FMQ_FEAT_DIM);
-    memset(&u, 0, sizeof u);
-    strcpy(u.agent, a->cfg.id);
-    strcpy(u.task, a->cfg.task);
-    u.base_version = a->version;
-    u.seq = ++a->seq;
-    u.n_examples = ntrain;
-    u.ts = fmq_now();
+    update_header(a, &u, ntrain);
     u.has_stats = 1;
     u.stats = &a->moments;
     u.codec = FMQ_CODEC_NONE;
-    if ((rc = fmq_wire_encode_update(&u, &a->out)) != 0) return rc;
-    simulate_uplink(a, a->out.len);
-    if ((rc = fmq_mq_publish(a->mq, a->t_update, a->out.data, a->out.len, 1, 0)) != 0) return rc;
-    a->updates++;
-    a->bytes_sent += a->out.len;
+    if ((rc = publish_update(a, &u)) != 0) return rc;
     fmq_log(FMQ_LOG_INFO, "sent statistics of %zu flows for v%llu, %zu bytes", ntrain,
             (unsigned long long)a->version, a->out.len);
     return 0;
