@@ -1,0 +1,440 @@
+/* GIoT transformer: layers and the model's forward/backward (see gpt.h for the layout and
+ * references). Shapes are in comments: B batch, T sequence, C channels, NH heads, hs = C/NH,
+ * V vocabulary, K classes. All buffers come from fmq_gpt_acts_init; a step allocates nothing. */
+#include "fedmq/gpt.h"
+#include "fedmq/common.h"
+#include "fedmq/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    WTE,
+    WPE,
+    LN1W,
+    LN1B,
+    QKVW,
+    QKVB,
+    ATTPROJW,
+    ATTPROJB,
+    LN2W,
+    LN2B,
+    FCW,
+    FCB,
+    FCPROJW,
+    FCPROJB,
+    LNFW,
+    LNFB,
+    CLSW,
+    CLSB
+};
+
+int fmq_gpt_config_check(const struct fmq_gpt_config *c)
+{
+    if (c->vocab < 2 || c->vocab > 65536 || c->max_seq < 1 || c->max_seq > 4096 || c->layers < 1 ||
+        c->layers > 64 || c->heads < 1 || c->channels < 1 || c->channels > 4096 ||
+        c->channels % c->heads != 0 || c->classes < 0 || c->classes > 1024)
+        return FMQ_EINVAL;
+    if (fmq_gpt_param_count(c) > FMQ_MODEL_MAXPARAMS) return FMQ_ETOOBIG;
+    return 0;
+}
+
+static void tensor_sizes(const struct fmq_gpt_config *c, size_t *s)
+{
+    size_t V = (size_t)c->vocab, T = (size_t)c->max_seq, L = (size_t)c->layers,
+           C = (size_t)c->channels, K = (size_t)c->classes;
+    s[WTE] = V * C, s[WPE] = T * C, s[LN1W] = L * C, s[LN1B] = L * C;
+    s[QKVW] = L * 3 * C * C, s[QKVB] = L * 3 * C, s[ATTPROJW] = L * C * C, s[ATTPROJB] = L * C;
+    s[LN2W] = L * C, s[LN2B] = L * C, s[FCW] = L * 4 * C * C, s[FCB] = L * 4 * C;
+    s[FCPROJW] = L * C * 4 * C, s[FCPROJB] = L * C, s[LNFW] = C, s[LNFB] = C;
+    s[CLSW] = K * C, s[CLSB] = K;
+}
+
+size_t fmq_gpt_param_count(const struct fmq_gpt_config *c)
+{
+    size_t s[FMQ_GPT_NTENSORS], n = 0;
+    tensor_sizes(c, s);
+    for (int i = 0; i < FMQ_GPT_NTENSORS; i++) n += s[i];
+    return n;
+}
+
+int fmq_gpt_init(struct fmq_gpt *m, const struct fmq_gpt_config *c)
+{
+    float *p;
+    int rc;
+    memset(m, 0, sizeof *m);
+    if ((rc = fmq_gpt_config_check(c)) != 0) return rc;
+    m->cfg = *c;
+    tensor_sizes(c, m->sizes);
+    m->nparams = fmq_gpt_param_count(c);
+    if (!(m->params = calloc(m->nparams, sizeof(float)))) return FMQ_ENOMEM;
+    p = m->params;
+    for (int i = 0; i < FMQ_GPT_NTENSORS; i++) {
+        m->t[i] = p;
+        p += m->sizes[i];
+    }
+    return 0;
+}
+
+void fmq_gpt_free(struct fmq_gpt *m)
+{
+    free(m->params);
+    m->params = NULL;
+}
+
+void fmq_gpt_init_params(struct fmq_gpt *m, uint64_t seed)
+{
+    struct fmq_rng r;
+    double proj = 0.02 / sqrt(2.0 * m->cfg.layers);
+    fmq_rng_seed(&r, seed, 0x67696f74ULL);
+    memset(m->params, 0, m->nparams * sizeof(float));
+    for (int i = 0; i < FMQ_GPT_NTENSORS; i++) {
+        double sd = 0.0;
+        if (i == WTE || i == WPE || i == QKVW || i == FCW || i == CLSW)
+            sd = 0.02;
+        else if (i == ATTPROJW || i == FCPROJW)
+            sd = proj;
+        for (size_t k = 0; k < m->sizes[i]; k++)
+            m->t[i][k] =
+                (i == LN1W || i == LN2W || i == LNFW) ? 1.0f : (float)(sd * fmq_rng_normal(&r));
+    }
+}
+
+int fmq_gpt_acts_init(struct fmq_gpt_acts *a, const struct fmq_gpt *m, int B, int T)
+{
+    size_t C = (size_t)m->cfg.channels, L = (size_t)m->cfg.layers, V = (size_t)m->cfg.vocab,
+           NH = (size_t)m->cfg.heads, K = (size_t)m->cfg.classes, BT, total;
+    float *p;
+    memset(a, 0, sizeof *a);
+    if (B < 1 || T < 1 || T > m->cfg.max_seq) return FMQ_EINVAL;
+    a->B = B, a->T = T;
+    BT = (size_t)B * T;
+    {
+        const size_t sz[] = {
+            BT * C, L * BT * C, L * BT, L * BT, L * BT * 3 * C, L * BT * C, L * B * NH * T * T,
+            L * BT * C, L * BT * C, L * BT, L * BT, L * BT * 4 * C, L * BT * 4 * C, L * BT * C,
+            BT * C, BT, BT, BT * V, BT * V, (size_t)B * K, (size_t)B * K,
+            /* scratch and gradients */
+            BT * C, BT * V, BT * C, BT * C, BT * C, BT * C, BT * 4 * C, BT * 4 * C, BT * C, BT * C,
+            B * NH * T * T, B * NH * T * T, BT * 3 * C, (size_t)B * K, 2 * (size_t)B * C};
+        float **dst[] = {
+            &a->encoded,  &a->ln1,        &a->ln1_mean,  &a->ln1_rstd,  &a->qkv,      &a->atty,
+            &a->att,      &a->residual2,  &a->ln2,       &a->ln2_mean,  &a->ln2_rstd, &a->fch,
+            &a->fch_gelu, &a->residual3,  &a->lnf,       &a->lnf_mean,  &a->lnf_rstd, &a->logits,
+            &a->probs,    &a->cls_logits, &a->cls_probs, &a->tmp_c,     &a->dlogits,  &a->dlnf,
+            &a->dres,     &a->dres2,      &a->dbranch,   &a->dfch_gelu, &a->dfch,     &a->dln,
+            &a->datty,    &a->datt,       &a->dpreatt,   &a->dqkv,      &a->dcls,     &a->dlast};
+        size_t n = sizeof sz / sizeof sz[0];
+        total = 0;
+        for (size_t i = 0; i < n; i++) total += sz[i];
+        if (!(a->mem = malloc(total * sizeof(float))) ||
+            !(a->grads = calloc(m->nparams, sizeof(float)))) {
+            fmq_gpt_acts_free(a);
+            return FMQ_ENOMEM;
+        }
+        p = a->mem;
+        for (size_t i = 0; i < n; i++) {
+            *dst[i] = p;
+            p += sz[i];
+        }
+    }
+    return 0;
+}
+
+void fmq_gpt_acts_free(struct fmq_gpt_acts *a)
+{
+    free(a->mem);
+    free(a->grads);
+    a->mem = a->grads = NULL;
+}
+
+/* ---- layers ---- */
+
+void fmq_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                           const float *b, int N, int C)
+{
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C;
+        float *o = out + (size_t)i * C;
+        double m = 0, v = 0;
+        for (int k = 0; k < C; k++) m += x[k];
+        m /= C;
+        for (int k = 0; k < C; k++) v += (x[k] - m) * (x[k] - m);
+        v /= C;
+        float s = (float)(1.0 / sqrt(v + 1e-5));
+        for (int k = 0; k < C; k++) o[k] = ((float)(x[k] - m) * s) * w[k] + b[k];
+        mean[i] = (float)m;
+        rstd[i] = s;
+    }
+}
+
+void fmq_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, const float *mean, const float *rstd, int N, int C)
+{
+    for (int i = 0; i < N; i++) {
+        const float *d = dout + (size_t)i * C, *x = inp + (size_t)i * C;
+        float *dx = dinp + (size_t)i * C;
+        double dn_mean = 0, dn_norm_mean = 0;
+        for (int k = 0; k < C; k++) {
+            float norm = (x[k] - mean[i]) * rstd[i], dn = w[k] * d[k];
+            dn_mean += dn;
+            dn_norm_mean += dn * norm;
+        }
+        dn_mean /= C;
+        dn_norm_mean /= C;
+        for (int k = 0; k < C; k++) {
+            float norm = (x[k] - mean[i]) * rstd[i], dn = w[k] * d[k];
+            db[k] += d[k];
+            dw[k] += norm * d[k];
+            dx[k] += (float)((dn - dn_mean - norm * dn_norm_mean) * rstd[i]);
+        }
+    }
+}
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi): the tanh approximation (Hendrycks & Gimpel) */
+
+void fmq_gelu_forward(float *out, const float *x, int n)
+{
+    for (int i = 0; i < n; i++) {
+        float u = GELU_K * (x[i] + 0.044715f * x[i] * x[i] * x[i]);
+        out[i] = 0.5f * x[i] * (1.0f + tanhf(u));
+    }
+}
+
+void fmq_gelu_backward(float *dinp, const float *x, const float *dout, int n)
+{
+    for (int i = 0; i < n; i++) {
+        float u = GELU_K * (x[i] + 0.044715f * x[i] * x[i] * x[i]), th = tanhf(u);
+        float du = GELU_K * (1.0f + 3.0f * 0.044715f * x[i] * x[i]);
+        dinp[i] = (0.5f * (1.0f + th) + 0.5f * x[i] * (1.0f - th * th) * du) * dout[i];
+    }
+}
+
+void fmq_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH)
+{
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < NH; h++) {
+                const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+                float *a = att + (((size_t)b * NH + h) * T + t) * T;
+                float *o = out + ((size_t)b * T + t) * C + h * hs;
+                float mx = -INFINITY, sum = 0;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                    float s = 0;
+                    for (int i = 0; i < hs; i++) s += q[i] * k[i];
+                    a[t2] = s * scale;
+                    if (a[t2] > mx) mx = a[t2];
+                }
+                for (int t2 = 0; t2 <= t; t2++) {
+                    a[t2] = expf(a[t2] - mx);
+                    sum += a[t2];
+                }
+                for (int t2 = 0; t2 < T; t2++) a[t2] = t2 <= t ? a[t2] / sum : 0.0f;
+                for (int i = 0; i < hs; i++) o[i] = 0;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+                    for (int i = 0; i < hs; i++) o[i] += a[t2] * v[i];
+                }
+            }
+}
+
+void fmq_attention_backward(float *dqkv, float *datt, float *dpreatt, const float *dout,
+                            const float *qkv, const float *att, int B, int T, int C, int NH)
+{
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    memset(dqkv, 0, (size_t)B * T * 3 * C * sizeof(float));
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < NH; h++) {
+                const float *a = att + (((size_t)b * NH + h) * T + t) * T;
+                const float *d = dout + ((size_t)b * T + t) * C + h * hs;
+                const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+                float *da = datt + (((size_t)b * NH + h) * T + t) * T;
+                float *dp = dpreatt + (((size_t)b * NH + h) * T + t) * T;
+                float *dq = dqkv + ((size_t)b * T + t) * 3 * C + h * hs;
+                float dot = 0;
+                for (int t2 = 0; t2 <= t; t2++) { /* through o = sum att * v */
+                    const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+                    float *dv = dqkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+                    da[t2] = 0;
+                    for (int i = 0; i < hs; i++) {
+                        da[t2] += d[i] * v[i];
+                        dv[i] += a[t2] * d[i];
+                    }
+                    dot += a[t2] * da[t2];
+                }
+                for (int t2 = 0; t2 <= t; t2++) { /* softmax, then the scaled dot product */
+                    const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                    float *dk = dqkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                    dp[t2] = a[t2] * (da[t2] - dot) * scale;
+                    for (int i = 0; i < hs; i++) {
+                        dq[i] += dp[t2] * k[i];
+                        dk[i] += dp[t2] * q[i];
+                    }
+                }
+            }
+}
+
+static void softmax_rows(float *probs, const float *logits, int N, int V)
+{
+    for (int i = 0; i < N; i++) {
+        const float *z = logits + (size_t)i * V;
+        float *p = probs + (size_t)i * V, mx = -INFINITY, sum = 0;
+        for (int v = 0; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+        for (int v = 0; v < V; v++) sum += (p[v] = expf(z[v] - mx));
+        for (int v = 0; v < V; v++) p[v] /= sum;
+    }
+}
+
+/* ---- model ---- */
+
+#define L_OFF(ptr, l, per) ((ptr) + (size_t)(l) * (per))
+
+float fmq_gpt_forward(const struct fmq_gpt *m, struct fmq_gpt_acts *a, const int *inputs,
+                      const int *targets, const int *labels, int T, float lm_weight,
+                      float cls_weight)
+{
+    int B = a->B, C = m->cfg.channels, NH = m->cfg.heads, V = m->cfg.vocab, K = m->cfg.classes;
+    int L = m->cfg.layers, BT = B * T;
+    size_t btc = (size_t)BT * C, bt = (size_t)BT;
+    double lm = 0, cls = 0;
+    int nlab = 0;
+
+    a->inputs = inputs, a->targets = targets, a->labels = labels, a->cur_T = T;
+    a->lm_weight = lm_weight, a->cls_weight = cls_weight, a->ntargets = 0;
+    for (int b = 0; b < B; b++) /* encoder: token + position embedding */
+        for (int t = 0; t < T; t++) {
+            float *o = a->encoded + ((size_t)b * T + t) * C;
+            const float *we = m->t[WTE] + (size_t)inputs[b * T + t] * C,
+                        *pe = m->t[WPE] + (size_t)t * C;
+            for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
+        }
+    for (int l = 0; l < L; l++) {
+        const float *res = l == 0 ? a->encoded : L_OFF(a->residual3, l - 1, btc);
+        float *ln1 = L_OFF(a->ln1, l, btc), *qkv = L_OFF(a->qkv, l, btc * 3);
+        float *atty = L_OFF(a->atty, l, btc), *r2 = L_OFF(a->residual2, l, btc);
+        float *ln2 = L_OFF(a->ln2, l, btc), *fch = L_OFF(a->fch, l, btc * 4);
+        float *fchg = L_OFF(a->fch_gelu, l, btc * 4), *r3 = L_OFF(a->residual3, l, btc);
+        float *att = L_OFF(a->att, l, (size_t)B * NH * T * T);
+        fmq_layernorm_forward(ln1, L_OFF(a->ln1_mean, l, bt), L_OFF(a->ln1_rstd, l, bt), res,
+                              m->t[LN1W] + l * C, m->t[LN1B] + l * C, BT, C);
+        fmq_linear_forward(qkv, ln1, m->t[QKVW] + (size_t)l * 3 * C * C, m->t[QKVB] + l * 3 * C, BT,
+                           C, 3 * C);
+        fmq_attention_forward(atty, att, qkv, B, T, C, NH);
+        fmq_linear_forward(a->tmp_c, atty, m->t[ATTPROJW] + (size_t)l * C * C,
+                           m->t[ATTPROJB] + l * C, BT, C, C);
+        for (size_t i = 0; i < btc; i++) r2[i] = res[i] + a->tmp_c[i];
+        fmq_layernorm_forward(ln2, L_OFF(a->ln2_mean, l, bt), L_OFF(a->ln2_rstd, l, bt), r2,
+                              m->t[LN2W] + l * C, m->t[LN2B] + l * C, BT, C);
+        fmq_linear_forward(fch, ln2, m->t[FCW] + (size_t)l * 4 * C * C, m->t[FCB] + l * 4 * C, BT,
+                           C, 4 * C);
+        fmq_gelu_forward(fchg, fch, BT * 4 * C);
+        fmq_linear_forward(a->tmp_c, fchg, m->t[FCPROJW] + (size_t)l * 4 * C * C,
+                           m->t[FCPROJB] + l * C, BT, 4 * C, C);
+        for (size_t i = 0; i < btc; i++) r3[i] = r2[i] + a->tmp_c[i];
+    }
+    fmq_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, L_OFF(a->residual3, L - 1, btc),
+                          m->t[LNFW], m->t[LNFB], BT, C);
+    fmq_linear_forward(a->logits, a->lnf, m->t[WTE], NULL, BT, C, V); /* tied LM head */
+    softmax_rows(a->probs, a->logits, BT, V);
+    if (targets)
+        for (int i = 0; i < BT; i++)
+            if (targets[i] >= 0) {
+                lm -= logf(a->probs[(size_t)i * V + targets[i]] + 1e-30f);
+                a->ntargets++;
+            }
+    if (K > 0) {
+        for (int b = 0; b < B; b++) {
+            const float *x = a->lnf + ((size_t)b * T + T - 1) * C;
+            fmq_linear_forward(a->cls_logits + (size_t)b * K, x, m->t[CLSW], m->t[CLSB], 1, C, K);
+        }
+        softmax_rows(a->cls_probs, a->cls_logits, B, K);
+        if (labels)
+            for (int b = 0; b < B; b++)
+                if (labels[b] >= 0) {
+                    cls -= logf(a->cls_probs[(size_t)b * K + labels[b]] + 1e-30f);
+                    nlab++;
+                }
+    }
+    return (float)((a->ntargets ? lm_weight * lm / a->ntargets : 0) +
+                   (nlab ? cls_weight * cls / nlab : 0));
+}
+
+void fmq_gpt_backward(const struct fmq_gpt *m, struct fmq_gpt_acts *a)
+{
+    int B = a->B, T = a->cur_T, C = m->cfg.channels, NH = m->cfg.heads, V = m->cfg.vocab;
+    int K = m->cfg.classes, L = m->cfg.layers, BT = B * T, nlab = 0;
+    size_t btc = (size_t)BT * C, bt = (size_t)BT;
+    float *g[FMQ_GPT_NTENSORS], *gp = a->grads;
+
+    for (int i = 0; i < FMQ_GPT_NTENSORS; i++) {
+        g[i] = gp;
+        gp += m->sizes[i];
+    }
+    /* softmax + cross-entropy: dz = w/n (p - onehot) */
+    for (int i = 0; i < BT; i++) {
+        float *dz = a->dlogits + (size_t)i * V;
+        const float *p = a->probs + (size_t)i * V;
+        int tg = a->targets ? a->targets[i] : -1;
+        float s = tg >= 0 && a->ntargets ? a->lm_weight / (float)a->ntargets : 0.0f;
+        for (int v = 0; v < V; v++) dz[v] = s * (p[v] - (v == tg ? 1.0f : 0.0f));
+    }
+    fmq_linear_backward(a->dlnf, g[WTE], NULL, a->dlogits, a->lnf, m->t[WTE], BT, C, V);
+    if (K > 0 && a->labels) {
+        float *xin = a->dlast, *dx = a->dlast + (size_t)B * C;
+        for (int b = 0; b < B; b++) nlab += a->labels[b] >= 0;
+        for (int b = 0; b < B; b++) {
+            int lb = a->labels[b];
+            float s = lb >= 0 ? a->cls_weight / (float)nlab : 0.0f;
+            for (int k = 0; k < K; k++)
+                a->dcls[(size_t)b * K + k] = s * (a->cls_probs[(size_t)b * K + k] - (k == lb));
+            memcpy(xin + (size_t)b * C, a->lnf + ((size_t)b * T + T - 1) * C,
+                   (size_t)C * sizeof(float));
+        }
+        fmq_linear_backward(dx, g[CLSW], g[CLSB], a->dcls, xin, m->t[CLSW], B, C, K);
+        for (int b = 0; b < B; b++)
+            for (int c = 0; c < C; c++)
+                a->dlnf[((size_t)b * T + T - 1) * C + c] += dx[(size_t)b * C + c];
+    }
+    memset(a->dres, 0, btc * sizeof(float));
+    fmq_layernorm_backward(a->dres, g[LNFW], g[LNFB], a->dlnf, L_OFF(a->residual3, L - 1, btc),
+                           m->t[LNFW], a->lnf_mean, a->lnf_rstd, BT, C);
+    for (int l = L - 1; l >= 0; l--) {
+        const float *res = l == 0 ? a->encoded : L_OFF(a->residual3, l - 1, btc);
+        /* dres holds d(residual3): the MLP branch, then ln2 turns it into d(residual2) */
+        fmq_linear_backward(a->dfch_gelu, g[FCPROJW] + (size_t)l * 4 * C * C, g[FCPROJB] + l * C,
+                            a->dres, L_OFF(a->fch_gelu, l, btc * 4),
+                            m->t[FCPROJW] + (size_t)l * 4 * C * C, BT, 4 * C, C);
+        fmq_gelu_backward(a->dfch, L_OFF(a->fch, l, btc * 4), a->dfch_gelu, BT * 4 * C);
+        fmq_linear_backward(a->dln, g[FCW] + (size_t)l * 4 * C * C, g[FCB] + l * 4 * C, a->dfch,
+                            L_OFF(a->ln2, l, btc), m->t[FCW] + (size_t)l * 4 * C * C, BT, C, 4 * C);
+        fmq_layernorm_backward(a->dres, g[LN2W] + l * C, g[LN2B] + l * C, a->dln,
+                               L_OFF(a->residual2, l, btc), m->t[LN2W] + l * C,
+                               L_OFF(a->ln2_mean, l, bt), L_OFF(a->ln2_rstd, l, bt), BT, C);
+        /* dres holds d(residual2): the attention branch, then ln1 turns it into d(input) */
+        fmq_linear_backward(a->datty, g[ATTPROJW] + (size_t)l * C * C, g[ATTPROJB] + l * C, a->dres,
+                            L_OFF(a->atty, l, btc), m->t[ATTPROJW] + (size_t)l * C * C, BT, C, C);
+        fmq_attention_backward(a->dqkv, a->datt, a->dpreatt, a->datty, L_OFF(a->qkv, l, btc * 3),
+                               L_OFF(a->att, l, (size_t)B * NH * T * T), B, T, C, NH);
+        fmq_linear_backward(a->dln, g[QKVW] + (size_t)l * 3 * C * C, g[QKVB] + l * 3 * C, a->dqkv,
+                            L_OFF(a->ln1, l, btc), m->t[QKVW] + (size_t)l * 3 * C * C, BT, C,
+                            3 * C);
+        fmq_layernorm_backward(a->dres, g[LN1W] + l * C, g[LN1B] + l * C, a->dln, res,
+                               m->t[LN1W] + l * C, L_OFF(a->ln1_mean, l, bt),
+                               L_OFF(a->ln1_rstd, l, bt), BT, C);
+    }
+    for (int b = 0; b < B; b++) /* encoder */
+        for (int t = 0; t < T; t++) {
+            const float *d = a->dres + ((size_t)b * T + t) * C;
+            float *gw = g[WTE] + (size_t)a->inputs[b * T + t] * C, *gpe = g[WPE] + (size_t)t * C;
+            for (int c = 0; c < C; c++) {
+                gw[c] += d[c];
+                gpe[c] += d[c];
+            }
+        }
+}

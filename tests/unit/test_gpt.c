@@ -1,0 +1,246 @@
+/* GIoT transformer: logits, loss and every gradient against PyTorch (schemas/vectors/
+ * giot_ref.bin, made by tests/unit/gen_giot_ref.py), and finite-difference gradient checks of
+ * each layer (layernorm, GELU, causal attention) and of the whole model, parameter by parameter. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fedmq/gpt.h"
+#include "fedmq/tokenize.h"
+#include "test_util.h"
+
+static void fill(float *x, size_t n, uint64_t seed, double scale)
+{
+    struct fmq_rng r;
+    fmq_rng_seed(&r, seed, 4);
+    for (size_t i = 0; i < n; i++) x[i] = (float)(scale * fmq_rng_normal(&r));
+}
+
+static double dot(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+/* ---- reference against PyTorch ---- */
+
+static int rd(FILE *f, void *p, size_t n)
+{
+    return fread(p, 1, n, f) == n;
+}
+
+static void test_pytorch_reference(void)
+{
+    FILE *f = fopen(VEC_DIR "giot_ref.bin", "rb");
+    char magic[8];
+    int cfgv[7], inputs[64], targets[64], labels[8];
+    float w[2], loss_ref;
+    struct fmq_gpt_config c;
+    struct fmq_gpt m;
+    struct fmq_gpt_acts a;
+    static float logits[4096], cls[64], grads[65536];
+    double maxrel = 0, maxabs = 0;
+    float loss;
+
+    CU_ASSERT_FATAL(f != NULL);
+    CU_ASSERT_FATAL(rd(f, magic, 8) && memcmp(magic, "GIOTREF1", 8) == 0);
+    CU_ASSERT_FATAL(rd(f, cfgv, sizeof cfgv) && rd(f, w, sizeof w));
+    c = (struct fmq_gpt_config){cfgv[0], cfgv[1], cfgv[2], cfgv[3], cfgv[4], cfgv[5]};
+    int B = cfgv[6], T = c.max_seq, V = c.vocab, K = c.classes;
+    CU_ASSERT_FATAL(B * T <= 64 && B * T * V <= 4096);
+    CU_ASSERT_FATAL(fmq_gpt_init(&m, &c) == 0);
+    CU_ASSERT_FATAL(m.nparams <= 65536);
+    CU_ASSERT_FATAL(rd(f, inputs, sizeof(int) * B * T) && rd(f, targets, sizeof(int) * B * T) &&
+                    rd(f, labels, sizeof(int) * B));
+    CU_ASSERT_FATAL(rd(f, m.params, m.nparams * sizeof(float)));
+    CU_ASSERT_FATAL(rd(f, logits, sizeof(float) * B * T * V) && rd(f, cls, sizeof(float) * B * K) &&
+                    rd(f, &loss_ref, sizeof loss_ref) && rd(f, grads, m.nparams * sizeof(float)));
+    fclose(f);
+    CU_ASSERT_FATAL(fmq_gpt_acts_init(&a, &m, B, T) == 0);
+    loss = fmq_gpt_forward(&m, &a, inputs, targets, labels, T, w[0], w[1]);
+    CU_ASSERT_DOUBLE_EQUAL(loss, loss_ref, 1e-5);
+    for (int i = 0; i < B * T * V; i++) CU_ASSERT_DOUBLE_EQUAL(a.logits[i], logits[i], 1e-5);
+    for (int i = 0; i < B * K; i++) CU_ASSERT_DOUBLE_EQUAL(a.cls_logits[i], cls[i], 1e-5);
+    memset(a.grads, 0, m.nparams * sizeof(float));
+    fmq_gpt_backward(&m, &a);
+    for (size_t i = 0; i < m.nparams; i++) {
+        double d = fabs((double)a.grads[i] - grads[i]);
+        maxabs = fmax(maxabs, d);
+        if (fabs(grads[i]) > 1e-4) maxrel = fmax(maxrel, d / fabs(grads[i]));
+        CU_ASSERT(d <= 1e-5 + 1e-3 * fabs(grads[i]));
+    }
+    if (getenv("FMQ_TEST_VERBOSE"))
+        fprintf(stderr, "\n  gpt vs torch: loss %.7f / %.7f, grads max abs %.2e, max rel %.2e\n",
+                loss, loss_ref, maxabs, maxrel);
+    fmq_gpt_acts_free(&a);
+    fmq_gpt_free(&m);
+}
+
+/* ---- per-layer finite differences: loss = sum(out * probe) ---- */
+
+static void test_layernorm_grad(void)
+{
+    enum { N = 3, C = 7 };
+    float x[N * C], w[C], b[C], out[N * C], mean[N], rstd[N], probe[N * C];
+    float dx[N * C] = {0}, dw[C] = {0}, db[C] = {0};
+    fill(x, N * C, 1, 1.0);
+    fill(w, C, 2, 1.0);
+    fill(b, C, 3, 1.0);
+    fill(probe, N * C, 4, 1.0);
+    fmq_layernorm_forward(out, mean, rstd, x, w, b, N, C);
+    fmq_layernorm_backward(dx, dw, db, probe, x, w, mean, rstd, N, C);
+    for (int which = 0; which < 3; which++) {
+        float *p = which == 0   ? x
+                   : which == 1 ? w
+                                : b,
+              *gr = which == 0   ? dx
+                    : which == 1 ? dw
+                                 : db;
+        int n = which == 0 ? N * C : C;
+        for (int i = 0; i < n; i++) {
+            float keep = p[i];
+            double lp, lm;
+            p[i] = keep + 1e-3f;
+            fmq_layernorm_forward(out, mean, rstd, x, w, b, N, C);
+            lp = dot(out, probe, N * C);
+            p[i] = keep - 1e-3f;
+            fmq_layernorm_forward(out, mean, rstd, x, w, b, N, C);
+            lm = dot(out, probe, N * C);
+            p[i] = keep;
+            CU_ASSERT_DOUBLE_EQUAL(gr[i], (lp - lm) / 2e-3, 5e-3);
+        }
+    }
+}
+
+static void test_gelu_grad(void)
+{
+    float x[9] = {-3, -1.5f, -0.5f, -0.1f, 0, 0.1f, 0.7f, 2, 4}, d[9], one[9];
+    for (int i = 0; i < 9; i++) one[i] = 1;
+    fmq_gelu_backward(d, x, one, 9);
+    for (int i = 0; i < 9; i++) {
+        float xp = x[i] + 1e-3f, xm = x[i] - 1e-3f, yp, ym;
+        fmq_gelu_forward(&yp, &xp, 1);
+        fmq_gelu_forward(&ym, &xm, 1);
+        CU_ASSERT_DOUBLE_EQUAL(d[i], (yp - ym) / 2e-3, 2e-3);
+    }
+}
+
+static void test_attention_grad(void)
+{
+    enum { B = 2, T = 4, C = 6, NH = 2 };
+    float qkv[B * T * 3 * C], out[B * T * C], att[B * NH * T * T], probe[B * T * C];
+    float dqkv[B * T * 3 * C], datt[B * NH * T * T], dpre[B * NH * T * T];
+    fill(qkv, B * T * 3 * C, 5, 1.0);
+    fill(probe, B * T * C, 6, 1.0);
+    fmq_attention_forward(out, att, qkv, B, T, C, NH);
+    /* causal: every row of att sums to one over t2 <= t and is zero after */
+    for (int r = 0; r < B * NH * T; r++) {
+        int t = r % T;
+        double s = 0;
+        for (int t2 = 0; t2 < T; t2++) {
+            s += att[r * T + t2];
+            if (t2 > t) CU_ASSERT_EQUAL(att[r * T + t2], 0);
+        }
+        CU_ASSERT_DOUBLE_EQUAL(s, 1.0, 1e-6);
+    }
+    fmq_attention_backward(dqkv, datt, dpre, probe, qkv, att, B, T, C, NH);
+    for (int i = 0; i < B * T * 3 * C; i++) {
+        float keep = qkv[i];
+        double lp, lm;
+        qkv[i] = keep + 1e-3f;
+        fmq_attention_forward(out, att, qkv, B, T, C, NH);
+        lp = dot(out, probe, B * T * C);
+        qkv[i] = keep - 1e-3f;
+        fmq_attention_forward(out, att, qkv, B, T, C, NH);
+        lm = dot(out, probe, B * T * C);
+        qkv[i] = keep;
+        CU_ASSERT_DOUBLE_EQUAL(dqkv[i], (lp - lm) / 2e-3, 3e-3);
+    }
+}
+
+/* ---- whole model, every parameter ---- */
+
+static void test_model_grad(void)
+{
+    struct fmq_gpt_config c = {11, 5, 2, 2, 4, 3};
+    struct fmq_gpt m;
+    struct fmq_gpt_acts a;
+    int inputs[10] = {1, 4, 7, 2, 10, 3, 3, 9, 0, 5},
+        targets[10] = {4, 7, 2, 10, -1, 3, 9, 0, 5, 6};
+    int labels[2] = {2, 0};
+    int bad = 0;
+    CU_ASSERT_FATAL(fmq_gpt_init(&m, &c) == 0);
+    fill(m.params, m.nparams, 8, 0.4);
+    for (int l = 0; l < 2; l++) /* layernorm gains near one, as trained models have */
+        for (int k = 0; k < 4; k++) m.t[2][l * 4 + k] += 1.0f, m.t[8][l * 4 + k] += 1.0f;
+    for (int k = 0; k < 4; k++) m.t[14][k] += 1.0f;
+    CU_ASSERT_FATAL(fmq_gpt_acts_init(&a, &m, 2, 5) == 0);
+    fmq_gpt_forward(&m, &a, inputs, targets, labels, 5, 1.0f, 0.7f);
+    memset(a.grads, 0, m.nparams * sizeof(float));
+    fmq_gpt_backward(&m, &a);
+    for (size_t i = 0; i < m.nparams; i++) {
+        float keep = m.params[i];
+        double lp, lm, fd;
+        m.params[i] = keep + 1e-3f;
+        lp = fmq_gpt_forward(&m, &a, inputs, targets, labels, 5, 1.0f, 0.7f);
+        m.params[i] = keep - 1e-3f;
+        lm = fmq_gpt_forward(&m, &a, inputs, targets, labels, 5, 1.0f, 0.7f);
+        m.params[i] = keep;
+        fd = (lp - lm) / 2e-3;
+        if (fabs(a.grads[i] - fd) > 2e-3 + 2e-2 * fabs(fd)) bad++;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    fmq_gpt_acts_free(&a);
+    fmq_gpt_free(&m);
+}
+
+static void test_config_and_tokens(void)
+{
+    struct fmq_gpt_config c = {168, 80, 2, 4, 64, 2};
+    struct fmq_flow f;
+    uint16_t tok[FMQ_TOK_PER_FLOW];
+    char text[96];
+    CU_ASSERT_EQUAL(fmq_gpt_config_check(&c), 0);
+    c.heads = 3; /* 64 % 3 != 0 */
+    CU_ASSERT_EQUAL(fmq_gpt_config_check(&c), FMQ_EINVAL);
+    /* the tokenizer: every field in its own range, described in words */
+    CU_ASSERT_EQUAL(fmq_tok_vocab_size(), 168);
+    fmq_flow_clear(&f);
+    f.ts = 100.5;
+    strcpy(f.orig_h, "192.168.1.5");
+    strcpy(f.resp_h, "8.8.8.8");
+    f.resp_p = 23;
+    strcpy(f.proto, "tcp");
+    strcpy(f.conn_state, "S0");
+    strcpy(f.history, "S");
+    f.orig_bytes = 0;
+    f.orig_pkts = 3;
+    fmq_tok_flow(&f, 100.0, tok);
+    for (int i = 0; i < FMQ_TOK_PER_FLOW; i++) CU_ASSERT_EQUAL(fmq_tok_field_of(tok[i]), i);
+    fmq_tok_describe(tok[FMQ_TF_RPORT], text, sizeof text);
+    CU_ASSERT_STRING_EQUAL(text, "responder port 23");
+    fmq_tok_describe(tok[FMQ_TF_STATE], text, sizeof text);
+    CU_ASSERT_STRING_EQUAL(text, "state S0");
+    fmq_tok_describe(tok[FMQ_TF_PKTS], text, sizeof text);
+    CU_ASSERT_STRING_EQUAL(text, "packets 2-3 pkts");
+    fmq_tok_describe(tok[FMQ_TF_GAP], text, sizeof text);
+    CU_ASSERT_STRING_EQUAL(text, "gap 0.1-1s");
+    fmq_tok_describe(tok[FMQ_TF_LOCALITY], text, sizeof text);
+    CU_ASSERT_STRING_EQUAL(text, "locality public");
+    fmq_tok_flow(&f, NAN, tok);
+    fmq_tok_describe(tok[FMQ_TF_GAP], text, sizeof text);
+    CU_ASSERT_STRING_EQUAL(text, "gap first flow");
+}
+
+int init_gpt_tests(void)
+{
+    static const struct fmq_test t[] = {{"pytorch reference", test_pytorch_reference},
+                                        {"layernorm gradient", test_layernorm_grad},
+                                        {"gelu gradient", test_gelu_grad},
+                                        {"attention gradient", test_attention_grad},
+                                        {"whole model gradient", test_model_grad},
+                                        {"config and tokenizer", test_config_and_tokens},
+                                        {NULL, NULL}};
+    return fmq_add_suite("gpt", t);
+}
