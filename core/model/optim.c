@@ -10,7 +10,7 @@
 int fmq_optim_init(struct fmq_optim *o, int kind, size_t n, float lr)
 {
     memset(o, 0, sizeof *o);
-    if ((kind != FMQ_OPT_SGD && kind != FMQ_OPT_ADAM) || n == 0 || !(lr > 0)) return FMQ_EINVAL;
+    if (kind < FMQ_OPT_SGD || kind > FMQ_OPT_ADAMW || n == 0 || !(lr > 0)) return FMQ_EINVAL;
     o->kind = kind;
     o->lr = lr;
     o->momentum = 0.9f;
@@ -19,8 +19,8 @@ int fmq_optim_init(struct fmq_optim *o, int kind, size_t n, float lr)
     o->eps = 1e-8f;
     o->n = n;
     o->m = calloc(n, sizeof *o->m);
-    o->v = kind == FMQ_OPT_ADAM ? calloc(n, sizeof *o->v) : NULL;
-    if (!o->m || (kind == FMQ_OPT_ADAM && !o->v)) {
+    o->v = kind != FMQ_OPT_SGD ? calloc(n, sizeof *o->v) : NULL;
+    if (!o->m || (kind != FMQ_OPT_SGD && !o->v)) {
         fmq_optim_free(o);
         return FMQ_ENOMEM;
     }
@@ -54,9 +54,10 @@ void fmq_optim_step(struct fmq_optim *o, float *p, const float *g)
     }
     float c1 = 1.0f - powf(o->beta1, (float)o->t), c2 = 1.0f - powf(o->beta2, (float)o->t);
     for (size_t i = 0; i < o->n; i++) {
-        float gi = g[i] + o->weight_decay * p[i];
+        float gi = o->kind == FMQ_OPT_ADAM ? g[i] + o->weight_decay * p[i] : g[i];
+        float wd = o->kind == FMQ_OPT_ADAMW ? o->weight_decay * p[i] : 0.0f;
         o->m[i] = o->beta1 * o->m[i] + (1.0f - o->beta1) * gi;
         o->v[i] = o->beta2 * o->v[i] + (1.0f - o->beta2) * gi * gi;
-        p[i] -= o->lr * (o->m[i] / c1) / (sqrtf(o->v[i] / c2) + o->eps);
+        p[i] -= o->lr * ((o->m[i] / c1) / (sqrtf(o->v[i] / c2) + o->eps) + wd);
     }
 }

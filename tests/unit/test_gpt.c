@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fedmq/giot.h"
 #include "fedmq/gpt.h"
 #include "fedmq/tokenize.h"
 #include "test_util.h"
@@ -233,6 +234,88 @@ static void test_config_and_tokens(void)
     CU_ASSERT_STRING_EQUAL(text, "gap first flow");
 }
 
+static void ntp_flow(struct fmq_flow *f, double ts, const char *dev)
+{
+    fmq_flow_clear(f);
+    f->ts = ts;
+    strcpy(f->orig_h, dev);
+    strcpy(f->resp_h, "216.239.35.4");
+    f->orig_p = 40000;
+    f->resp_p = 123;
+    strcpy(f->proto, "udp");
+    strcpy(f->conn_state, "SF");
+    strcpy(f->history, "Dd");
+    f->duration = 0.05;
+    f->orig_bytes = f->resp_bytes = 48;
+    f->orig_pkts = f->resp_pkts = 1;
+    f->label = FMQ_LABEL_BENIGN;
+}
+
+static void test_giot_window(void)
+{
+    static struct fmq_flow fl[3];
+    struct fmq_giot_data d;
+    int in[31], tg[31];
+    ntp_flow(&fl[0], 0, "10.0.0.1");
+    ntp_flow(&fl[1], 60, "10.0.0.2");
+    ntp_flow(&fl[2], 120, "10.0.0.1");
+    CU_ASSERT_FATAL(fmq_giot_data_build(&d, fl, 3) == 0);
+    CU_ASSERT_EQUAL(d.prev[0], -1);
+    CU_ASSERT_EQUAL(d.prev[1], -1); /* another device */
+    CU_ASSERT_EQUAL(d.prev[2], 0);
+    fmq_giot_window(&d, 2, 3, in, tg); /* K = 3, only 2 flows of this device: left padding */
+    CU_ASSERT_EQUAL(in[0], FMQ_TOK_PAD);
+    CU_ASSERT_EQUAL(tg[0], -1);
+    CU_ASSERT_EQUAL(in[10], FMQ_TOK_BOS);
+    CU_ASSERT_EQUAL(tg[10], in[11]);
+    CU_ASSERT_EQUAL(in[11], d.tok[0]);
+    CU_ASSERT_EQUAL(in[21], d.tok[2 * FMQ_TOK_PER_FLOW]);
+    CU_ASSERT_EQUAL(tg[30], -1);
+    fmq_giot_data_free(&d);
+}
+
+/* A device that beacons NTP every minute; after training, a telnet SYN from it is far less
+ * likely than its usual flow, and the explanation names the port and what was expected. */
+static void test_giot_learns_and_explains(void)
+{
+    enum { N = 400 };
+    static struct fmq_flow fl[N + 1];
+    struct fmq_gpt_config c = {fmq_tok_vocab_size(), 21, 1, 2, 16, 0};
+    struct fmq_gpt m;
+    struct fmq_giot_trainer t;
+    struct fmq_giot_data d;
+    uint32_t idx[2] = {N - 1, N};
+    float first, last, sc[2];
+    char text[512];
+    for (int i = 0; i < N; i++) ntp_flow(&fl[i], 60.0 * i, "192.168.1.20");
+    fl[N] = fl[N - 1];
+    fl[N].ts += 60;
+    fl[N].resp_p = 23;
+    strcpy(fl[N].proto, "tcp");
+    strcpy(fl[N].conn_state, "S0");
+    strcpy(fl[N].history, "S");
+    fl[N].resp_bytes = 0;
+    fl[N].resp_pkts = 0;
+    CU_ASSERT_FATAL(fmq_giot_data_build(&d, fl, N + 1) == 0);
+    CU_ASSERT_FATAL(fmq_gpt_init(&m, &c) == 0);
+    fmq_gpt_init_params(&m, 3);
+    CU_ASSERT_FATAL(fmq_giot_trainer_init(&t, &m, 8, 2, 3e-3f, 0.0f, 5) == 0);
+    first = fmq_giot_train(&t, &m, &d, idx, 1, 1); /* loss on the first batch */
+    for (int r = 0; r < 8; r++) last = fmq_giot_train(&t, &m, &d, NULL, N, 25);
+    CU_ASSERT(last < first * 0.5f);
+    fmq_giot_score(&t, &m, &d, idx, 2, sc);
+    CU_ASSERT(sc[1] > sc[0] + 5.0f); /* the odd flow is much less likely */
+    fmq_giot_explain(&t, &m, &d, N, 3, text, sizeof text);
+    if (getenv("FMQ_TEST_VERBOSE"))
+        fprintf(stderr, "\n  giot: loss %.3f -> %.3f, NLL normal %.2f odd %.2f: %s\n", first, last,
+                sc[0], sc[1], text);
+    CU_ASSERT(strstr(text, "expected responder port 123") != NULL ||
+              strstr(text, "expected proto udp") != NULL);
+    fmq_giot_trainer_free(&t);
+    fmq_gpt_free(&m);
+    fmq_giot_data_free(&d);
+}
+
 int init_gpt_tests(void)
 {
     static const struct fmq_test t[] = {{"pytorch reference", test_pytorch_reference},
@@ -241,6 +324,8 @@ int init_gpt_tests(void)
                                         {"attention gradient", test_attention_grad},
                                         {"whole model gradient", test_model_grad},
                                         {"config and tokenizer", test_config_and_tokens},
+                                        {"giot window", test_giot_window},
+                                        {"giot learns and explains", test_giot_learns_and_explains},
                                         {NULL, NULL}};
     return fmq_add_suite("gpt", t);
 }

@@ -158,6 +158,15 @@ static void test_sgd_adam_steps(void)
     CU_ASSERT_DOUBLE_EQUAL(p[0], 0.98, 1e-5);
     fmq_optim_free(&o);
     CU_ASSERT_EQUAL(fmq_optim_init(&o, FMQ_OPT_ADAM, 2, 0.0f), FMQ_EINVAL);
+    /* AdamW: the decay is decoupled from the moments: p -= lr (1 + wd p) on the first step,
+     * while Adam's L2 would be normalised away (sign(g + wd p)) */
+    p[0] = 1.0f, p[1] = -2.0f;
+    CU_ASSERT_FATAL(fmq_optim_init(&o, FMQ_OPT_ADAMW, 2, 0.01f) == 0);
+    o.weight_decay = 0.1f;
+    fmq_optim_step(&o, p, g);
+    CU_ASSERT_DOUBLE_EQUAL(p[0], 1.0 - 0.01 * (1.0 + 0.1 * 1.0), 1e-5);
+    CU_ASSERT_DOUBLE_EQUAL(p[1], -2.0 - 0.01 * (-1.0 + 0.1 * -2.0), 1e-5);
+    fmq_optim_free(&o);
 }
 
 /* Two gaussian blobs, 1 in 10 positive. */

@@ -1,0 +1,59 @@
+/* GIoT training and scoring on device traffic "sentences" (fmq_tok_flow). A flow's context is
+ * its device's previous K-1 flows: the model reads [PAD.. BOS s(i-K+1) .. s(i)] (T = 1 + 10K
+ * tokens, left-padded) and learns next-token prediction, which needs no labels. A flow's anomaly
+ * score is the negative log-likelihood of its own 10 tokens given that context; its explanation
+ * names the fields the model found least likely, with their probability and the model's most
+ * likely value. */
+#ifndef FMQ_GIOT_H
+#define FMQ_GIOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fedmq/flow.h"
+#include "fedmq/gpt.h"
+#include "fedmq/model.h"
+#include "fedmq/tokenize.h"
+
+/* Tokenized flows with, for each, the index of the same device's previous flow. */
+struct fmq_giot_data {
+    uint16_t *tok; /* owned: n x FMQ_TOK_PER_FLOW */
+    int32_t *prev; /* owned: previous flow of the same originator, -1 for none */
+    int8_t *label; /* owned: 1 malicious, 0 benign, -1 unknown */
+    size_t n;
+};
+/* flows must be in time order (per device at least). */
+int fmq_giot_data_build(struct fmq_giot_data *d, const struct fmq_flow *flows, size_t n);
+void fmq_giot_data_free(struct fmq_giot_data *d);
+
+/* Window of flow i with K flows of context: inputs and next-token targets (T = 1 + 10K);
+ * targets are -1 where nothing is to be predicted (padding, the window's end). */
+void fmq_giot_window(const struct fmq_giot_data *d, size_t i, int K, int *inputs, int *targets);
+
+struct fmq_giot_trainer {
+    struct fmq_gpt_acts acts;
+    struct fmq_optim opt;
+    int B, K, T;
+    int *inputs, *targets; /* owned, B x T */
+    struct fmq_rng rng;
+};
+int fmq_giot_trainer_init(struct fmq_giot_trainer *t, const struct fmq_gpt *m, int B, int K,
+                          float lr, float weight_decay, uint64_t seed);
+void fmq_giot_trainer_free(struct fmq_giot_trainer *t);
+/* steps optimizer steps on random windows ending at the flows listed in idx (or all when idx is
+ * NULL); returns the mean loss of the last step. */
+float fmq_giot_train(struct fmq_giot_trainer *t, struct fmq_gpt *m, const struct fmq_giot_data *d,
+                     const uint32_t *idx, size_t nidx, long steps);
+
+/* Scores flows idx[0..n) (B at a time through the trainer's buffers): out[k] = NLL of flow
+ * idx[k]'s tokens given its context, in nats. */
+void fmq_giot_score(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
+                    const struct fmq_giot_data *d, const uint32_t *idx, size_t n, float *out);
+
+/* For flow i: per field, the probability of the observed token and the model's most likely
+ * token; writes up to `worst` least likely fields as text, e.g.
+ * "responder port 50 p=0.0004, expected responder port 123 p=0.93; ...". Returns the NLL. */
+float fmq_giot_explain(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
+                       const struct fmq_giot_data *d, size_t i, int worst, char *text, size_t cap);
+
+#endif

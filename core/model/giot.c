@@ -1,0 +1,198 @@
+/* GIoT training, scoring and explanations (see giot.h). */
+#include "fedmq/giot.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* open-addressing map from originator address hash to the last flow index, rebuilt per call */
+static uint64_t hash_addr(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
+int fmq_giot_data_build(struct fmq_giot_data *d, const struct fmq_flow *flows, size_t n)
+{
+    size_t cap = 16;
+    uint64_t *keys;
+    int32_t *last;
+
+    memset(d, 0, sizeof *d);
+    while (cap < 2 * n + 16) cap <<= 1;
+    d->tok = malloc((n ? n : 1) * FMQ_TOK_PER_FLOW * sizeof *d->tok);
+    d->prev = malloc((n ? n : 1) * sizeof *d->prev);
+    d->label = malloc(n ? n : 1);
+    keys = calloc(cap, sizeof *keys);
+    last = malloc(cap * sizeof *last);
+    if (!d->tok || !d->prev || !d->label || !keys || !last) {
+        free(keys);
+        free(last);
+        fmq_giot_data_free(d);
+        return FMQ_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = hash_addr(flows[i].orig_h);
+        size_t s = (size_t)h & (cap - 1);
+        while (keys[s] && keys[s] != h) s = (s + 1) & (cap - 1); /* 64-bit hash as the key */
+        d->prev[i] = keys[s] ? last[s] : -1;
+        fmq_tok_flow(&flows[i], d->prev[i] >= 0 ? flows[d->prev[i]].ts : NAN,
+                     d->tok + i * FMQ_TOK_PER_FLOW);
+        d->label[i] = (int8_t)flows[i].label;
+        keys[s] = h;
+        last[s] = (int32_t)i;
+    }
+    d->n = n;
+    free(keys);
+    free(last);
+    return 0;
+}
+
+void fmq_giot_data_free(struct fmq_giot_data *d)
+{
+    free(d->tok);
+    free(d->prev);
+    free(d->label);
+    memset(d, 0, sizeof *d);
+}
+
+void fmq_giot_window(const struct fmq_giot_data *d, size_t i, int K, int *inputs, int *targets)
+{
+    int T = 1 + FMQ_TOK_PER_FLOW * K, chain[64], nk = 0, pos;
+    int32_t j = (int32_t)i;
+    while (j >= 0 && nk < K) {
+        chain[nk++] = j;
+        j = d->prev[j];
+    }
+    pos = T - 1 - FMQ_TOK_PER_FLOW * nk; /* where BOS goes */
+    for (int t = 0; t < pos; t++) inputs[t] = FMQ_TOK_PAD;
+    inputs[pos] = FMQ_TOK_BOS;
+    for (int c = nk - 1, t = pos + 1; c >= 0; c--)
+        for (int f = 0; f < FMQ_TOK_PER_FLOW; f++)
+            inputs[t++] = d->tok[(size_t)chain[c] * FMQ_TOK_PER_FLOW + f];
+    for (int t = 0; t < T; t++) targets[t] = t >= pos && t + 1 < T ? inputs[t + 1] : -1;
+}
+
+int fmq_giot_trainer_init(struct fmq_giot_trainer *t, const struct fmq_gpt *m, int B, int K,
+                          float lr, float weight_decay, uint64_t seed)
+{
+    int rc;
+    memset(t, 0, sizeof *t);
+    t->B = B, t->K = K, t->T = 1 + FMQ_TOK_PER_FLOW * K;
+    if (K < 1 || K > 64 || t->T > m->cfg.max_seq) return FMQ_EINVAL;
+    if ((rc = fmq_gpt_acts_init(&t->acts, m, B, t->T)) ||
+        (rc = fmq_optim_init(&t->opt, FMQ_OPT_ADAMW, m->nparams, lr)))
+        goto fail;
+    t->opt.weight_decay = weight_decay;
+    t->inputs = malloc((size_t)B * t->T * sizeof(int));
+    t->targets = malloc((size_t)B * t->T * sizeof(int));
+    if (!t->inputs || !t->targets) {
+        rc = FMQ_ENOMEM;
+        goto fail;
+    }
+    fmq_rng_seed(&t->rng, seed, 0x74726169ULL);
+    return 0;
+fail:
+    fmq_giot_trainer_free(t);
+    return rc;
+}
+
+void fmq_giot_trainer_free(struct fmq_giot_trainer *t)
+{
+    fmq_gpt_acts_free(&t->acts);
+    fmq_optim_free(&t->opt);
+    free(t->inputs);
+    free(t->targets);
+    t->inputs = t->targets = NULL;
+}
+
+float fmq_giot_train(struct fmq_giot_trainer *t, struct fmq_gpt *m, const struct fmq_giot_data *d,
+                     const uint32_t *idx, size_t nidx, long steps)
+{
+    float loss = 0;
+    size_t pool = idx ? nidx : d->n;
+    if (pool == 0) return 0;
+    for (long s = 0; s < steps; s++) {
+        for (int b = 0; b < t->B; b++) {
+            uint32_t k = fmq_rng_below(&t->rng, (uint32_t)pool);
+            fmq_giot_window(d, idx ? idx[k] : k, t->K, t->inputs + (size_t)b * t->T,
+                            t->targets + (size_t)b * t->T);
+        }
+        loss = fmq_gpt_forward(m, &t->acts, t->inputs, t->targets, NULL, t->T, 1.0f, 0.0f);
+        memset(t->acts.grads, 0, m->nparams * sizeof(float));
+        fmq_gpt_backward(m, &t->acts);
+        fmq_optim_step(&t->opt, m->params, t->acts.grads);
+    }
+    return loss;
+}
+
+/* NLL of the last sentence of window b (positions T-11 .. T-2 predict T-10 .. T-1) */
+static float window_nll(const struct fmq_giot_trainer *t, const struct fmq_gpt *m, int b)
+{
+    int V = m->cfg.vocab, T = t->T;
+    double nll = 0;
+    for (int f = 0; f < FMQ_TOK_PER_FLOW; f++) {
+        int pos = T - 1 - FMQ_TOK_PER_FLOW + f, tok = t->inputs[b * T + pos + 1];
+        nll -= log(t->acts.probs[((size_t)b * T + pos) * V + tok] + 1e-30);
+    }
+    return (float)nll;
+}
+
+void fmq_giot_score(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
+                    const struct fmq_giot_data *d, const uint32_t *idx, size_t n, float *out)
+{
+    for (size_t s = 0; s < n; s += (size_t)t->B) {
+        int nb = (int)(n - s < (size_t)t->B ? n - s : (size_t)t->B);
+        for (int b = 0; b < t->B; b++) /* a short last batch repeats its last window */
+            fmq_giot_window(d, idx[s + (size_t)(b < nb ? b : nb - 1)], t->K,
+                            t->inputs + (size_t)b * t->T, t->targets + (size_t)b * t->T);
+        fmq_gpt_forward(m, &t->acts, t->inputs, NULL, NULL, t->T, 1.0f, 0.0f);
+        for (int b = 0; b < nb; b++) out[s + (size_t)b] = window_nll(t, m, b);
+    }
+}
+
+float fmq_giot_explain(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
+                       const struct fmq_giot_data *d, size_t i, int worst, char *text, size_t cap)
+{
+    int V = m->cfg.vocab, T = t->T, order[FMQ_TOK_PER_FLOW];
+    float pobs[FMQ_TOK_PER_FLOW], pbest[FMQ_TOK_PER_FLOW];
+    int best[FMQ_TOK_PER_FLOW];
+    size_t n = 0;
+    uint32_t one = (uint32_t)i;
+    float nll;
+
+    fmq_giot_score(t, m, d, &one, 1, &nll);
+    for (int f = 0; f < FMQ_TOK_PER_FLOW; f++) {
+        int pos = T - 1 - FMQ_TOK_PER_FLOW + f, tok = t->inputs[pos + 1];
+        const float *p = t->acts.probs + (size_t)pos * V;
+        int base = fmq_tok_field_base(f), cnt = fmq_tok_field_count(f);
+        pobs[f] = p[tok];
+        best[f] = base;
+        for (int v = base; v < base + cnt; v++) /* the most likely value of this field */
+            if (p[v] > p[best[f]]) best[f] = v;
+        pbest[f] = p[best[f]];
+        order[f] = f;
+    }
+    for (int a = 0; a < FMQ_TOK_PER_FLOW; a++) /* least likely first */
+        for (int b = a + 1; b < FMQ_TOK_PER_FLOW; b++)
+            if (pobs[order[b]] < pobs[order[a]]) {
+                int tmp = order[a];
+                order[a] = order[b];
+                order[b] = tmp;
+            }
+    text[0] = 0;
+    for (int k = 0; k < worst && k < FMQ_TOK_PER_FLOW && n + 1 < cap; k++) {
+        int f = order[k], pos = T - 1 - FMQ_TOK_PER_FLOW + f;
+        char obs[64], exp[64];
+        fmq_tok_describe(t->inputs[pos + 1], obs, sizeof obs);
+        fmq_tok_describe(best[f], exp, sizeof exp);
+        if (best[f] == t->inputs[pos + 1])
+            n += (size_t)snprintf(text + n, cap - n, "%s%s p=%.2g", k ? "; " : "", obs, pobs[f]);
+        else
+            n += (size_t)snprintf(text + n, cap - n, "%s%s p=%.2g, expected %s p=%.2g",
+                                  k ? "; " : "", obs, pobs[f], exp, pbest[f]);
+    }
+    return nll;
+}
