@@ -3,6 +3,8 @@ add_library(fmq_warnings INTERFACE)
 target_compile_options(fmq_warnings INTERFACE -Wall -Wextra -Wpedantic -Wshadow
   -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter)
 target_compile_definitions(fmq_warnings INTERFACE _DEFAULT_SOURCE _POSIX_C_SOURCE=200809L)
+# `#pragma omp simd` in the numeric kernels: vectorisation only, no OpenMP runtime or threads
+target_compile_options(fmq_warnings INTERFACE -fopenmp-simd)
 if(FMQ_SANITIZE)
   target_compile_options(fmq_warnings INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer
     -fno-sanitize-recover=undefined)

@@ -157,13 +157,16 @@ void fmq_layernorm_forward(float *out, float *mean, float *rstd, const float *in
     for (int i = 0; i < N; i++) {
         const float *x = inp + (size_t)i * C;
         float *o = out + (size_t)i * C;
-        double m = 0, v = 0;
+        float m = 0, v = 0;
+#pragma omp simd reduction(+ : m)
         for (int k = 0; k < C; k++) m += x[k];
-        m /= C;
+        m /= (float)C;
+#pragma omp simd reduction(+ : v)
         for (int k = 0; k < C; k++) v += (x[k] - m) * (x[k] - m);
-        v /= C;
-        float s = (float)(1.0 / sqrt(v + 1e-5));
-        for (int k = 0; k < C; k++) o[k] = ((float)(x[k] - m) * s) * w[k] + b[k];
+        v /= (float)C;
+        float s = 1.0f / sqrtf(v + 1e-5f);
+#pragma omp simd
+        for (int k = 0; k < C; k++) o[k] = ((x[k] - m) * s) * w[k] + b[k];
         mean[i] = (float)m;
         rstd[i] = s;
     }
@@ -225,6 +228,7 @@ void fmq_attention_forward(float *out, float *att, const float *qkv, int B, int 
                 for (int t2 = 0; t2 <= t; t2++) {
                     const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
                     float s = 0;
+#pragma omp simd reduction(+ : s)
                     for (int i = 0; i < hs; i++) s += q[i] * k[i];
                     a[t2] = s * scale;
                     if (a[t2] > mx) mx = a[t2];
@@ -237,6 +241,7 @@ void fmq_attention_forward(float *out, float *att, const float *qkv, int B, int 
                 for (int i = 0; i < hs; i++) o[i] = 0;
                 for (int t2 = 0; t2 <= t; t2++) {
                     const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+#pragma omp simd
                     for (int i = 0; i < hs; i++) o[i] += a[t2] * v[i];
                 }
             }
