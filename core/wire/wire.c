@@ -151,7 +151,8 @@ int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
     if (u->codec == FMQ_CODEC_NONE && !u->has_stats) return FMQ_EINVAL;
     out->len = 0;
     msgpack_packer_init(&pk, out, buf_write);
-    pk_header(&pk, 11, "update");
+    /* stats and tensor are each sent only when present: absent means nil */
+    pk_header(&pk, 9 + (u->has_stats ? 1 : 0) + (u->codec != FMQ_CODEC_NONE ? 1 : 0), "update");
     pk_kv_str(&pk, "agent", u->agent);
     pk_kv_str(&pk, "task", u->task);
     pk_kv_u64(&pk, "base", u->base_version);
@@ -166,20 +167,17 @@ int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
     pk_kv_u64(&pk, "n_val", u->metrics.n_val);
     if (u->sps > 0) pk_kv_f32(&pk, "sps", u->sps);
     if (u->trigger > 0) pk_kv_u64(&pk, "trigger", (uint64_t)u->trigger);
-    pk_str(&pk, "stats");
     if (u->has_stats) {
+        pk_str(&pk, "stats");
         msgpack_pack_map(&pk, 3);
         pk_kv_f64(&pk, "n", u->stats->n);
         pk_str(&pk, "mean");
         pk_f64s(&pk, u->stats->mean, FMQ_FEAT_DIM);
         pk_str(&pk, "m2");
         pk_f64s(&pk, u->stats->m2, FMQ_FEAT_DIM);
-    } else
-        msgpack_pack_nil(&pk);
-    pk_str(&pk, "tensor");
-    if (u->codec == FMQ_CODEC_NONE)
-        msgpack_pack_nil(&pk);
-    else {
+    }
+    if (u->codec != FMQ_CODEC_NONE) {
+        pk_str(&pk, "tensor");
         msgpack_pack_map(&pk, 3);
         pk_kv_str(&pk, "codec", fmq_codec_name(u->codec));
         pk_kv_u64(&pk, "dim", u->dim);
@@ -507,8 +505,8 @@ int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
         }
     }
     r.msg = "update";
-    if (!(o = get(&root, "stats"))) return fail(&r, FMQ_EFORMAT, "stats", "missing");
-    u->has_stats = o->type != MSGPACK_OBJECT_NIL;
+    o = get(&root, "stats"); /* absent or nil: no statistics */
+    u->has_stats = o && o->type != MSGPACK_OBJECT_NIL;
     if (u->has_stats) {
         if (o->type != MSGPACK_OBJECT_MAP) return fail(&r, FMQ_ETYPE, "stats", "not a map");
         if (!u->stats) return fail(&r, FMQ_EINVAL, "stats", "no storage given");
@@ -522,8 +520,8 @@ int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
             if (u->stats->m2[i] < 0) return fail(&r, FMQ_ERANGE, "m2", "negative");
         r.msg = "update";
     }
-    if (!(t = get(&root, "tensor"))) return fail(&r, FMQ_EFORMAT, "tensor", "missing");
-    if (t->type == MSGPACK_OBJECT_NIL) {
+    t = get(&root, "tensor"); /* absent or nil: no tensor */
+    if (!t || t->type == MSGPACK_OBJECT_NIL) {
         if (!u->has_stats) return fail(&r, FMQ_EFORMAT, "tensor", "nil without stats");
         u->codec = FMQ_CODEC_NONE;
         u->dim = 0;
