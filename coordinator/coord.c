@@ -369,6 +369,7 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
     a->online = 1;
     a->updates++;
     fmq_link_observe(&a->link, u.ts, fmq_now(), m->len, u.sps);
+    a->n_examples = u.n_examples;
     c->bytes_up_round += m->len;
     c->codec_last = u.codec;
     fmq_log(FMQ_LOG_DEBUG, "accepted update #%llu from %s (%llu examples, %zu bytes, %s)",
@@ -385,7 +386,12 @@ static int round_ready(struct coord *c)
     for (int i = 0; i < c->nagents; i++) online += c->agents[i].online || c->agents[i].in_round;
     if (c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS) {
         /* GSFS: M = ceil(quorum x agents online) distinct agents in the pool */
-        if (fmq_gsfs_pool_distinct(&c->pool) >= fmq_gsfs_quorum(&c->cfg.gsfs, online)) return 1;
+        uint64_t total = 0;
+        for (int i = 0; i < c->nagents; i++)
+            if (c->agents[i].online || c->agents[i].in_round) total += c->agents[i].n_examples;
+        if (fmq_gsfs_pool_distinct(&c->pool) >= fmq_gsfs_quorum(&c->cfg.gsfs, online) &&
+            (double)fmq_gsfs_pool_examples(&c->pool) >= c->cfg.gsfs.quorum_examples * (double)total)
+            return 1;
     } else if (c->cfg.expected_agents > 0) {
         if (c->participants >= c->cfg.expected_agents) return 1;
     } else {

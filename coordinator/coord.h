@@ -50,6 +50,7 @@ struct coord_cfg {
 struct coord_agent {
     char id[FMQ_ID_MAX];
     struct fmq_link_est link; /* network and device sensing */
+    uint64_t n_examples;      /* examples behind its last accepted update */
     int online;               /* last status said online */
     int in_round;             /* update accepted this round */
     uint64_t updates;         /* accepted updates, all rounds */

@@ -118,6 +118,8 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     if (!strcmp(k, "gsfs_warmup")) return fmq_parse_int(v, 0, 100000, &c->plan.warmup);
     if (!strcmp(k, "gsfs_max_uploads")) return fmq_parse_int(v, 0, 100000, &c->plan.max_uploads);
     if (!strcmp(k, "gsfs_quorum")) return fmq_parse_double(v, 0.01, 1, &c->gsfs.quorum);
+    if (!strcmp(k, "gsfs_quorum_examples"))
+        return fmq_parse_double(v, 0, 1, &c->gsfs.quorum_examples);
     if (!strcmp(k, "gsfs_freq_window")) return fmq_parse_int(v, 1, 100000, &c->gsfs.freq_window);
     if (!strcmp(k, "gsfs_max_staleness")) return fmq_parse_int(v, 0, 1000, &c->gsfs.max_staleness);
     if (!strcmp(k, "gsfs_staleness_weight")) return fmq_parse_bool(v, &c->gsfs.staleness_weight);

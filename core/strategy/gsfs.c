@@ -124,6 +124,14 @@ int fmq_gsfs_pool_distinct(const struct fmq_gsfs_pool *g)
     return n;
 }
 
+uint64_t fmq_gsfs_pool_examples(const struct fmq_gsfs_pool *g)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < g->cap; i++)
+        if (g->e[i].used) n += g->e[i].n_examples;
+    return n;
+}
+
 int fmq_gsfs_quorum(const struct fmq_gsfs_params *p, int agents_online)
 {
     int m = (int)ceil(p->quorum * agents_online - 1e-9);

@@ -71,6 +71,16 @@ static void test_quorum(void)
     CU_ASSERT_EQUAL(fmq_gsfs_quorum(&p, 10), 6);
     CU_ASSERT_EQUAL(fmq_gsfs_quorum(&p, 1), 1);
     CU_ASSERT_EQUAL(fmq_gsfs_quorum(&p, 0), 1);
+    {
+        struct fmq_gsfs_pool g;
+        const float d[1] = {1};
+        CU_ASSERT_FATAL(fmq_gsfs_pool_init(&g, &p, 1, 4) == 0);
+        CU_ASSERT(fmq_gsfs_pool_add(&g, "a", 1, 1, 30, d) == 0);
+        CU_ASSERT(fmq_gsfs_pool_add(&g, "b", 1, 1, 12, d) == 0);
+        CU_ASSERT(fmq_gsfs_pool_add(&g, "a", 1, 1, 40, d) == 0); /* supersedes: 40, not 70 */
+        CU_ASSERT_EQUAL(fmq_gsfs_pool_examples(&g), 52);
+        fmq_gsfs_pool_free(&g);
+    }
 }
 
 static void test_frequency_weights(void)

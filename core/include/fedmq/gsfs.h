@@ -24,7 +24,10 @@
  * else dropped; a round also closes at its deadline with fewer than M agents (documented in
  * coordinator.conf.example) so a quiet fleet cannot stall. Informativeness sensing (extension):
  * an update whose norm exceeds outlier_norm x the pool's median is scaled down to that bound, and
- * one whose cosine to the mean of the others is below min_cosine gets weight 0. */
+ * one whose cosine to the mean of the others is below min_cosine gets weight 0. Example quorum
+ * (extension): with quorum_examples > 0 a round also waits until the pooled updates stand for that
+ * share of the online agents' training examples, so it cannot close again and again without the
+ * sites that hold most of the data. */
 #ifndef FMQ_GSFS_H
 #define FMQ_GSFS_H
 
@@ -43,14 +46,16 @@ struct fmq_gsfs_params {
     int warmup;        /* checks before the norm trigger may fire */
     int max_uploads;   /* uploads per global version, 0 = no cap (the paper's) */
     /* coordinator */
-    double quorum;        /* M = ceil(quorum * agents online) */
-    int freq_window;      /* submission-frequency memory, in aggregations */
-    int max_staleness;    /* versions an update may lag and still count */
-    int staleness_weight; /* 1/(1+sqrt(s)) weighting of stale updates */
-    int informativeness;  /* norm and cosine sensing */
-    double outlier_norm;  /* norm bound, times the pool median */
-    double min_cosine;    /* cosine to the others' mean below this: weight 0 */
-    int weight_examples;  /* a_k also proportional to the example count n_k (not in the paper) */
+    double quorum;          /* M = ceil(quorum * agents online) */
+    int freq_window;        /* submission-frequency memory, in aggregations */
+    int max_staleness;      /* versions an update may lag and still count */
+    int staleness_weight;   /* 1/(1+sqrt(s)) weighting of stale updates */
+    int informativeness;    /* norm and cosine sensing */
+    double outlier_norm;    /* norm bound, times the pool median */
+    double min_cosine;      /* cosine to the others' mean below this: weight 0 */
+    int weight_examples;    /* a_k also proportional to the example count n_k (not in the paper) */
+    double quorum_examples; /* also require this share of online agents' examples in the pool (0 =
+                               off) */
 };
 void fmq_gsfs_params_default(struct fmq_gsfs_params *p);
 
@@ -105,6 +110,8 @@ void fmq_gsfs_pool_free(struct fmq_gsfs_pool *g);
 int fmq_gsfs_pool_add(struct fmq_gsfs_pool *g, const char *agent, uint64_t base, uint64_t current,
                       uint64_t n_examples, const float *delta);
 int fmq_gsfs_pool_distinct(const struct fmq_gsfs_pool *g);
+/* Training examples behind the updates in the pool. */
+uint64_t fmq_gsfs_pool_examples(const struct fmq_gsfs_pool *g);
 int fmq_gsfs_quorum(const struct fmq_gsfs_params *p, int agents_online);
 /* Computes the weights (frequency x staleness x informativeness, normalised), writes the
  * aggregate change to out (dim), decays the frequencies and clears the pool. Entries stay
