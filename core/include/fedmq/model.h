@@ -87,7 +87,8 @@ void fmq_mlp_input_grad(const struct fmq_model *m, struct fmq_mlp_ws *ws, float 
 float fmq_model_score(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *raw);
 
 /* ---- optimizers (core/model/optim.c) ---- */
-/* ADAMW: Adam with decoupled weight decay (Loshchilov & Hutter 2019), p -= lr (mhat/(sqrt(vhat)+eps)
+/* ADAMW: Adam with decoupled weight decay (Loshchilov & Hutter 2019), p -= lr
+ * (mhat/(sqrt(vhat)+eps)
  * + wd p); ADAM adds weight decay to the gradient instead (L2). */
 enum fmq_optim_kind { FMQ_OPT_SGD = 1, FMQ_OPT_ADAM = 2, FMQ_OPT_ADAMW = 3 };
 struct fmq_optim {
