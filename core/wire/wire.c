@@ -3,6 +3,7 @@
  * field by name with its type, size and finiteness checked. Float arrays travel as BIN in
  * little-endian IEEE 754 whatever the host order. */
 #include "fedmq/wire.h"
+#include "fedmq/tokenize.h"
 
 #include <math.h>
 #include <msgpack.h>
@@ -204,12 +205,28 @@ static void pk_model(msgpack_packer *pk, const struct fmq_model *m)
     pk_kv_u64(pk, "window", (uint64_t)c->window);
 }
 
+static void pk_giot(msgpack_packer *pk, const struct fmq_gpt *m, int context)
+{
+    const struct fmq_gpt_config *c = &m->cfg;
+    msgpack_pack_map(pk, 9);
+    pk_kv_str(pk, "kind", "giot");
+    pk_kv_u64(pk, "vocab", (uint64_t)c->vocab);
+    pk_kv_u64(pk, "seq", (uint64_t)c->max_seq);
+    pk_kv_u64(pk, "layers", (uint64_t)c->layers);
+    pk_kv_u64(pk, "heads", (uint64_t)c->heads);
+    pk_kv_u64(pk, "channels", (uint64_t)c->channels);
+    pk_kv_u64(pk, "classes", (uint64_t)c->classes);
+    pk_kv_u64(pk, "context", (uint64_t)context);
+    pk_kv_u64(pk, "tok", FMQ_TOK_VERSION);
+}
+
 int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
 {
     msgpack_packer pk;
     const struct fmq_model *m = g->model;
+    const struct fmq_gpt *gm = g->gpt;
 
-    if (!fmq_id_valid(g->task) || !m || !m->params) return FMQ_EINVAL;
+    if (!fmq_id_valid(g->task) || (!(m && m->params) && !(gm && gm->params))) return FMQ_EINVAL;
     out->len = 0;
     msgpack_packer_init(&pk, out, buf_write);
     if (!fmq_id_valid(g->run)) return FMQ_EINVAL;
@@ -222,9 +239,12 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     pk_kv_str(&pk, "strategy", g->strategy);
     pk_kv_f64(&pk, "ts", g->ts);
     pk_str(&pk, "model");
-    pk_model(&pk, m);
+    if (!(m && m->params))
+        pk_giot(&pk, gm, g->giot_context);
+    else
+        pk_model(&pk, m);
     pk_str(&pk, "norm");
-    if (m->has_norm) {
+    if (m && m->params && m->has_norm) {
         msgpack_pack_map(&pk, 2);
         pk_str(&pk, "mean");
         pk_f32s(&pk, m->norm_mean, (size_t)m->cfg.in_dim);
@@ -266,7 +286,10 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     } else
         msgpack_pack_nil(&pk);
     pk_str(&pk, "params");
-    pk_f32s(&pk, m->params, m->nparams);
+    if (m && m->params)
+        pk_f32s(&pk, m->params, m->nparams);
+    else
+        pk_f32s(&pk, gm->params, gm->nparams);
     return finish(out, 0);
 }
 
@@ -695,6 +718,43 @@ static int rd_plans(struct rd *r, const msgpack_object *o, struct fmq_global *g)
     return 0;
 }
 
+/* The GIoT part of a global model: config checked against this build's tokenizer, params into
+ * g->gpt (allocated when empty, else the config must match). */
+static int decode_giot(struct rd *r, const msgpack_object *root, const msgpack_object *o,
+                       struct fmq_global *g)
+{
+    struct fmq_gpt_config c;
+    uint64_t v[8];
+    static const char *const keys[] = {"vocab",    "seq",     "layers",  "heads",
+                                       "channels", "classes", "context", "tok"};
+    const msgpack_object *nm;
+    int rc;
+
+    if (!g->gpt) return fail(r, FMQ_EINVAL, "model", "a GIoT model, and no storage for it");
+    r->msg = "global.model";
+    for (int i = 0; i < 8; i++)
+        if ((rc = rd_u64(r, o, keys[i], 1u << 20, &v[i])) != 0) return rc;
+    c = (struct fmq_gpt_config){(int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[5]};
+    if (v[7] != FMQ_TOK_VERSION || c.vocab != fmq_tok_vocab_size())
+        return fail(r, FMQ_EVERSION, "tok", "another tokenizer version or vocabulary");
+    if (fmq_gpt_config_check(&c) != 0 || v[6] < 1 || 1 + FMQ_TOK_PER_FLOW * v[6] > v[1])
+        return fail(r, FMQ_EINVAL, "model", "invalid GIoT config or context");
+    r->msg = "global";
+    if (g->gpt->params) {
+        if (memcmp(&c, &g->gpt->cfg, sizeof c) != 0)
+            return fail(r, FMQ_EDIM, "model", "config differs from the model in use");
+    } else if ((rc = fmq_gpt_init(g->gpt, &c)) != 0)
+        return fail(r, rc, "model", "cannot allocate");
+    if ((nm = get(root, "norm")) && nm->type != MSGPACK_OBJECT_NIL)
+        return fail(r, FMQ_ETYPE, "norm", "a GIoT model has no normalisation");
+    g->kind = FMQ_MODEL_GIOT;
+    g->giot_context = (int)v[6];
+    if ((rc = rd_client(r, get(root, "client"), &g->client)) != 0) return rc;
+    if ((rc = rd_selected(r, get(root, "selected"), g)) != 0) return rc;
+    if ((rc = rd_plans(r, get(root, "plan"), g)) != 0) return rc;
+    return rd_floats(r, get(root, "params"), "params", g->gpt->nparams, 4, g->gpt->params);
+}
+
 int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
                            struct fmq_global *g, char *err, size_t errlen)
 {
@@ -706,7 +766,7 @@ int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
     char type[16], phase[16];
     int rc;
 
-    if (!m) return FMQ_EINVAL;
+    if (!m && !g->gpt) return FMQ_EINVAL;
     if ((rc = open_msg(d, buf, len, "global", &root, type, &r)) != 0) return rc;
     if ((rc = rd_str(&r, &root, "task", g->task, sizeof g->task, 1)) ||
         (rc = rd_str(&r, &root, "run", g->run, sizeof g->run, 1)) ||
@@ -724,8 +784,17 @@ int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
         return fail(&r, FMQ_EFORMAT, "phase", "not stats or train");
     if (!(o = get(&root, "model")) || o->type != MSGPACK_OBJECT_MAP)
         return fail(&r, FMQ_ETYPE, "model", "missing or not a map");
+    {
+        const msgpack_object *k = get(o, "kind");
+        if (k && k->type == MSGPACK_OBJECT_STR && k->via.str.size == 4 &&
+            memcmp(k->via.str.ptr, "giot", 4) == 0)
+            return decode_giot(&r, &root, o, g);
+    }
+    if (!m) return fail(&r, FMQ_EINVAL, "model", "an MLP or logistic model, and no storage for it");
+    g->kind = 0;
     r.msg = "global.model";
     if ((rc = rd_model_config(&r, o, &cfg))) return rc;
+    g->kind = cfg.kind;
     r.msg = "global";
     if (m->params) {
         if (memcmp(&cfg, &m->cfg, sizeof cfg) != 0)

@@ -140,6 +140,20 @@ int main(int argc, char **argv)
     put("global_truncated", "global", "EFORMAT", b.data, b.len - 1);
     fmq_model_free(&m);
 
+    {
+        struct fmq_gpt gm;
+        if (sample_giot_global(&g, &gm) || fmq_wire_encode_global(&g, &b)) return 1;
+        put("global_giot_valid", "global-giot", "OK", b.data, b.len);
+        put("global_giot_for_mlp_decoder", "global", "EINVAL", b.data, b.len);
+        c = patched(&b, "\xa3tok\x01", 5, "\xa3tok\x02");
+        put("global_giot_wrong_tokenizer", "global-giot", "EVERSION", c, b.len);
+        free(c);
+        fmq_gpt_free(&gm);
+    }
+    if (sample_global(&g, &m) || fmq_wire_encode_global(&g, &b)) return 1;
+    put("global_mlp_for_giot_decoder", "global-giot", "EINVAL", b.data, b.len);
+    fmq_model_free(&m);
+
     sample_status(&s);
     if (fmq_wire_encode_status(&s, &b)) return 1;
     put("status_valid", "status", "OK", b.data, b.len);

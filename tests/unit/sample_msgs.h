@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "fedmq/tokenize.h"
 #include "fedmq/wire.h"
 
 static float sample_delta[4] = {0.5f, -1.25f, 3.0f, 0.0f};
@@ -55,6 +56,27 @@ static inline int sample_global(struct fmq_global *g, struct fmq_model *m)
     strcpy(g->strategy, "fedavg");
     g->ts = 1700000100.25;
     g->model = m;
+    fmq_client_plan_default(&g->client);
+    return 0;
+}
+
+/* A small GIoT global model: context 2 flows (21 tokens), params i/10000 */
+static inline int sample_giot_global(struct fmq_global *g, struct fmq_gpt *m)
+{
+    struct fmq_gpt_config c = {fmq_tok_vocab_size(), 21, 1, 2, 8, 2};
+    int rc = fmq_gpt_init(m, &c);
+    if (rc) return rc;
+    for (size_t i = 0; i < m->nparams; i++) m->params[i] = (float)(i % 1000) / 10000.0f;
+    memset(g, 0, sizeof *g);
+    strcpy(g->task, "iot23");
+    strcpy(g->run, "r1700000000-00c0ffee");
+    g->version = 2;
+    g->round = 1;
+    g->phase = FMQ_PHASE_TRAIN;
+    strcpy(g->strategy, "fedavg");
+    g->ts = 1700000100.25;
+    g->gpt = m;
+    g->giot_context = 2;
     fmq_client_plan_default(&g->client);
     return 0;
 }

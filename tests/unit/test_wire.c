@@ -39,7 +39,8 @@ static int code_of(const char *s)
              {"ETYPE", FMQ_ETYPE},
              {"EDIM", FMQ_EDIM},
              {"ERANGE", FMQ_ERANGE},
-             {"ETOOBIG", FMQ_ETOOBIG}};
+             {"ETOOBIG", FMQ_ETOOBIG},
+             {"EINVAL", FMQ_EINVAL}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (strcmp(t[i].n, s) == 0) return t[i].c;
     return 999;
@@ -57,6 +58,15 @@ static int decode_as(struct fmq_wire_dec *d, const char *decoder, const uint8_t 
         u.delta_cap = 64;
         u.stats = &mo;
         return fmq_wire_decode_update(d, b, n, 0, &u, err, 256);
+    }
+    if (strcmp(decoder, "global-giot") == 0) {
+        struct fmq_gpt gm = {0};
+        struct fmq_global g = {0};
+        int rc;
+        g.gpt = &gm;
+        rc = fmq_wire_decode_global(d, b, n, &g, err, 256);
+        fmq_gpt_free(&gm);
+        return rc;
     }
     if (strcmp(decoder, "global") == 0) {
         struct fmq_model m = {0};
@@ -264,6 +274,43 @@ static void test_client_plan_and_selection(void)
     fmq_wire_dec_free(&d);
 }
 
+static void test_giot_global(void)
+{
+    struct fmq_buf b = {0};
+    struct fmq_wire_dec d;
+    struct fmq_global g, g2;
+    struct fmq_gpt m, m2 = {0}, other = {0};
+    char err[256];
+    size_t n;
+    uint8_t *v;
+    CU_ASSERT_FATAL(fmq_wire_dec_init(&d) == 0);
+    CU_ASSERT_FATAL(sample_giot_global(&g, &m) == 0);
+    CU_ASSERT_FATAL(fmq_wire_encode_global(&g, &b) == 0);
+    v = load("global_giot_valid", &n); /* the committed vector is today's encoding */
+    CU_ASSERT(n == b.len && memcmp(v, b.data, n) == 0);
+    free(v);
+    memset(&g2, 0, sizeof g2);
+    g2.gpt = &m2;
+    CU_ASSERT_FATAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err) == 0);
+    CU_ASSERT_EQUAL(g2.kind, FMQ_MODEL_GIOT);
+    CU_ASSERT_EQUAL(g2.giot_context, 2);
+    CU_ASSERT_EQUAL(m2.nparams, m.nparams);
+    CU_ASSERT(memcmp(m2.params, m.params, m.nparams * sizeof(float)) == 0);
+    /* a model of another shape is refused, not reshaped */
+    {
+        struct fmq_gpt_config c = m.cfg;
+        c.channels = 16;
+        CU_ASSERT_FATAL(fmq_gpt_init(&other, &c) == 0);
+        g2.gpt = &other;
+        CU_ASSERT_EQUAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err), FMQ_EDIM);
+    }
+    fmq_gpt_free(&m);
+    fmq_gpt_free(&m2);
+    fmq_gpt_free(&other);
+    fmq_buf_free(&b);
+    fmq_wire_dec_free(&d);
+}
+
 static void test_mutations_never_crash(void)
 {
     static const char *names[] = {"update_valid", "global_valid", "status_valid",
@@ -317,6 +364,7 @@ int init_wire_tests(void)
         {"valid vectors match encoder", test_valid_vectors_match_encoder},
         {"round trip values", test_roundtrip_values},
         {"client plan and selection", test_client_plan_and_selection},
+        {"giot global model", test_giot_global},
         {"random mutations never crash", test_mutations_never_crash},
         {"structural check limits", test_check_limits},
         {NULL, NULL}};

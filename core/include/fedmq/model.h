@@ -26,7 +26,7 @@ void fmq_bce_backward(float *dlogits, const float *logits, const float *y, const
 float fmq_sigmoid(float z);
 
 /* ---- model ---- */
-enum fmq_model_kind { FMQ_MODEL_LOGREG = 1, FMQ_MODEL_MLP = 2 };
+enum fmq_model_kind { FMQ_MODEL_LOGREG = 1, FMQ_MODEL_MLP = 2, FMQ_MODEL_GIOT = 3 };
 #define FMQ_MLP_MAXHIDDEN 4
 #define FMQ_MODEL_MAXPARAMS (1u << 24) /* 64 MiB of float32: far above an edge model */
 

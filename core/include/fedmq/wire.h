@@ -11,6 +11,7 @@
 
 #include "fedmq/codec.h"
 #include "fedmq/featurize.h"
+#include "fedmq/gpt.h"
 #include "fedmq/model.h"
 
 #define FMQ_WIRE_VERSION 1
@@ -89,7 +90,10 @@ struct fmq_global {
     int phase;            /* enum fmq_phase: what agents must send next */
     char strategy[32];    /* aggregation strategy name */
     double ts;
-    struct fmq_model *model;       /* borrowed: config, params and normalisation */
+    struct fmq_model *model;       /* borrowed: config, params and normalisation (mlp, logreg) */
+    struct fmq_gpt *gpt;           /* borrowed: a GIoT model instead of `model` */
+    int giot_context;              /* GIoT: flows of device context per window */
+    int kind;                      /* decode: FMQ_MODEL_* of the message */
     struct fmq_client_plan client; /* decode: defaults when the message has none */
     /* Agents sampled for this round (fraction_fit); nselected 0 = every agent. Encode: ids
      * from `selected` (borrowed). Decode: only whether `self` is among them. */
@@ -135,7 +139,9 @@ void fmq_wire_dec_free(struct fmq_wire_dec *d);
 /* The decoders fill *out; strings are copied, so nothing points into buf afterwards.
  * decode_update: expected_dim 0 accepts any dim up to u->delta_cap.
  * decode_global: allocates g->model (fmq_model_init) if g->model->params is NULL, else requires
- * the same config as the model it is given (so a model of another shape is refused). On failure
+ * the same config as the model it is given (so a model of another shape is refused). A GIoT
+ * model decodes into g->gpt the same way; a decoder given no storage of the message's kind
+ * refuses it. On failure
  * the model may be partly overwritten: decode into a scratch model and adopt it on success. */
 int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
                            uint32_t expected_dim, struct fmq_update *out, char *err, size_t errlen);
