@@ -83,7 +83,7 @@ int fmq_giot_trainer_init(struct fmq_giot_trainer *t, const struct fmq_gpt *m, i
     t->B = B, t->K = K, t->T = 1 + FMQ_TOK_PER_FLOW * K;
     if (K < 1 || K > 64 || t->T > m->cfg.max_seq) return FMQ_EINVAL;
     if ((rc = fmq_gpt_acts_init(&t->acts, m, B, t->T)) ||
-        (rc = fmq_optim_init(&t->opt, FMQ_OPT_ADAMW, m->nparams, lr)))
+        (rc = fmq_optim_init(&t->opt, FMQ_OPT_ADAMW, m->lora_rank ? m->lora_n : m->nparams, lr)))
         goto fail;
     t->opt.weight_decay = weight_decay;
     t->inputs = malloc((size_t)B * t->T * sizeof(int));
@@ -122,8 +122,12 @@ float fmq_giot_train(struct fmq_giot_trainer *t, struct fmq_gpt *m, const struct
         }
         loss = fmq_gpt_forward(m, &t->acts, t->inputs, t->targets, NULL, t->T, 1.0f, 0.0f);
         memset(t->acts.grads, 0, m->nparams * sizeof(float));
+        if (m->lora_rank) memset(t->acts.lora_grads, 0, m->lora_n * sizeof(float));
         fmq_gpt_backward(m, &t->acts);
-        fmq_optim_step(&t->opt, m->params, t->acts.grads);
+        if (m->lora_rank) /* adapter mode: the base stays frozen, only the adapters learn */
+            fmq_optim_step(&t->opt, m->lora, t->acts.lora_grads);
+        else
+            fmq_optim_step(&t->opt, m->params, t->acts.grads);
     }
     return loss;
 }

@@ -80,7 +80,89 @@ int fmq_gpt_init(struct fmq_gpt *m, const struct fmq_gpt_config *c)
 void fmq_gpt_free(struct fmq_gpt *m)
 {
     free(m->params);
-    m->params = NULL;
+    free(m->lora);
+    m->params = m->lora = NULL;
+}
+
+/* per adapted linear k (0 qkv, 1 attproj, 2 fc, 3 fcproj): in and out widths */
+static void lora_dims(const struct fmq_gpt *m, int k, int *in, int *out)
+{
+    int C = m->cfg.channels;
+    static const int ins[4] = {1, 1, 1, 4}, outs[4] = {3, 1, 4, 1};
+    *in = ins[k] * C;
+    *out = outs[k] * C;
+}
+
+int fmq_gpt_lora_init(struct fmq_gpt *m, int rank, float alpha, uint64_t seed)
+{
+    struct fmq_rng r;
+    size_t sizes[FMQ_LORA_NTENSORS], n = 0;
+    float *p;
+    if (rank < 1 || rank > 256 || !(alpha > 0)) return FMQ_EINVAL;
+    for (int k = 0; k < 4; k++) {
+        int in, out;
+        lora_dims(m, k, &in, &out);
+        sizes[2 * k] = (size_t)m->cfg.layers * rank * in;      /* A (L, r, in) */
+        sizes[2 * k + 1] = (size_t)m->cfg.layers * out * rank; /* B (L, out, r) */
+        n += sizes[2 * k] + sizes[2 * k + 1];
+    }
+    free(m->lora);
+    if (!(m->lora = calloc(n, sizeof(float)))) return FMQ_ENOMEM;
+    m->lora_rank = rank;
+    m->lora_alpha = alpha;
+    m->lora_n = n;
+    p = m->lora;
+    fmq_rng_seed(&r, seed, 0x6c6f7261ULL);
+    for (int i = 0; i < FMQ_LORA_NTENSORS; i++) {
+        m->lt[i] = p;
+        if (i % 2 == 0) /* A ~ N(0, 1/in) (Kaiming-like, as the LoRA reference code); B = 0 */
+            for (size_t k = 0; k < sizes[i]; k++) {
+                int in, out;
+                lora_dims(m, i / 2, &in, &out);
+                p[k] = (float)(fmq_rng_normal(&r) / sqrt((double)in));
+            }
+        p += sizes[i];
+    }
+    return 0;
+}
+
+/* out (N,OC) += s * (x A^T) B^T ; h (N,r) = x A^T kept for backward */
+static void lora_forward(float *out, float *h, const float *x, const float *A, const float *Bm,
+                         int N, int C, int OC, int r, float s)
+{
+    fmq_linear_forward(h, x, A, NULL, N, C, r);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < OC; j++) {
+            float acc = 0;
+            for (int k = 0; k < r; k++) acc += h[(size_t)i * r + k] * Bm[(size_t)j * r + k];
+            out[(size_t)i * OC + j] += s * acc;
+        }
+}
+
+/* dA, dB accumulate; dx (N,C) += s * (dout B) A */
+static void lora_backward(float *dx, float *dA, float *dB, float *dh, const float *dout,
+                          const float *x, const float *h, const float *A, const float *Bm, int N,
+                          int C, int OC, int r, float s)
+{
+    for (int i = 0; i < N; i++) {
+        for (int k = 0; k < r; k++) {
+            float acc = 0;
+            for (int j = 0; j < OC; j++) acc += dout[(size_t)i * OC + j] * Bm[(size_t)j * r + k];
+            dh[(size_t)i * r + k] = s * acc;
+        }
+        for (int j = 0; j < OC; j++) {
+            float g = s * dout[(size_t)i * OC + j];
+            for (int k = 0; k < r; k++) dB[(size_t)j * r + k] += g * h[(size_t)i * r + k];
+        }
+    }
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < r; k++) {
+            float g = dh[(size_t)i * r + k];
+            for (int c = 0; c < C; c++) {
+                dA[(size_t)k * C + c] += g * x[(size_t)i * C + c];
+                if (dx) dx[(size_t)i * C + c] += g * A[(size_t)k * C + c];
+            }
+        }
 }
 
 void fmq_gpt_init_params(struct fmq_gpt *m, uint64_t seed)
@@ -128,6 +210,15 @@ int fmq_gpt_acts_init(struct fmq_gpt_acts *a, const struct fmq_gpt *m, int B, in
         size_t n = sizeof sz / sizeof sz[0];
         total = 0;
         for (size_t i = 0; i < n; i++) total += sz[i];
+        if (m->lora_rank > 0) {
+            a->lora_grads = calloc(m->lora_n, sizeof(float));
+            a->lora_h = malloc(4 * L * BT * (size_t)m->lora_rank * sizeof(float));
+            a->lora_dh = malloc(BT * (size_t)m->lora_rank * sizeof(float));
+            if (!a->lora_grads || !a->lora_h || !a->lora_dh) {
+                fmq_gpt_acts_free(a);
+                return FMQ_ENOMEM;
+            }
+        }
         if (!(a->mem = malloc(total * sizeof(float))) ||
             !(a->grads = calloc(m->nparams, sizeof(float)))) {
             fmq_gpt_acts_free(a);
@@ -146,7 +237,10 @@ void fmq_gpt_acts_free(struct fmq_gpt_acts *a)
 {
     free(a->mem);
     free(a->grads);
-    a->mem = a->grads = NULL;
+    free(a->lora_grads);
+    free(a->lora_h);
+    free(a->lora_dh);
+    a->mem = a->grads = a->lora_grads = a->lora_h = a->lora_dh = NULL;
 }
 
 /* ---- layers ---- */
@@ -298,6 +392,14 @@ static void softmax_rows(float *probs, const float *logits, int N, int V)
 
 /* ---- model ---- */
 
+/* adapter k of layer l: A (r, in), B (out, r), its saved x A^T, and the same in the gradients */
+#define LORA_A(m, base, k, l, in)                                                                  \
+    ((base) + ((m)->lt[2 * (k)] - (m)->lora) + (size_t)(l) * (m)->lora_rank * (in))
+#define LORA_B(m, base, k, l, out)                                                                 \
+    ((base) + ((m)->lt[2 * (k) + 1] - (m)->lora) + (size_t)(l) * (out) * (m)->lora_rank)
+#define LORA_H(a, m, k, l, BT)                                                                     \
+    ((a)->lora_h + ((size_t)(k) * (m)->cfg.layers + (l)) * (size_t)(BT) * (m)->lora_rank)
+
 #define L_OFF(ptr, l, per) ((ptr) + (size_t)(l) * (per))
 
 float fmq_gpt_forward(const struct fmq_gpt *m, struct fmq_gpt_acts *a, const int *inputs,
@@ -308,7 +410,8 @@ float fmq_gpt_forward(const struct fmq_gpt *m, struct fmq_gpt_acts *a, const int
     int L = m->cfg.layers, BT = B * T;
     size_t btc = (size_t)BT * C, bt = (size_t)BT;
     double lm = 0, cls = 0;
-    int nlab = 0;
+    int nlab = 0, r = m->lora_rank;
+    float ls = r ? m->lora_alpha / (float)r : 0.0f;
 
     a->inputs = inputs, a->targets = targets, a->labels = labels, a->cur_T = T;
     a->lm_weight = lm_weight, a->cls_weight = cls_weight, a->ntargets = 0;
@@ -330,17 +433,29 @@ float fmq_gpt_forward(const struct fmq_gpt *m, struct fmq_gpt_acts *a, const int
                               m->t[LN1W] + l * C, m->t[LN1B] + l * C, BT, C);
         fmq_linear_forward(qkv, ln1, m->t[QKVW] + (size_t)l * 3 * C * C, m->t[QKVB] + l * 3 * C, BT,
                            C, 3 * C);
+        if (r)
+            lora_forward(qkv, LORA_H(a, m, 0, l, BT), ln1, LORA_A(m, m->lora, 0, l, C),
+                         LORA_B(m, m->lora, 0, l, 3 * C), BT, C, 3 * C, r, ls);
         fmq_attention_forward(atty, att, qkv, B, T, C, NH);
         fmq_linear_forward(a->tmp_c, atty, m->t[ATTPROJW] + (size_t)l * C * C,
                            m->t[ATTPROJB] + l * C, BT, C, C);
+        if (r)
+            lora_forward(a->tmp_c, LORA_H(a, m, 1, l, BT), atty, LORA_A(m, m->lora, 1, l, C),
+                         LORA_B(m, m->lora, 1, l, C), BT, C, C, r, ls);
         for (size_t i = 0; i < btc; i++) r2[i] = res[i] + a->tmp_c[i];
         fmq_layernorm_forward(ln2, L_OFF(a->ln2_mean, l, bt), L_OFF(a->ln2_rstd, l, bt), r2,
                               m->t[LN2W] + l * C, m->t[LN2B] + l * C, BT, C);
         fmq_linear_forward(fch, ln2, m->t[FCW] + (size_t)l * 4 * C * C, m->t[FCB] + l * 4 * C, BT,
                            C, 4 * C);
+        if (r)
+            lora_forward(fch, LORA_H(a, m, 2, l, BT), ln2, LORA_A(m, m->lora, 2, l, C),
+                         LORA_B(m, m->lora, 2, l, 4 * C), BT, C, 4 * C, r, ls);
         fmq_gelu_forward(fchg, fch, BT * 4 * C);
         fmq_linear_forward(a->tmp_c, fchg, m->t[FCPROJW] + (size_t)l * 4 * C * C,
                            m->t[FCPROJB] + l * C, BT, 4 * C, C);
+        if (r)
+            lora_forward(a->tmp_c, LORA_H(a, m, 3, l, BT), fchg, LORA_A(m, m->lora, 3, l, 4 * C),
+                         LORA_B(m, m->lora, 3, l, C), BT, 4 * C, C, r, ls);
         for (size_t i = 0; i < btc; i++) r3[i] = r2[i] + a->tmp_c[i];
     }
     fmq_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, L_OFF(a->residual3, L - 1, btc),
@@ -373,7 +488,8 @@ float fmq_gpt_forward(const struct fmq_gpt *m, struct fmq_gpt_acts *a, const int
 void fmq_gpt_backward(const struct fmq_gpt *m, struct fmq_gpt_acts *a)
 {
     int B = a->B, T = a->cur_T, C = m->cfg.channels, NH = m->cfg.heads, V = m->cfg.vocab;
-    int K = m->cfg.classes, L = m->cfg.layers, BT = B * T, nlab = 0;
+    int K = m->cfg.classes, L = m->cfg.layers, BT = B * T, nlab = 0, r = m->lora_rank;
+    float ls = r ? m->lora_alpha / (float)r : 0.0f;
     size_t btc = (size_t)BT * C, bt = (size_t)BT;
     float *g[FMQ_GPT_NTENSORS], *gp = a->grads;
 
@@ -415,20 +531,41 @@ void fmq_gpt_backward(const struct fmq_gpt *m, struct fmq_gpt_acts *a)
         fmq_linear_backward(a->dfch_gelu, g[FCPROJW] + (size_t)l * 4 * C * C, g[FCPROJB] + l * C,
                             a->dres, L_OFF(a->fch_gelu, l, btc * 4),
                             m->t[FCPROJW] + (size_t)l * 4 * C * C, BT, 4 * C, C);
+        if (r)
+            lora_backward(a->dfch_gelu, LORA_A(m, a->lora_grads, 3, l, 4 * C),
+                          LORA_B(m, a->lora_grads, 3, l, C), a->lora_dh, a->dres,
+                          L_OFF(a->fch_gelu, l, btc * 4), LORA_H(a, m, 3, l, BT),
+                          LORA_A(m, m->lora, 3, l, 4 * C), LORA_B(m, m->lora, 3, l, C), BT, 4 * C,
+                          C, r, ls);
         fmq_gelu_backward(a->dfch, L_OFF(a->fch, l, btc * 4), a->dfch_gelu, BT * 4 * C);
         fmq_linear_backward(a->dln, g[FCW] + (size_t)l * 4 * C * C, g[FCB] + l * 4 * C, a->dfch,
                             L_OFF(a->ln2, l, btc), m->t[FCW] + (size_t)l * 4 * C * C, BT, C, 4 * C);
+        if (r)
+            lora_backward(
+                a->dln, LORA_A(m, a->lora_grads, 2, l, C), LORA_B(m, a->lora_grads, 2, l, 4 * C),
+                a->lora_dh, a->dfch, L_OFF(a->ln2, l, btc), LORA_H(a, m, 2, l, BT),
+                LORA_A(m, m->lora, 2, l, C), LORA_B(m, m->lora, 2, l, 4 * C), BT, C, 4 * C, r, ls);
         fmq_layernorm_backward(a->dres, g[LN2W] + l * C, g[LN2B] + l * C, a->dln,
                                L_OFF(a->residual2, l, btc), m->t[LN2W] + l * C,
                                L_OFF(a->ln2_mean, l, bt), L_OFF(a->ln2_rstd, l, bt), BT, C);
         /* dres holds d(residual2): the attention branch, then ln1 turns it into d(input) */
         fmq_linear_backward(a->datty, g[ATTPROJW] + (size_t)l * C * C, g[ATTPROJB] + l * C, a->dres,
                             L_OFF(a->atty, l, btc), m->t[ATTPROJW] + (size_t)l * C * C, BT, C, C);
+        if (r)
+            lora_backward(
+                a->datty, LORA_A(m, a->lora_grads, 1, l, C), LORA_B(m, a->lora_grads, 1, l, C),
+                a->lora_dh, a->dres, L_OFF(a->atty, l, btc), LORA_H(a, m, 1, l, BT),
+                LORA_A(m, m->lora, 1, l, C), LORA_B(m, m->lora, 1, l, C), BT, C, C, r, ls);
         fmq_attention_backward(a->dqkv, a->datt, a->dpreatt, a->datty, L_OFF(a->qkv, l, btc * 3),
                                L_OFF(a->att, l, (size_t)B * NH * T * T), B, T, C, NH);
         fmq_linear_backward(a->dln, g[QKVW] + (size_t)l * 3 * C * C, g[QKVB] + l * 3 * C, a->dqkv,
                             L_OFF(a->ln1, l, btc), m->t[QKVW] + (size_t)l * 3 * C * C, BT, C,
                             3 * C);
+        if (r)
+            lora_backward(
+                a->dln, LORA_A(m, a->lora_grads, 0, l, C), LORA_B(m, a->lora_grads, 0, l, 3 * C),
+                a->lora_dh, a->dqkv, L_OFF(a->ln1, l, btc), LORA_H(a, m, 0, l, BT),
+                LORA_A(m, m->lora, 0, l, C), LORA_B(m, m->lora, 0, l, 3 * C), BT, C, 3 * C, r, ls);
         fmq_layernorm_backward(a->dres, g[LN1W] + l * C, g[LN1B] + l * C, a->dln, res,
                                m->t[LN1W] + l * C, L_OFF(a->ln1_mean, l, bt),
                                L_OFF(a->ln1_rstd, l, bt), BT, C);

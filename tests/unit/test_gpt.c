@@ -196,6 +196,63 @@ static void test_model_grad(void)
     fmq_gpt_free(&m);
 }
 
+/* LoRA: with B = 0 the adapted model is the base; every adapter and base gradient matches
+ * finite differences once B is non-zero; the adapters are a small share of the model. */
+static void test_lora(void)
+{
+    struct fmq_gpt_config c = {11, 5, 2, 2, 4, 3};
+    struct fmq_gpt m;
+    struct fmq_gpt_acts a0, a;
+    int inputs[10] = {1, 4, 7, 2, 10, 3, 3, 9, 0, 5},
+        targets[10] = {4, 7, 2, 10, -1, 3, 9, 0, 5, 6};
+    int labels[2] = {2, 0}, bad = 0;
+    float base;
+    CU_ASSERT_FATAL(fmq_gpt_init(&m, &c) == 0);
+    fill(m.params, m.nparams, 8, 0.4);
+    for (int l = 0; l < 2; l++)
+        for (int k = 0; k < 4; k++) m.t[2][l * 4 + k] += 1.0f, m.t[8][l * 4 + k] += 1.0f;
+    CU_ASSERT_FATAL(fmq_gpt_acts_init(&a0, &m, 2, 5) == 0);
+    base = fmq_gpt_forward(&m, &a0, inputs, targets, labels, 5, 1.0f, 0.7f);
+    CU_ASSERT_FATAL(fmq_gpt_lora_init(&m, 2, 4.0f, 3) == 0);
+    CU_ASSERT_EQUAL(m.lora_n, (size_t)2 * 2 * 16 * 4); /* L r 16C */
+    CU_ASSERT_FATAL(fmq_gpt_acts_init(&a, &m, 2, 5) == 0);
+    CU_ASSERT_EQUAL(fmq_gpt_forward(&m, &a, inputs, targets, labels, 5, 1.0f, 0.7f), base);
+    fill(m.lora, m.lora_n, 9, 0.3); /* B non-zero too, so dA is exercised */
+    fmq_gpt_forward(&m, &a, inputs, targets, labels, 5, 1.0f, 0.7f);
+    memset(a.grads, 0, m.nparams * sizeof(float));
+    memset(a.lora_grads, 0, m.lora_n * sizeof(float));
+    fmq_gpt_backward(&m, &a);
+    for (int which = 0; which < 2; which++) {
+        float *p = which ? m.params : m.lora, *gr = which ? a.grads : a.lora_grads;
+        size_t n = which ? m.nparams : m.lora_n;
+        for (size_t i = 0; i < n; i++) {
+            float keep = p[i];
+            double lp, lm, fd;
+            p[i] = keep + 1e-3f;
+            lp = fmq_gpt_forward(&m, &a, inputs, targets, labels, 5, 1.0f, 0.7f);
+            p[i] = keep - 1e-3f;
+            lm = fmq_gpt_forward(&m, &a, inputs, targets, labels, 5, 1.0f, 0.7f);
+            p[i] = keep;
+            fd = (lp - lm) / 2e-3;
+            if (fabs(gr[i] - fd) > 2e-3 + 2e-2 * fabs(fd)) bad++;
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(fmq_gpt_lora_init(&m, 0, 1.0f, 1), FMQ_EINVAL);
+    fmq_gpt_acts_free(&a0);
+    fmq_gpt_acts_free(&a);
+    fmq_gpt_free(&m);
+    /* the bench config (C 32, L 2) at rank 4: adapters 4,096 floats against 32,160 */
+    {
+        struct fmq_gpt_config bc = {168, 41, 2, 4, 32, 0};
+        struct fmq_gpt bm;
+        CU_ASSERT_FATAL(fmq_gpt_init(&bm, &bc) == 0 && fmq_gpt_lora_init(&bm, 4, 8.0f, 1) == 0);
+        CU_ASSERT_EQUAL(bm.lora_n, 4096);
+        CU_ASSERT_EQUAL(bm.nparams, 32160);
+        fmq_gpt_free(&bm);
+    }
+}
+
 static void test_config_and_tokens(void)
 {
     struct fmq_gpt_config c = {168, 80, 2, 4, 64, 2};
@@ -313,6 +370,44 @@ static void test_giot_learns_and_explains(void)
               strstr(text, "expected proto udp") != NULL);
     fmq_giot_trainer_free(&t);
     fmq_gpt_free(&m);
+    /* adapter mode, the way a fleet uses it: a base trained on the device, frozen, then rank-4
+     * adapters learn a change (the device's NTP server moves to port 4123, an unknown port);
+     * the base parameters stay bit for bit as they were */
+    {
+        static struct fmq_flow moved[N];
+        struct fmq_giot_data d2;
+        struct fmq_gpt bm;
+        float *copy, f0, f1 = 0;
+        uint32_t one[1] = {N - 1};
+        CU_ASSERT_FATAL(fmq_gpt_init(&bm, &c) == 0);
+        fmq_gpt_init_params(&bm, 3);
+        CU_ASSERT_FATAL(fmq_giot_trainer_init(&t, &bm, 8, 2, 3e-3f, 0.0f, 5) == 0);
+        for (int r = 0; r < 8; r++) fmq_giot_train(&t, &bm, &d, NULL, N, 25);
+        fmq_giot_trainer_free(&t);
+        for (int i = 0; i < N; i++) {
+            moved[i] = fl[i];
+            moved[i].resp_p = 4123;
+        }
+        CU_ASSERT_FATAL(fmq_giot_data_build(&d2, moved, N) == 0);
+        CU_ASSERT_FATAL(fmq_gpt_lora_init(&bm, 4, 8.0f, 2) == 0);
+        copy = malloc(bm.nparams * sizeof(float));
+        memcpy(copy, bm.params, bm.nparams * sizeof(float));
+        CU_ASSERT_FATAL(fmq_giot_trainer_init(&t, &bm, 8, 2, 1e-2f, 0.0f, 6) == 0);
+        fmq_giot_score(&t, &bm, &d2, one, 1, &f0);
+        for (int r = 0; r < 8; r++) fmq_giot_train(&t, &bm, &d2, NULL, N, 25);
+        fmq_giot_score(&t, &bm, &d2, one, 1, &f1);
+        CU_ASSERT(f1 < 0.5f * f0); /* the moved flow became far less surprising */
+        CU_ASSERT(memcmp(copy, bm.params, bm.nparams * sizeof(float)) == 0);
+        if (getenv("FMQ_TEST_VERBOSE"))
+            fprintf(stderr,
+                    "  giot lora: %zu adapter vs %zu base parameters; NLL of the moved "
+                    "flow %.5f -> %.5f\n",
+                    bm.lora_n, bm.nparams, f0, f1);
+        free(copy);
+        fmq_giot_trainer_free(&t);
+        fmq_giot_data_free(&d2);
+        fmq_gpt_free(&bm);
+    }
     fmq_giot_data_free(&d);
 }
 
@@ -323,6 +418,7 @@ int init_gpt_tests(void)
                                         {"gelu gradient", test_gelu_grad},
                                         {"attention gradient", test_attention_grad},
                                         {"whole model gradient", test_model_grad},
+                                        {"lora adapters", test_lora},
                                         {"config and tokenizer", test_config_and_tokens},
                                         {"giot window", test_giot_window},
                                         {"giot learns and explains", test_giot_learns_and_explains},

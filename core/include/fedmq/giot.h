@@ -41,7 +41,8 @@ int fmq_giot_trainer_init(struct fmq_giot_trainer *t, const struct fmq_gpt *m, i
                           float lr, float weight_decay, uint64_t seed);
 void fmq_giot_trainer_free(struct fmq_giot_trainer *t);
 /* steps optimizer steps on random windows ending at the flows listed in idx (or all when idx is
- * NULL); returns the mean loss of the last step. */
+ * NULL); returns the mean loss of the last step. With LoRA adapters on the model (initialise
+ * them before the trainer) only the adapters are updated: the base stays frozen. */
 float fmq_giot_train(struct fmq_giot_trainer *t, struct fmq_gpt *m, const struct fmq_giot_data *d,
                      const uint32_t *idx, size_t nidx, long steps);
 

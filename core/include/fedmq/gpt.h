@@ -25,8 +25,21 @@ struct fmq_gpt_config {
     int classes;  /* K, classification head outputs (0 = none) */
 };
 
+/* LoRA (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models"): each adapted
+ * linear W (OC,C) gains (alpha/r) B A with A (r,C), B (OC,r); B starts at zero so the adapted
+ * model equals the base until trained. Adapted: qkv, attproj, fc, fcproj of every layer. The
+ * adapter tensors form their own contiguous vector, in the order A_qkv, B_qkv, A_attproj,
+ * B_attproj, A_fc, B_fc, A_fcproj, B_fcproj, each (L, ...), so an agent can train and send only
+ * them while the base stays frozen. */
+#define FMQ_LORA_NTENSORS 8
+
 struct fmq_gpt {
     struct fmq_gpt_config cfg;
+    int lora_rank;                /* 0: no adapters */
+    float lora_alpha;             /* scale alpha / rank */
+    size_t lora_n;                /* adapter parameters */
+    float *lora;                  /* owned, contiguous adapters (NULL without) */
+    float *lt[FMQ_LORA_NTENSORS]; /* views into lora */
     size_t sizes[FMQ_GPT_NTENSORS];
     size_t nparams;
     float *params;              /* owned, contiguous */
@@ -43,7 +56,10 @@ struct fmq_gpt_acts {
     /* scratch and gradients */
     float *tmp_c, *dlogits, *dlnf, *dres, *dres2, *dbranch, *dfch_gelu, *dfch, *dln, *datty, *datt,
         *dpreatt, *dqkv, *dcls, *dlast;
-    float *grads; /* owned: nparams, accumulated by backward */
+    float *grads;      /* owned: nparams, accumulated by backward */
+    float *lora_grads; /* owned: lora_n, accumulated by backward (adapters on) */
+    float *lora_h;     /* owned: x A^T of every adapted linear, (4, L, B, T, r) */
+    float *lora_dh;    /* scratch (B, T, r) */
     /* inputs of the last forward (borrowed) */
     const int *inputs, *targets, *labels;
     int cur_T;
@@ -57,6 +73,9 @@ int fmq_gpt_init(struct fmq_gpt *m, const struct fmq_gpt_config *c);
 void fmq_gpt_free(struct fmq_gpt *m);
 /* GPT-2 style init: N(0, 0.02), residual projections scaled by 1/sqrt(2L), layernorm 1/0. */
 void fmq_gpt_init_params(struct fmq_gpt *m, uint64_t seed);
+
+/* Adds rank-r adapters (A small random, B zero); call before fmq_gpt_acts_init. */
+int fmq_gpt_lora_init(struct fmq_gpt *m, int rank, float alpha, uint64_t seed);
 
 int fmq_gpt_acts_init(struct fmq_gpt_acts *a, const struct fmq_gpt *m, int B, int T);
 void fmq_gpt_acts_free(struct fmq_gpt_acts *a);
