@@ -63,8 +63,11 @@ void fmq_giot_window(const struct fmq_giot_data *d, size_t i, int K, int *inputs
     int T = 1 + FMQ_TOK_PER_FLOW * K, chain[64], nk = 0, pos;
     int32_t j = (int32_t)i;
     while (j >= 0 && nk < K) {
+        int32_t p;
         chain[nk++] = j;
-        j = d->prev[j];
+        p = d->prev[j];
+        if (p >= 0 && d->gen && d->gen[p] != d->prev_gen[j]) p = -1; /* overwritten since */
+        j = p;
     }
     pos = T - 1 - FMQ_TOK_PER_FLOW * nk; /* where BOS goes */
     for (int t = 0; t < pos; t++) inputs[t] = FMQ_TOK_PAD;
@@ -199,4 +202,80 @@ float fmq_giot_explain(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
                                   k ? "; " : "", obs, pobs[f], exp, pbest[f]);
     }
     return nll;
+}
+
+int fmq_giot_stream_init(struct fmq_giot_stream *s, size_t cap, size_t max_devices)
+{
+    memset(s, 0, sizeof *s);
+    if (cap < 1 || max_devices < 1) return FMQ_EINVAL;
+    s->cap = cap;
+    s->max_devices = max_devices;
+    s->tcap = 16;
+    while (s->tcap < 2 * max_devices) s->tcap <<= 1;
+    s->d.tok = malloc(cap * FMQ_TOK_PER_FLOW * sizeof *s->d.tok);
+    s->d.prev = malloc(cap * sizeof *s->d.prev);
+    s->d.label = malloc(cap);
+    s->gen = calloc(cap, sizeof *s->gen);
+    s->prev_gen = calloc(cap, sizeof *s->prev_gen);
+    s->ts = malloc(cap * sizeof *s->ts);
+    s->keys = calloc(s->tcap, sizeof *s->keys);
+    s->last = malloc(s->tcap * sizeof *s->last);
+    s->last_gen = malloc(s->tcap * sizeof *s->last_gen);
+    if (!s->d.tok || !s->d.prev || !s->d.label || !s->gen || !s->prev_gen || !s->ts || !s->keys ||
+        !s->last || !s->last_gen) {
+        fmq_giot_stream_free(s);
+        return FMQ_ENOMEM;
+    }
+    s->d.gen = s->gen;
+    s->d.prev_gen = s->prev_gen;
+    s->next_gen = 1;
+    return 0;
+}
+
+void fmq_giot_stream_free(struct fmq_giot_stream *s)
+{
+    free(s->d.tok);
+    free(s->d.prev);
+    free(s->d.label);
+    free(s->gen);
+    free(s->prev_gen);
+    free(s->ts);
+    free(s->keys);
+    free(s->last);
+    free(s->last_gen);
+    memset(s, 0, sizeof *s);
+}
+
+size_t fmq_giot_stream_push(struct fmq_giot_stream *s, const struct fmq_flow *f)
+{
+    uint64_t h = hash_addr(f->orig_h);
+    size_t slot = s->head, k = (size_t)h & (s->tcap - 1);
+    int32_t p = -1;
+
+    while (s->keys[k] && s->keys[k] != h) k = (k + 1) & (s->tcap - 1);
+    if (!s->keys[k] && s->ndev == s->max_devices) { /* full: start over */
+        memset(s->keys, 0, s->tcap * sizeof *s->keys);
+        s->ndev = 0;
+        s->resets++;
+        k = (size_t)h & (s->tcap - 1);
+    }
+    if (s->keys[k]) {
+        p = s->last[k];
+        if (s->gen[p] != s->last_gen[k]) p = -1; /* that slot now holds a newer flow */
+    } else {
+        s->keys[k] = h;
+        s->ndev++;
+    }
+    s->d.prev[slot] = p;
+    s->prev_gen[slot] = p >= 0 ? s->gen[p] : 0;
+    fmq_tok_flow(f, p >= 0 ? s->ts[p] : NAN, s->d.tok + slot * FMQ_TOK_PER_FLOW);
+    s->d.label[slot] = (int8_t)f->label;
+    s->ts[slot] = f->ts;
+    s->gen[slot] = s->next_gen++;
+    if (s->next_gen == 0) s->next_gen = 1; /* 0 marks "never written" */
+    s->last[k] = (int32_t)slot;
+    s->last_gen[k] = s->gen[slot];
+    s->head = (slot + 1) % s->cap;
+    if (s->d.n < s->cap) s->d.n++;
+    return slot;
 }

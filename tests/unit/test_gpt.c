@@ -331,6 +331,68 @@ static void test_giot_window(void)
     fmq_giot_data_free(&d);
 }
 
+/* The online stream gives the same windows as the offline build while nothing is overwritten,
+ * cuts links to overwritten slots, and never links two devices. */
+static void test_giot_stream(void)
+{
+    enum { N = 12, K = 3, TT = 1 + FMQ_TOK_PER_FLOW * K };
+    static struct fmq_flow fl[N];
+    struct fmq_giot_data d;
+    struct fmq_giot_stream st;
+    int in1[TT], tg1[TT], in2[TT], tg2[TT];
+    for (int i = 0; i < N; i++) {
+        ntp_flow(&fl[i], 10.0 * i, i % 3 ? "10.0.0.1" : "10.0.0.2");
+        fl[i].resp_p = 100 + i; /* every flow distinct */
+    }
+    CU_ASSERT_FATAL(fmq_giot_data_build(&d, fl, N) == 0);
+    CU_ASSERT_FATAL(fmq_giot_stream_init(&st, N, 8) == 0);
+    for (int i = 0; i < N; i++) CU_ASSERT_EQUAL(fmq_giot_stream_push(&st, &fl[i]), (size_t)i);
+    for (int i = 0; i < N; i++) {
+        fmq_giot_window(&d, (size_t)i, K, in1, tg1);
+        fmq_giot_window(&st.d, (size_t)i, K, in2, tg2);
+        CU_ASSERT(memcmp(in1, in2, sizeof in1) == 0 && memcmp(tg1, tg2, sizeof tg1) == 0);
+    }
+    fmq_giot_stream_free(&st);
+    /* a ring of 3: A1 B1 B2 | B3 overwrites A1 | A2 overwrites B1 and must not link to B3 */
+    {
+        struct fmq_flow A1, B1, B2, B3, A2;
+        size_t sa2, sb3;
+        ntp_flow(&A1, 0, "A");
+        ntp_flow(&B1, 1, "B");
+        ntp_flow(&B2, 2, "B");
+        ntp_flow(&B3, 3, "B");
+        ntp_flow(&A2, 4, "A");
+        CU_ASSERT_FATAL(fmq_giot_stream_init(&st, 3, 8) == 0);
+        fmq_giot_stream_push(&st, &A1);
+        fmq_giot_stream_push(&st, &B1);
+        fmq_giot_stream_push(&st, &B2);
+        sb3 = fmq_giot_stream_push(&st, &B3);
+        sa2 = fmq_giot_stream_push(&st, &A2);
+        CU_ASSERT_EQUAL(sb3, 0);
+        CU_ASSERT_EQUAL(sa2, 1);
+        CU_ASSERT_EQUAL(st.d.prev[sa2], -1); /* A's last flow is gone: no context */
+        fmq_giot_window(&st.d, sa2, K, in1, tg1);
+        CU_ASSERT_EQUAL(in1[TT - 1 - FMQ_TOK_PER_FLOW], FMQ_TOK_BOS);
+        /* B3 still links to B2 (slot 2); B2's link to B1 (slot 1, now A2) is cut */
+        fmq_giot_window(&st.d, sb3, K, in1, tg1);
+        CU_ASSERT_EQUAL(in1[TT - 1 - 2 * FMQ_TOK_PER_FLOW], FMQ_TOK_BOS);
+        CU_ASSERT_EQUAL(in1[TT - 2 * FMQ_TOK_PER_FLOW], st.d.tok[2 * FMQ_TOK_PER_FLOW]);
+        fmq_giot_stream_free(&st);
+    }
+    /* the device table is bounded: a third device in a table of two starts it over */
+    CU_ASSERT_FATAL(fmq_giot_stream_init(&st, 8, 2) == 0);
+    fmq_giot_stream_push(&st, &fl[0]);
+    fmq_giot_stream_push(&st, &fl[1]);
+    {
+        struct fmq_flow c3;
+        ntp_flow(&c3, 1000, "10.0.0.3");
+        fmq_giot_stream_push(&st, &c3);
+    }
+    CU_ASSERT_EQUAL(st.resets, 1);
+    fmq_giot_stream_free(&st);
+    fmq_giot_data_free(&d);
+}
+
 /* A device that beacons NTP every minute; after training, a telnet SYN from it is far less
  * likely than its usual flow, and the explanation names the port and what was expected. */
 static void test_giot_learns_and_explains(void)
@@ -421,6 +483,7 @@ int init_gpt_tests(void)
                                         {"lora adapters", test_lora},
                                         {"config and tokenizer", test_config_and_tokens},
                                         {"giot window", test_giot_window},
+                                        {"giot stream", test_giot_stream},
                                         {"giot learns and explains", test_giot_learns_and_explains},
                                         {NULL, NULL}};
     return fmq_add_suite("gpt", t);

@@ -21,10 +21,34 @@ struct fmq_giot_data {
     int32_t *prev; /* owned: previous flow of the same originator, -1 for none */
     int8_t *label; /* owned: 1 malicious, 0 benign, -1 unknown */
     size_t n;
+    /* streams only (NULL otherwise): a link prev[i] holds while gen[prev[i]] == prev_gen[i] */
+    const uint32_t *gen, *prev_gen;
 };
 /* flows must be in time order (per device at least). */
 int fmq_giot_data_build(struct fmq_giot_data *d, const struct fmq_flow *flows, size_t n);
 void fmq_giot_data_free(struct fmq_giot_data *d);
+
+/* Online store for an agent: a ring of the fleet's last `cap` flows, tokenized as they arrive,
+ * linked per device, exposed as an fmq_giot_data (slot indices) so the trainer and scorer run on
+ * it directly. A link to a slot that has since been overwritten is cut. The device table holds
+ * at most max_devices originators; when it is full it starts over (older devices lose their
+ * context, counted in resets). No allocation after init. */
+struct fmq_giot_stream {
+    struct fmq_giot_data d; /* view: arrays of cap slots, d.n = slots filled */
+    uint32_t *gen;          /* owned: generation written into each slot */
+    uint32_t *prev_gen;     /* owned: generation the slot's link expects */
+    double *ts;             /* owned: flow time per slot (for the next flow's gap) */
+    uint64_t *keys;         /* owned: device hash table */
+    int32_t *last;          /* owned: device -> last slot */
+    uint32_t *last_gen;     /* owned: generation of that slot when it was the device's */
+    size_t cap, head, tcap, ndev, max_devices;
+    uint32_t next_gen;
+    uint64_t resets; /* device table restarts */
+};
+int fmq_giot_stream_init(struct fmq_giot_stream *s, size_t cap, size_t max_devices);
+void fmq_giot_stream_free(struct fmq_giot_stream *s);
+/* Tokenizes f into the next slot and links it to its device's previous flow; returns the slot. */
+size_t fmq_giot_stream_push(struct fmq_giot_stream *s, const struct fmq_flow *f);
 
 /* Window of flow i with K flows of context: inputs and next-token targets (T = 1 + 10K);
  * targets are -1 where nothing is to be predicted (padding, the window's end). */
