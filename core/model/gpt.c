@@ -198,16 +198,18 @@ int fmq_gpt_acts_init(struct fmq_gpt_acts *a, const struct fmq_gpt *m, int B, in
             L * BT * C, L * BT * C, L * BT, L * BT, L * BT * 4 * C, L * BT * 4 * C, L * BT * C,
             BT * C, BT, BT, BT * V, BT * V, (size_t)B * K, (size_t)B * K,
             /* scratch and gradients */
-            BT * C, BT * V, BT * C, BT * C, BT * C, BT * C, BT * 4 * C, BT * 4 * C, BT * C, BT * C,
-            B * NH * T * T, B * NH * T * T, BT * 3 * C, (size_t)B * K, 2 * (size_t)B * C};
-        float **dst[] = {
-            &a->encoded,  &a->ln1,        &a->ln1_mean,  &a->ln1_rstd,  &a->qkv,      &a->atty,
-            &a->att,      &a->residual2,  &a->ln2,       &a->ln2_mean,  &a->ln2_rstd, &a->fch,
-            &a->fch_gelu, &a->residual3,  &a->lnf,       &a->lnf_mean,  &a->lnf_rstd, &a->logits,
-            &a->probs,    &a->cls_logits, &a->cls_probs, &a->tmp_c,     &a->dlogits,  &a->dlnf,
-            &a->dres,     &a->dres2,      &a->dbranch,   &a->dfch_gelu, &a->dfch,     &a->dln,
-            &a->datty,    &a->datt,       &a->dpreatt,   &a->dqkv,      &a->dcls,     &a->dlast};
+            BT * C, BT * V, BT * C, BT * C, BT * 4 * C, BT * 4 * C, BT * C, BT * C, B * NH * T * T,
+            B * NH * T * T, BT * 3 * C, (size_t)B * K, 2 * (size_t)B * C};
+        float **dst[] = {&a->encoded,   &a->ln1,      &a->ln1_mean,  &a->ln1_rstd,  &a->qkv,
+                         &a->atty,      &a->att,      &a->residual2, &a->ln2,       &a->ln2_mean,
+                         &a->ln2_rstd,  &a->fch,      &a->fch_gelu,  &a->residual3, &a->lnf,
+                         &a->lnf_mean,  &a->lnf_rstd, &a->logits,    &a->probs,     &a->cls_logits,
+                         &a->cls_probs, &a->tmp_c,    &a->dlogits,   &a->dlnf,      &a->dres,
+                         &a->dfch_gelu, &a->dfch,     &a->dln,       &a->datty,     &a->datt,
+                         &a->dpreatt,   &a->dqkv,     &a->dcls,      &a->dlast};
         size_t n = sizeof sz / sizeof sz[0];
+        _Static_assert(sizeof sz / sizeof sz[0] == sizeof dst / sizeof dst[0],
+                       "one size per activation buffer");
         total = 0;
         for (size_t i = 0; i < n; i++) total += sz[i];
         if (m->lora_rank > 0) {

@@ -54,8 +54,8 @@ struct fmq_gpt_acts {
         *ln2_rstd, *fch, *fch_gelu, *residual3, *lnf, *lnf_mean, *lnf_rstd, *logits, *probs,
         *cls_logits, *cls_probs;
     /* scratch and gradients */
-    float *tmp_c, *dlogits, *dlnf, *dres, *dres2, *dbranch, *dfch_gelu, *dfch, *dln, *datty, *datt,
-        *dpreatt, *dqkv, *dcls, *dlast;
+    float *tmp_c, *dlogits, *dlnf, *dres, *dfch_gelu, *dfch, *dln, *datty, *datt, *dpreatt, *dqkv,
+        *dcls, *dlast;
     float *grads;      /* owned: nparams, accumulated by backward */
     float *lora_grads; /* owned: lora_n, accumulated by backward (adapters on) */
     float *lora_h;     /* owned: x A^T of every adapted linear, (4, L, B, T, r) */
