@@ -29,6 +29,9 @@ CONFIGS = [
     ("gsfs+ quorum 0.3, topk1.25%-i8",
      "--strategy gsfs --gsfs-weighting frequency-examples --server-momentum 0.9 "
      "--gsfs-quorum 0.3 --codec topk-i8 --topk-ratio 0.0125"),
+    ("gsfs+ quorum 0.1, example quorum 0.5, topk1.25%-i8",
+     "--strategy gsfs --gsfs-weighting frequency-examples --server-momentum 0.9 "
+     "--gsfs-quorum 0.1 --gsfs-quorum-examples 0.5 --codec topk-i8 --topk-ratio 0.0125"),
     ("gsfs+ quorum 0.3, topk2%-i8",
      "--strategy gsfs --gsfs-weighting frequency-examples --server-momentum 0.9 "
      "--gsfs-quorum 0.3 --codec topk-i8 --topk-ratio 0.02"),
