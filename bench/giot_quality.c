@@ -79,7 +79,7 @@ int main(int argc, char **argv)
         all = realloc(all, (n + m) * sizeof *all);
         for (size_t k = 0; k < m; k++) {
             char key[48];
-            snprintf(key, sizeof key, "%d/%.40s", f, v[k].orig_h);
+            snprintf(key, sizeof key, "%02d/%.40s", f % 100, v[k].orig_h); /* f < MAXF */
             all[n + k] = v[k];
             strcpy(all[n + k].orig_h, key);
         }
