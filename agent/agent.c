@@ -22,6 +22,13 @@ void agent_cfg_default(struct agent_cfg *c)
     c->threshold = 0.5;
     c->max_devices = 4096;
     c->status_interval = 5.0;
+    c->giot_steps = 50;
+    c->giot_batch = 16;
+    c->giot_lr = 3e-3f;
+    c->fp_budget = 0.01;
+    c->giot_val_max = 2000;
+    c->predict_rate = 20;
+    c->explain_fields = 3;
     c->log_level = FMQ_LOG_INFO;
     fmq_train_opts_default(&c->train);
 }
@@ -49,10 +56,11 @@ int agent_init(struct agent *a, const struct agent_cfg *cfg)
     a->idx = malloc((size_t)cfg->buffer * sizeof(uint32_t));
     if (!a->X || !a->y || !a->idx) return FMQ_ENOMEM;
     if ((rc = fmq_wire_dec_init(&a->dec)) != 0) return rc;
+    if ((rc = agent_giot_init(a)) != 0) return rc;
     return fmq_feat_init(&a->fz, (size_t)cfg->max_devices, 16);
 }
 
-static void free_model_state(struct agent *a)
+void agent_free_model_state(struct agent *a)
 {
     fmq_model_free(&a->cur);
     fmq_model_free(&a->local);
@@ -62,6 +70,8 @@ static void free_model_state(struct agent *a)
     a->delta = NULL;
     fmq_codec_ws_free(&a->cws);
     fmq_ef_free(&a->ef);
+    agent_giot_free_model(a);
+    a->kind = 0;
     a->have_model = 0;
     a->gsfs_active = 0;
 }
@@ -69,14 +79,20 @@ static void free_model_state(struct agent *a)
 void agent_free(struct agent *a)
 {
     fmq_mq_destroy(a->mq);
-    free_model_state(a);
+    agent_free_model_state(a);
     fmq_feat_free(&a->fz);
+    agent_giot_free(a);
     fmq_wire_dec_free(&a->dec);
     fmq_buf_free(&a->out);
     fmq_buf_free(&a->tensor);
     free(a->X);
     free(a->y);
     free(a->idx);
+}
+
+size_t agent_held(const struct agent *a)
+{
+    return a->kind == FMQ_MODEL_GIOT ? a->gs.d.n : a->count;
 }
 
 void agent_publish_status(struct agent *a, const char *state)
@@ -89,7 +105,7 @@ void agent_publish_status(struct agent *a, const char *state)
     s.model_version = a->version;
     s.flows = a->flows;
     s.labelled = a->labelled;
-    s.buffered = a->count;
+    s.buffered = agent_held(a);
     s.alerts = a->alerts;
     s.bad = a->bad;
     s.ts = fmq_now();
@@ -150,7 +166,7 @@ struct reason {
     float value, contrib;
 };
 
-static size_t json_escape(char *dst, size_t cap, const char *s)
+size_t agent_json_escape(char *dst, size_t cap, const char *s)
 {
     size_t n = 0;
     for (; *s && n + 7 < cap; s++) {
@@ -186,11 +202,11 @@ static void publish_alert(struct agent *a, const struct fmq_flow *f, float p)
                 break;
             }
     }
-    json_escape(uid, sizeof uid, f->uid);
-    json_escape(oh, sizeof oh, f->orig_h);
-    json_escape(rh, sizeof rh, f->resp_h);
-    json_escape(svc, sizeof svc, f->service);
-    json_escape(st, sizeof st, f->conn_state);
+    agent_json_escape(uid, sizeof uid, f->uid);
+    agent_json_escape(oh, sizeof oh, f->orig_h);
+    agent_json_escape(rh, sizeof rh, f->resp_h);
+    agent_json_escape(svc, sizeof svc, f->service);
+    agent_json_escape(st, sizeof st, f->conn_state);
     tn = (size_t)snprintf(text, sizeof text, "P(malicious)=%.4f >= %.2f; top factors:", p,
                           a->cfg.threshold);
     n = (size_t)snprintf(buf, sizeof buf,
@@ -229,6 +245,12 @@ static void on_sensor(struct agent *a, const struct fmq_mq_msg *m)
         return;
     }
     a->flows++;
+    if (a->kind == FMQ_MODEL_GIOT) { /* the stream holds every flow; no labels needed */
+        agent_giot_on_flow(a, &f);
+        if (f.label != FMQ_LABEL_UNKNOWN) a->labelled++;
+        return;
+    }
+    fmq_giot_stream_push(&a->gs, &f); /* ready should a GIoT model arrive */
     fmq_feat_extract(&a->fz, &f, x);
     if (a->have_model && a->round >= 1) {
         float p = fmq_model_score(&a->cur, &a->ws, x);
@@ -244,33 +266,8 @@ static void on_sensor(struct agent *a, const struct fmq_mq_msg *m)
 
 /* ---- global model ---- */
 
-static int adopt(struct agent *a, struct fmq_model *m, const struct fmq_global *g)
+void agent_take_plan(struct agent *a, const struct fmq_global *g)
 {
-    int rc, same = a->have_model && memcmp(&m->cfg, &a->cur.cfg, sizeof m->cfg) == 0;
-
-    if (!same) {
-        free_model_state(a);
-        if ((rc = fmq_model_copy(&a->cur, m)) || (rc = fmq_model_copy(&a->local, m)) ||
-            (rc = fmq_trainer_init(&a->tr, m, &a->cfg.train, (size_t)a->cfg.buffer)) ||
-            (rc = fmq_mlp_ws_init(&a->ws, m, 1)))
-            return rc;
-        if (!(a->delta = malloc(m->nparams * sizeof(float)))) return FMQ_ENOMEM;
-        if ((rc = fmq_codec_ws_init(&a->cws, (uint32_t)m->nparams, a->cfg.train.seed)) ||
-            (rc = fmq_ef_init(&a->ef, (uint32_t)m->nparams)))
-            return rc;
-        fmq_gsfs_trigger_init(&a->trig, m->nlayers);
-        if (m->cfg.window != a->fz.window) {
-            fmq_feat_free(&a->fz);
-            if ((rc = fmq_feat_init(&a->fz, (size_t)a->cfg.max_devices, m->cfg.window)) != 0)
-                return rc;
-        }
-        a->have_model = 1;
-    } else {
-        memcpy(a->cur.params, m->params, m->nparams * sizeof(float));
-        memcpy(a->cur.norm_mean, m->norm_mean, (size_t)m->cfg.in_dim * sizeof(float));
-        memcpy(a->cur.norm_std, m->norm_std, (size_t)m->cfg.in_dim * sizeof(float));
-        a->cur.has_norm = m->has_norm;
-    }
     snprintf(a->run, sizeof a->run, "%s", g->run);
     a->version = g->version;
     a->round = g->round;
@@ -285,18 +282,53 @@ static int adopt(struct agent *a, struct fmq_model *m, const struct fmq_global *
     }
     a->pending = 1;
     a->gsfs_active = 0;
+}
+
+static int adopt(struct agent *a, struct fmq_model *m, const struct fmq_global *g)
+{
+    int rc, same = a->have_model && a->kind != FMQ_MODEL_GIOT &&
+                   memcmp(&m->cfg, &a->cur.cfg, sizeof m->cfg) == 0;
+
+    if (!same) {
+        agent_free_model_state(a);
+        if ((rc = fmq_model_copy(&a->cur, m)) || (rc = fmq_model_copy(&a->local, m)) ||
+            (rc = fmq_trainer_init(&a->tr, m, &a->cfg.train, (size_t)a->cfg.buffer)) ||
+            (rc = fmq_mlp_ws_init(&a->ws, m, 1)))
+            return rc;
+        if (!(a->delta = malloc(m->nparams * sizeof(float)))) return FMQ_ENOMEM;
+        if ((rc = fmq_codec_ws_init(&a->cws, (uint32_t)m->nparams, a->cfg.train.seed)) ||
+            (rc = fmq_ef_init(&a->ef, (uint32_t)m->nparams)))
+            return rc;
+        fmq_gsfs_trigger_init(&a->trig, m->nlayers);
+        if (m->cfg.window != a->fz.window) {
+            fmq_feat_free(&a->fz);
+            if ((rc = fmq_feat_init(&a->fz, (size_t)a->cfg.max_devices, m->cfg.window)) != 0)
+                return rc;
+        }
+            a->have_model = 1;
+        a->kind = m->cfg.kind;
+        a->dim = m->nparams;
+    } else {
+        memcpy(a->cur.params, m->params, m->nparams * sizeof(float));
+        memcpy(a->cur.norm_mean, m->norm_mean, (size_t)m->cfg.in_dim * sizeof(float));
+        memcpy(a->cur.norm_std, m->norm_std, (size_t)m->cfg.in_dim * sizeof(float));
+        a->cur.has_norm = m->has_norm;
+    }
+    agent_take_plan(a, g);
     return 0;
 }
 
 static void on_global(struct agent *a, const struct fmq_mq_msg *m)
 {
     struct fmq_model scratch = {0};
+    struct fmq_gpt gscratch = {0};
     struct fmq_global g = {0};
     char err[256];
     int rc;
 
     if (m->len == 0) return; /* retained model cleared */
     g.model = &scratch;
+    g.gpt = &gscratch;
     g.self = a->cfg.id;
     rc = fmq_wire_decode_global(&a->dec, m->payload, m->len, &g, err, sizeof err);
     if (rc != 0) {
@@ -307,24 +339,28 @@ static void on_global(struct agent *a, const struct fmq_mq_msg *m)
         report_bad(a, m->topic, "global model for another task");
         goto out;
     }
-    if (scratch.cfg.feat_version != FMQ_FEAT_VERSION || scratch.cfg.in_dim != FMQ_FEAT_DIM) {
+    if (g.kind != FMQ_MODEL_GIOT &&
+        (scratch.cfg.feat_version != FMQ_FEAT_VERSION || scratch.cfg.in_dim != FMQ_FEAT_DIM)) {
         report_bad(a, m->topic, "global model uses another feature version or width");
         goto out;
     }
     if (a->have_model && strcmp(g.run, a->run) == 0 && g.version <= a->version) goto out;
-    if ((rc = adopt(a, &scratch, &g)) != 0) {
+    rc = g.kind == FMQ_MODEL_GIOT ? agent_giot_adopt(a, &gscratch, &g) : adopt(a, &scratch, &g);
+    if (rc != 0) {
         fmq_log(FMQ_LOG_ERROR, "cannot adopt global model v%llu: %s", (unsigned long long)g.version,
                 fmq_strerror(rc));
-        free_model_state(a);
+        agent_free_model_state(a);
         goto out;
     }
     fmq_log(FMQ_LOG_INFO,
-            "adopted global model v%llu (round %llu, phase %s, %s, codec %s%s, run %s)",
+            "adopted global %s model v%llu (round %llu, phase %s, %s, codec %s%s, run %s)",
+            g.kind == FMQ_MODEL_GIOT ? (gscratch.lora_rank ? "GIoT+LoRA" : "GIoT") : "MLP",
             (unsigned long long)g.version, (unsigned long long)g.round,
             g.phase == FMQ_PHASE_STATS ? "stats" : "train", g.strategy,
             fmq_codec_name(g.client.codec), g.self_selected ? "" : ", not sampled", g.run);
 out:
     fmq_model_free(&scratch);
+    fmq_gpt_free(&gscratch);
 }
 
 /* ---- local round ---- */
@@ -394,18 +430,14 @@ static int publish_update(struct agent *a, const struct fmq_update *u)
     return 0;
 }
 
-/* Encodes delta = local - global with the announced codec (error feedback keeps what top-k
- * and quantization left out) and publishes the update. */
-static int send_update(struct agent *a, size_t ntrain, size_t nval, float loss, double sps,
-                       int trigger)
+int agent_send_delta(struct agent *a, const float *local, const float *cur, size_t n,
+                     size_t ntrain, const struct fmq_local_metrics *lm, double sps, int trigger)
 {
     struct fmq_update u;
     struct fmq_codec_opts co;
-    struct fmq_scores sc;
     int rc;
 
-    validate(a, &a->local, ntrain, nval, &sc);
-    for (size_t i = 0; i < a->cur.nparams; i++) a->delta[i] = a->local.params[i] - a->cur.params[i];
+    for (size_t i = 0; i < n; i++) a->delta[i] = local[i] - cur[i];
     fmq_codec_opts_default(&co);
     co.codec = a->plan.codec;
     co.ratio = a->plan.ratio;
@@ -416,24 +448,38 @@ static int send_update(struct agent *a, size_t ntrain, size_t nval, float loss, 
         return rc;
     }
     update_header(a, &u, ntrain);
-    u.metrics = (struct fmq_local_metrics){loss, (float)sc.accuracy, (float)sc.f1, nval};
+    u.metrics = *lm;
     u.sps = (float)sps;
     u.trigger = trigger;
     u.codec = co.codec;
-    u.dim = (uint32_t)a->cur.nparams;
+    u.dim = (uint32_t)n;
     u.tensor = a->tensor.data;
     u.tensor_len = a->tensor.len;
     if ((rc = publish_update(a, &u)) != 0) return rc;
     fmq_log(FMQ_LOG_INFO,
-            "sent update #%llu for v%llu%s: %zu train / %zu val flows, loss %.4f, val acc %.4f "
+            "sent update #%llu for v%llu%s: %zu train / %llu val flows, loss %.4f, val acc %.4f "
             "f1 %.4f, %s %zu bytes",
             (unsigned long long)u.seq, (unsigned long long)a->version,
             trigger == 0               ? ""
             : trigger == FMQ_GSFS_NORM ? " (gradient-norm trigger)"
             : trigger == FMQ_GSFS_PERF ? " (performance trigger)"
                                        : " (both triggers)",
-            ntrain, nval, loss, sc.accuracy, sc.f1, fmq_codec_name(co.codec), a->out.len);
+            ntrain, (unsigned long long)lm->n_val, lm->loss, lm->accuracy, lm->f1,
+            fmq_codec_name(co.codec), a->out.len);
     return 0;
+}
+
+/* MLP: delta = local - global, encoded with the announced codec (error feedback keeps what
+ * top-k and quantization left out). */
+static int send_update(struct agent *a, size_t ntrain, size_t nval, float loss, double sps,
+                       int trigger)
+{
+    struct fmq_scores sc;
+    struct fmq_local_metrics lm;
+    validate(a, &a->local, ntrain, nval, &sc);
+    lm = (struct fmq_local_metrics){loss, (float)sc.accuracy, (float)sc.f1, nval};
+    return agent_send_delta(a, a->local.params, a->cur.params, a->cur.nparams, ntrain, &lm, sps,
+                            trigger);
 }
 
 static int send_stats(struct agent *a, size_t ntrain)
@@ -557,10 +603,13 @@ int agent_step(struct agent *a, int timeout_ms)
         else
             on_sensor(a, m);
     }
-    if (a->pending && a->count >= (size_t)a->cfg.min_train && a->count >= 2) {
+    if (a->kind == FMQ_MODEL_GIOT) agent_giot_due(a);
+    if (a->pending && agent_held(a) >= (size_t)a->cfg.min_train && agent_held(a) >= 2) {
         a->pending = 0;
         if (!a->selected && a->phase == FMQ_PHASE_TRAIN)
             fmq_log(FMQ_LOG_INFO, "not sampled for v%llu", (unsigned long long)a->version);
+        else if (a->kind == FMQ_MODEL_GIOT)
+            agent_giot_round(a);
         else if (a->phase == FMQ_PHASE_TRAIN && a->plan.gsfs)
             gsfs_start(a);
         else

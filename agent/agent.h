@@ -8,6 +8,7 @@
 
 #include "fedmq/codec.h"
 #include "fedmq/featurize.h"
+#include "fedmq/giot.h"
 #include "fedmq/gsfs.h"
 #include "fedmq/model.h"
 #include "fedmq/mq.h"
@@ -30,6 +31,14 @@ struct agent_cfg {
     double status_interval;      /* seconds between status messages */
     double simulate_uplink_bps;  /* test mode: hold each update len/bps seconds */
     struct fmq_train_opts train; /* local training */
+    /* GIoT (agent_giot.c) */
+    long giot_steps;      /* optimizer steps per round */
+    int giot_batch;       /* windows per step */
+    float giot_lr;        /* AdamW rate when the coordinator announces none */
+    double fp_budget;     /* alert threshold: this share of validation flows would alert */
+    long giot_val_max;    /* newest flows scored to calibrate and validate */
+    double predict_rate;  /* alerts per second that get a predicted next flow (0 = all) */
+    int explain_fields;   /* least likely fields named in an alert */
     int log_level;
 };
 
@@ -70,6 +79,17 @@ struct agent {
     long gsfs_checks;
     struct fmq_gsfs_trigger trig;
     uint64_t seq; /* update sequence number */
+    /* GIoT */
+    int kind;                         /* FMQ_MODEL_* of the model in use, 0 = none */
+    size_t dim;                       /* trainable parameters of the model in use */
+    struct fmq_giot_stream gs;        /* every flow, tokenized and linked per device */
+    struct fmq_gpt gcur, glocal;      /* global and training copy */
+    struct fmq_giot_trainer gtr, gsc; /* training (giot_batch) and scoring (batch 1) */
+    float gthr;                       /* calibrated NLL threshold (nats) */
+    int gthr_ok, gcal_due;
+    float *gscore, *glab, *gscratch; /* owned, giot_val_max each */
+    struct fmq_ratelimit predict_rl;
+    uint64_t predicted;
     /* counters */
     uint64_t flows, labelled, alerts, bad, updates;
     uint64_t bytes_sent; /* update payload bytes */
@@ -85,5 +105,22 @@ int agent_connect(struct agent *a);
 /* One turn of the loop: handles at most one message, then due work (training, status). */
 int agent_step(struct agent *a, int timeout_ms);
 void agent_publish_status(struct agent *a, const char *state);
+
+/* shared by agent.c and agent_giot.c */
+size_t agent_held(const struct agent *a);
+void agent_free_model_state(struct agent *a); /* flows held for training and validation */
+void agent_take_plan(struct agent *a, const struct fmq_global *g);
+/* Publishes local - cur (n floats) as an update with the announced codec and error feedback. */
+int agent_send_delta(struct agent *a, const float *local, const float *cur, size_t n,
+                     size_t ntrain, const struct fmq_local_metrics *lm, double sps, int trigger);
+size_t agent_json_escape(char *dst, size_t cap, const char *s);
+
+int agent_giot_init(struct agent *a);
+void agent_giot_free(struct agent *a);
+void agent_giot_free_model(struct agent *a);
+int agent_giot_adopt(struct agent *a, struct fmq_gpt *m, const struct fmq_global *g);
+void agent_giot_on_flow(struct agent *a, const struct fmq_flow *f);
+void agent_giot_due(struct agent *a);
+int agent_giot_round(struct agent *a);
 
 #endif

@@ -67,6 +67,13 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
         }
         return 0;
     }
+    if (!strcmp(k, "giot_steps")) return fmq_parse_long(v, 1, 1000000, &c->giot_steps);
+    if (!strcmp(k, "giot_batch")) return fmq_parse_int(v, 1, 1024, &c->giot_batch);
+    if (!strcmp(k, "giot_lr")) return fmq_parse_float(v, 1e-7, 1, &c->giot_lr);
+    if (!strcmp(k, "fp_budget")) return fmq_parse_double(v, 1e-6, 0.5, &c->fp_budget);
+    if (!strcmp(k, "giot_val_max")) return fmq_parse_long(v, 1, 1000000, &c->giot_val_max);
+    if (!strcmp(k, "predict_rate")) return fmq_parse_double(v, 0, 1e6, &c->predict_rate);
+    if (!strcmp(k, "explain_fields")) return fmq_parse_int(v, 1, FMQ_TOK_PER_FLOW, &c->explain_fields);
     if (!strcmp(k, "simulate_uplink_bps"))
         return fmq_parse_double(v, 0, 1e12, &c->simulate_uplink_bps);
     if (!strcmp(k, "log_level")) return fmq_log_level_parse(v, &c->log_level);

@@ -4,7 +4,9 @@ target_compile_options(fmq_warnings INTERFACE -Wall -Wextra -Wpedantic -Wshadow
   -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter)
 target_compile_definitions(fmq_warnings INTERFACE _DEFAULT_SOURCE _POSIX_C_SOURCE=200809L)
 # `#pragma omp simd` in the numeric kernels: vectorisation only, no OpenMP runtime or threads
-target_compile_options(fmq_warnings INTERFACE -fopenmp-simd)
+# -fno-trapping-math: nothing here uses floating-point traps, and without it GCC will not turn
+# the compare-and-select of clamps (fastmath.h) into vector blends.
+target_compile_options(fmq_warnings INTERFACE -fopenmp-simd -fno-trapping-math)
 if(FMQ_SANITIZE)
   target_compile_options(fmq_warnings INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer
     -fno-sanitize-recover=undefined)

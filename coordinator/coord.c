@@ -35,59 +35,10 @@ void coord_cfg_default(struct coord_cfg *c)
     c->threshold = 0.5;
     c->test_from = 0.7;
     c->log_level = FMQ_LOG_INFO;
-}
-
-/* Featurizes every flow of each test file in time order (so device context is warm, as on an
- * agent that saw the earlier flows) and keeps the rows after test_from of each file. */
-static int load_test(struct coord *c)
-{
-    struct fmq_featurizer fz;
-    size_t cap = 0;
-    int rc;
-
-    if ((rc = fmq_feat_init(&fz, 4096, c->cfg.model.window)) != 0) return rc;
-    for (int i = 0; i < c->cfg.ntest; i++) {
-        struct fmq_flow *v;
-        size_t n, from;
-        long bad = 0;
-        if ((rc = fmq_connlog_read_all(c->cfg.test[i], &v, &n, &bad)) != 0) break;
-        from = (size_t)floor((double)n * c->cfg.test_from);
-        if (c->ntest + (n - from) > cap) {
-            float *nx, *ny;
-            cap = (c->ntest + (n - from)) * 2;
-            nx = realloc(c->Xt, cap * FMQ_FEAT_DIM * sizeof(float));
-            if (nx) c->Xt = nx;
-            ny = realloc(c->yt, cap * sizeof(float));
-            if (ny) c->yt = ny;
-            if (!nx || !ny) {
-                free(v);
-                rc = FMQ_ENOMEM;
-                break;
-            }
-        }
-        fmq_feat_reset(&fz);
-        c->test_start[i] = c->ntest;
-        {
-            const char *b = strrchr(c->cfg.test[i], '/');
-            size_t j = 0;
-            for (b = b ? b + 1 : c->cfg.test[i]; *b && j + 1 < sizeof c->test_name[i]; b++)
-                if (*b != '"' && *b != '\\' && (unsigned char)*b >= 0x20) c->test_name[i][j++] = *b;
-            c->test_name[i][j] = 0;
-        }
-        for (size_t k = 0; k < n; k++) {
-            float x[FMQ_FEAT_DIM];
-            fmq_feat_extract(&fz, &v[k], x);
-            if (k < from || v[k].label == FMQ_LABEL_UNKNOWN) continue;
-            memcpy(c->Xt + c->ntest * FMQ_FEAT_DIM, x, sizeof x);
-            c->yt[c->ntest++] = v[k].label == FMQ_LABEL_MALICIOUS;
-        }
-        fmq_log(FMQ_LOG_INFO, "test set: %s: %zu of %zu flows (after %.0f%%), %ld bad lines",
-                c->cfg.test[i], n - from, n, c->cfg.test_from * 100, bad);
-        free(v);
-    }
-    c->test_start[c->cfg.ntest] = c->ntest;
-    fmq_feat_free(&fz);
-    return rc;
+    c->giot = (struct fmq_gpt_config){0, 0, 2, 4, 32, 0}; /* the benchmarked edge config */
+    c->giot_context = 4;
+    c->lora_alpha = 8;
+    c->giot_lr = 3e-3;
 }
 
 int coord_init(struct coord *c, const struct coord_cfg *cfg)
@@ -108,39 +59,32 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     fmq_rng_seed(&r, (uint64_t)(fmq_now() * 1e6), (uint64_t)getpid());
     snprintf(c->run, sizeof c->run, "r%lld-%08x", (long long)fmq_now(), fmq_rng_u32(&r));
     c->bad_log = (struct fmq_ratelimit){10.0, 5, 0, 0, 0};
-    if ((rc = fmq_model_init(&c->model, &cfg->model)) != 0) {
-        fmq_log(FMQ_LOG_ERROR, "invalid model configuration: %s", fmq_strerror(rc));
+    if ((rc = fmq_wire_dec_init(&c->dec)) || (rc = coord_model_init(c)) ||
+        (rc = fmq_fedavg_init(&c->agg, c->dim)))
         return rc;
-    }
-    fmq_model_init_params(&c->model, cfg->seed);
-    if ((rc = fmq_mlp_ws_init(&c->ws, &c->model, 1)) ||
-        (rc = fmq_fedavg_init(&c->agg, c->model.nparams)) || (rc = fmq_wire_dec_init(&c->dec)))
-        return rc;
-    if (!(c->delta = malloc(c->model.nparams * sizeof(float))) ||
-        !(c->mean = malloc(c->model.nparams * sizeof(double))) ||
+    if (!(c->delta = malloc(c->dim * sizeof(float))) ||
+        !(c->mean = malloc(c->dim * sizeof(double))) ||
         !(c->selected = calloc(COORD_MAX_AGENTS, sizeof *c->selected)) ||
         !(c->plans = calloc(COORD_MAX_AGENTS, sizeof *c->plans)))
         return FMQ_ENOMEM;
-    if ((rc = fmq_server_opt_init(&c->opt, cfg->strategy, &cfg->sp, c->model.nparams)) ||
-        (rc = fmq_gsfs_pool_init(&c->pool, &cfg->gsfs, c->model.nparams, COORD_MAX_AGENTS)))
+    if ((rc = fmq_server_opt_init(&c->opt, cfg->strategy, &cfg->sp, c->dim)) ||
+        (rc = fmq_gsfs_pool_init(&c->pool, &cfg->gsfs, c->dim, COORD_MAX_AGENTS)))
         return rc;
     fmq_rng_seed(&c->rng, cfg->seed, 0x73616d706c65ULL);
-    if ((rc = load_test(c)) != 0) return rc;
     if (cfg->metrics_file[0] && !(c->metrics = fopen(cfg->metrics_file, "a"))) {
         fmq_log(FMQ_LOG_ERROR, "%s: cannot open metrics file", cfg->metrics_file);
         return FMQ_EIO;
     }
     c->version = 1;
     c->round = 0;
-    c->phase = FMQ_PHASE_STATS;
+    c->phase = c->kind == FMQ_MODEL_GIOT ? FMQ_PHASE_TRAIN : FMQ_PHASE_STATS; /* no features */
     return 0;
 }
 
 void coord_free(struct coord *c)
 {
     fmq_mq_destroy(c->mq);
-    fmq_model_free(&c->model);
-    fmq_mlp_ws_free(&c->ws);
+    coord_model_free(c);
     fmq_fedavg_free(&c->agg);
     fmq_wire_dec_free(&c->dec);
     fmq_buf_free(&c->out);
@@ -150,8 +94,6 @@ void coord_free(struct coord *c)
     free(c->plans);
     fmq_server_opt_free(&c->opt);
     fmq_gsfs_pool_free(&c->pool);
-    free(c->Xt);
-    free(c->yt);
     if (c->metrics) fclose(c->metrics);
 }
 
@@ -166,9 +108,9 @@ static void publish_global(struct coord *c)
     g.phase = c->phase;
     snprintf(g.strategy, sizeof g.strategy, "%s", fmq_strategy_name(c->cfg.strategy));
     g.ts = fmq_now();
-    g.model = &c->model;
     g.client = c->cfg.plan;
     g.client.lr = (float)c->cfg.sp.eta_l;
+    coord_model_to_global(c, &g);
     g.client.proximal_mu = c->cfg.strategy == FMQ_STRAT_FEDPROX ? (float)c->cfg.sp.proximal_mu : 0;
     g.client.gsfs = c->cfg.strategy == FMQ_STRAT_GSFS;
     c->nplans = 0;
@@ -177,7 +119,7 @@ static void publish_global(struct coord *c)
         sp.deadline = c->cfg.deadline;
         for (int i = 0; i < c->nagents; i++) {
             struct fmq_agent_plan *p = &c->plans[c->nplans];
-            if (fmq_sensing_plan(&sp, &c->agents[i].link, &g.client, c->model.nparams, p)) {
+            if (fmq_sensing_plan(&sp, &c->agents[i].link, &g.client, c->dim, p)) {
                 snprintf(p->agent, sizeof p->agent, "%s", c->agents[i].id);
                 c->nplans++;
             }
@@ -192,6 +134,7 @@ static void publish_global(struct coord *c)
         return;
     }
     fmq_mq_publish(c->mq, c->t_global, c->out.data, c->out.len, 1, 1);
+    coord_model_save(c, c->out.data, c->out.len);
     c->last_model_bytes = c->out.len;
     c->round_start = fmq_mono();
     c->deadline_warned = 0;
@@ -210,8 +153,7 @@ int coord_connect(struct coord *c)
         return rc;
     if ((rc = fmq_mq_connect(c->mq, 30.0)) != 0) return rc;
     fmq_log(FMQ_LOG_INFO, "connected to %s; run %s; model %s %zu parameters; %zu test flows",
-            c->cfg.broker, c->run, c->model.cfg.kind == FMQ_MODEL_MLP ? "mlp" : "logreg",
-            c->model.nparams, c->ntest);
+            c->cfg.broker, c->run, coord_model_name(c), coord_model_params(c), c->ntest);
     publish_global(c);
     return 0;
 }
@@ -301,9 +243,9 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
 
     memset(&u, 0, sizeof u);
     u.delta = c->delta;
-    u.delta_cap = c->model.nparams;
+    u.delta_cap = c->dim;
     u.stats = &c->upd_moments;
-    rc = fmq_wire_decode_update(&c->dec, m->payload, m->len, (uint32_t)c->model.nparams, &u, err,
+    rc = fmq_wire_decode_update(&c->dec, m->payload, m->len, (uint32_t)c->dim, &u, err,
                                 sizeof err);
     if (rc != 0) {
         reject(c, &c->rej_bad, m->topic, err);
@@ -412,6 +354,7 @@ static void close_round(struct coord *c)
 {
     struct fmq_confusion cm = {0};
     struct fmq_scores sc = {0};
+    struct coord_eval ev;
     char json[8192], ids[1024], per[3072], sens[1536];
     size_t sn = 0;
     size_t pn = 0;
@@ -429,22 +372,19 @@ static void close_round(struct coord *c)
                      ? fmq_gsfs_aggregate(&c->pool, c->version, c->mean)
                      : fmq_fedavg_mean(&c->agg, c->mean);
         if (rc >= 0)
-            fmq_server_opt_apply(&c->opt, c->model.params, c->mean);
+            fmq_server_opt_apply(&c->opt, c->trainable, c->mean);
         else
             fmq_log(FMQ_LOG_WARN, "round %llu: every update was dropped; model unchanged",
                     (unsigned long long)c->round + 1);
         c->round++;
     }
     c->version++;
-    if (c->ntest)
-        fmq_model_evaluate(&c->model, &c->ws, c->Xt, c->yt, c->ntest, (float)c->cfg.threshold, &cm);
+    coord_evaluate(c, &ev);
+    cm = ev.cm;
     fmq_scores_from(&cm, &sc);
     per[0] = 0;
     for (int f = 0; f < c->cfg.ntest && pn + 200 < sizeof per; f++) {
-        struct fmq_confusion fc = {0};
-        size_t a0 = c->test_start[f], a1 = c->test_start[f + 1];
-        fmq_model_evaluate(&c->model, &c->ws, c->Xt + a0 * FMQ_FEAT_DIM, c->yt + a0, a1 - a0,
-                           (float)c->cfg.threshold, &fc);
+        const struct fmq_confusion fc = ev.per_file[f];
         pn += (size_t)snprintf(
             per + pn, sizeof per - pn,
             "%s{\"file\":\"%s\",\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu}", f ? "," : "",
@@ -476,23 +416,24 @@ static void close_round(struct coord *c)
     c->bytes_down_total += down;
     snprintf(json, sizeof json,
              "{\"task\":\"%s\",\"run\":\"%s\",\"round\":%llu,\"version\":%llu,\"phase\":\"%s\","
-             "\"strategy\":\"%s\",\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":{\"quorum\":%d,"
+             "\"model\":\"%s\",\"params\":%zu,\"trainable\":%zu,\"strategy\":\"%s\",\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":{\"quorum\":%d,"
              "\"used\":%d,\"dropped\":%d,\"clipped\":%d,\"superseded\":%llu},\"participants\":%d,"
              "\"agents\":[%s],\"agents_online\":%d,"
              "\"examples\":%llu,\"test_flows\":%zu,\"accuracy\":%.6f,\"precision\":%.6f,"
-             "\"recall\":%.6f,\"f1\":%.6f,\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
+             "\"recall\":%.6f,\"f1\":%.6f,\"recall_at_1pct_fpr\":%.6f,\"threshold\":%.6g,\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
              "\"bytes_up_round\":%llu,\"bytes_up_total\":%llu,\"bytes_down_round\":%llu,"
              "\"bytes_down_total\":%llu,\"model_bytes\":%zu,\"update_bytes_mean\":%.1f,"
              "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
              "\"task\":%llu,\"phase\":%llu},\"per_test_file\":[%s],\"links\":[%s],\"plans\":%d,"
              "\"ts\":%.3f}",
              c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
-             was_stats ? "stats" : "train", fmq_strategy_name(c->cfg.strategy),
+             was_stats ? "stats" : "train", coord_model_name(c), coord_model_params(c), c->dim,
+             fmq_strategy_name(c->cfg.strategy),
              fmq_codec_name(was_stats ? FMQ_CODEC_NONE : c->codec_last), c->nselected,
              fmq_gsfs_quorum(&c->cfg.gsfs, online), c->pool.last_used, c->pool.last_dropped,
              c->pool.last_clipped, (unsigned long long)c->pool.superseded, c->participants, ids,
              online, (unsigned long long)c->examples, c->ntest, sc.accuracy, sc.precision,
-             sc.recall, sc.f1, (unsigned long long)cm.tp, (unsigned long long)cm.fp,
+             sc.recall, sc.f1, ev.recall_at_fpr, ev.threshold, (unsigned long long)cm.tp, (unsigned long long)cm.fp,
              (unsigned long long)cm.tn, (unsigned long long)cm.fn,
              (unsigned long long)c->bytes_up_round, (unsigned long long)c->bytes_up_total,
              (unsigned long long)down, (unsigned long long)c->bytes_down_total, c->last_model_bytes,
@@ -514,9 +455,10 @@ static void close_round(struct coord *c)
     else
         fmq_log(FMQ_LOG_INFO,
                 "round %llu -> v%llu: %d agents, %llu examples, test F1 %.4f acc %.4f P %.4f "
-                "R %.4f, up %llu B (%.0f B/update), down %llu B, %.2f s",
+                "R %.4f R@1%%FPR %.4f, up %llu B (%.0f B/update), down %llu B, %.2f s",
                 (unsigned long long)c->round, (unsigned long long)c->version, c->participants,
                 (unsigned long long)c->examples, sc.f1, sc.accuracy, sc.precision, sc.recall,
+                ev.recall_at_fpr,
                 (unsigned long long)c->bytes_up_round, (double)c->bytes_up_round / c->participants,
                 (unsigned long long)down, round_s);
     if (c->nhist < COORD_HISTORY)

@@ -10,6 +10,7 @@
 
 #include "fedmq/codec.h"
 #include "fedmq/featurize.h"
+#include "fedmq/giot.h"
 #include "fedmq/gsfs.h"
 #include "fedmq/sensing.h"
 #include "fedmq/model.h"
@@ -44,6 +45,15 @@ struct coord_cfg {
     int ntest;
     double test_from;       /* evaluate on each file's flows after this time fraction */
     char metrics_file[256]; /* also append each round's metrics JSON here ("" = no) */
+    /* GIoT (model = giot) */
+    struct fmq_gpt_config giot; /* layers, heads, channels (vocab and max_seq derived) */
+    int giot_context;           /* flows of device context per window */
+    int lora_rank;              /* adapter mode when > 0: agents train and send adapters only */
+    float lora_alpha;
+    double giot_lr;         /* AdamW rate announced to agents */
+    char init_model[256];   /* start from this saved global model (the frozen base) */
+    char model_out[256];    /* save every global model here (atomic replace) */
+    long eval_max;          /* evaluate on at most this many test flows (0 = all) */
     int log_level;
 };
 
@@ -66,8 +76,23 @@ struct coord_round {
     double secs;
 };
 
+/* One evaluation of the global model on the test set. */
+struct coord_eval {
+    struct fmq_confusion cm, per_file[COORD_MAX_TEST];
+    double recall_at_fpr; /* at 1% false-positive rate, -1 without malicious test flows */
+    float threshold;      /* decision threshold used for cm */
+};
+
 struct coord {
     struct coord_cfg cfg;
+    int kind;         /* FMQ_MODEL_* */
+    size_t dim;       /* trainable parameters: what updates carry */
+    float *trainable; /* borrowed view: model.params, gpt.params or gpt.lora */
+    struct fmq_gpt gpt;
+    struct fmq_giot_trainer etr; /* GIoT evaluation */
+    struct fmq_giot_data td;     /* GIoT test flows as tokens */
+    uint32_t *tidx;              /* owned: GIoT test rows -> td flow */
+    float *tscore, *tscratch;    /* owned: test scores, ntest each */
     struct fmq_mq *mq;
     struct fmq_wire_dec dec;
     struct fmq_buf out;
@@ -118,5 +143,14 @@ int coord_connect(struct coord *c);
 int coord_step(struct coord *c, int timeout_ms);
 /* Prints the per-round summary table to f. */
 void coord_print_summary(const struct coord *c, FILE *f);
+
+/* coord_model.c */
+int coord_model_init(struct coord *c); /* model, trainable view, test set */
+void coord_model_free(struct coord *c);
+const char *coord_model_name(const struct coord *c);
+size_t coord_model_params(const struct coord *c);
+void coord_model_to_global(struct coord *c, struct fmq_global *g);
+void coord_evaluate(struct coord *c, struct coord_eval *e);
+int coord_model_save(struct coord *c, const uint8_t *buf, size_t len);
 
 #endif

@@ -80,8 +80,10 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
             c->model.kind = FMQ_MODEL_MLP;
         else if (!strcmp(v, "logreg"))
             c->model.kind = FMQ_MODEL_LOGREG, c->model.n_hidden = 0;
+        else if (!strcmp(v, "giot"))
+            c->model.kind = FMQ_MODEL_GIOT;
         else {
-            snprintf(err, errlen, "expected mlp or logreg");
+            snprintf(err, errlen, "expected mlp, logreg or giot");
             return FMQ_EINVAL;
         }
         return 0;
@@ -153,6 +155,16 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
         return 0;
     }
     if (!strcmp(k, "hidden")) return parse_hidden(&c->model, v, err, errlen);
+    if (!strcmp(k, "giot_layers")) return fmq_parse_int(v, 1, 64, &c->giot.layers);
+    if (!strcmp(k, "giot_heads")) return fmq_parse_int(v, 1, 64, &c->giot.heads);
+    if (!strcmp(k, "giot_channels")) return fmq_parse_int(v, 4, 4096, &c->giot.channels);
+    if (!strcmp(k, "giot_context")) return fmq_parse_int(v, 1, 64, &c->giot_context);
+    if (!strcmp(k, "giot_lr")) return fmq_parse_double(v, 1e-7, 1, &c->giot_lr);
+    if (!strcmp(k, "lora_rank")) return fmq_parse_int(v, 0, 256, &c->lora_rank);
+    if (!strcmp(k, "lora_alpha")) return fmq_parse_float(v, 1e-3f, 1e4f, &c->lora_alpha);
+    if (!strcmp(k, "init_model")) return fmq_config_str(c->init_model, sizeof c->init_model, v);
+    if (!strcmp(k, "model_out")) return fmq_config_str(c->model_out, sizeof c->model_out, v);
+    if (!strcmp(k, "eval_max")) return fmq_parse_long(v, 0, 100000000, &c->eval_max);
     if (!strcmp(k, "window")) return fmq_parse_int(v, 1, FMQ_FEAT_MAXWIN, &c->model.window);
     if (!strcmp(k, "seed")) {
         rc = fmq_parse_long(v, 0, 0x7fffffffL, &l);
@@ -189,7 +201,7 @@ int main(int argc, char **argv)
     fmq_log_use_stderr("fedmq-coordinator", FMQ_LOG_INFO);
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         printf("usage: fedmq-coordinator [--config FILE] [--broker URI] [--task NAME]\n"
-               "       [--model mlp|logreg] [--hidden 32,16] [--rounds N] [--deadline S]\n"
+               "       [--model mlp|logreg|giot] [--hidden 32,16] [--rounds N] [--deadline S]\n"
                "       [--min-participants N] [--expected-agents N] [--test FILE]...\n"
                "settings are documented in deploy/coordinator.conf.example\n");
         return 0;
@@ -198,16 +210,32 @@ int main(int argc, char **argv)
     apply_overrides(&cfg);
     fmq_log_use_stderr("fedmq-coordinator", cfg.log_level);
     if (check_only) {
-        if (!fmq_id_valid(cfg.task) || fmq_model_config_check(&cfg.model) != 0) {
+        struct fmq_gpt_config gc = cfg.giot;
+        int giot = cfg.model.kind == FMQ_MODEL_GIOT;
+        gc.vocab = fmq_tok_vocab_size();
+        gc.max_seq = 1 + FMQ_TOK_PER_FLOW * cfg.giot_context;
+        if (!fmq_id_valid(cfg.task) ||
+            (giot ? fmq_gpt_config_check(&gc) : fmq_model_config_check(&cfg.model)) != 0) {
             fmq_log(FMQ_LOG_ERROR, "invalid task name or model configuration");
             return 2;
         }
+        if (giot && cfg.strategy == FMQ_STRAT_GSFS) {
+            fmq_log(FMQ_LOG_ERROR, "strategy gsfs needs model mlp or logreg");
+            return 2;
+        }
+        if (giot)
+            printf("GIoT: %d layers, %d heads, %d channels, context %d flows, %zu parameters%s\n",
+                   gc.layers, gc.heads, gc.channels, cfg.giot_context,
+                   fmq_gpt_param_count(&gc), cfg.lora_rank ? ", LoRA adapters only" : "");
         printf("config ok: task %s, broker %s, model %s (%zu parameters), rounds %ld, "
                "deadline %.1f s, min participants %ld, %d test file(s), strategy %s (server_lr %g "
                "momentum %g eta %g eta_l %g beta_1 %g beta_2 %g tau %g mu %g, %s weights), "
                "codec %s\n",
-               cfg.task, cfg.broker, cfg.model.kind == FMQ_MODEL_MLP ? "mlp" : "logreg",
-               fmq_model_param_count(&cfg.model), cfg.rounds, cfg.deadline, cfg.min_participants,
+               cfg.task, cfg.broker,
+               giot                                 ? "giot"
+               : cfg.model.kind == FMQ_MODEL_MLP ? "mlp"
+                                                    : "logreg",
+               giot ? fmq_gpt_param_count(&gc) : fmq_model_param_count(&cfg.model), cfg.rounds, cfg.deadline, cfg.min_participants,
                cfg.ntest, fmq_strategy_name(cfg.strategy), cfg.sp.server_lr, cfg.sp.server_momentum,
                cfg.sp.eta, cfg.sp.eta_l, cfg.sp.beta_1, cfg.sp.beta_2, cfg.sp.tau,
                cfg.sp.proximal_mu, cfg.sp.uniform ? "uniform" : "example-count",

@@ -279,3 +279,38 @@ size_t fmq_giot_stream_push(struct fmq_giot_stream *s, const struct fmq_flow *f)
     if (s->d.n < s->cap) s->d.n++;
     return slot;
 }
+
+int fmq_giot_predict_next(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
+                          const struct fmq_giot_data *d, size_t i, char *text, size_t cap)
+{
+    int T = t->T, V = m->cfg.vocab, *in = t->inputs;
+    double p = 1;
+    size_t n = 0;
+
+    fmq_giot_window(d, i, t->K, in, t->targets);
+    /* drop the oldest flow: a full window keeps its BOS, a padded one shifts left */
+    if (in[0] == FMQ_TOK_BOS)
+        memmove(in + 1, in + 1 + FMQ_TOK_PER_FLOW, (size_t)(T - 1 - FMQ_TOK_PER_FLOW) * sizeof *in);
+    else
+        memmove(in, in + FMQ_TOK_PER_FLOW, (size_t)(T - FMQ_TOK_PER_FLOW) * sizeof *in);
+    for (int f = 0; f < FMQ_TOK_PER_FLOW; f++) in[T - FMQ_TOK_PER_FLOW + f] = FMQ_TOK_PAD;
+    for (int b = 1; b < t->B; b++) memcpy(in + (size_t)b * T, in, (size_t)T * sizeof *in);
+    for (int f = 0; f < FMQ_TOK_PER_FLOW; f++) { /* greedy, one field at a time */
+        int pos = T - 1 - FMQ_TOK_PER_FLOW + f, base = fmq_tok_field_base(f), best = base;
+        const float *pr;
+        fmq_gpt_forward(m, &t->acts, in, NULL, NULL, T, 1.0f, 0.0f);
+        pr = t->acts.probs + (size_t)pos * V;
+        for (int v = base; v < base + fmq_tok_field_count(f); v++)
+            if (pr[v] > pr[best]) best = v;
+        p *= pr[best];
+        for (int b = 0; b < t->B; b++) in[(size_t)b * T + pos + 1] = best;
+    }
+    if (cap) text[0] = 0;
+    for (int f = 0; f < FMQ_TOK_PER_FLOW && n + 1 < cap; f++) {
+        char w[64];
+        fmq_tok_describe(in[T - FMQ_TOK_PER_FLOW + f], w, sizeof w);
+        n += (size_t)snprintf(text + n, cap - n, "%s%s", f ? ", " : "", w);
+    }
+    if (n + 1 < cap) snprintf(text + n, cap - n, " (p=%.2g)", p);
+    return 0;
+}

@@ -2,6 +2,8 @@
  * references). Shapes are in comments: B batch, T sequence, C channels, NH heads, hs = C/NH,
  * V vocabulary, K classes. All buffers come from fmq_gpt_acts_init; a step allocates nothing. */
 #include "fedmq/gpt.h"
+
+#include "fedmq/fastmath.h"
 #include "fedmq/common.h"
 #include "fedmq/model.h"
 
@@ -75,6 +77,27 @@ int fmq_gpt_init(struct fmq_gpt *m, const struct fmq_gpt_config *c)
         p += m->sizes[i];
     }
     return 0;
+}
+
+int fmq_gpt_copy(struct fmq_gpt *dst, const struct fmq_gpt *src)
+{
+    int rc;
+    if ((rc = fmq_gpt_init(dst, &src->cfg)) != 0) return rc;
+    memcpy(dst->params, src->params, src->nparams * sizeof(float));
+    if (src->lora_rank) {
+        if ((rc = fmq_gpt_lora_init(dst, src->lora_rank, src->lora_alpha, 0)) != 0) {
+            fmq_gpt_free(dst);
+            return rc;
+        }
+        memcpy(dst->lora, src->lora, src->lora_n * sizeof(float));
+    }
+    return 0;
+}
+
+float *fmq_gpt_trainable(const struct fmq_gpt *m, size_t *n)
+{
+    *n = m->lora_rank ? m->lora_n : m->nparams;
+    return m->lora_rank ? m->lora : m->params;
 }
 
 void fmq_gpt_free(struct fmq_gpt *m)
@@ -295,16 +318,18 @@ void fmq_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
 
 void fmq_gelu_forward(float *out, const float *x, int n)
 {
+#pragma omp simd
     for (int i = 0; i < n; i++) {
         float u = GELU_K * (x[i] + 0.044715f * x[i] * x[i] * x[i]);
-        out[i] = 0.5f * x[i] * (1.0f + tanhf(u));
+        out[i] = 0.5f * x[i] * (1.0f + fmq_fast_tanhf(u));
     }
 }
 
 void fmq_gelu_backward(float *dinp, const float *x, const float *dout, int n)
 {
+#pragma omp simd
     for (int i = 0; i < n; i++) {
-        float u = GELU_K * (x[i] + 0.044715f * x[i] * x[i] * x[i]), th = tanhf(u);
+        float u = GELU_K * (x[i] + 0.044715f * x[i] * x[i] * x[i]), th = fmq_fast_tanhf(u);
         float du = GELU_K * (1.0f + 3.0f * 0.044715f * x[i] * x[i]);
         dinp[i] = (0.5f * (1.0f + th) + 0.5f * x[i] * (1.0f - th * th) * du) * dout[i];
     }

@@ -2,6 +2,7 @@
 #include "fedmq/model.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 void fmq_confusion_add(struct fmq_confusion *c, int truth, int predicted)
 {
@@ -38,4 +39,34 @@ void fmq_model_layer_norms(const struct fmq_model *m, const float *g, double *ou
         for (size_t i = a; i < b; i++) s += (double)g[i] * g[i];
         out[l] = sqrt(s);
     }
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+float fmq_quantile(float *v, size_t n, double q)
+{
+    if (n == 0) return 0;
+    qsort(v, n, sizeof *v, cmp_float);
+    q = q < 0 ? 0 : q > 1 ? 1 : q;
+    return v[(size_t)(q * (double)(n - 1))];
+}
+
+double fmq_recall_at_fpr(const float *score, const float *y, size_t n, double fpr, float *scratch,
+                         float *thr_out, struct fmq_confusion *cm)
+{
+    size_t nb = 0;
+    float thr;
+    struct fmq_confusion c = {0};
+    for (size_t i = 0; i < n; i++)
+        if (y[i] == 0) scratch[nb++] = score[i];
+    thr = fmq_quantile(scratch, nb, 1.0 - fpr);
+    for (size_t i = 0; i < n; i++)
+        if (y[i] >= 0) fmq_confusion_add(&c, y[i] > 0.5f, score[i] > thr);
+    if (thr_out) *thr_out = thr;
+    if (cm) *cm = c;
+    return c.tp + c.fn ? (double)c.tp / (double)(c.tp + c.fn) : -1;
 }

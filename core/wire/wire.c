@@ -208,7 +208,7 @@ static void pk_model(msgpack_packer *pk, const struct fmq_model *m)
 static void pk_giot(msgpack_packer *pk, const struct fmq_gpt *m, int context)
 {
     const struct fmq_gpt_config *c = &m->cfg;
-    msgpack_pack_map(pk, 9);
+    msgpack_pack_map(pk, m->lora_rank ? 11 : 9);
     pk_kv_str(pk, "kind", "giot");
     pk_kv_u64(pk, "vocab", (uint64_t)c->vocab);
     pk_kv_u64(pk, "seq", (uint64_t)c->max_seq);
@@ -218,6 +218,10 @@ static void pk_giot(msgpack_packer *pk, const struct fmq_gpt *m, int context)
     pk_kv_u64(pk, "classes", (uint64_t)c->classes);
     pk_kv_u64(pk, "context", (uint64_t)context);
     pk_kv_u64(pk, "tok", FMQ_TOK_VERSION);
+    if (m->lora_rank) { /* adapter mode: the "adapters" field carries them */
+        pk_kv_u64(pk, "lora_rank", (uint64_t)m->lora_rank);
+        pk_kv_f32(pk, "lora_alpha", m->lora_alpha);
+    }
 }
 
 int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
@@ -230,7 +234,7 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     out->len = 0;
     msgpack_packer_init(&pk, out, buf_write);
     if (!fmq_id_valid(g->run)) return FMQ_EINVAL;
-    pk_header(&pk, 15, "global");
+    pk_header(&pk, !(m && m->params) && gm->lora_rank ? 16 : 15, "global");
     pk_kv_str(&pk, "task", g->task);
     pk_kv_str(&pk, "run", g->run);
     pk_kv_u64(&pk, "version", g->version);
@@ -290,6 +294,10 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
         pk_f32s(&pk, m->params, m->nparams);
     else
         pk_f32s(&pk, gm->params, gm->nparams);
+    if (!(m && m->params) && gm->lora_rank) {
+        pk_str(&pk, "adapters");
+        pk_f32s(&pk, gm->lora, gm->lora_n);
+    }
     return finish(out, 0);
 }
 
@@ -747,6 +755,27 @@ static int decode_giot(struct rd *r, const msgpack_object *root, const msgpack_o
         return fail(r, rc, "model", "cannot allocate");
     if ((nm = get(root, "norm")) && nm->type != MSGPACK_OBJECT_NIL)
         return fail(r, FMQ_ETYPE, "norm", "a GIoT model has no normalisation");
+    if (get(o, "lora_rank")) { /* adapter mode */
+        uint64_t rank;
+        double alpha;
+        r->msg = "global.model";
+        if ((rc = rd_u64(r, o, "lora_rank", 256, &rank)) ||
+            (rc = rd_f64(r, o, "lora_alpha", &alpha)))
+            return rc;
+        if (rank < 1 || (int)rank > c.channels || alpha <= 0 || alpha > 1e4)
+            return fail(r, FMQ_ERANGE, "lora_rank", "rank or alpha out of range");
+        r->msg = "global";
+        if (g->gpt->lora_rank == 0) {
+            if ((rc = fmq_gpt_lora_init(g->gpt, (int)rank, (float)alpha, 0)) != 0)
+                return fail(r, rc, "lora_rank", "cannot allocate");
+        } else if (g->gpt->lora_rank != (int)rank)
+            return fail(r, FMQ_EDIM, "lora_rank", "differs from the model in use");
+        g->gpt->lora_alpha = (float)alpha;
+        if ((rc = rd_floats(r, get(root, "adapters"), "adapters", g->gpt->lora_n, 4,
+                            g->gpt->lora)) != 0)
+            return rc;
+    } else if (g->gpt->lora_rank)
+        return fail(r, FMQ_EDIM, "lora_rank", "adapters expected, the message has none");
     g->kind = FMQ_MODEL_GIOT;
     g->giot_context = (int)v[6];
     if ((rc = rd_client(r, get(root, "client"), &g->client)) != 0) return rc;

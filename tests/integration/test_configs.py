@@ -42,7 +42,7 @@ def main():
             (agent, "id = a\nbufer = 10\n", "bad.conf:2: bufer: unknown setting"),
             (agent, "id = a\njust words\n", "bad.conf:2: expected 'key = value'"),
             (coord, "hidden = 32,abc\n", "bad.conf:1: hidden: expected up to 4"),
-            (coord, "model = transformer\n", "bad.conf:1: model: expected mlp or logreg"),
+            (coord, "model = transformer\n", "bad.conf:1: model: expected mlp, logreg or giot"),
         ]
         for prog, text, want in cases:
             with open(bad, "w") as f:

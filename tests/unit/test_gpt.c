@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fedmq/fastmath.h"
 #include "fedmq/giot.h"
 #include "fedmq/gpt.h"
 #include "fedmq/tokenize.h"
@@ -430,6 +431,12 @@ static void test_giot_learns_and_explains(void)
                 sc[0], sc[1], text);
     CU_ASSERT(strstr(text, "expected responder port 123") != NULL ||
               strstr(text, "expected proto udp") != NULL);
+    /* after the odd flow, the device is expected to go back to its NTP beacon */
+    fmq_giot_predict_next(&t, &m, &d, N, text, sizeof text);
+    if (getenv("FMQ_TEST_VERBOSE")) fprintf(stderr, "  giot: predicted next: %s\n", text);
+    CU_ASSERT(strncmp(text, "proto udp", 9) == 0);
+    CU_ASSERT(strstr(text, "responder port 123") != NULL);
+    CU_ASSERT(strstr(text, "(p=") != NULL);
     fmq_giot_trainer_free(&t);
     fmq_gpt_free(&m);
     /* adapter mode, the way a fleet uses it: a base trained on the device, frozen, then rank-4
@@ -473,11 +480,37 @@ static void test_giot_learns_and_explains(void)
     fmq_giot_data_free(&d);
 }
 
+/* fastmath.h against libm over the range GELU feeds it, tiny arguments included */
+static void test_fast_math(void)
+{
+    double worst_tanh = 0, worst_exp = 0;
+    for (double x = -12; x <= 12; x += 1e-3) {
+        double e = fabs((double)fmq_fast_tanhf((float)x) - tanh((double)(float)x));
+        worst_tanh = e > worst_tanh ? e : worst_tanh;
+    }
+    for (double x = -1e-3; x <= 1e-3; x += 1e-6) {
+        double e = fabs((double)fmq_fast_tanhf((float)x) - tanh((double)(float)x));
+        worst_tanh = e > worst_tanh ? e : worst_tanh;
+    }
+    for (double x = -80; x <= 80; x += 1e-3) {
+        double ref = exp((double)(float)x), e = fabs((double)fmq_fast_expf((float)x) - ref) / ref;
+        worst_exp = e > worst_exp ? e : worst_exp;
+    }
+    if (getenv("FMQ_TEST_VERBOSE"))
+        fprintf(stderr, "\n  fast tanh max abs error %.3g, fast exp max rel error %.3g\n",
+                worst_tanh, worst_exp);
+    CU_ASSERT(worst_tanh < 1e-6);
+    CU_ASSERT(worst_exp < 5e-7);
+    CU_ASSERT(fmq_fast_tanhf(0.0f) == 0.0f);
+    CU_ASSERT(fmq_fast_tanhf(30.0f) > 0.9999999f && fmq_fast_tanhf(-30.0f) < -0.9999999f);
+}
+
 int init_gpt_tests(void)
 {
     static const struct fmq_test t[] = {{"pytorch reference", test_pytorch_reference},
                                         {"layernorm gradient", test_layernorm_grad},
                                         {"gelu gradient", test_gelu_grad},
+                                        {"fast exp and tanh", test_fast_math},
                                         {"attention gradient", test_attention_grad},
                                         {"whole model gradient", test_model_grad},
                                         {"lora adapters", test_lora},

@@ -81,4 +81,10 @@ void fmq_giot_score(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
 float fmq_giot_explain(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
                        const struct fmq_giot_data *d, size_t i, int worst, char *text, size_t cap);
 
+/* The model's most likely next flow of flow i's device (greedy, field by field, given the
+ * device's last K-1 flows up to i), as text: "proto udp, service dns, ... (p=0.41)" with the
+ * product of the chosen tokens' probabilities. 10 forward passes. */
+int fmq_giot_predict_next(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
+                          const struct fmq_giot_data *d, size_t i, char *text, size_t cap);
+
 #endif

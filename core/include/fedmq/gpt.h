@@ -71,6 +71,10 @@ int fmq_gpt_config_check(const struct fmq_gpt_config *c);
 size_t fmq_gpt_param_count(const struct fmq_gpt_config *c);
 int fmq_gpt_init(struct fmq_gpt *m, const struct fmq_gpt_config *c);
 void fmq_gpt_free(struct fmq_gpt *m);
+/* dst (uninitialised) becomes a copy of src, adapters included. */
+int fmq_gpt_copy(struct fmq_gpt *dst, const struct fmq_gpt *src);
+/* What federated training moves: the adapters in adapter mode, else every parameter. */
+float *fmq_gpt_trainable(const struct fmq_gpt *m, size_t *n);
 /* GPT-2 style init: N(0, 0.02), residual projections scaled by 1/sqrt(2L), layernorm 1/0. */
 void fmq_gpt_init_params(struct fmq_gpt *m, uint64_t seed);
 

@@ -149,6 +149,14 @@ struct fmq_scores {
 };
 void fmq_confusion_add(struct fmq_confusion *c, int truth, int predicted);
 void fmq_scores_from(const struct fmq_confusion *c, struct fmq_scores *s);
+/* The q-quantile of v[0..n) (sorts v in place). */
+float fmq_quantile(float *v, size_t n, double q);
+/* Detection at a false-positive budget: the threshold is the (1 - fpr) quantile of the benign
+ * (y == 0) scores; flows scoring above it are flagged. Returns the recall of the malicious
+ * (y == 1) flows, -1 when there are none; y < 0 (unknown) is skipped. scratch holds n floats.
+ * Optional outputs: the threshold and the confusion matrix at it. */
+double fmq_recall_at_fpr(const float *score, const float *y, size_t n, double fpr, float *scratch,
+                         float *thr_out, struct fmq_confusion *cm);
 /* Scores X (n raw rows) with threshold; fills c. */
 /* L2 norm of each linear layer's gradient (W and b together) in grads; out has nlayers values. */
 void fmq_model_layer_norms(const struct fmq_model *m, const float *grads, double *out);
