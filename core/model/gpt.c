@@ -354,8 +354,9 @@ void fmq_attention_forward(float *out, float *att, const float *qkv, int B, int 
                     a[t2] = s * scale;
                     if (a[t2] > mx) mx = a[t2];
                 }
+#pragma omp simd reduction(+ : sum)
                 for (int t2 = 0; t2 <= t; t2++) {
-                    a[t2] = expf(a[t2] - mx);
+                    a[t2] = fmq_fast_expf(a[t2] - mx);
                     sum += a[t2];
                 }
                 for (int t2 = 0; t2 < T; t2++) a[t2] = t2 <= t ? a[t2] / sum : 0.0f;
@@ -387,20 +388,23 @@ void fmq_attention_backward(float *dqkv, float *datt, float *dpreatt, const floa
                 for (int t2 = 0; t2 <= t; t2++) { /* through o = sum att * v */
                     const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
                     float *dv = dqkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
-                    da[t2] = 0;
-                    for (int i = 0; i < hs; i++) {
-                        da[t2] += d[i] * v[i];
-                        dv[i] += a[t2] * d[i];
-                    }
-                    dot += a[t2] * da[t2];
+                    float s = 0, at = a[t2];
+#pragma omp simd reduction(+ : s)
+                    for (int i = 0; i < hs; i++) s += d[i] * v[i];
+#pragma omp simd
+                    for (int i = 0; i < hs; i++) dv[i] += at * d[i];
+                    da[t2] = s;
+                    dot += at * s;
                 }
                 for (int t2 = 0; t2 <= t; t2++) { /* softmax, then the scaled dot product */
                     const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
                     float *dk = dqkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
-                    dp[t2] = a[t2] * (da[t2] - dot) * scale;
+                    float g = a[t2] * (da[t2] - dot) * scale;
+                    dp[t2] = g;
+#pragma omp simd
                     for (int i = 0; i < hs; i++) {
-                        dq[i] += dp[t2] * k[i];
-                        dk[i] += dp[t2] * q[i];
+                        dq[i] += g * k[i];
+                        dk[i] += g * q[i];
                     }
                 }
             }
@@ -411,9 +415,14 @@ static void softmax_rows(float *probs, const float *logits, int N, int V)
     for (int i = 0; i < N; i++) {
         const float *z = logits + (size_t)i * V;
         float *p = probs + (size_t)i * V, mx = -INFINITY, sum = 0;
+        float inv;
+#pragma omp simd reduction(max : mx)
         for (int v = 0; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-        for (int v = 0; v < V; v++) sum += (p[v] = expf(z[v] - mx));
-        for (int v = 0; v < V; v++) p[v] /= sum;
+#pragma omp simd reduction(+ : sum)
+        for (int v = 0; v < V; v++) sum += (p[v] = fmq_fast_expf(z[v] - mx));
+        inv = 1.0f / sum;
+#pragma omp simd
+        for (int v = 0; v < V; v++) p[v] *= inv;
     }
 }
 
