@@ -1,6 +1,7 @@
 /* bench/giot_speed: GIoT training throughput on one thread: forward, backward and an AdamW step
  * on random token windows, for a fixed config. Prints tokens/s. bench/giot_vs_torch.py runs this
- * next to PyTorch on the same config and prints the ratio.
+ * next to PyTorch on the same config and prints the ratio. Without arguments it also prints the
+ * agent's live scoring rate (one flow's window per forward pass, batch 1).
  * Usage: fmq_bench_giot_speed [B T C L NH V steps] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,5 +47,17 @@ int main(int argc, char **argv)
     s = fmq_mono() - t0;
     printf("fedmq C: B %d T %d C %d L %d NH %d V %d (%zu parameters): %.0f tokens/s\n", B, T, C, L,
            NH, V, m.nparams, (double)steps * B * T / s);
+    if (argc <= 1) { /* the agent's live path: one window per flow, batch 1, tail logits only */
+        struct fmq_gpt_acts a1;
+        long n = 3000;
+        if (fmq_gpt_acts_init(&a1, &m, 1, T)) return 1;
+        a1.lm_tail = 11;
+        t0 = fmq_mono();
+        for (long i = 0; i < n; i++) fmq_gpt_forward(&m, &a1, in + (i % B) * T, NULL, NULL, T, 1, 0);
+        s = fmq_mono() - t0;
+        printf("fedmq C: live scoring, batch 1, T %d: %.0f flows/s (%.1f us per flow)\n", T,
+               (double)n / s, 1e6 * s / (double)n);
+        fmq_gpt_acts_free(&a1);
+    }
     return 0;
 }

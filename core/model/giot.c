@@ -89,6 +89,7 @@ int fmq_giot_trainer_init(struct fmq_giot_trainer *t, const struct fmq_gpt *m, i
         (rc = fmq_optim_init(&t->opt, FMQ_OPT_ADAMW, m->lora_rank ? m->lora_n : m->nparams, lr)))
         goto fail;
     t->opt.weight_decay = weight_decay;
+    t->acts.lm_tail = FMQ_TOK_PER_FLOW + 1; /* scoring, explaining, predicting read no further */
     t->inputs = malloc((size_t)B * t->T * sizeof(int));
     t->targets = malloc((size_t)B * t->T * sizeof(int));
     if (!t->inputs || !t->targets) {

@@ -496,8 +496,17 @@ float fmq_gpt_forward(const struct fmq_gpt *m, struct fmq_gpt_acts *a, const int
     }
     fmq_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, L_OFF(a->residual3, L - 1, btc),
                           m->t[LNFW], m->t[LNFB], BT, C);
-    fmq_linear_forward(a->logits, a->lnf, m->t[WTE], NULL, BT, C, V); /* tied LM head */
-    softmax_rows(a->probs, a->logits, BT, V);
+    if (!targets && a->lm_tail > 0 && a->lm_tail < T) /* scoring: only the tail is read */
+        for (int b = 0; b < B; b++) {
+            size_t row = (size_t)b * T + (size_t)(T - a->lm_tail);
+            fmq_linear_forward(a->logits + row * V, a->lnf + row * C, m->t[WTE], NULL, a->lm_tail,
+                               C, V);
+            softmax_rows(a->probs + row * V, a->logits + row * V, a->lm_tail, V);
+        }
+    else {
+        fmq_linear_forward(a->logits, a->lnf, m->t[WTE], NULL, BT, C, V); /* tied LM head */
+        softmax_rows(a->probs, a->logits, BT, V);
+    }
     if (targets)
         for (int i = 0; i < BT; i++)
             if (targets[i] >= 0) {

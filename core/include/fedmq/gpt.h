@@ -63,6 +63,8 @@ struct fmq_gpt_acts {
     /* inputs of the last forward (borrowed) */
     const int *inputs, *targets, *labels;
     int cur_T;
+    int lm_tail; /* > 0: a forward without targets computes logits and probabilities only for
+                    the last lm_tail positions of each sequence (scoring); the rest are stale */
     float lm_weight, cls_weight;
     int ntargets;
 };
