@@ -148,6 +148,14 @@ int main(int argc, char **argv)
         c = patched(&b, "\xa3tok\x01", 5, "\xa3tok\x02");
         put("global_giot_wrong_tokenizer", "global-giot", "EVERSION", c, b.len);
         free(c);
+        /* adapter mode: the same model with rank-2 adapters */
+        if (fmq_gpt_lora_init(&gm, 2, 4.0f, 9)) return 1;
+        for (size_t i = 0; i < gm.lora_n; i++) gm.lora[i] = (float)i / 1000.0f;
+        if (fmq_wire_encode_global(&g, &b)) return 1;
+        put("global_giot_lora_valid", "global-giot", "OK", b.data, b.len);
+        c = patched(&b, "\xa9lora_rank\x02", 11, "\xa9lora_rank\x03");
+        put("global_giot_lora_rank_mismatch", "global-giot", "EDIM", c, b.len);
+        free(c);
         fmq_gpt_free(&gm);
     }
     if (sample_global(&g, &m) || fmq_wire_encode_global(&g, &b)) return 1;

@@ -304,6 +304,29 @@ static void test_giot_global(void)
         g2.gpt = &other;
         CU_ASSERT_EQUAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err), FMQ_EDIM);
     }
+    /* adapter mode: rank, alpha and the adapters travel; a decoder holding a full model of the
+     * same config gains adapters, one holding another rank refuses */
+    {
+        struct fmq_gpt m3 = {0}, r8 = {0};
+        CU_ASSERT_FATAL(fmq_gpt_lora_init(&m, 2, 4.0f, 9) == 0);
+        for (size_t i = 0; i < m.lora_n; i++) m.lora[i] = (float)i / 1000.0f;
+        CU_ASSERT_FATAL(fmq_wire_encode_global(&g, &b) == 0);
+        v = load("global_giot_lora_valid", &n);
+        CU_ASSERT(n == b.len && memcmp(v, b.data, n) == 0);
+        free(v);
+        g2.gpt = &m3;
+        CU_ASSERT_FATAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err) == 0);
+        CU_ASSERT(m3.lora_rank == 2 && m3.lora_alpha == 4.0f && m3.lora_n == m.lora_n);
+        CU_ASSERT(memcmp(m3.lora, m.lora, m.lora_n * sizeof(float)) == 0);
+        CU_ASSERT(memcmp(m3.params, m.params, m.nparams * sizeof(float)) == 0);
+        CU_ASSERT_FATAL(fmq_gpt_copy(&r8, &m3) == 0);
+        CU_ASSERT_FATAL(fmq_gpt_lora_init(&r8, 3, 4.0f, 1) == 0);
+        g2.gpt = &r8;
+        CU_ASSERT_EQUAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err), FMQ_EDIM);
+        CU_ASSERT(strstr(err, "lora_rank") != NULL);
+        fmq_gpt_free(&m3);
+        fmq_gpt_free(&r8);
+    }
     fmq_gpt_free(&m);
     fmq_gpt_free(&m2);
     fmq_gpt_free(&other);
