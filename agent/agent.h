@@ -39,6 +39,7 @@ struct agent_cfg {
     long giot_val_max;    /* newest flows scored to calibrate and validate */
     double predict_rate;  /* alerts per second that get a predicted next flow (0 = all) */
     int explain_fields;   /* least likely fields named in an alert */
+    float giot_cls_weight; /* weight of the supervised head's loss on labelled flows */
     int log_level;
 };
 

@@ -84,6 +84,7 @@ int agent_giot_adopt(struct agent *a, struct fmq_gpt *m, const struct fmq_global
     } else
         copy_weights(&a->gcur, m);
     a->gtr.opt.lr = lr;
+    a->gtr.cls_weight = m->cfg.classes >= 2 ? a->cfg.giot_cls_weight : 0.0f;
     agent_take_plan(a, g);
     a->gcal_due = 1; /* a new model needs its own threshold */
     return 0;
@@ -144,7 +145,7 @@ void agent_giot_due(struct agent *a)
 }
 
 static void publish_alert(struct agent *a, const struct fmq_flow *f, size_t slot, float nll,
-                          const char *why)
+                          float pmal, const char *why)
 {
     char buf[3072], uid[96], oh[100], rh[100], svc[70], st[20], text[700], next[700], ntext[600];
     int predict = a->cfg.predict_rate <= 0 || fmq_ratelimit_ok(&a->predict_rl);
@@ -169,10 +170,13 @@ static void publish_alert(struct agent *a, const struct fmq_flow *f, size_t slot
                          "\"id.orig_h\":\"%s\",\"id.orig_p\":%d,\"id.resp_h\":\"%s\","
                          "\"id.resp_p\":%d,\"proto\":\"%s\",\"service\":\"%s\","
                          "\"conn_state\":\"%s\",\"model\":\"giot\",\"score\":%.4f,"
-                         "\"threshold\":%.4f,\"model_version\":%llu,\"text\":\"NLL %.1f nats >= "
-                         "%.1f; %s\",\"predicted_next\":%s}",
+                         "\"threshold\":%.4f,\"p_malicious\":%.4f,\"model_version\":%llu,"
+                         "\"text\":\"NLL %.1f nats %s %.1f%s; %s\",\"predicted_next\":%s}",
                          a->cfg.id, oh, f->ts, uid, oh, f->orig_p, rh, f->resp_p, f->proto, svc, st,
-                         nll, a->gthr, (unsigned long long)a->version, nll, a->gthr, text, next);
+                         nll, a->gthr, pmal < 0 ? 0.0f : pmal, (unsigned long long)a->version, nll,
+                         nll > a->gthr ? ">" : "<=", a->gthr,
+                         pmal >= (float)a->cfg.threshold ? "; supervised head: attack" : "", text,
+                         next);
     if (n >= sizeof buf) return; /* cannot happen with the field limits above */
     fmq_mq_publish(a->mq, a->t_alerts, buf, n, 0, 0);
     a->alerts++;
@@ -182,12 +186,15 @@ void agent_giot_on_flow(struct agent *a, const struct fmq_flow *f)
 {
     size_t slot = fmq_giot_stream_push(&a->gs, f);
     char why[600];
-    float nll;
+    float nll, pmal;
     if (!a->gthr_ok) return;
     /* one forward pass scores the flow; the explanation reads the same probabilities */
     nll = fmq_giot_explain(&a->gsc, &a->gcur, &a->gs.d, slot, a->cfg.explain_fields, why,
                            sizeof why);
-    if (nll > a->gthr) publish_alert(a, f, slot, nll, why);
+    /* the supervised head, when the model has one, read from the same forward pass */
+    pmal = a->gcur.cfg.classes >= 2 ? a->gsc.acts.cls_probs[1] : -1.0f;
+    if (nll > a->gthr || pmal >= (float)a->cfg.threshold)
+        publish_alert(a, f, slot, nll, pmal, why);
 }
 
 int agent_giot_round(struct agent *a)

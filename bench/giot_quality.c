@@ -129,6 +129,24 @@ int main(int argc, char **argv)
     printf("  training %.0f tokens/s, scoring %.0f flows/s (one thread)\n",
            (double)steps * B * t.T / train_s, (double)nte / score_s);
 
+    /* ---- GIoT with the supervised head: next-token + classification loss (objective c) ---- */
+    struct fmq_gpt_config hc = gc;
+    struct fmq_gpt h;
+    struct fmq_giot_trainer ht;
+    float *hs = malloc(nte * sizeof *hs);
+    hc.classes = 2;
+    if (fmq_gpt_init(&h, &hc)) return 1;
+    fmq_gpt_init_params(&h, 1);
+    if (fmq_giot_trainer_init(&ht, &h, B, K, 3e-3f, 0.01f, 7)) return 1;
+    ht.cls_weight = 1.0f;
+    for (long s = 0; s < steps; s += 100) {
+        loss = fmq_giot_train(&ht, &h, &d, tr, ntr, steps - s < 100 ? steps - s : 100);
+        fprintf(stderr, "\rgiot+head: step %ld/%ld loss %.4f", s + 100 < steps ? s + 100 : steps,
+                steps, loss);
+    }
+    fprintf(stderr, "\n");
+    fmq_giot_classify(&ht, &h, &d, te, nte, hs);
+
     /* ---- MLP, supervised (the foundation's model) ---- */
     struct fmq_model_config mc = {FMQ_MODEL_MLP, FMQ_FEAT_DIM, 2, {32, 16}, FMQ_FEAT_VERSION, 16};
     struct fmq_model m;
@@ -157,20 +175,22 @@ int main(int argc, char **argv)
 
     /* ---- report ---- */
     {
-        float gthr, mthr;
+        float gthr, mthr, hthr;
         double gr = recall_at_1pct(gs, yte, nte, &gthr), mr = recall_at_1pct(ms, yte, nte, &mthr);
+        double hr = recall_at_1pct(hs, yte, nte, &hthr);
         printf("\nrecall at 1%% false-positive rate on the pooled test set (%zu flows):\n", nte);
         printf("  GIoT NLL (unsupervised)  %.4f   (threshold %.2f nats)\n", gr, gthr);
+        printf("  GIoT head (supervised)   %.4f   (threshold %.4f)\n", hr, hthr);
         printf("  MLP (supervised)         %.4f   (threshold %.4f)\n", mr, mthr);
-        printf("\n%-48s %7s %7s %11s %11s %11s %11s\n", "capture (test part)", "benign", "malic.",
-               "GIoT recall", "GIoT FPR", "MLP recall", "MLP FPR");
+        printf("\n%-48s %7s %7s %11s %11s %11s %11s %11s\n", "capture (test part)", "benign",
+               "malic.", "GIoT recall", "GIoT FPR", "MLP recall", "MLP FPR", "head recall");
         for (int f = 0; f < nf; f++) {
-            size_t nb = 0, np = 0, gtp = 0, gfp = 0, mtp = 0, mfp = 0;
+            size_t nb = 0, np = 0, gtp = 0, gfp = 0, mtp = 0, mfp = 0, htp = 0;
             const char *base = strrchr(files[f], '/');
             for (size_t i = 0; i < nte; i++) {
                 if (te[i] < cut[f] || te[i] >= fstart[f + 1]) continue;
                 if (yte[i] == 1)
-                    np++, gtp += gs[i] > gthr, mtp += ms[i] > mthr;
+                    np++, gtp += gs[i] > gthr, mtp += ms[i] > mthr, htp += hs[i] > hthr;
                 else
                     nb++, gfp += gs[i] > gthr, mfp += ms[i] > mthr;
             }
@@ -184,7 +204,11 @@ int main(int argc, char **argv)
                 printf(" %11.4f", (double)mtp / np);
             else
                 printf(" %11s", "-");
-            printf(" %11.4f\n", nb ? (double)mfp / nb : 0);
+            printf(" %11.4f", nb ? (double)mfp / nb : 0);
+            if (np)
+                printf(" %11.4f\n", (double)htp / np);
+            else
+                printf(" %11s\n", "-");
         }
     }
     return 0;

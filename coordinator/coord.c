@@ -420,7 +420,7 @@ static void close_round(struct coord *c)
              "\"used\":%d,\"dropped\":%d,\"clipped\":%d,\"superseded\":%llu},\"participants\":%d,"
              "\"agents\":[%s],\"agents_online\":%d,"
              "\"examples\":%llu,\"test_flows\":%zu,\"accuracy\":%.6f,\"precision\":%.6f,"
-             "\"recall\":%.6f,\"f1\":%.6f,\"recall_at_1pct_fpr\":%.6f,\"threshold\":%.6g,\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
+             "\"recall\":%.6f,\"f1\":%.6f,\"recall_at_1pct_fpr\":%.6f,\"head_recall_at_1pct_fpr\":%.6f,\"threshold\":%.6g,\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
              "\"bytes_up_round\":%llu,\"bytes_up_total\":%llu,\"bytes_down_round\":%llu,"
              "\"bytes_down_total\":%llu,\"model_bytes\":%zu,\"update_bytes_mean\":%.1f,"
              "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
@@ -433,7 +433,7 @@ static void close_round(struct coord *c)
              fmq_gsfs_quorum(&c->cfg.gsfs, online), c->pool.last_used, c->pool.last_dropped,
              c->pool.last_clipped, (unsigned long long)c->pool.superseded, c->participants, ids,
              online, (unsigned long long)c->examples, c->ntest, sc.accuracy, sc.precision,
-             sc.recall, sc.f1, ev.recall_at_fpr, ev.threshold, (unsigned long long)cm.tp, (unsigned long long)cm.fp,
+             sc.recall, sc.f1, ev.recall_at_fpr, ev.head_recall_at_fpr, ev.threshold, (unsigned long long)cm.tp, (unsigned long long)cm.fp,
              (unsigned long long)cm.tn, (unsigned long long)cm.fn,
              (unsigned long long)c->bytes_up_round, (unsigned long long)c->bytes_up_total,
              (unsigned long long)down, (unsigned long long)c->bytes_down_total, c->last_model_bytes,

@@ -48,6 +48,7 @@ struct coord_cfg {
     /* GIoT (model = giot) */
     struct fmq_gpt_config giot; /* layers, heads, channels (vocab and max_seq derived) */
     int giot_context;           /* flows of device context per window */
+    int giot_head;              /* add the supervised head (benign/malicious) */
     int lora_rank;              /* adapter mode when > 0: agents train and send adapters only */
     float lora_alpha;
     double giot_lr;         /* AdamW rate announced to agents */
@@ -80,6 +81,7 @@ struct coord_round {
 struct coord_eval {
     struct fmq_confusion cm, per_file[COORD_MAX_TEST];
     double recall_at_fpr; /* at 1% false-positive rate, -1 without malicious test flows */
+    double head_recall_at_fpr; /* GIoT's supervised head, -1 without one */
     float threshold;      /* decision threshold used for cm */
 };
 
@@ -93,6 +95,7 @@ struct coord {
     struct fmq_giot_data td;     /* GIoT test flows as tokens */
     uint32_t *tidx;              /* owned: GIoT test rows -> td flow */
     float *tscore, *tscratch;    /* owned: test scores, ntest each */
+    float *thead;                /* owned: GIoT head's P(malicious), ntest */
     struct fmq_mq *mq;
     struct fmq_wire_dec dec;
     struct fmq_buf out;

@@ -133,7 +133,8 @@ static int load_test(struct coord *c)
     if (rc == 0 && c->cfg.eval_max > 0 && c->ntest > (size_t)c->cfg.eval_max) thin(c);
     if (rc == 0 && c->ntest &&
         (!(c->tscore = malloc(c->ntest * sizeof(float))) ||
-         !(c->tscratch = malloc(c->ntest * sizeof(float)))))
+         !(c->tscratch = malloc(c->ntest * sizeof(float))) ||
+         !(c->thead = malloc(c->ntest * sizeof(float)))))
         rc = FMQ_ENOMEM;
     return rc;
 }
@@ -184,6 +185,7 @@ static int init_giot(struct coord *c)
         struct fmq_gpt_config gc = c->cfg.giot;
         gc.vocab = fmq_tok_vocab_size();
         gc.max_seq = 1 + FMQ_TOK_PER_FLOW * c->cfg.giot_context;
+        gc.classes = c->cfg.giot_head ? 2 : 0;
         if ((rc = fmq_gpt_init(&c->gpt, &gc)) != 0) return rc;
         fmq_gpt_init_params(&c->gpt, c->cfg.seed);
     }
@@ -234,6 +236,7 @@ void coord_model_free(struct coord *c)
     free(c->tidx);
     free(c->tscore);
     free(c->tscratch);
+    free(c->thead);
     free(c->Xt);
     free(c->yt);
 }
@@ -259,29 +262,36 @@ void coord_model_to_global(struct coord *c, struct fmq_global *g)
         g->model = &c->model;
 }
 
+/* The agents' alert rule: the MLP flags P(malicious) >= threshold; GIoT flags an NLL above the
+ * 1%-FPR threshold, or, with a supervised head, a head probability >= threshold. */
 static void confusion(const struct coord *c, size_t a0, size_t a1, float thr,
                       struct fmq_confusion *cm)
 {
-    int giot = c->kind == FMQ_MODEL_GIOT;
-    for (size_t i = a0; i < a1; i++) /* GIoT flags above the threshold, the MLP at or above */
+    int giot = c->kind == FMQ_MODEL_GIOT, head = giot && c->gpt.cfg.classes >= 2;
+    float pthr = (float)c->cfg.threshold;
+    for (size_t i = a0; i < a1; i++)
         fmq_confusion_add(cm, c->yt[i] > 0.5f,
-                          giot ? c->tscore[i] > thr : c->tscore[i] >= thr);
+                          giot ? c->tscore[i] > thr || (head && c->thead[i] >= pthr)
+                               : c->tscore[i] >= thr);
 }
 
 void coord_evaluate(struct coord *c, struct coord_eval *e)
 {
-    struct fmq_confusion at_fpr;
     float thr;
     memset(e, 0, sizeof *e);
-    e->recall_at_fpr = -1;
+    e->recall_at_fpr = e->head_recall_at_fpr = -1;
     if (!c->ntest) return;
+    if (c->kind == FMQ_MODEL_GIOT && c->gpt.cfg.classes >= 2) { /* the supervised head first */
+        fmq_giot_classify(&c->etr, &c->gpt, &c->td, c->tidx, c->ntest, c->thead);
+        e->head_recall_at_fpr =
+            fmq_recall_at_fpr(c->thead, c->yt, c->ntest, 0.01, c->tscratch, NULL, NULL);
+    }
     if (c->kind == FMQ_MODEL_GIOT)
         fmq_giot_score(&c->etr, &c->gpt, &c->td, c->tidx, c->ntest, c->tscore);
     else
         for (size_t i = 0; i < c->ntest; i++)
             c->tscore[i] = fmq_model_score(&c->model, &c->ws, c->Xt + i * FMQ_FEAT_DIM);
-    e->recall_at_fpr =
-        fmq_recall_at_fpr(c->tscore, c->yt, c->ntest, 0.01, c->tscratch, &thr, &at_fpr);
+    e->recall_at_fpr = fmq_recall_at_fpr(c->tscore, c->yt, c->ntest, 0.01, c->tscratch, &thr, NULL);
     e->threshold = c->kind == FMQ_MODEL_GIOT ? thr : (float)c->cfg.threshold;
     confusion(c, 0, c->ntest, e->threshold, &e->cm);
     for (int f = 0; f < c->cfg.ntest; f++)

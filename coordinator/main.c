@@ -33,7 +33,7 @@ static void apply_overrides(struct coord_cfg *c)
 }
 static int check_only;
 static const char *const bool_keys[] = {
-    "check", "sensing", "stochastic_rounding", "gsfs_staleness_weight", "gsfs_informativeness",
+    "check", "sensing", "stochastic_rounding", "gsfs_staleness_weight", "gsfs_informativeness", "giot_head",
     NULL};
 
 static void on_signal(int sig)
@@ -159,6 +159,7 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     if (!strcmp(k, "giot_heads")) return fmq_parse_int(v, 1, 64, &c->giot.heads);
     if (!strcmp(k, "giot_channels")) return fmq_parse_int(v, 4, 4096, &c->giot.channels);
     if (!strcmp(k, "giot_context")) return fmq_parse_int(v, 1, 64, &c->giot_context);
+    if (!strcmp(k, "giot_head")) return fmq_parse_bool(v, &c->giot_head);
     if (!strcmp(k, "giot_lr")) return fmq_parse_double(v, 1e-7, 1, &c->giot_lr);
     if (!strcmp(k, "lora_rank")) return fmq_parse_int(v, 0, 256, &c->lora_rank);
     if (!strcmp(k, "lora_alpha")) return fmq_parse_float(v, 1e-3f, 1e4f, &c->lora_alpha);
@@ -214,6 +215,7 @@ int main(int argc, char **argv)
         int giot = cfg.model.kind == FMQ_MODEL_GIOT;
         gc.vocab = fmq_tok_vocab_size();
         gc.max_seq = 1 + FMQ_TOK_PER_FLOW * cfg.giot_context;
+        gc.classes = cfg.giot_head ? 2 : 0;
         if (!fmq_id_valid(cfg.task) ||
             (giot ? fmq_gpt_config_check(&gc) : fmq_model_config_check(&cfg.model)) != 0) {
             fmq_log(FMQ_LOG_ERROR, "invalid task name or model configuration");

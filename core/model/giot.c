@@ -90,9 +90,11 @@ int fmq_giot_trainer_init(struct fmq_giot_trainer *t, const struct fmq_gpt *m, i
         goto fail;
     t->opt.weight_decay = weight_decay;
     t->acts.lm_tail = FMQ_TOK_PER_FLOW + 1; /* scoring, explaining, predicting read no further */
+    t->lm_weight = 1.0f;
+    t->labels = malloc((size_t)B * sizeof(int));
     t->inputs = malloc((size_t)B * t->T * sizeof(int));
     t->targets = malloc((size_t)B * t->T * sizeof(int));
-    if (!t->inputs || !t->targets) {
+    if (!t->inputs || !t->targets || !t->labels) {
         rc = FMQ_ENOMEM;
         goto fail;
     }
@@ -109,7 +111,8 @@ void fmq_giot_trainer_free(struct fmq_giot_trainer *t)
     fmq_optim_free(&t->opt);
     free(t->inputs);
     free(t->targets);
-    t->inputs = t->targets = NULL;
+    free(t->labels);
+    t->inputs = t->targets = t->labels = NULL;
 }
 
 float fmq_giot_train(struct fmq_giot_trainer *t, struct fmq_gpt *m, const struct fmq_giot_data *d,
@@ -120,11 +123,16 @@ float fmq_giot_train(struct fmq_giot_trainer *t, struct fmq_gpt *m, const struct
     if (pool == 0) return 0;
     for (long s = 0; s < steps; s++) {
         for (int b = 0; b < t->B; b++) {
-            uint32_t k = fmq_rng_below(&t->rng, (uint32_t)pool);
-            fmq_giot_window(d, idx ? idx[k] : k, t->K, t->inputs + (size_t)b * t->T,
+            uint32_t k = fmq_rng_below(&t->rng, (uint32_t)pool), i = idx ? idx[k] : k;
+            fmq_giot_window(d, i, t->K, t->inputs + (size_t)b * t->T,
                             t->targets + (size_t)b * t->T);
+            t->labels[b] = d->label[i] == FMQ_LABEL_MALICIOUS ? 1
+                           : d->label[i] == FMQ_LABEL_BENIGN  ? 0
+                                                              : -1;
         }
-        loss = fmq_gpt_forward(m, &t->acts, t->inputs, t->targets, NULL, t->T, 1.0f, 0.0f);
+        loss = fmq_gpt_forward(m, &t->acts, t->inputs, t->targets,
+                               t->cls_weight > 0 && m->cfg.classes >= 2 ? t->labels : NULL, t->T,
+                               t->lm_weight, t->cls_weight);
         memset(t->acts.grads, 0, m->nparams * sizeof(float));
         if (m->lora_rank) memset(t->acts.lora_grads, 0, m->lora_n * sizeof(float));
         fmq_gpt_backward(m, &t->acts);
@@ -158,6 +166,21 @@ void fmq_giot_score(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
                             t->inputs + (size_t)b * t->T, t->targets + (size_t)b * t->T);
         fmq_gpt_forward(m, &t->acts, t->inputs, NULL, NULL, t->T, 1.0f, 0.0f);
         for (int b = 0; b < nb; b++) out[s + (size_t)b] = window_nll(t, m, b);
+    }
+}
+
+void fmq_giot_classify(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
+                       const struct fmq_giot_data *d, const uint32_t *idx, size_t n, float *out)
+{
+    int K = m->cfg.classes;
+    for (size_t s = 0; s < n; s += (size_t)t->B) {
+        int nb = (int)(n - s < (size_t)t->B ? n - s : (size_t)t->B);
+        for (int b = 0; b < t->B; b++)
+            fmq_giot_window(d, idx[s + (size_t)(b < nb ? b : nb - 1)], t->K,
+                            t->inputs + (size_t)b * t->T, t->targets + (size_t)b * t->T);
+        fmq_gpt_forward(m, &t->acts, t->inputs, NULL, NULL, t->T, 1.0f, 0.0f);
+        for (int b = 0; b < nb; b++)
+            out[s + (size_t)b] = K >= 2 ? t->acts.cls_probs[(size_t)b * K + 1] : 0.0f;
     }
 }
 

@@ -16,10 +16,11 @@ struct fmq_mq {
     MQTTAsync client;
     pthread_mutex_t lock;
     pthread_cond_t cond;      /* queue not empty / not full / connect result */
-    struct fmq_mq_msg *slots; /* owned ring */
-    size_t nslots, head, count;
+    struct fmq_mq_msg **slots; /* owned ring of owned slots (slots never move when it grows) */
+    size_t nslots, max_slots, head, count;
     int borrowed; /* slot at head lent to the consumer */
     int woken;
+    int closing; /* destroy began: the callback stops waiting for slots */
     int connected;
     int connect_result; /* 0 pending, 1 ok, -1 failed */
     int ever_connected;
@@ -40,6 +41,7 @@ void fmq_mq_opts_default(struct fmq_mq_opts *o)
     o->clean_session = 1;
     o->keepalive = 20;
     o->queue_slots = 4096;
+    o->queue_max = 1u << 20;
     o->max_buffered = 1000;
 }
 
@@ -125,6 +127,27 @@ static int grow(void **p, size_t *cap, size_t need)
     return 0;
 }
 
+/* Doubles the ring (lock held), keeping the order: head becomes 0. */
+static int grow_ring(struct fmq_mq *mq)
+{
+    size_t n = mq->nslots * 2 > mq->max_slots ? mq->max_slots : mq->nslots * 2;
+    struct fmq_mq_msg **r;
+    if (n <= mq->nslots || !(r = calloc(n, sizeof *r))) return FMQ_EFULL;
+    for (size_t i = 0; i < mq->nslots; i++) r[i] = mq->slots[(mq->head + i) % mq->nslots];
+    for (size_t i = mq->nslots; i < n; i++)
+        if (!(r[i] = calloc(1, sizeof **r))) {
+            while (i-- > mq->nslots) free(r[i]);
+            free(r);
+            return FMQ_ENOMEM;
+        }
+    free(mq->slots);
+    mq->slots = r;
+    mq->nslots = n;
+    mq->head = 0;
+    mq->st.queue_grown++;
+    return 0;
+}
+
 static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
 {
     struct fmq_mq *mq = ctx;
@@ -133,16 +156,30 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     struct timespec ts;
 
     pthread_mutex_lock(&mq->lock);
-    if (mq->count == mq->nslots) {
-        mq->st.backpressure++;
-        deadline(&ts, 100);
-        pthread_cond_timedwait(&mq->cond, &mq->lock, &ts);
+    /* Full: hold Paho's receive thread until the consumer frees a slot, so TCP flow control
+     * pushes back on the broker. (Returning 0 asks Paho to redeliver "later": it retries about
+     * once per network-loop cycle and the broker stalls on its inflight window, which measured
+     * 73 flows/s instead of thousands.) Only a closing client drops what it cannot queue. */
+    /* Full: grow the ring (up to queue_max) rather than refuse. A refused message (return 0)
+     * stays in Paho's own queue, after which Paho hands over one message per network-loop cycle
+     * (with 100 ms sleeps when the socket is idle): a burst then trickles in at tens of messages
+     * per second. Waiting here for the consumer is no option either: Paho calls this with its
+     * client mutex held, and the consumer's own publishes need that mutex. */
+    if (mq->count == mq->nslots && grow_ring(mq) != 0) {
+        mq->st.backpressure++; /* at the cap: the slow path is the bound */
+        if (!mq->closing) {
+            deadline(&ts, 100);
+            pthread_cond_timedwait(&mq->cond, &mq->lock, &ts);
+        }
         if (mq->count == mq->nslots) {
             pthread_mutex_unlock(&mq->lock);
-            return 0; /* Paho redelivers later */
+            if (!mq->closing) return 0; /* Paho redelivers later */
+            MQTTAsync_freeMessage(&m);
+            MQTTAsync_free(topic);
+            return 1;
         }
     }
-    s = &mq->slots[(mq->head + mq->count) % mq->nslots];
+    s = mq->slots[(mq->head + mq->count) % mq->nslots];
     if (grow((void **)&s->topic, &s->topic_cap, tl + 1) ||
         grow((void **)&s->payload, &s->cap, (size_t)m->payloadlen + 1)) {
         pthread_mutex_unlock(&mq->lock);
@@ -179,7 +216,13 @@ int fmq_mq_create(struct fmq_mq **out, const struct fmq_mq_opts *o)
     if (!mq) return FMQ_ENOMEM;
     mq->opts = *o;
     mq->nslots = o->queue_slots ? o->queue_slots : 4096;
+    mq->max_slots = o->queue_max > mq->nslots ? o->queue_max : mq->nslots;
     mq->slots = calloc(mq->nslots, sizeof *mq->slots);
+    for (size_t i = 0; mq->slots && i < mq->nslots; i++)
+        if (!(mq->slots[i] = calloc(1, sizeof **mq->slots))) {
+            fmq_mq_destroy(mq);
+            return FMQ_ENOMEM;
+        }
     mq->uri = strdup(o->uri);
     mq->client_id = strdup(o->client_id);
     mq->will_topic = dup_or_null(o->will_topic);
@@ -335,7 +378,7 @@ int fmq_mq_poll(struct fmq_mq *mq, struct fmq_mq_msg **msg, int timeout_ms)
     } else if (mq->count == 0)
         rc = FMQ_ETIMEOUT;
     else {
-        *msg = &mq->slots[mq->head];
+        *msg = mq->slots[mq->head];
         mq->borrowed = 1;
     }
     pthread_mutex_unlock(&mq->lock);
@@ -381,6 +424,10 @@ void fmq_mq_get_stats(struct fmq_mq *mq, struct fmq_mq_stats *s)
 void fmq_mq_destroy(struct fmq_mq *mq)
 {
     if (!mq) return;
+    pthread_mutex_lock(&mq->lock);
+    mq->closing = 1;
+    pthread_cond_broadcast(&mq->cond);
+    pthread_mutex_unlock(&mq->lock);
     if (mq->client) {
         MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
         d.timeout = 1000;
@@ -391,8 +438,10 @@ void fmq_mq_destroy(struct fmq_mq *mq)
         MQTTAsync_destroy(&mq->client);
     }
     for (size_t i = 0; mq->slots && i < mq->nslots; i++) {
-        free(mq->slots[i].topic);
-        free(mq->slots[i].payload);
+        if (!mq->slots[i]) continue;
+        free(mq->slots[i]->topic);
+        free(mq->slots[i]->payload);
+        free(mq->slots[i]);
     }
     for (int i = 0; i < mq->nsubs; i++) free(mq->subs[i]);
     free(mq->slots);

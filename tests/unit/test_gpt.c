@@ -480,6 +480,61 @@ static void test_giot_learns_and_explains(void)
     fmq_giot_data_free(&d);
 }
 
+/* Objectives (b) and (c): with a classification head and labels, the head learns which flows
+ * are attacks (telnet SYNs between NTP beacons); without the head's loss it stays at chance. */
+static void test_giot_supervised_head(void)
+{
+    enum { N = 300 };
+    static struct fmq_flow fl[N];
+    struct fmq_gpt_config c = {fmq_tok_vocab_size(), 21, 1, 2, 16, 2};
+    uint32_t idx[N];
+    float p[N];
+    for (int pass = 0; pass < 2; pass++) {
+        struct fmq_gpt m;
+        struct fmq_giot_trainer t;
+        struct fmq_giot_data d;
+        double pm = 0, pb = 0;
+        int nm = 0, nb = 0;
+        for (int i = 0; i < N; i++) {
+            ntp_flow(&fl[i], 60.0 * i, "192.168.1.30");
+            if (i % 7 == 3) { /* the attack: a telnet SYN nobody answers */
+                fl[i].resp_p = 23;
+                strcpy(fl[i].proto, "tcp");
+                strcpy(fl[i].conn_state, "S0");
+                strcpy(fl[i].history, "S");
+                fl[i].resp_bytes = 0;
+                fl[i].resp_pkts = 0;
+                fl[i].label = FMQ_LABEL_MALICIOUS;
+            }
+            idx[i] = (uint32_t)i;
+        }
+        CU_ASSERT_FATAL(fmq_giot_data_build(&d, fl, N) == 0);
+        CU_ASSERT_FATAL(fmq_gpt_init(&m, &c) == 0);
+        fmq_gpt_init_params(&m, 4);
+        CU_ASSERT_FATAL(fmq_giot_trainer_init(&t, &m, 8, 2, 3e-3f, 0.0f, 5) == 0);
+        t.cls_weight = pass == 0 ? 1.0f : 0.0f; /* (c) both objectives, then (a) alone */
+        fmq_giot_train(&t, &m, &d, NULL, N, 200);
+        fmq_giot_classify(&t, &m, &d, idx, N, p);
+        for (int i = 0; i < N; i++)
+            if (fl[i].label == FMQ_LABEL_MALICIOUS)
+                pm += p[i], nm++;
+            else
+                pb += p[i], nb++;
+        pm /= nm, pb /= nb;
+        if (getenv("FMQ_TEST_VERBOSE"))
+            fprintf(stderr, "\n  giot head (cls weight %.0f): mean P(malicious) attacks %.3f, "
+                            "beacons %.3f\n", t.cls_weight, pm, pb);
+        if (pass == 0) {
+            CU_ASSERT(pm > 0.9 && pb < 0.1);
+        } else {
+            CU_ASSERT(fabs(pm - pb) < 0.2); /* the head learned nothing without its loss */
+        }
+        fmq_giot_trainer_free(&t);
+        fmq_giot_data_free(&d);
+        fmq_gpt_free(&m);
+    }
+}
+
 /* fastmath.h against libm over the range GELU feeds it, tiny arguments included */
 static void test_fast_math(void)
 {
@@ -518,6 +573,7 @@ int init_gpt_tests(void)
                                         {"giot window", test_giot_window},
                                         {"giot stream", test_giot_stream},
                                         {"giot learns and explains", test_giot_learns_and_explains},
+                                        {"giot supervised head", test_giot_supervised_head},
                                         {NULL, NULL}};
     return fmq_add_suite("gpt", t);
 }

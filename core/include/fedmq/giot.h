@@ -59,16 +59,27 @@ struct fmq_giot_trainer {
     struct fmq_optim opt;
     int B, K, T;
     int *inputs, *targets; /* owned, B x T */
+    int *labels;           /* owned, B: the window's last flow, 1 malicious, 0 benign, -1 none */
+    float lm_weight;       /* objective: lm_weight x next-token loss (default 1) */
+    float cls_weight;      /*   + cls_weight x classification loss (default 0; needs classes) */
     struct fmq_rng rng;
 };
 int fmq_giot_trainer_init(struct fmq_giot_trainer *t, const struct fmq_gpt *m, int B, int K,
                           float lr, float weight_decay, uint64_t seed);
 void fmq_giot_trainer_free(struct fmq_giot_trainer *t);
 /* steps optimizer steps on random windows ending at the flows listed in idx (or all when idx is
- * NULL); returns the mean loss of the last step. With LoRA adapters on the model (initialise
+ * NULL); returns the loss of the last step. The objective is lm_weight x next-token loss +
+ * cls_weight x the classification head's loss on labelled windows (unlabelled ones add
+ * nothing to it), so (a) self-supervised, (b) supervised and (c) both are weight settings.
+ * With LoRA adapters on the model (initialise
  * them before the trainer) only the adapters are updated: the base stays frozen. */
 float fmq_giot_train(struct fmq_giot_trainer *t, struct fmq_gpt *m, const struct fmq_giot_data *d,
                      const uint32_t *idx, size_t nidx, long steps);
+
+/* Supervised head: out[k] = P(malicious) of flow idx[k] from the classification head (the
+ * model needs classes >= 2; class 1 is malicious). */
+void fmq_giot_classify(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
+                       const struct fmq_giot_data *d, const uint32_t *idx, size_t n, float *out);
 
 /* Scores flows idx[0..n) (B at a time through the trainer's buffers): out[k] = NLL of flow
  * idx[k]'s tokens given its context, in nats. */

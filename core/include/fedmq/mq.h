@@ -1,7 +1,8 @@
 /* MQTT client for the daemons, over Eclipse Paho's async API (MQTTAsync). Paho delivers on its
- * own thread; the callback copies each message into a bounded queue of reusable slots and the
- * daemon takes them on its own thread with fmq_mq_poll. When the queue is full the callback waits
- * briefly and then asks Paho to redeliver, which pushes back on the broker instead of dropping.
+ * own thread; the callback copies each message into a queue of reusable slots and the daemon
+ * takes them on its own thread with fmq_mq_poll. A full queue doubles (a burst is held, not
+ * trickled: see on_message) up to queue_max messages; beyond that the callback waits briefly
+ * and then asks Paho to redeliver, so nothing is dropped.
  * Subscriptions are remembered and renewed after every automatic reconnect. */
 #ifndef FMQ_MQ_H
 #define FMQ_MQ_H
@@ -20,7 +21,8 @@ struct fmq_mq_opts {
     int will_retained;
     const char *username; /* NULL: none */
     const char *password;
-    size_t queue_slots; /* inbound queue bound, messages */
+    size_t queue_slots; /* inbound queue slots at start, messages */
+    size_t queue_max;   /* the queue doubles when full, up to this many messages */
     int max_buffered;   /* outbound messages Paho may hold before FMQ_EFULL */
 };
 void fmq_mq_opts_default(struct fmq_mq_opts *o);
@@ -38,7 +40,8 @@ struct fmq_mq_stats {
     uint64_t msgs_out, bytes_out; /* handed to Paho for sending (payload bytes) */
     uint64_t publish_errors;
     uint64_t reconnects;
-    uint64_t backpressure; /* times the inbound queue was full */
+    uint64_t backpressure; /* times the inbound queue was full at queue_max */
+    uint64_t queue_grown;  /* times the inbound queue doubled */
 };
 
 struct fmq_mq;
