@@ -14,6 +14,7 @@ void agent_cfg_default(struct agent_cfg *c)
 {
     memset(c, 0, sizeof *c);
     strcpy(c->broker, "tcp://127.0.0.1:1883");
+    fmq_tls_cfg_default(&c->tls);
     strcpy(c->task, "iot23");
     strcpy(c->root, "fedmq");
     c->buffer = 50000;
@@ -130,6 +131,7 @@ int agent_connect(struct agent *a)
     if ((rc = fmq_wire_encode_status(&will, &wb)) != 0) return rc;
     fmq_mq_opts_default(&o);
     o.uri = a->cfg.broker;
+    o.tls = &a->cfg.tls;
     o.client_id = a->cfg.id;
     o.will_topic = a->t_status;
     o.will_payload = wb.data;

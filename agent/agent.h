@@ -17,7 +17,8 @@
 #define AGENT_MAX_SENSORS 8
 
 struct agent_cfg {
-    char broker[256];                     /* MQTT URI */
+    char broker[256];                     /* MQTT URI: tcp://, or ssl:// with tls */
+    struct fmq_tls_cfg tls;
     char id[FMQ_ID_MAX];                  /* agent id, also the MQTT client id */
     char task[FMQ_ID_MAX];                /* federated task name */
     char root[64];                        /* topic root, "fedmq" */

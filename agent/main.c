@@ -9,7 +9,7 @@
 
 static volatile sig_atomic_t stop;
 static int check_only;
-static const char *const bool_keys[] = {"check", NULL};
+static const char *const bool_keys[] = {"check", "tls_verify_hostname", NULL};
 
 static void on_signal(int sig)
 {
@@ -27,6 +27,7 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
         return FMQ_EINVAL;
     }
     if (!strcmp(k, "check")) return fmq_parse_bool(v, &check_only);
+    if (fmq_tls_cfg_set(&c->tls, k, v, &rc)) return rc;
     if (!strcmp(k, "broker")) return fmq_config_str(c->broker, sizeof c->broker, v);
     if (!strcmp(k, "id")) return fmq_config_str(c->id, sizeof c->id, v);
     if (!strcmp(k, "task")) return fmq_config_str(c->task, sizeof c->task, v);

@@ -17,6 +17,7 @@ void coord_cfg_default(struct coord_cfg *c)
 {
     memset(c, 0, sizeof *c);
     strcpy(c->broker, "tcp://127.0.0.1:1883");
+    fmq_tls_cfg_default(&c->tls);
     strcpy(c->task, "iot23");
     strcpy(c->root, "fedmq");
     strcpy(c->client_id, "fedmq-coordinator");
@@ -146,6 +147,7 @@ int coord_connect(struct coord *c)
     int rc;
     fmq_mq_opts_default(&o);
     o.uri = c->cfg.broker;
+    o.tls = &c->cfg.tls;
     o.client_id = c->cfg.client_id;
     if ((rc = fmq_mq_create(&c->mq, &o)) != 0) return rc;
     if ((rc = fmq_mq_subscribe(c->mq, c->t_update_filter, 1)) ||

@@ -23,6 +23,7 @@
 
 struct coord_cfg {
     char broker[256];
+    struct fmq_tls_cfg tls;
     char task[FMQ_ID_MAX];
     char root[64];
     char client_id[FMQ_ID_MAX];

@@ -33,7 +33,7 @@ static void apply_overrides(struct coord_cfg *c)
 }
 static int check_only;
 static const char *const bool_keys[] = {
-    "check", "sensing", "stochastic_rounding", "gsfs_staleness_weight", "gsfs_informativeness", "giot_head",
+    "check", "sensing", "tls_verify_hostname", "stochastic_rounding", "gsfs_staleness_weight", "gsfs_informativeness", "giot_head",
     NULL};
 
 static void on_signal(int sig)
@@ -69,6 +69,7 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
         return FMQ_EINVAL;
     }
     if (!strcmp(k, "check")) return fmq_parse_bool(v, &check_only);
+    if (fmq_tls_cfg_set(&c->tls, k, v, &rc)) return rc;
     if (!strcmp(k, "broker")) return fmq_config_str(c->broker, sizeof c->broker, v);
     if (!strcmp(k, "task")) return fmq_config_str(c->task, sizeof c->task, v);
     if (!strcmp(k, "topic_root")) return fmq_config_str(c->root, sizeof c->root, v);

@@ -16,6 +16,8 @@
 
 struct opts {
     char broker[256];
+    char client_id[64]; /* "" = fedmq-inspect-PID; with TLS it must equal the certificate CN */
+    struct fmq_tls_cfg tls;
     long count;
     double timeout;
     const char *filters[MAX_FILTERS];
@@ -37,6 +39,11 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
         return 0;
     }
     if (!strcmp(k, "broker")) return fmq_config_str(o->broker, sizeof o->broker, v);
+    if (!strcmp(k, "client_id")) return fmq_config_str(o->client_id, sizeof o->client_id, v);
+    {
+        int rc;
+        if (fmq_tls_cfg_set(&o->tls, k, v, &rc)) return rc;
+    }
     if (!strcmp(k, "count")) return fmq_parse_long(v, 0, 1L << 40, &o->count);
     if (!strcmp(k, "timeout")) return fmq_parse_double(v, 0, 1e7, &o->timeout);
     snprintf(err, errlen, "unknown option");
@@ -141,17 +148,27 @@ int main(int argc, char **argv)
     int rc = 1;
 
     strcpy(o.broker, "tcp://127.0.0.1:1883");
+    fmq_tls_cfg_default(&o.tls);
     fmq_log_use_stderr("fedmq-inspect", FMQ_LOG_WARN);
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: fedmq-inspect [--broker URI] [--count N] [--timeout S] [FILTER...]\n"
+        printf("usage: fedmq-inspect [--broker URI] [--client-id ID] [--tls-ca F --tls-cert F "
+               "--tls-key F]\n"
+               "       [--count N] [--timeout S] [FILTER...]\n"
                "FILTER defaults to fedmq/#\n");
         return 0;
     }
-    if (fmq_config_args(argc, argv, NULL, set, &o) != 0) return 2;
+    {
+        static const char *const bools[] = {"tls_verify_hostname", NULL};
+        if (fmq_config_args(argc, argv, bools, set, &o) != 0) return 2;
+    }
     if (o.nfilters == 0) o.filters[o.nfilters++] = "fedmq/#";
-    snprintf(cid, sizeof cid, "fedmq-inspect-%d", (int)getpid());
+    if (o.client_id[0])
+        snprintf(cid, sizeof cid, "%s", o.client_id);
+    else
+        snprintf(cid, sizeof cid, "fedmq-inspect-%d", (int)getpid());
     fmq_mq_opts_default(&mo);
     mo.uri = o.broker;
+    mo.tls = &o.tls;
     mo.client_id = cid;
     if (fmq_wire_dec_init(&d) || fmq_mq_create(&mq, &mo)) goto out;
     for (int i = 0; i < o.nfilters; i++)

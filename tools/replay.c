@@ -19,6 +19,7 @@
 struct opts {
     char broker[256];
     char client_id[64];
+    struct fmq_tls_cfg tls;
     char topic[256]; /* template with {site} and {device} */
     char site[64];   /* "" = from each file name */
     double speed;    /* recorded pace multiplier */
@@ -44,7 +45,7 @@ static void on_signal(int sig)
     stop = 1;
 }
 
-static const char *const bools[] = {"fast", "with_labels", NULL};
+static const char *const bools[] = {"fast", "with_labels", "tls_verify_hostname", NULL};
 
 static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
 {
@@ -58,6 +59,7 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     }
     if (!strcmp(k, "broker")) return fmq_config_str(o->broker, sizeof o->broker, v);
     if (!strcmp(k, "client_id")) return fmq_config_str(o->client_id, sizeof o->client_id, v);
+    if (fmq_tls_cfg_set(&o->tls, k, v, &rc)) return rc;
     if (!strcmp(k, "topic")) return fmq_config_str(o->topic, sizeof o->topic, v);
     if (!strcmp(k, "site")) return fmq_config_str(o->site, sizeof o->site, v);
     if (!strcmp(k, "speed")) return fmq_parse_double(v, 1e-3, 1e9, &o->speed);
@@ -152,6 +154,7 @@ int main(int argc, char **argv)
     int rc = 1, prc, tty = isatty(2);
 
     strcpy(o.broker, "tcp://127.0.0.1:1883");
+    fmq_tls_cfg_default(&o.tls);
     snprintf(o.client_id, sizeof o.client_id, "fedmq-replay-%d", (int)getpid());
     strcpy(o.topic, "sensors/{site}/{device}/conn");
     o.speed = 1.0;
@@ -195,6 +198,7 @@ int main(int argc, char **argv)
 
     fmq_mq_opts_default(&mo);
     mo.uri = o.broker;
+    mo.tls = &o.tls;
     mo.client_id = o.client_id;
     mo.max_buffered = 8192;
     if (fmq_mq_create(&mq, &mo) || fmq_mq_connect(mq, 30.0)) goto out;

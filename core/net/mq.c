@@ -1,6 +1,8 @@
 /* Paho MQTTAsync wrapper (see mq.h). Paho return codes are translated to FMQ_ENET here and
  * nowhere else. References: Paho C MQTTAsync API, MQTT 3.1.1 (OASIS 2014). */
 #include "fedmq/mq.h"
+
+#include "fedmq/config.h"
 #include "fedmq/common.h"
 
 #include <MQTTAsync.h>
@@ -28,10 +30,32 @@ struct fmq_mq {
     int sub_qos[MAX_SUBS];
     int nsubs;
     struct fmq_mq_opts opts;
+    struct fmq_tls_cfg tls;
     char *uri, *client_id, *will_topic, *username, *password; /* owned copies */
     void *will_payload;
     struct fmq_mq_stats st;
 };
+
+void fmq_tls_cfg_default(struct fmq_tls_cfg *t)
+{
+    memset(t, 0, sizeof *t);
+    t->verify_hostname = 1;
+}
+
+int fmq_tls_cfg_set(struct fmq_tls_cfg *t, const char *k, const char *v, int *rc)
+{
+    if (!strcmp(k, "tls_ca"))
+        *rc = fmq_config_str(t->ca, sizeof t->ca, v);
+    else if (!strcmp(k, "tls_cert"))
+        *rc = fmq_config_str(t->cert, sizeof t->cert, v);
+    else if (!strcmp(k, "tls_key"))
+        *rc = fmq_config_str(t->key, sizeof t->key, v);
+    else if (!strcmp(k, "tls_verify_hostname"))
+        *rc = fmq_parse_bool(v, &t->verify_hostname);
+    else
+        return 0;
+    return 1;
+}
 
 void fmq_mq_opts_default(struct fmq_mq_opts *o)
 {
@@ -215,6 +239,10 @@ int fmq_mq_create(struct fmq_mq **out, const struct fmq_mq_opts *o)
     *out = NULL;
     if (!mq) return FMQ_ENOMEM;
     mq->opts = *o;
+    if (o->tls) { /* own copy: the caller's may not outlive the client */
+        mq->tls = *o->tls;
+        mq->opts.tls = &mq->tls;
+    }
     mq->nslots = o->queue_slots ? o->queue_slots : 4096;
     mq->max_slots = o->queue_max > mq->nslots ? o->queue_max : mq->nslots;
     mq->slots = calloc(mq->nslots, sizeof *mq->slots);
@@ -275,7 +303,18 @@ int fmq_mq_connect(struct fmq_mq *mq, double timeout_s)
     for (;;) {
         MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
         MQTTAsync_willOptions wo = MQTTAsync_willOptions_initializer;
+        MQTTAsync_SSLOptions so = MQTTAsync_SSLOptions_initializer;
+        const struct fmq_tls_cfg *tls = mq->opts.tls;
         int rc;
+        if (tls && (tls->ca[0] || tls->cert[0])) {
+            so.trustStore = tls->ca[0] ? tls->ca : NULL;
+            so.keyStore = tls->cert[0] ? tls->cert : NULL;
+            so.privateKey = tls->key[0] ? tls->key : NULL;
+            so.enableServerCertAuth = 1;
+            so.verify = tls->verify_hostname; /* Paho's default is 0: no hostname check */
+            so.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
+            co.ssl = &so;
+        }
         co.keepAliveInterval = mq->opts.keepalive;
         co.cleansession = mq->opts.clean_session;
         co.automaticReconnect = 1;

@@ -10,7 +10,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* TLS for ssl:// and mqtts:// broker URIs: the CA that signed the broker's certificate, this
+ * client's certificate and key (the broker maps the certificate's CN to the username), and
+ * hostname verification (on unless turned off: Paho leaves it off by default). */
+struct fmq_tls_cfg {
+    char ca[256], cert[256], key[256];
+    int verify_hostname;
+};
+void fmq_tls_cfg_default(struct fmq_tls_cfg *t);
+/* Config keys tls_ca, tls_cert, tls_key, tls_verify_hostname: returns 1 when k is one of them
+ * (then *rc is the parse result), 0 otherwise. */
+int fmq_tls_cfg_set(struct fmq_tls_cfg *t, const char *k, const char *v, int *rc);
+
 struct fmq_mq_opts {
+    const struct fmq_tls_cfg *tls; /* NULL: plain TCP (ssl:// URIs then fail to connect) */
     const char *uri; /* tcp://127.0.0.1:1883 */
     const char *client_id;
     int clean_session;      /* 1: no broker-side session */
