@@ -53,6 +53,9 @@ int agent_init(struct agent *a, const struct agent_cfg *cfg)
     snprintf(a->t_status, sizeof a->t_status, "%s/%s/status/%s", cfg->root, cfg->task, cfg->id);
     snprintf(a->t_alerts, sizeof a->t_alerts, "%s/%s/alerts/%s", cfg->root, cfg->task, cfg->id);
     a->bad_log = (struct fmq_ratelimit){10.0, 5, 0, 0, 0};
+    /* sequence numbers start at the start time in microseconds, so they keep increasing across
+     * restarts and the coordinator can refuse every replayed (agent, seq) */
+    a->seq = (uint64_t)(fmq_now() * 1e6);
     a->X = malloc((size_t)cfg->buffer * FMQ_FEAT_DIM * sizeof(float));
     a->y = malloc((size_t)cfg->buffer * sizeof(float));
     a->idx = malloc((size_t)cfg->buffer * sizeof(uint32_t));

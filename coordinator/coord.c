@@ -283,6 +283,12 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
         reject(c, &c->rej_bad, m->topic, "zero examples");
         return;
     }
+    if (u.seq <= a->last_seq) {
+        snprintf(err, sizeof err, "sequence number %llu already seen (last accepted %llu): replay",
+                 (unsigned long long)u.seq, (unsigned long long)a->last_seq);
+        reject(c, &c->rej_replay, m->topic, err);
+        return;
+    }
     if (c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS) {
         /* the pool keeps the newest update per agent; a repeat supersedes, it is no duplicate */
         rc = fmq_gsfs_pool_add(&c->pool, u.agent, u.base_version, c->version, u.n_examples,
@@ -310,6 +316,7 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
         c->examples += u.n_examples;
     }
     a->in_round = 1;
+    a->last_seq = u.seq;
     a->online = 1;
     a->updates++;
     fmq_link_observe(&a->link, u.ts, fmq_now(), m->len, u.sps);
@@ -426,7 +433,7 @@ static void close_round(struct coord *c)
              "\"bytes_up_round\":%llu,\"bytes_up_total\":%llu,\"bytes_down_round\":%llu,"
              "\"bytes_down_total\":%llu,\"model_bytes\":%zu,\"update_bytes_mean\":%.1f,"
              "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
-             "\"task\":%llu,\"phase\":%llu},\"per_test_file\":[%s],\"links\":[%s],\"plans\":%d,"
+             "\"task\":%llu,\"phase\":%llu,\"replay\":%llu},\"per_test_file\":[%s],\"links\":[%s],\"plans\":%d,"
              "\"ts\":%.3f}",
              c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
              was_stats ? "stats" : "train", coord_model_name(c), coord_model_params(c), c->dim,
@@ -441,7 +448,8 @@ static void close_round(struct coord *c)
              (unsigned long long)down, (unsigned long long)c->bytes_down_total, c->last_model_bytes,
              (double)c->bytes_up_round / c->participants, round_s, (unsigned long long)c->rej_bad,
              (unsigned long long)c->rej_stale, (unsigned long long)c->rej_dup,
-             (unsigned long long)c->rej_task, (unsigned long long)c->rej_phase, per, sens,
+             (unsigned long long)c->rej_task, (unsigned long long)c->rej_phase,
+             (unsigned long long)c->rej_replay, per, sens,
              c->nplans, fmq_now());
     fmq_mq_publish(c->mq, c->t_metrics, json, strlen(json), 1, 1);
     if (c->metrics) {

@@ -66,6 +66,7 @@ struct coord_agent {
     int online;               /* last status said online */
     int in_round;             /* update accepted this round */
     uint64_t updates;         /* accepted updates, all rounds */
+    uint64_t last_seq;        /* highest sequence number accepted: anything not above is a replay */
 };
 
 #define COORD_HISTORY 4096
@@ -131,7 +132,7 @@ struct coord {
     /* traffic, payload bytes */
     uint64_t bytes_up_round, bytes_up_total, bytes_down_total;
     size_t last_model_bytes;
-    uint64_t rej_stale, rej_dup, rej_bad, rej_task, rej_phase;
+    uint64_t rej_stale, rej_dup, rej_bad, rej_task, rej_phase, rej_replay;
     struct fmq_ratelimit bad_log;
     int done;                               /* configured rounds finished */
     FILE *metrics;                          /* owned, may be NULL */

@@ -108,7 +108,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         mosquitto_callback_register(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL, NULL) ||
         mosquitto_callback_register(plugin_id, MOSQ_EVT_TICK, on_tick, NULL, NULL))
         return MOSQ_ERR_UNKNOWN;
-    mosquitto_log_printf(MOSQ_LOG_INFO,
+    mosquitto_log_printf(MOSQ_LOG_NOTICE,
                          "fedmq: plugin loaded: root %s, %d coordinator(s), update limit %zu bytes "
                          "at %.1f/s per client",
                          policy.root, policy.ncoordinators, policy.max_update_bytes, policy.rate);
