@@ -5,6 +5,8 @@
 #include "agent.h"
 
 #include <math.h>
+
+#include "fedmq/dp.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +58,9 @@ int agent_init(struct agent *a, const struct agent_cfg *cfg)
     /* sequence numbers start at the start time in microseconds, so they keep increasing across
      * restarts and the coordinator can refuse every replayed (agent, seq) */
     a->seq = (uint64_t)(fmq_now() * 1e6);
+    if (cfg->attack)
+        fmq_log(FMQ_LOG_WARN, "TEST MODE: this agent is Byzantine (attack %d, scale %g)",
+                cfg->attack, cfg->attack_scale);
     a->X = malloc((size_t)cfg->buffer * FMQ_FEAT_DIM * sizeof(float));
     a->y = malloc((size_t)cfg->buffer * sizeof(float));
     a->idx = malloc((size_t)cfg->buffer * sizeof(uint32_t));
@@ -266,6 +271,7 @@ static void on_sensor(struct agent *a, const struct fmq_mq_msg *m)
     a->labelled++;
     memcpy(a->X + a->head * FMQ_FEAT_DIM, x, sizeof x);
     a->y[a->head] = f.label == FMQ_LABEL_MALICIOUS ? 1.0f : 0.0f;
+    if (a->cfg.attack == AGENT_ATTACK_LABEL_FLIP) a->y[a->head] = 1.0f - a->y[a->head];
     a->head = (a->head + 1) % (size_t)a->cfg.buffer;
     if (a->count < (size_t)a->cfg.buffer) a->count++;
 }
@@ -436,6 +442,45 @@ static int publish_update(struct agent *a, const struct fmq_update *u)
     return 0;
 }
 
+int agent_attack_parse(const char *s, int *attack)
+{
+    static const char *const names[] = {"none", "sign-flip", "scale", "label-flip", "noise",
+                                        "alie"};
+    for (int i = 0; i < 6; i++)
+        if (!strcmp(s, names[i])) {
+            *attack = i;
+            return 0;
+        }
+    return FMQ_EINVAL;
+}
+
+/* Test mode: what a Byzantine agent sends instead of its honest change d. */
+static void apply_attack(struct agent *a, float *d, size_t n)
+{
+    double s = a->cfg.attack_scale, rms = 0;
+    struct fmq_rng r;
+    switch (a->cfg.attack) {
+    case AGENT_ATTACK_SIGN_FLIP:
+        for (size_t i = 0; i < n; i++) d[i] *= (float)-(s > 0 ? s : 1.0);
+        break;
+    case AGENT_ATTACK_SCALE:
+        for (size_t i = 0; i < n; i++) d[i] *= (float)(s > 0 ? s : 10.0);
+        break;
+    case AGENT_ATTACK_NOISE:
+        fmq_rng_seed(&r, a->cfg.attack_seed ^ a->seq, 0x6e6f697365ULL);
+        for (size_t i = 0; i < n; i++) d[i] = (float)((s > 0 ? s : 1.0) * fmq_rng_normal(&r));
+        break;
+    case AGENT_ATTACK_ALIE:
+        for (size_t i = 0; i < n; i++) rms += (double)d[i] * d[i];
+        rms = sqrt(rms / (double)n);
+        fmq_rng_seed(&r, a->cfg.attack_seed, a->version); /* same direction for all attackers */
+        for (size_t i = 0; i < n; i++)
+            d[i] += (float)((s > 0 ? s : 1.5) * rms * (fmq_rng_u32(&r) & 1 ? 1.0 : -1.0));
+        break;
+    default: break;
+    }
+}
+
 int agent_send_delta(struct agent *a, const float *local, const float *cur, size_t n,
                      size_t ntrain, const struct fmq_local_metrics *lm, double sps, int trigger)
 {
@@ -444,6 +489,13 @@ int agent_send_delta(struct agent *a, const float *local, const float *cur, size
     int rc;
 
     for (size_t i = 0; i < n; i++) a->delta[i] = local[i] - cur[i];
+    if (a->cfg.attack) apply_attack(a, a->delta, n);
+    if (a->cfg.dp_clip > 0) { /* DP on the agent: nothing unclipped or noise-free leaves it */
+        struct fmq_rng r;
+        fmq_rng_seed(&r, (uint64_t)(fmq_now() * 1e6) ^ a->seq, 0x6c6470ULL);
+        fmq_dp_clip(a->delta, n, a->cfg.dp_clip);
+        if (a->cfg.dp_noise > 0) fmq_dp_noise_f32(a->delta, n, a->cfg.dp_noise * a->cfg.dp_clip, &r);
+    }
     fmq_codec_opts_default(&co);
     co.codec = a->plan.codec;
     co.ratio = a->plan.ratio;

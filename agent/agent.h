@@ -16,6 +16,19 @@
 
 #define AGENT_MAX_SENSORS 8
 
+/* Test mode only: Byzantine agents for the robustness benchmark and tests. */
+enum agent_attack {
+    AGENT_ATTACK_NONE = 0,
+    AGENT_ATTACK_SIGN_FLIP, /* send -scale x the honest change (default 1) */
+    AGENT_ATTACK_SCALE,     /* send scale x the honest change (default 10) */
+    AGENT_ATTACK_LABEL_FLIP,/* train on inverted labels */
+    AGENT_ATTACK_NOISE,     /* send Gaussian noise of standard deviation scale (default 1) */
+    AGENT_ATTACK_ALIE       /* "a little is enough" (Baruch et al. 2019): the honest change plus
+                               scale (default 1.5) x its RMS along one direction every attacker
+                               derives from the shared seed and the model version */
+};
+int agent_attack_parse(const char *s, int *attack);
+
 struct agent_cfg {
     char broker[256];                     /* MQTT URI: tcp://, or ssl:// with tls */
     struct fmq_tls_cfg tls;
@@ -31,6 +44,10 @@ struct agent_cfg {
     long max_devices;            /* featurizer device table bound */
     double status_interval;      /* seconds between status messages */
     double simulate_uplink_bps;  /* test mode: hold each update len/bps seconds */
+    double dp_clip, dp_noise;    /* local DP: clip the update to dp_clip, add N(0, (z dp_clip)^2) */
+    int attack;                  /* test mode: enum agent_attack (Byzantine behaviour) */
+    double attack_scale;         /* its strength; 0 = the attack's default */
+    uint64_t attack_seed;        /* colluding attackers share it (alie) */
     struct fmq_train_opts train; /* local training */
     /* GIoT (agent_giot.c) */
     long giot_steps;      /* optimizer steps per round */

@@ -76,6 +76,19 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     if (!strcmp(k, "giot_val_max")) return fmq_parse_long(v, 1, 1000000, &c->giot_val_max);
     if (!strcmp(k, "predict_rate")) return fmq_parse_double(v, 0, 1e6, &c->predict_rate);
     if (!strcmp(k, "explain_fields")) return fmq_parse_int(v, 1, FMQ_TOK_PER_FLOW, &c->explain_fields);
+    if (!strcmp(k, "dp_clip")) return fmq_parse_double(v, 0, 1e6, &c->dp_clip);
+    if (!strcmp(k, "dp_noise")) return fmq_parse_double(v, 0, 1e3, &c->dp_noise);
+    if (!strcmp(k, "attack")) {
+        if (agent_attack_parse(v, &c->attack) == 0) return 0;
+        snprintf(err, errlen, "expected none, sign-flip, scale, label-flip, noise or alie");
+        return FMQ_EINVAL;
+    }
+    if (!strcmp(k, "attack_scale")) return fmq_parse_double(v, 0, 1e6, &c->attack_scale);
+    if (!strcmp(k, "attack_seed")) {
+        rc = fmq_parse_long(v, 0, 0x7fffffffL, &l);
+        c->attack_seed = (uint64_t)l;
+        return rc;
+    }
     if (!strcmp(k, "simulate_uplink_bps"))
         return fmq_parse_double(v, 0, 1e12, &c->simulate_uplink_bps);
     if (!strcmp(k, "log_level")) return fmq_log_level_parse(v, &c->log_level);

@@ -38,6 +38,11 @@ void coord_cfg_default(struct coord_cfg *c)
     c->log_level = FMQ_LOG_INFO;
     c->giot = (struct fmq_gpt_config){0, 0, 2, 4, 32, 0}; /* the benchmarked edge config */
     c->giot_context = 4;
+    c->robust = FMQ_ROBUST_NONE;
+    c->robust_clip = 2.0;
+    c->robust_trim = 0.2;
+    c->robust_f = 0.3;
+    c->dp_delta = 1e-5;
     c->lora_alpha = 8;
     c->giot_lr = 3e-3;
 }
@@ -61,8 +66,12 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     snprintf(c->run, sizeof c->run, "r%lld-%08x", (long long)fmq_now(), fmq_rng_u32(&r));
     c->bad_log = (struct fmq_ratelimit){10.0, 5, 0, 0, 0};
     if ((rc = fmq_wire_dec_init(&c->dec)) || (rc = coord_model_init(c)) ||
-        (rc = fmq_fedavg_init(&c->agg, c->dim)))
+        (rc = fmq_fedavg_init(&c->agg, c->dim)) ||
+        (rc = fmq_robust_init(&c->rob, cfg->robust, c->dim)))
         return rc;
+    c->rob.clip_mult = cfg->robust_clip;
+    c->rob.trim = cfg->robust_trim;
+    c->rob.f = cfg->robust_f;
     if (!(c->delta = malloc(c->dim * sizeof(float))) ||
         !(c->mean = malloc(c->dim * sizeof(double))) ||
         !(c->selected = calloc(COORD_MAX_AGENTS, sizeof *c->selected)) ||
@@ -72,6 +81,7 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
         (rc = fmq_gsfs_pool_init(&c->pool, &cfg->gsfs, c->dim, COORD_MAX_AGENTS)))
         return rc;
     fmq_rng_seed(&c->rng, cfg->seed, 0x73616d706c65ULL);
+    fmq_rng_seed(&c->dp_rng, (uint64_t)(fmq_now() * 1e6) ^ (uint64_t)getpid(), 0x6470ULL);
     if (cfg->metrics_file[0] && !(c->metrics = fopen(cfg->metrics_file, "a"))) {
         fmq_log(FMQ_LOG_ERROR, "%s: cannot open metrics file", cfg->metrics_file);
         return FMQ_EIO;
@@ -87,6 +97,7 @@ void coord_free(struct coord *c)
     fmq_mq_destroy(c->mq);
     coord_model_free(c);
     fmq_fedavg_free(&c->agg);
+    fmq_robust_free(&c->rob);
     fmq_wire_dec_free(&c->dec);
     fmq_buf_free(&c->out);
     free(c->delta);
@@ -308,8 +319,16 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
         }
         if (c->phase == FMQ_PHASE_STATS)
             fmq_moments_merge(&c->moments, &c->upd_moments);
-        else
-            fmq_fedavg_add(&c->agg, c->delta, c->cfg.sp.uniform ? 1.0 : (double)u.n_examples);
+        else {
+            double w = c->cfg.sp.uniform || c->cfg.dp_clip > 0 ? 1.0 : (double)u.n_examples;
+            if (c->cfg.dp_clip > 0) /* DP-FedAvg: bounded, equally weighted contributions */
+                c->dp_clipped += fmq_dp_clip(c->delta, c->dim, c->cfg.dp_clip);
+            if (c->cfg.robust != FMQ_ROBUST_NONE && fmq_robust_add(&c->rob, c->delta, w) != 0) {
+                reject(c, &c->rej_bad, m->topic, "non-finite update");
+                return;
+            }
+            if (c->cfg.robust == FMQ_ROBUST_NONE) fmq_fedavg_add(&c->agg, c->delta, w);
+        }
     }
     if (!a->in_round) {
         c->participants++;
@@ -379,7 +398,24 @@ static void close_round(struct coord *c)
     } else {
         int rc = c->cfg.strategy == FMQ_STRAT_GSFS
                      ? fmq_gsfs_aggregate(&c->pool, c->version, c->mean)
-                     : fmq_fedavg_mean(&c->agg, c->mean);
+                     : c->cfg.robust != FMQ_ROBUST_NONE ? fmq_robust_aggregate(&c->rob, c->mean)
+                                                          : fmq_fedavg_mean(&c->agg, c->mean);
+        if (rc >= 0 && c->cfg.dp_clip > 0 && c->participants > 0) {
+            int online_n = 0;
+            for (int i = 0; i < c->nagents; i++) online_n += c->agents[i].online || c->agents[i].in_round;
+            fmq_dp_noise_f64(c->mean, c->dim, c->cfg.dp_noise * c->cfg.dp_clip / c->participants,
+                             &c->dp_rng);
+            c->dp_rounds++;
+            if (c->cfg.dp_noise > 0) { /* this round's sampling rate, composed in RDP */
+                fmq_dp_account(c->dp_rdp,
+                               online_n > 0 && c->participants < online_n
+                                   ? (double)c->participants / online_n
+                                   : 1.0,
+                               c->cfg.dp_noise);
+                c->dp_eps = fmq_dp_epsilon_rdp(c->dp_rdp, c->cfg.dp_delta, NULL);
+            } else
+                c->dp_eps = INFINITY;
+        }
         if (rc >= 0)
             fmq_server_opt_apply(&c->opt, c->trainable, c->mean);
         else
@@ -425,7 +461,7 @@ static void close_round(struct coord *c)
     c->bytes_down_total += down;
     snprintf(json, sizeof json,
              "{\"task\":\"%s\",\"run\":\"%s\",\"round\":%llu,\"version\":%llu,\"phase\":\"%s\","
-             "\"model\":\"%s\",\"params\":%zu,\"trainable\":%zu,\"strategy\":\"%s\",\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":{\"quorum\":%d,"
+             "\"model\":\"%s\",\"params\":%zu,\"trainable\":%zu,\"strategy\":\"%s\",\"robust\":{\"rule\":\"%s\",\"used\":%d,\"clipped\":%d},\"dp\":{\"clip\":%g,\"noise\":%g,\"delta\":%g,\"rounds\":%llu,\"epsilon\":%.6g,\"clipped\":%d},\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":{\"quorum\":%d,"
              "\"used\":%d,\"dropped\":%d,\"clipped\":%d,\"superseded\":%llu},\"participants\":%d,"
              "\"agents\":[%s],\"agents_online\":%d,"
              "\"examples\":%llu,\"test_flows\":%zu,\"accuracy\":%.6f,\"precision\":%.6f,"
@@ -437,7 +473,10 @@ static void close_round(struct coord *c)
              "\"ts\":%.3f}",
              c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
              was_stats ? "stats" : "train", coord_model_name(c), coord_model_params(c), c->dim,
-             fmq_strategy_name(c->cfg.strategy),
+             fmq_strategy_name(c->cfg.strategy), fmq_robust_name(c->cfg.robust),
+             c->rob.last_used, c->rob.last_clipped, c->cfg.dp_clip, c->cfg.dp_noise,
+             c->cfg.dp_delta, (unsigned long long)c->dp_rounds,
+             c->cfg.dp_clip > 0 && isfinite(c->dp_eps) ? c->dp_eps : -1.0, c->dp_clipped,
              fmq_codec_name(was_stats ? FMQ_CODEC_NONE : c->codec_last), c->nselected,
              fmq_gsfs_quorum(&c->cfg.gsfs, online), c->pool.last_used, c->pool.last_dropped,
              c->pool.last_clipped, (unsigned long long)c->pool.superseded, c->participants, ids,
@@ -477,6 +516,8 @@ static void close_round(struct coord *c)
                                  sc.precision, sc.recall,  c->bytes_up_round, down,  round_s};
     for (int i = 0; i < c->nagents; i++) c->agents[i].in_round = 0;
     fmq_fedavg_reset(&c->agg);
+    fmq_robust_reset(&c->rob);
+    c->dp_clipped = 0;
     fmq_moments_clear(&c->moments);
     c->participants = 0;
     c->examples = 0;

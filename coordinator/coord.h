@@ -15,6 +15,8 @@
 #include "fedmq/sensing.h"
 #include "fedmq/model.h"
 #include "fedmq/mq.h"
+#include "fedmq/robust.h"
+#include "fedmq/dp.h"
 #include "fedmq/strategy.h"
 #include "fedmq/wire.h"
 
@@ -41,6 +43,11 @@ struct coord_cfg {
     int sensing;                   /* per-agent codec and time budget from link estimates */
     struct fmq_sensing_params sensing_p;
     double server_lr;               /* FedAvg server step, 1.0 = plain FedAvg */
+    int robust;                     /* enum fmq_robust_rule for synchronous rounds */
+    double robust_clip, robust_trim, robust_f;
+    double dp_clip;  /* DP-FedAvg: L2 bound of every update, 0 = off */
+    double dp_noise; /* noise multiplier z: std z x dp_clip / m on the mean of m updates */
+    double dp_delta; /* delta of the reported (epsilon, delta) */
     double threshold;               /* decision threshold for test metrics */
     char test[COORD_MAX_TEST][256]; /* labelled conn logs for evaluation */
     int ntest;
@@ -104,12 +111,18 @@ struct coord {
     struct fmq_model model; /* the global model */
     struct fmq_mlp_ws ws;   /* evaluation */
     struct fmq_fedavg agg;
+    struct fmq_robust rob;        /* robust rules keep every update of the round */
     struct fmq_server_opt opt;    /* server-side step of the chosen strategy */
     struct fmq_gsfs_pool pool;    /* GSFS */
     double *mean;                 /* aggregate change, nparams */
     char (*selected)[FMQ_ID_MAX]; /* owned: agents sampled for this round */
     int nselected;
     struct fmq_rng rng; /* sampling */
+    struct fmq_rng dp_rng;
+    uint64_t dp_rounds; /* noisy aggregations so far */
+    double dp_rdp[FMQ_DP_ORDERS]; /* composed Renyi DP per order */
+    double dp_eps;
+    int dp_clipped;     /* updates clipped in the last round */
     int codec_last;
     struct fmq_agent_plan *plans;   /* owned: tailored plans announced with the model */
     int nplans;                     /* codec of the last accepted update, for the metrics */

@@ -160,6 +160,17 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     if (!strcmp(k, "giot_heads")) return fmq_parse_int(v, 1, 64, &c->giot.heads);
     if (!strcmp(k, "giot_channels")) return fmq_parse_int(v, 4, 4096, &c->giot.channels);
     if (!strcmp(k, "giot_context")) return fmq_parse_int(v, 1, 64, &c->giot_context);
+    if (!strcmp(k, "robust")) {
+        if (fmq_robust_parse(v, &c->robust) == 0) return 0;
+        snprintf(err, errlen, "expected none, clip, median, trimmed-mean or multi-krum");
+        return FMQ_EINVAL;
+    }
+    if (!strcmp(k, "dp_clip")) return fmq_parse_double(v, 0, 1e6, &c->dp_clip);
+    if (!strcmp(k, "dp_noise")) return fmq_parse_double(v, 0, 1e3, &c->dp_noise);
+    if (!strcmp(k, "dp_delta")) return fmq_parse_double(v, 1e-12, 0.1, &c->dp_delta);
+    if (!strcmp(k, "robust_clip")) return fmq_parse_double(v, 1.0, 1000, &c->robust_clip);
+    if (!strcmp(k, "robust_trim")) return fmq_parse_double(v, 0, 0.49, &c->robust_trim);
+    if (!strcmp(k, "robust_f")) return fmq_parse_double(v, 0, 0.49, &c->robust_f);
     if (!strcmp(k, "giot_head")) return fmq_parse_bool(v, &c->giot_head);
     if (!strcmp(k, "giot_lr")) return fmq_parse_double(v, 1e-7, 1, &c->giot_lr);
     if (!strcmp(k, "lora_rank")) return fmq_parse_int(v, 0, 256, &c->lora_rank);

@@ -1,4 +1,11 @@
-/* FedAvg against hand-computed values. */
+/* FedAvg, the server optimizers, sensing, robust rules and the DP accountant against
+ * hand-computed values. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "fedmq/dp.h"
+#include "fedmq/robust.h"
 #include "fedmq/strategy.h"
 #include "fedmq/sensing.h"
 #include "fedmq/common.h"
@@ -135,6 +142,90 @@ static void test_sensing_plan(void)
     CU_ASSERT_DOUBLE_EQUAL(e.delay, 1.0, 1e-12);
 }
 
+
+/* Robust rules against hand-worked values: 5 updates of dim 2, one of them an outlier. */
+static void test_robust_rules(void)
+{
+    static const float u[5][2] = {{1, 10}, {2, 20}, {3, 30}, {4, 40}, {100, -500}};
+    double out[2];
+    struct fmq_robust r;
+    int rule;
+    CU_ASSERT(fmq_robust_parse("multi-krum", &rule) == 0 && rule == FMQ_ROBUST_KRUM);
+    CU_ASSERT(fmq_robust_parse("mean", &rule) == FMQ_EINVAL);
+    /* median: per coordinate, (1,2,3,4,100) -> 3 and (-500,10,20,30,40) -> 20 */
+    CU_ASSERT_FATAL(fmq_robust_init(&r, FMQ_ROBUST_MEDIAN, 2) == 0);
+    for (int k = 0; k < 5; k++) CU_ASSERT(fmq_robust_add(&r, u[k], 1.0) == 0);
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 3, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(out[1], 20, 1e-9);
+    /* trimmed mean, trim 0.2 of 5 = 1 each end: mean(2,3,4) = 3, mean(10,20,30) = 20 */
+    r.rule = FMQ_ROBUST_TRIMMED;
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 3, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(out[1], 20, 1e-9);
+    CU_ASSERT_EQUAL(r.last_used, 3);
+    /* multi-krum, f = 0.2 x 5 = 1: keeps the 4 central ones, mean (2.5, 25) */
+    r.rule = FMQ_ROBUST_KRUM;
+    r.f = 0.2;
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 2.5, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(out[1], 25, 1e-9);
+    /* clip at 2 x the median norm (norm of (3,30) = 30.15): the outlier (norm 509.9) scaled to
+     * 60.30, the others kept */
+    r.rule = FMQ_ROBUST_CLIP;
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    {
+        double s = 2 * sqrt(9.0 + 900.0) / sqrt(100.0 * 100 + 500.0 * 500);
+        CU_ASSERT_DOUBLE_EQUAL(out[0], (10 + 100 * s) / 5, 1e-6);
+        CU_ASSERT_DOUBLE_EQUAL(out[1], (100 - 500 * s) / 5, 1e-6);
+        CU_ASSERT_EQUAL(r.last_clipped, 1);
+    }
+    /* none: the weighted mean */
+    r.rule = FMQ_ROBUST_NONE;
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 22, 1e-9);
+    {
+        float bad[2] = {NAN, 1};
+        CU_ASSERT_EQUAL(fmq_robust_add(&r, bad, 1.0), FMQ_ERANGE); /* never aggregated */
+    }
+    fmq_robust_reset(&r);
+    CU_ASSERT_EQUAL(fmq_robust_aggregate(&r, out), FMQ_EINVAL);
+    fmq_robust_free(&r);
+}
+
+/* The RDP accountant: the plain Gaussian mechanism in closed form, composition, subsampling. */
+static void test_dp_accountant(void)
+{
+    double rdp[FMQ_DP_ORDERS] = {0}, e1, e10, e_sub, best = INFINITY;
+    float v[3] = {3, 4, 0};
+    int order;
+    /* q = 1: RDP(a) = a / (2 sigma^2), so epsilon = min_a T a / (2 s^2) + log(1/d) / (a - 1) */
+    for (int a = 2; a <= 256; a++) {
+        double e = 10 * a / (2.0 * 4.0) + log(1e5) / (a - 1);
+        best = e < best ? e : best;
+    }
+    e10 = fmq_dp_epsilon(1.0, 2.0, 10, 1e-5, &order);
+    CU_ASSERT_DOUBLE_EQUAL(e10, best, 1e-9);
+    CU_ASSERT(order >= 2 && order <= 256);
+    e1 = fmq_dp_epsilon(1.0, 2.0, 1, 1e-5, NULL);
+    CU_ASSERT(e1 < e10);                                      /* composition spends more */
+    CU_ASSERT(fmq_dp_epsilon(1.0, 4.0, 10, 1e-5, NULL) < e10); /* more noise spends less */
+    e_sub = fmq_dp_epsilon(0.1, 2.0, 10, 1e-5, NULL);
+    CU_ASSERT(e_sub < e10 / 3); /* sampling one agent in ten amplifies privacy */
+    /* the sampled formula at q = 1 agrees with the closed form (the k = a term alone) */
+    CU_ASSERT_DOUBLE_EQUAL(fmq_rdp_sgm(1.0 - 1e-12, 2.0, 8), 8 / 8.0, 1e-6);
+    for (int t = 0; t < 10; t++) fmq_dp_account(rdp, 1.0, 2.0);
+    CU_ASSERT_DOUBLE_EQUAL(fmq_dp_epsilon_rdp(rdp, 1e-5, NULL), e10, 1e-9);
+    if (getenv("FMQ_TEST_VERBOSE"))
+        fprintf(stderr, "\n  dp: sigma 2, 10 rounds, delta 1e-5: epsilon %.3f (q 1), %.3f (q 0.1)\n",
+                e10, e_sub);
+    /* clipping */
+    CU_ASSERT_EQUAL(fmq_dp_clip(v, 3, 1.0), 1);
+    CU_ASSERT_DOUBLE_EQUAL(v[0], 0.6, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(v[1], 0.8, 1e-6);
+    CU_ASSERT_EQUAL(fmq_dp_clip(v, 3, 1.0), 0);
+}
+
 int init_strategy_tests(void)
 {
     static const struct fmq_test t[] = {{"fedavg weighted", test_fedavg_weighted},
@@ -142,6 +233,8 @@ int init_strategy_tests(void)
                                         {"names and Flower defaults", test_strategy_names_defaults},
                                         {"fedavg mean", test_fedavg_mean},
                                         {"network and device sensing", test_sensing_plan},
+                                        {"robust aggregation rules", test_robust_rules},
+                                        {"dp accountant and clipping", test_dp_accountant},
                                         {NULL, NULL}};
     return fmq_add_suite("strategy", t);
 }

@@ -1,0 +1,50 @@
+/* Byzantine-robust aggregation of one round's updates (synchronous strategies). Every update is
+ * kept for the round (no allocation after the first round of this size), then one rule turns
+ * them into the aggregate change the server optimizer applies:
+ *   clip          each update scaled down to at most clip_mult x the median update norm, then
+ *                 the weighted mean (norm bounding, as in Sun et al. 2019, "Can you really
+ *                 backdoor federated learning?")
+ *   median        coordinate-wise median (Yin et al. 2018, "Byzantine-robust distributed
+ *                 learning: towards optimal statistical rates")
+ *   trimmed-mean  coordinate-wise mean after dropping the trim share of the largest and of the
+ *                 smallest values (Yin et al. 2018)
+ *   multi-krum    the m updates with the smallest Krum score (sum of squared distances to the
+ *                 n - f - 2 nearest others), averaged by weight (Blanchard et al. 2017, "Machine
+ *                 learning with adversaries: Byzantine tolerant gradient descent"; m = n - f)
+ * A non-finite update is refused at add. */
+#ifndef FMQ_ROBUST_H
+#define FMQ_ROBUST_H
+
+#include <stddef.h>
+
+enum fmq_robust_rule {
+    FMQ_ROBUST_NONE = 0,
+    FMQ_ROBUST_CLIP,
+    FMQ_ROBUST_MEDIAN,
+    FMQ_ROBUST_TRIMMED,
+    FMQ_ROBUST_KRUM
+};
+int fmq_robust_parse(const char *s, int *rule);
+const char *fmq_robust_name(int rule);
+
+struct fmq_robust {
+    int rule;
+    double clip_mult; /* clip: bound = clip_mult x median norm */
+    double trim;      /* trimmed-mean: share cut at each end, [0, 0.5) */
+    double f;         /* multi-krum: assumed Byzantine share of the round's updates */
+    size_t dim, n, cap;
+    float *u;        /* owned: cap x dim updates */
+    double *w;       /* owned: cap weights */
+    float *col;      /* owned: cap scratch (one coordinate across updates) */
+    double *d2;      /* owned: cap x cap squared distances (multi-krum) */
+    int last_used;   /* updates that shaped the last aggregate */
+    int last_clipped;
+};
+int fmq_robust_init(struct fmq_robust *r, int rule, size_t dim);
+void fmq_robust_free(struct fmq_robust *r);
+void fmq_robust_reset(struct fmq_robust *r);
+int fmq_robust_add(struct fmq_robust *r, const float *delta, double weight);
+/* out (dim) = the rule's aggregate; FMQ_EINVAL when nothing was added. */
+int fmq_robust_aggregate(struct fmq_robust *r, double *out);
+
+#endif

@@ -1,0 +1,190 @@
+/* Byzantine-robust aggregation rules (see robust.h for each rule and its reference). */
+#include "fedmq/robust.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fedmq/common.h"
+
+static const char *const names[] = {"none", "clip", "median", "trimmed-mean", "multi-krum"};
+
+int fmq_robust_parse(const char *s, int *rule)
+{
+    for (int i = 0; i < 5; i++)
+        if (!strcmp(s, names[i])) {
+            *rule = i;
+            return 0;
+        }
+    return FMQ_EINVAL;
+}
+
+const char *fmq_robust_name(int rule)
+{
+    return rule >= 0 && rule < 5 ? names[rule] : "?";
+}
+
+int fmq_robust_init(struct fmq_robust *r, int rule, size_t dim)
+{
+    memset(r, 0, sizeof *r);
+    if (dim == 0 || rule < 0 || rule > FMQ_ROBUST_KRUM) return FMQ_EINVAL;
+    r->rule = rule;
+    r->dim = dim;
+    r->clip_mult = 2.0;
+    r->trim = 0.2;
+    r->f = 0.3;
+    return 0;
+}
+
+void fmq_robust_free(struct fmq_robust *r)
+{
+    free(r->u);
+    free(r->w);
+    free(r->col);
+    free(r->d2);
+    memset(r, 0, sizeof *r);
+}
+
+void fmq_robust_reset(struct fmq_robust *r)
+{
+    r->n = 0;
+}
+
+int fmq_robust_add(struct fmq_robust *r, const float *delta, double weight)
+{
+    if (!(weight > 0) || !isfinite(weight)) return FMQ_EINVAL;
+    for (size_t i = 0; i < r->dim; i++)
+        if (!isfinite(delta[i])) return FMQ_ERANGE;
+    if (r->n == r->cap) { /* grows with the fleet, then stays */
+        size_t c = r->cap ? 2 * r->cap : 16;
+        float *u = realloc(r->u, c * r->dim * sizeof *u), *col;
+        double *w, *d2;
+        if (u) r->u = u;
+        w = realloc(r->w, c * sizeof *w);
+        if (w) r->w = w;
+        col = realloc(r->col, c * sizeof *col);
+        if (col) r->col = col;
+        d2 = realloc(r->d2, c * c * sizeof *d2);
+        if (d2) r->d2 = d2;
+        if (!u || !w || !col || !d2) return FMQ_ENOMEM;
+        r->cap = c;
+    }
+    memcpy(r->u + r->n * r->dim, delta, r->dim * sizeof(float));
+    r->w[r->n++] = weight;
+    return 0;
+}
+
+static int cmp_f(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double norm(const float *v, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)v[i] * v[i];
+    return sqrt(s);
+}
+
+static void weighted_mean(struct fmq_robust *r, const int *use, const double *scale, double *out)
+{
+    double tw = 0;
+    memset(out, 0, r->dim * sizeof *out);
+    for (size_t k = 0; k < r->n; k++) {
+        const float *v = r->u + k * r->dim;
+        double w;
+        if (use && !use[k]) continue;
+        w = r->w[k] * (scale ? scale[k] : 1.0);
+        for (size_t i = 0; i < r->dim; i++) out[i] += w * v[i];
+        tw += r->w[k];
+    }
+    for (size_t i = 0; i < r->dim; i++) out[i] /= tw;
+}
+
+static void clip_rule(struct fmq_robust *r, double *out)
+{
+    double *norms = r->d2, *sorted = r->d2 + r->n, bound; /* d2 has room for 2n doubles */
+    for (size_t k = 0; k < r->n; k++) norms[k] = sorted[k] = norm(r->u + k * r->dim, r->dim);
+    qsort(sorted, r->n, sizeof *sorted, cmp_d);
+    bound = r->clip_mult * sorted[r->n / 2];
+    r->last_clipped = 0;
+    for (size_t k = 0; k < r->n; k++) { /* scale factor in place of the norm */
+        double s = norms[k] > bound && norms[k] > 0 ? bound / norms[k] : 1.0;
+        r->last_clipped += s < 1.0;
+        norms[k] = s;
+    }
+    weighted_mean(r, NULL, norms, out);
+    r->last_used = (int)r->n;
+}
+
+static void coordinate_rule(struct fmq_robust *r, double *out)
+{
+    size_t n = r->n, cut = r->rule == FMQ_ROBUST_TRIMMED ? (size_t)floor(r->trim * (double)n) : 0;
+    if (2 * cut >= n) cut = (n - 1) / 2;
+    for (size_t i = 0; i < r->dim; i++) {
+        for (size_t k = 0; k < n; k++) r->col[k] = r->u[k * r->dim + i];
+        qsort(r->col, n, sizeof *r->col, cmp_f);
+        if (r->rule == FMQ_ROBUST_MEDIAN)
+            out[i] = n % 2 ? r->col[n / 2] : 0.5 * ((double)r->col[n / 2 - 1] + r->col[n / 2]);
+        else {
+            double s = 0;
+            for (size_t k = cut; k < n - cut; k++) s += r->col[k];
+            out[i] = s / (double)(n - 2 * cut);
+        }
+    }
+    r->last_used = (int)(n - 2 * cut);
+}
+
+static void krum_rule(struct fmq_robust *r, double *out)
+{
+    size_t n = r->n, f = (size_t)floor(r->f * (double)n), near, m;
+    int use[1024] = {0};
+    double score[1024], row[1024];
+    if (n > 1024) n = 1024; /* COORD_MAX_AGENTS */
+    near = n > f + 2 ? n - f - 2 : 1;
+    m = n > f ? n - f : 1;
+    for (size_t a = 0; a < n; a++)
+        for (size_t b = a; b < n; b++) {
+            double s = 0;
+            const float *x = r->u + a * r->dim, *y = r->u + b * r->dim;
+            for (size_t i = 0; i < r->dim; i++) s += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+            r->d2[a * n + b] = r->d2[b * n + a] = s;
+        }
+    for (size_t a = 0; a < n; a++) {
+        size_t c = 0;
+        for (size_t b = 0; b < n; b++)
+            if (b != a) row[c++] = r->d2[a * n + b];
+        qsort(row, c, sizeof *row, cmp_d);
+        score[a] = 0;
+        for (size_t k = 0; k < near && k < c; k++) score[a] += row[k];
+    }
+    for (size_t pick = 0; pick < m; pick++) { /* the m lowest scores */
+        size_t best = n;
+        for (size_t a = 0; a < n; a++)
+            if (!use[a] && (best == n || score[a] < score[best])) best = a;
+        use[best] = 1;
+    }
+    weighted_mean(r, use, NULL, out);
+    r->last_used = (int)m;
+}
+
+int fmq_robust_aggregate(struct fmq_robust *r, double *out)
+{
+    if (r->n == 0) return FMQ_EINVAL;
+    r->last_clipped = 0;
+    switch (r->rule) {
+    case FMQ_ROBUST_CLIP: clip_rule(r, out); break;
+    case FMQ_ROBUST_MEDIAN:
+    case FMQ_ROBUST_TRIMMED: coordinate_rule(r, out); break;
+    case FMQ_ROBUST_KRUM: krum_rule(r, out); break;
+    default: weighted_mean(r, NULL, NULL, out); r->last_used = (int)r->n;
+    }
+    return 0;
+}
