@@ -83,7 +83,7 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
         snprintf(err, errlen, "expected none, sign-flip, scale, label-flip, noise or alie");
         return FMQ_EINVAL;
     }
-    if (!strcmp(k, "attack_scale")) return fmq_parse_double(v, 0, 1e6, &c->attack_scale);
+    if (!strcmp(k, "attack_scale")) return fmq_parse_double(v, 0, 1e35, &c->attack_scale);
     if (!strcmp(k, "attack_seed")) {
         rc = fmq_parse_long(v, 0, 0x7fffffffL, &l);
         c->attack_seed = (uint64_t)l;

@@ -388,7 +388,7 @@ static void close_round(struct coord *c)
     size_t pn = 0;
     size_t idn = 0;
     double round_s = fmq_mono() - c->round_start;
-    int online = 0, was_stats = c->phase == FMQ_PHASE_STATS;
+    int online = 0, was_stats = c->phase == FMQ_PHASE_STATS, finite = 1;
     uint64_t down;
 
     if (was_stats) {
@@ -416,6 +416,12 @@ static void close_round(struct coord *c)
             } else
                 c->dp_eps = INFINITY;
         }
+        for (size_t i = 0; rc >= 0 && i < c->dim; i++)
+            if (!isfinite(c->mean[i])) { /* overflowed sums: never let the model hold Inf/NaN */
+                fmq_log(FMQ_LOG_WARN, "round %llu: the aggregate is not finite; model unchanged",
+                        (unsigned long long)c->round + 1);
+                rc = -1;
+            }
         if (rc >= 0)
             fmq_server_opt_apply(&c->opt, c->trainable, c->mean);
         else
@@ -425,6 +431,7 @@ static void close_round(struct coord *c)
     }
     c->version++;
     coord_evaluate(c, &ev);
+    for (size_t i = 0; i < c->dim; i++) finite &= isfinite(c->trainable[i]) != 0;
     cm = ev.cm;
     fmq_scores_from(&cm, &sc);
     per[0] = 0;
@@ -465,7 +472,7 @@ static void close_round(struct coord *c)
              "\"used\":%d,\"dropped\":%d,\"clipped\":%d,\"superseded\":%llu},\"participants\":%d,"
              "\"agents\":[%s],\"agents_online\":%d,"
              "\"examples\":%llu,\"test_flows\":%zu,\"accuracy\":%.6f,\"precision\":%.6f,"
-             "\"recall\":%.6f,\"f1\":%.6f,\"recall_at_1pct_fpr\":%.6f,\"head_recall_at_1pct_fpr\":%.6f,\"threshold\":%.6g,\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
+             "\"recall\":%.6f,\"f1\":%.6f,\"model_finite\":%s,\"recall_at_1pct_fpr\":%.6f,\"head_recall_at_1pct_fpr\":%.6f,\"threshold\":%.6g,\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
              "\"bytes_up_round\":%llu,\"bytes_up_total\":%llu,\"bytes_down_round\":%llu,"
              "\"bytes_down_total\":%llu,\"model_bytes\":%zu,\"update_bytes_mean\":%.1f,"
              "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
@@ -481,7 +488,7 @@ static void close_round(struct coord *c)
              fmq_gsfs_quorum(&c->cfg.gsfs, online), c->pool.last_used, c->pool.last_dropped,
              c->pool.last_clipped, (unsigned long long)c->pool.superseded, c->participants, ids,
              online, (unsigned long long)c->examples, c->ntest, sc.accuracy, sc.precision,
-             sc.recall, sc.f1, ev.recall_at_fpr, ev.head_recall_at_fpr, ev.threshold, (unsigned long long)cm.tp, (unsigned long long)cm.fp,
+             sc.recall, sc.f1, finite ? "true" : "false", ev.recall_at_fpr, ev.head_recall_at_fpr, ev.threshold, (unsigned long long)cm.tp, (unsigned long long)cm.fp,
              (unsigned long long)cm.tn, (unsigned long long)cm.fn,
              (unsigned long long)c->bytes_up_round, (unsigned long long)c->bytes_up_total,
              (unsigned long long)down, (unsigned long long)c->bytes_down_total, c->last_model_bytes,
