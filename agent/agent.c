@@ -473,9 +473,8 @@ static void apply_attack(struct agent *a, float *d, size_t n)
     case AGENT_ATTACK_ALIE:
         for (size_t i = 0; i < n; i++) rms += (double)d[i] * d[i];
         rms = sqrt(rms / (double)n);
-        fmq_rng_seed(&r, a->cfg.attack_seed, a->version); /* same direction for all attackers */
-        for (size_t i = 0; i < n; i++)
-            d[i] += (float)((s > 0 ? s : 1.5) * rms * (fmq_rng_u32(&r) & 1 ? 1.0 : -1.0));
+        for (size_t i = 0; i < n; i++) /* against the descent direction, a few RMS per weight */
+            d[i] -= (float)((s > 0 ? s : 1.5) * rms * (d[i] > 0 ? 1.0 : d[i] < 0 ? -1.0 : 0.0));
         break;
     default: break;
     }

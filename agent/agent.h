@@ -23,9 +23,10 @@ enum agent_attack {
     AGENT_ATTACK_SCALE,     /* send scale x the honest change (default 10) */
     AGENT_ATTACK_LABEL_FLIP,/* train on inverted labels */
     AGENT_ATTACK_NOISE,     /* send Gaussian noise of standard deviation scale (default 1) */
-    AGENT_ATTACK_ALIE       /* "a little is enough" (Baruch et al. 2019): the honest change plus
-                               scale (default 1.5) x its RMS along one direction every attacker
-                               derives from the shared seed and the model version */
+    AGENT_ATTACK_ALIE       /* "a little is enough" (Baruch et al. 2019), as colluders without
+                               the others' updates can mount it: every weight of the honest
+                               change moved scale (default 1.5) x its RMS against its own sign,
+                               a small shift all attackers make in nearly the same direction */
 };
 int agent_attack_parse(const char *s, int *attack);
 
