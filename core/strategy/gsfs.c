@@ -24,6 +24,7 @@ void fmq_gsfs_params_default(struct fmq_gsfs_params *p)
     p->informativeness = 1;
     p->outlier_norm = 5.0;
     p->min_cosine = -0.2; /* opposed to the rest of the fleet: an attack or a broken agent */
+    p->fair_share = 1.5;  /* the bound on how much more often than average one may count */
 }
 
 void fmq_gsfs_trigger_init(struct fmq_gsfs_trigger *t, int nlayers)
@@ -79,14 +80,21 @@ void fmq_gsfs_pool_free(struct fmq_gsfs_pool *g)
     memset(g, 0, sizeof *g);
 }
 
-static double *freq_of(struct fmq_gsfs_pool *g, const char *agent)
+static struct fmq_gsfs_freq *freq_entry(struct fmq_gsfs_pool *g, const char *agent)
 {
     for (int i = 0; i < g->nfreq; i++)
-        if (strcmp(g->freq[i].agent, agent) == 0) return &g->freq[i].f;
+        if (strcmp(g->freq[i].agent, agent) == 0) return &g->freq[i];
     if (g->nfreq == g->cap) return NULL;
     snprintf(g->freq[g->nfreq].agent, FMQ_ID_MAX, "%s", agent);
     g->freq[g->nfreq].f = 0;
-    return &g->freq[g->nfreq++].f;
+    g->freq[g->nfreq].picks = 0;
+    return &g->freq[g->nfreq++];
+}
+
+static double *freq_of(struct fmq_gsfs_pool *g, const char *agent)
+{
+    struct fmq_gsfs_freq *e = freq_entry(g, agent);
+    return e ? &e->f : NULL;
 }
 
 int fmq_gsfs_pool_add(struct fmq_gsfs_pool *g, const char *agent, uint64_t base, uint64_t current,
@@ -111,7 +119,7 @@ int fmq_gsfs_pool_add(struct fmq_gsfs_pool *g, const char *agent, uint64_t base,
     slot->base = base;
     slot->n_examples = n_examples;
     slot->weight = 0;
-    slot->dropped = slot->clipped = 0;
+    slot->dropped = slot->clipped = slot->deferred = 0;
     slot->used = 1;
     *f += 1.0;
     return 0;
@@ -153,7 +161,7 @@ static int cmp_double(const void *a, const void *b)
 
 int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
 {
-    double norms[1024], sorted[1024], total = 0, median = 0;
+    double norms[1024], sorted[1024], scale[1024], total = 0, median = 0, mean_picks = 0;
     int idx[1024], n = 0, used = 0;
 
     for (int i = 0; i < g->cap && n < 1024; i++)
@@ -165,14 +173,27 @@ int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
         e->weight = (f ? *f : 1.0) * (g->p.weight_examples ? (double)e->n_examples : 1.0);
         if (s > 0) e->weight *= g->p.staleness_weight ? 1.0 / (1.0 + sqrt(s)) : 0.0;
         norms[j] = sorted[j] = norm(e->delta, g->dim);
+        scale[j] = 1.0;
+    }
+    for (int i = 0; i < g->nfreq; i++) mean_picks += g->freq[i].picks;
+    mean_picks /= g->nfreq > 0 ? g->nfreq : 1;
+    for (int j = 0; g->p.fair_share > 0 && j < n; j++) {
+        struct fmq_gsfs_entry *e = &g->e[idx[j]];
+        struct fmq_gsfs_freq *fr = freq_entry(g, e->agent);
+        if (fr && mean_picks > 0 && fr->picks >= g->p.fair_share * mean_picks) {
+            e->deferred = 1;
+            e->weight = 0;
+        }
     }
     if (g->p.informativeness && n >= 3) {
         qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
         median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
         memset(g->mean, 0, g->dim * sizeof *g->mean);
-        for (int j = 0; j < n; j++) {
+        for (int j = 0; j < n; j++) { /* the reference is built from clipped updates only */
             const float *d = g->e[idx[j]].delta;
-            for (size_t i = 0; i < g->dim; i++) g->mean[i] += d[i];
+            double bound = g->p.outlier_norm * median;
+            scale[j] = median > 0 && norms[j] > bound ? bound / norms[j] : 1.0;
+            for (size_t i = 0; i < g->dim; i++) g->mean[i] += scale[j] * d[i];
         }
         for (int j = 0; j < n; j++) {
             struct fmq_gsfs_entry *e = &g->e[idx[j]];
@@ -180,10 +201,11 @@ int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
             /* cosine to the mean of the others (leave one out, so an outlier cannot pull the
              * reference toward itself) */
             for (size_t i = 0; i < g->dim; i++) {
-                double o = (g->mean[i] - e->delta[i]) / (n - 1);
+                double o = (g->mean[i] - scale[j] * e->delta[i]) / (n - 1);
                 dot += o * e->delta[i];
                 on += o * o;
             }
+            if (e->deferred) continue;
             if (norms[j] > 0 && on > 0 && dot / (norms[j] * sqrt(on)) < g->p.min_cosine) {
                 e->dropped = 1;
                 e->weight = 0;
@@ -206,10 +228,19 @@ int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
         for (size_t i = 0; i < g->dim; i++) out[i] += e->weight * e->delta[i];
         e->used = 0;
     }
-    for (int i = 0; i < g->nfreq; i++) g->freq[i].f *= 1.0 - 1.0 / g->p.freq_window;
+    for (int j = 0; j < n; j++)
+        if (g->e[idx[j]].weight > 0) {
+            struct fmq_gsfs_freq *fr = freq_entry(g, g->e[idx[j]].agent);
+            if (fr) fr->picks += 1.0;
+        }
+    for (int i = 0; i < g->nfreq; i++) {
+        g->freq[i].f *= 1.0 - 1.0 / g->p.freq_window;
+        g->freq[i].picks *= 1.0 - 1.0 / g->p.freq_window;
+    }
     g->last_used = used;
-    g->last_dropped = g->last_clipped = 0;
+    g->last_dropped = g->last_clipped = g->last_deferred = 0;
     for (int j = 0; j < n; j++) {
+        g->last_deferred += g->e[idx[j]].deferred;
         g->last_dropped += g->e[idx[j]].dropped;
         g->last_clipped += g->e[idx[j]].clipped;
     }

@@ -1,3 +1,5 @@
+#include <stdlib.h>
+#include <stdio.h>
 /* GSFS: the triggers on crafted gradient-norm and metric sequences (EWMA values checked by
  * hand), the pool's quorum, frequency weighting across aggregations, duplicate and stale
  * handling, and informativeness sensing. */
@@ -167,6 +169,61 @@ static void test_informativeness(void)
     fmq_gsfs_pool_free(&g);
 }
 
+
+/* Selection gaming over 100 aggregations: 2 of 10 agents upload at every chance with 20x
+ * inflated updates, the 8 honest ones when their trigger fires (half the time). With the
+ * defences on, the attackers are used at most 1.5x their share of the fleet and hold at most
+ * 1.5x its share of the weight; with fair_share off, they are used far more often (so the test
+ * can fail). */
+static double gaming_share(double fair_share, double *weight_share)
+{
+    enum { N = 10, A = 2, D = 8 };
+    struct fmq_gsfs_params p;
+    struct fmq_gsfs_pool g;
+    struct fmq_rng r;
+    double picks_a = 0, picks = 0, w_a = 0, w = 0;
+    float d[D];
+    char id[16];
+    fmq_gsfs_params_default(&p);
+    p.fair_share = fair_share;
+    CU_ASSERT_FATAL(fmq_gsfs_pool_init(&g, &p, D, 64) == 0);
+    fmq_rng_seed(&r, 9, 9);
+    for (int round = 0; round < 100; round++) {
+        double out[D];
+        for (int k = 0; k < N; k++) {
+            int attacker = k < A;
+            if (!attacker && fmq_rng_u32(&r) % 2) continue;
+            for (int i = 0; i < D; i++)
+                d[i] = (float)((1.0 + 0.1 * fmq_rng_normal(&r)) * (attacker ? 20.0 : 1.0));
+            snprintf(id, sizeof id, "agent-%d", k);
+            CU_ASSERT(fmq_gsfs_pool_add(&g, id, 1, 1, 100, d) == 0);
+        }
+        CU_ASSERT(fmq_gsfs_aggregate(&g, 1, out) > 0);
+        for (int j = 0; j < g.cap; j++) {
+            if (!g.e[j].agent[0] || g.e[j].weight <= 0) continue;
+            picks += 1, w += g.e[j].weight;
+            if (strcmp(g.e[j].agent, "agent-0") == 0 || strcmp(g.e[j].agent, "agent-1") == 0)
+                picks_a += 1, w_a += g.e[j].weight;
+        }
+        for (int j = 0; j < g.cap; j++) g.e[j].agent[0] = 0, g.e[j].weight = 0;
+    }
+    fmq_gsfs_pool_free(&g);
+    *weight_share = w_a / w;
+    return picks_a / picks;
+}
+
+static void test_selection_gaming(void)
+{
+    double ws, ws_off, share = gaming_share(1.5, &ws), off = gaming_share(0, &ws_off);
+    if (getenv("FMQ_TEST_VERBOSE"))
+        fprintf(stderr, "\n  gaming: attackers (20%% of agents) picked %.3f, weight %.3f; "
+                        "without fair share picked %.3f, weight %.3f\n",
+                share, ws, off, ws_off);
+    CU_ASSERT(share <= 1.5 * 0.2);
+    CU_ASSERT(ws <= 1.5 * 0.2);
+    CU_ASSERT(off > 1.5 * 0.2); /* the gaming is real without the defence */
+}
+
 int init_gsfs_tests(void)
 {
     static const struct fmq_test t[] = {{"norm trigger", test_norm_trigger},
@@ -176,6 +233,7 @@ int init_gsfs_tests(void)
                                         {"frequency weights", test_frequency_weights},
                                         {"staleness", test_staleness},
                                         {"informativeness", test_informativeness},
+                                        {"selection gaming", test_selection_gaming},
                                         {NULL, NULL}};
     return fmq_add_suite("gsfs", t);
 }

@@ -27,7 +27,11 @@
  * one whose cosine to the mean of the others is below min_cosine gets weight 0. Example quorum
  * (extension): with quorum_examples > 0 a round also waits until the pooled updates stand for that
  * share of the online agents' training examples, so it cannot close again and again without the
- * sites that hold most of the data. */
+ * sites that hold most of the data. Selection gaming (extension): the norm bound is applied
+ * before the cosines are computed, so an inflated update cannot steer the reference the others
+ * are judged against, and an agent already used in fair_share x the fleet's mean number of
+ * recent aggregations or more sits the next aggregation out, so uploading at every
+ * chance (for example by inflating gradient norms to fire the trigger) buys no extra say. */
 #ifndef FMQ_GSFS_H
 #define FMQ_GSFS_H
 
@@ -56,6 +60,8 @@ struct fmq_gsfs_params {
     int weight_examples;    /* a_k also proportional to the example count n_k (not in the paper) */
     double quorum_examples; /* also require this share of online agents' examples in the pool (0 =
                                off) */
+    double fair_share;      /* an agent used in fair_share x the fleet's mean number of recent
+                               aggregations or more sits the next one out (0 = off) */
 };
 void fmq_gsfs_params_default(struct fmq_gsfs_params *p);
 
@@ -82,13 +88,15 @@ struct fmq_gsfs_entry {
     float *delta;  /* owned slot, dim values */
     double weight; /* set by fmq_gsfs_aggregate: final normalised a_k */
     int dropped;   /* informativeness gave it weight 0 */
+    int deferred;  /* over its fair share: not used this time */
     int clipped;   /* informativeness scaled it down */
     int used;
 };
 
 struct fmq_gsfs_freq {
     char agent[FMQ_ID_MAX];
-    double f; /* decayed submission count */
+    double f;     /* decayed submission count */
+    double picks; /* decayed count of aggregations that used it */
 };
 
 struct fmq_gsfs_pool {
@@ -100,7 +108,7 @@ struct fmq_gsfs_pool {
     int nfreq;
     double *mean;        /* owned scratch, dim */
     uint64_t superseded; /* updates replaced by a newer one from the same agent */
-    int last_used, last_dropped, last_clipped; /* of the last aggregation */
+    int last_used, last_dropped, last_clipped, last_deferred; /* of the last aggregation */
 };
 int fmq_gsfs_pool_init(struct fmq_gsfs_pool *g, const struct fmq_gsfs_params *p, size_t dim,
                        int max_agents);
