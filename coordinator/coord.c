@@ -469,7 +469,7 @@ static void close_round(struct coord *c)
     snprintf(json, sizeof json,
              "{\"task\":\"%s\",\"run\":\"%s\",\"round\":%llu,\"version\":%llu,\"phase\":\"%s\","
              "\"model\":\"%s\",\"params\":%zu,\"trainable\":%zu,\"strategy\":\"%s\",\"robust\":{\"rule\":\"%s\",\"used\":%d,\"clipped\":%d},\"dp\":{\"clip\":%g,\"noise\":%g,\"delta\":%g,\"rounds\":%llu,\"epsilon\":%.6g,\"clipped\":%d},\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":{\"quorum\":%d,"
-             "\"used\":%d,\"dropped\":%d,\"clipped\":%d,\"superseded\":%llu},\"participants\":%d,"
+             "\"used\":%d,\"dropped\":%d,\"clipped\":%d,\"deferred\":%d,\"superseded\":%llu},\"participants\":%d,"
              "\"agents\":[%s],\"agents_online\":%d,"
              "\"examples\":%llu,\"test_flows\":%zu,\"accuracy\":%.6f,\"precision\":%.6f,"
              "\"recall\":%.6f,\"f1\":%.6f,\"model_finite\":%s,\"recall_at_1pct_fpr\":%.6f,\"head_recall_at_1pct_fpr\":%.6f,\"threshold\":%.6g,\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
@@ -486,7 +486,7 @@ static void close_round(struct coord *c)
              c->cfg.dp_clip > 0 && isfinite(c->dp_eps) ? c->dp_eps : -1.0, c->dp_clipped,
              fmq_codec_name(was_stats ? FMQ_CODEC_NONE : c->codec_last), c->nselected,
              fmq_gsfs_quorum(&c->cfg.gsfs, online), c->pool.last_used, c->pool.last_dropped,
-             c->pool.last_clipped, (unsigned long long)c->pool.superseded, c->participants, ids,
+             c->pool.last_clipped, c->pool.last_deferred, (unsigned long long)c->pool.superseded, c->participants, ids,
              online, (unsigned long long)c->examples, c->ntest, sc.accuracy, sc.precision,
              sc.recall, sc.f1, finite ? "true" : "false", ev.recall_at_fpr, ev.head_recall_at_fpr, ev.threshold, (unsigned long long)cm.tp, (unsigned long long)cm.fp,
              (unsigned long long)cm.tn, (unsigned long long)cm.fn,
