@@ -12,6 +12,11 @@ if(FMQ_SANITIZE)
     -fno-sanitize-recover=undefined)
   target_link_options(fmq_warnings INTERFACE -fsanitize=address,undefined)
 endif()
+if(FMQ_FUZZ) # every library instrumented for coverage, ASan and UBSan; fuzz/ links libFuzzer
+  target_compile_options(fmq_warnings INTERFACE -fsanitize=fuzzer-no-link,address,undefined
+    -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  target_link_options(fmq_warnings INTERFACE -fsanitize=address,undefined)
+endif()
 if(FMQ_NATIVE)
   target_compile_options(fmq_warnings INTERFACE -O3 -march=native)
 endif()
