@@ -6,6 +6,8 @@
 #ifndef FMQ_AGENT_H
 #define FMQ_AGENT_H
 
+#include <signal.h>
+
 #include "fedmq/codec.h"
 #include "fedmq/featurize.h"
 #include "fedmq/giot.h"
@@ -64,6 +66,7 @@ struct agent_cfg {
 
 struct agent {
     struct agent_cfg cfg;
+    const volatile sig_atomic_t *stop; /* set by a signal: long work ends early (may be NULL) */
     struct fmq_mq *mq; /* owned */
     struct fmq_wire_dec dec;
     struct fmq_buf out; /* encoded messages, reused */

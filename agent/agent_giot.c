@@ -210,7 +210,12 @@ int agent_giot_round(struct agent *a)
         return FMQ_EINVAL;
     }
     copy_weights(&a->glocal, &a->gcur);
-    loss = fmq_giot_train(&a->gtr, &a->glocal, &a->gs.d, a->idx, ntrain, a->cfg.giot_steps);
+    loss = 0;
+    for (long done = 0; done < a->cfg.giot_steps; done += 10) { /* stay responsive to SIGTERM */
+        if (a->stop && *a->stop) return FMQ_EINVAL;
+        loss = fmq_giot_train(&a->gtr, &a->glocal, &a->gs.d, a->idx, ntrain,
+                              a->cfg.giot_steps - done < 10 ? a->cfg.giot_steps - done : 10);
+    }
     if (!isfinite(loss)) {
         fmq_log(FMQ_LOG_ERROR, "GIoT local training diverged; no update sent for v%llu",
                 (unsigned long long)a->version);

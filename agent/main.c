@@ -133,6 +133,7 @@ int main(int argc, char **argv)
         agent_free(&a);
         return 1;
     }
+    a.stop = &stop;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);

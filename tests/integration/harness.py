@@ -35,9 +35,10 @@ class Harness:
         self.port = None
 
     # ---- processes ----
-    def spawn(self, name, argv):
+    def spawn(self, name, argv, env=None):
         log = open(os.path.join(self.work, name + ".log"), "w")
-        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                             env=env)
         self.procs.append((name, p, log))
         return p
 

@@ -141,7 +141,10 @@ def main():
         rss = [int(re.search(r"peak RSS (\d+) kB", h.log("agent-" + s)).group(1))
                for s in list(agents) + [new]]
         print("agent peak RSS: max %d kB" % max(rss))
-        assert max(rss) < 32 * 1024, rss
+        if os.environ.get("FMQ_SANITIZE") == "1":  # AddressSanitizer's shadow memory and quarantine
+            print("(under the sanitizers: the 32 MB bound is checked in the plain build)")
+        else:
+            assert max(rss) < 32 * 1024, rss
         ok = True
     finally:
         h.close()
