@@ -29,14 +29,17 @@ def main():
     hurt = run(attackers=2, attack="sign-flip", attack_scale=4)["f1"]
     assert hurt < clean - 0.05, ("the attack does not hurt: the test would prove nothing",
                                  clean, hurt)
-    for frac, tol, attack, scale in [(2, 0.02, "sign-flip", 4), (3, 0.04, "label-flip", 0),
-                                     (3, 0.04, "alie", 1.5)]:
+    cases = [(2, 0.02, "sign-flip", 4), (3, 0.04, "label-flip", 0), (3, 0.04, "alie", 1.5)]
+    if os.environ.get("FMQ_SANITIZE") == "1":  # memory checks need the paths, not every case
+        cases = cases[:1]
+    for frac, tol, attack, scale in cases:
         f = run(attackers=frac, attack=attack, attack_scale=scale, robust="multi-krum")["f1"]
         assert f >= clean - tol, (attack, frac, clean, f)
     # 1e30 noise: float sums overflow; the coordinator must keep the model finite either way
     run(attackers=2, attack="noise", attack_scale=1e30)  # run() asserts the model is finite
-    m = run(attackers=2, attack="noise", attack_scale=1e30, robust="multi-krum")
-    assert m["f1"] >= clean - 0.02, m
+    if os.environ.get("FMQ_SANITIZE") != "1":
+        m = run(attackers=2, attack="noise", attack_scale=1e30, robust="multi-krum")
+        assert m["f1"] >= clean - 0.02, m
     print("integration_byzantine: passed (clean %.4f, sign flip 20%% undefended %.4f)" %
           (clean, hurt))
 
