@@ -317,7 +317,7 @@ static int adopt(struct agent *a, struct fmq_model *m, const struct fmq_global *
             if ((rc = fmq_feat_init(&a->fz, (size_t)a->cfg.max_devices, m->cfg.window)) != 0)
                 return rc;
         }
-            a->have_model = 1;
+        a->have_model = 1;
         a->kind = m->cfg.kind;
         a->dim = m->nparams;
     } else {
@@ -444,8 +444,8 @@ static int publish_update(struct agent *a, const struct fmq_update *u)
 
 int agent_attack_parse(const char *s, int *attack)
 {
-    static const char *const names[] = {"none", "sign-flip", "scale", "label-flip", "noise",
-                                        "alie"};
+    static const char *const names[] = {"none",       "sign-flip", "scale",
+                                        "label-flip", "noise",     "alie"};
     for (int i = 0; i < 6; i++)
         if (!strcmp(s, names[i])) {
             *attack = i;
@@ -476,12 +476,13 @@ static void apply_attack(struct agent *a, float *d, size_t n)
         for (size_t i = 0; i < n; i++) /* against the descent direction, a few RMS per weight */
             d[i] -= (float)((s > 0 ? s : 1.5) * rms * (d[i] > 0 ? 1.0 : d[i] < 0 ? -1.0 : 0.0));
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
-int agent_send_delta(struct agent *a, const float *local, const float *cur, size_t n,
-                     size_t ntrain, const struct fmq_local_metrics *lm, double sps, int trigger)
+int agent_send_delta(struct agent *a, const float *local, const float *cur, size_t n, size_t ntrain,
+                     const struct fmq_local_metrics *lm, double sps, int trigger)
 {
     struct fmq_update u;
     struct fmq_codec_opts co;
@@ -493,7 +494,8 @@ int agent_send_delta(struct agent *a, const float *local, const float *cur, size
         struct fmq_rng r;
         fmq_rng_seed(&r, (uint64_t)(fmq_now() * 1e6) ^ a->seq, 0x6c6470ULL);
         fmq_dp_clip(a->delta, n, a->cfg.dp_clip);
-        if (a->cfg.dp_noise > 0) fmq_dp_noise_f32(a->delta, n, a->cfg.dp_noise * a->cfg.dp_clip, &r);
+        if (a->cfg.dp_noise > 0)
+            fmq_dp_noise_f32(a->delta, n, a->cfg.dp_noise * a->cfg.dp_clip, &r);
     }
     fmq_codec_opts_default(&co);
     co.codec = a->plan.codec;

@@ -21,19 +21,19 @@
 /* Test mode only: Byzantine agents for the robustness benchmark and tests. */
 enum agent_attack {
     AGENT_ATTACK_NONE = 0,
-    AGENT_ATTACK_SIGN_FLIP, /* send -scale x the honest change (default 1) */
-    AGENT_ATTACK_SCALE,     /* send scale x the honest change (default 10) */
-    AGENT_ATTACK_LABEL_FLIP,/* train on inverted labels */
-    AGENT_ATTACK_NOISE,     /* send Gaussian noise of standard deviation scale (default 1) */
-    AGENT_ATTACK_ALIE       /* "a little is enough" (Baruch et al. 2019), as colluders without
-                               the others' updates can mount it: every weight of the honest
-                               change moved scale (default 1.5) x its RMS against its own sign,
-                               a small shift all attackers make in nearly the same direction */
+    AGENT_ATTACK_SIGN_FLIP,  /* send -scale x the honest change (default 1) */
+    AGENT_ATTACK_SCALE,      /* send scale x the honest change (default 10) */
+    AGENT_ATTACK_LABEL_FLIP, /* train on inverted labels */
+    AGENT_ATTACK_NOISE,      /* send Gaussian noise of standard deviation scale (default 1) */
+    AGENT_ATTACK_ALIE        /* "a little is enough" (Baruch et al. 2019), as colluders without
+                                the others' updates can mount it: every weight of the honest
+                                change moved scale (default 1.5) x its RMS against its own sign,
+                                a small shift all attackers make in nearly the same direction */
 };
 int agent_attack_parse(const char *s, int *attack);
 
 struct agent_cfg {
-    char broker[256];                     /* MQTT URI: tcp://, or ssl:// with tls */
+    char broker[256]; /* MQTT URI: tcp://, or ssl:// with tls */
     struct fmq_tls_cfg tls;
     char id[FMQ_ID_MAX];                  /* agent id, also the MQTT client id */
     char task[FMQ_ID_MAX];                /* federated task name */
@@ -53,13 +53,13 @@ struct agent_cfg {
     uint64_t attack_seed;        /* colluding attackers share it (alie) */
     struct fmq_train_opts train; /* local training */
     /* GIoT (agent_giot.c) */
-    long giot_steps;      /* optimizer steps per round */
-    int giot_batch;       /* windows per step */
-    float giot_lr;        /* AdamW rate when the coordinator announces none */
-    double fp_budget;     /* alert threshold: this share of validation flows would alert */
-    long giot_val_max;    /* newest flows scored to calibrate and validate */
-    double predict_rate;  /* alerts per second that get a predicted next flow (0 = all) */
-    int explain_fields;   /* least likely fields named in an alert */
+    long giot_steps;       /* optimizer steps per round */
+    int giot_batch;        /* windows per step */
+    float giot_lr;         /* AdamW rate when the coordinator announces none */
+    double fp_budget;      /* alert threshold: this share of validation flows would alert */
+    long giot_val_max;     /* newest flows scored to calibrate and validate */
+    double predict_rate;   /* alerts per second that get a predicted next flow (0 = all) */
+    int explain_fields;    /* least likely fields named in an alert */
     float giot_cls_weight; /* weight of the supervised head's loss on labelled flows */
     int log_level;
 };
@@ -67,7 +67,7 @@ struct agent_cfg {
 struct agent {
     struct agent_cfg cfg;
     const volatile sig_atomic_t *stop; /* set by a signal: long work ends early (may be NULL) */
-    struct fmq_mq *mq; /* owned */
+    struct fmq_mq *mq;                 /* owned */
     struct fmq_wire_dec dec;
     struct fmq_buf out; /* encoded messages, reused */
     struct fmq_featurizer fz;
@@ -134,8 +134,8 @@ size_t agent_held(const struct agent *a);
 void agent_free_model_state(struct agent *a); /* flows held for training and validation */
 void agent_take_plan(struct agent *a, const struct fmq_global *g);
 /* Publishes local - cur (n floats) as an update with the announced codec and error feedback. */
-int agent_send_delta(struct agent *a, const float *local, const float *cur, size_t n,
-                     size_t ntrain, const struct fmq_local_metrics *lm, double sps, int trigger);
+int agent_send_delta(struct agent *a, const float *local, const float *cur, size_t n, size_t ntrain,
+                     const struct fmq_local_metrics *lm, double sps, int trigger);
 size_t agent_json_escape(char *dst, size_t cap, const char *s);
 
 int agent_giot_init(struct agent *a);

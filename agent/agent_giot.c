@@ -189,12 +189,11 @@ void agent_giot_on_flow(struct agent *a, const struct fmq_flow *f)
     float nll, pmal;
     if (!a->gthr_ok) return;
     /* one forward pass scores the flow; the explanation reads the same probabilities */
-    nll = fmq_giot_explain(&a->gsc, &a->gcur, &a->gs.d, slot, a->cfg.explain_fields, why,
-                           sizeof why);
+    nll =
+        fmq_giot_explain(&a->gsc, &a->gcur, &a->gs.d, slot, a->cfg.explain_fields, why, sizeof why);
     /* the supervised head, when the model has one, read from the same forward pass */
     pmal = a->gcur.cfg.classes >= 2 ? a->gsc.acts.cls_probs[1] : -1.0f;
-    if (nll > a->gthr || pmal >= (float)a->cfg.threshold)
-        publish_alert(a, f, slot, nll, pmal, why);
+    if (nll > a->gthr || pmal >= (float)a->cfg.threshold) publish_alert(a, f, slot, nll, pmal, why);
 }
 
 int agent_giot_round(struct agent *a)
@@ -206,7 +205,8 @@ int agent_giot_round(struct agent *a)
 
     nval = newest(a, NULL, &ntrain);
     if (ntrain < 1) {
-        fmq_log(FMQ_LOG_WARN, "GIoT: no training flows yet for v%llu", (unsigned long long)a->version);
+        fmq_log(FMQ_LOG_WARN, "GIoT: no training flows yet for v%llu",
+                (unsigned long long)a->version);
         return FMQ_EINVAL;
     }
     copy_weights(&a->glocal, &a->gcur);
@@ -223,8 +223,7 @@ int agent_giot_round(struct agent *a)
     }
     validate(a, &a->glocal, ntrain, nval, &thr, &lm);
     lm.loss = loss;
-    return agent_send_delta(a, fmq_gpt_trainable(&a->glocal, &n), cur, n, ntrain, &lm,
-                            (double)a->cfg.giot_steps * a->cfg.giot_batch /
-                                (fmq_mono() - t0 + 1e-9),
-                            0);
+    return agent_send_delta(
+        a, fmq_gpt_trainable(&a->glocal, &n), cur, n, ntrain, &lm,
+        (double)a->cfg.giot_steps * a->cfg.giot_batch / (fmq_mono() - t0 + 1e-9), 0);
 }

@@ -75,7 +75,8 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     if (!strcmp(k, "fp_budget")) return fmq_parse_double(v, 1e-6, 0.5, &c->fp_budget);
     if (!strcmp(k, "giot_val_max")) return fmq_parse_long(v, 1, 1000000, &c->giot_val_max);
     if (!strcmp(k, "predict_rate")) return fmq_parse_double(v, 0, 1e6, &c->predict_rate);
-    if (!strcmp(k, "explain_fields")) return fmq_parse_int(v, 1, FMQ_TOK_PER_FLOW, &c->explain_fields);
+    if (!strcmp(k, "explain_fields"))
+        return fmq_parse_int(v, 1, FMQ_TOK_PER_FLOW, &c->explain_fields);
     if (!strcmp(k, "dp_clip")) return fmq_parse_double(v, 0, 1e6, &c->dp_clip);
     if (!strcmp(k, "dp_noise")) return fmq_parse_double(v, 0, 1e3, &c->dp_noise);
     if (!strcmp(k, "attack")) {

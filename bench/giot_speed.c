@@ -53,7 +53,8 @@ int main(int argc, char **argv)
         if (fmq_gpt_acts_init(&a1, &m, 1, T)) return 1;
         a1.lm_tail = 11;
         t0 = fmq_mono();
-        for (long i = 0; i < n; i++) fmq_gpt_forward(&m, &a1, in + (i % B) * T, NULL, NULL, T, 1, 0);
+        for (long i = 0; i < n; i++)
+            fmq_gpt_forward(&m, &a1, in + (i % B) * T, NULL, NULL, T, 1, 0);
         s = fmq_mono() - t0;
         printf("fedmq C: live scoring, batch 1, T %d: %.0f flows/s (%.1f us per flow)\n", T,
                (double)n / s, 1e6 * s / (double)n);

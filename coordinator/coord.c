@@ -258,8 +258,7 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
     u.delta = c->delta;
     u.delta_cap = c->dim;
     u.stats = &c->upd_moments;
-    rc = fmq_wire_decode_update(&c->dec, m->payload, m->len, (uint32_t)c->dim, &u, err,
-                                sizeof err);
+    rc = fmq_wire_decode_update(&c->dec, m->payload, m->len, (uint32_t)c->dim, &u, err, sizeof err);
     if (rc != 0) {
         reject(c, &c->rej_bad, m->topic, err);
         return;
@@ -398,11 +397,12 @@ static void close_round(struct coord *c)
     } else {
         int rc = c->cfg.strategy == FMQ_STRAT_GSFS
                      ? fmq_gsfs_aggregate(&c->pool, c->version, c->mean)
-                     : c->cfg.robust != FMQ_ROBUST_NONE ? fmq_robust_aggregate(&c->rob, c->mean)
-                                                          : fmq_fedavg_mean(&c->agg, c->mean);
+                 : c->cfg.robust != FMQ_ROBUST_NONE ? fmq_robust_aggregate(&c->rob, c->mean)
+                                                    : fmq_fedavg_mean(&c->agg, c->mean);
         if (rc >= 0 && c->cfg.dp_clip > 0 && c->participants > 0) {
             int online_n = 0;
-            for (int i = 0; i < c->nagents; i++) online_n += c->agents[i].online || c->agents[i].in_round;
+            for (int i = 0; i < c->nagents; i++)
+                online_n += c->agents[i].online || c->agents[i].in_round;
             fmq_dp_noise_f64(c->mean, c->dim, c->cfg.dp_noise * c->cfg.dp_clip / c->participants,
                              &c->dp_rng);
             c->dp_rounds++;
@@ -466,37 +466,44 @@ static void close_round(struct coord *c)
            (uint64_t)(online > c->participants ? online : c->participants);
     c->bytes_up_total += c->bytes_up_round;
     c->bytes_down_total += down;
-    snprintf(json, sizeof json,
-             "{\"task\":\"%s\",\"run\":\"%s\",\"round\":%llu,\"version\":%llu,\"phase\":\"%s\","
-             "\"model\":\"%s\",\"params\":%zu,\"trainable\":%zu,\"strategy\":\"%s\",\"robust\":{\"rule\":\"%s\",\"used\":%d,\"clipped\":%d},\"dp\":{\"clip\":%g,\"noise\":%g,\"delta\":%g,\"rounds\":%llu,\"epsilon\":%.6g,\"clipped\":%d},\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":{\"quorum\":%d,"
-             "\"used\":%d,\"dropped\":%d,\"clipped\":%d,\"deferred\":%d,\"superseded\":%llu},\"participants\":%d,"
-             "\"agents\":[%s],\"agents_online\":%d,"
-             "\"examples\":%llu,\"test_flows\":%zu,\"accuracy\":%.6f,\"precision\":%.6f,"
-             "\"recall\":%.6f,\"f1\":%.6f,\"model_finite\":%s,\"recall_at_1pct_fpr\":%.6f,\"head_recall_at_1pct_fpr\":%.6f,\"threshold\":%.6g,\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
-             "\"bytes_up_round\":%llu,\"bytes_up_total\":%llu,\"bytes_down_round\":%llu,"
-             "\"bytes_down_total\":%llu,\"model_bytes\":%zu,\"update_bytes_mean\":%.1f,"
-             "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
-             "\"task\":%llu,\"phase\":%llu,\"replay\":%llu},\"per_test_file\":[%s],\"links\":[%s],\"plans\":%d,"
-             "\"ts\":%.3f}",
-             c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
-             was_stats ? "stats" : "train", coord_model_name(c), coord_model_params(c), c->dim,
-             fmq_strategy_name(c->cfg.strategy), fmq_robust_name(c->cfg.robust),
-             c->rob.last_used, c->rob.last_clipped, c->cfg.dp_clip, c->cfg.dp_noise,
-             c->cfg.dp_delta, (unsigned long long)c->dp_rounds,
-             c->cfg.dp_clip > 0 && isfinite(c->dp_eps) ? c->dp_eps : -1.0, c->dp_clipped,
-             fmq_codec_name(was_stats ? FMQ_CODEC_NONE : c->codec_last), c->nselected,
-             fmq_gsfs_quorum(&c->cfg.gsfs, online), c->pool.last_used, c->pool.last_dropped,
-             c->pool.last_clipped, c->pool.last_deferred, (unsigned long long)c->pool.superseded, c->participants, ids,
-             online, (unsigned long long)c->examples, c->ntest, sc.accuracy, sc.precision,
-             sc.recall, sc.f1, finite ? "true" : "false", ev.recall_at_fpr, ev.head_recall_at_fpr, ev.threshold, (unsigned long long)cm.tp, (unsigned long long)cm.fp,
-             (unsigned long long)cm.tn, (unsigned long long)cm.fn,
-             (unsigned long long)c->bytes_up_round, (unsigned long long)c->bytes_up_total,
-             (unsigned long long)down, (unsigned long long)c->bytes_down_total, c->last_model_bytes,
-             (double)c->bytes_up_round / c->participants, round_s, (unsigned long long)c->rej_bad,
-             (unsigned long long)c->rej_stale, (unsigned long long)c->rej_dup,
-             (unsigned long long)c->rej_task, (unsigned long long)c->rej_phase,
-             (unsigned long long)c->rej_replay, per, sens,
-             c->nplans, fmq_now());
+    snprintf(
+        json, sizeof json,
+        "{\"task\":\"%s\",\"run\":\"%s\",\"round\":%llu,\"version\":%llu,\"phase\":\"%s\","
+        "\"model\":\"%s\",\"params\":%zu,\"trainable\":%zu,\"strategy\":\"%s\",\"robust\":{"
+        "\"rule\":\"%s\",\"used\":%d,\"clipped\":%d},\"dp\":{\"clip\":%g,\"noise\":%g,\"delta\":%g,"
+        "\"rounds\":%llu,\"epsilon\":%.6g,\"clipped\":%d},\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":"
+        "{\"quorum\":%d,"
+        "\"used\":%d,\"dropped\":%d,\"clipped\":%d,\"deferred\":%d,\"superseded\":%llu},"
+        "\"participants\":%d,"
+        "\"agents\":[%s],\"agents_online\":%d,"
+        "\"examples\":%llu,\"test_flows\":%zu,\"accuracy\":%.6f,\"precision\":%.6f,"
+        "\"recall\":%.6f,\"f1\":%.6f,\"model_finite\":%s,\"recall_at_1pct_fpr\":%.6f,\"head_recall_"
+        "at_1pct_fpr\":%.6f,\"threshold\":%.6g,\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
+        "\"bytes_up_round\":%llu,\"bytes_up_total\":%llu,\"bytes_down_round\":%llu,"
+        "\"bytes_down_total\":%llu,\"model_bytes\":%zu,\"update_bytes_mean\":%.1f,"
+        "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
+        "\"task\":%llu,\"phase\":%llu,\"replay\":%llu},\"per_test_file\":[%s],\"links\":[%s],"
+        "\"plans\":%d,"
+        "\"ts\":%.3f}",
+        c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
+        was_stats ? "stats" : "train", coord_model_name(c), coord_model_params(c), c->dim,
+        fmq_strategy_name(c->cfg.strategy), fmq_robust_name(c->cfg.robust), c->rob.last_used,
+        c->rob.last_clipped, c->cfg.dp_clip, c->cfg.dp_noise, c->cfg.dp_delta,
+        (unsigned long long)c->dp_rounds,
+        c->cfg.dp_clip > 0 && isfinite(c->dp_eps) ? c->dp_eps : -1.0, c->dp_clipped,
+        fmq_codec_name(was_stats ? FMQ_CODEC_NONE : c->codec_last), c->nselected,
+        fmq_gsfs_quorum(&c->cfg.gsfs, online), c->pool.last_used, c->pool.last_dropped,
+        c->pool.last_clipped, c->pool.last_deferred, (unsigned long long)c->pool.superseded,
+        c->participants, ids, online, (unsigned long long)c->examples, c->ntest, sc.accuracy,
+        sc.precision, sc.recall, sc.f1, finite ? "true" : "false", ev.recall_at_fpr,
+        ev.head_recall_at_fpr, ev.threshold, (unsigned long long)cm.tp, (unsigned long long)cm.fp,
+        (unsigned long long)cm.tn, (unsigned long long)cm.fn, (unsigned long long)c->bytes_up_round,
+        (unsigned long long)c->bytes_up_total, (unsigned long long)down,
+        (unsigned long long)c->bytes_down_total, c->last_model_bytes,
+        (double)c->bytes_up_round / c->participants, round_s, (unsigned long long)c->rej_bad,
+        (unsigned long long)c->rej_stale, (unsigned long long)c->rej_dup,
+        (unsigned long long)c->rej_task, (unsigned long long)c->rej_phase,
+        (unsigned long long)c->rej_replay, per, sens, c->nplans, fmq_now());
     fmq_mq_publish(c->mq, c->t_metrics, json, strlen(json), 1, 1);
     if (c->metrics) {
         fprintf(c->metrics, "%s\n", json);
@@ -514,9 +521,8 @@ static void close_round(struct coord *c)
                 "R %.4f R@1%%FPR %.4f, up %llu B (%.0f B/update), down %llu B, %.2f s",
                 (unsigned long long)c->round, (unsigned long long)c->version, c->participants,
                 (unsigned long long)c->examples, sc.f1, sc.accuracy, sc.precision, sc.recall,
-                ev.recall_at_fpr,
-                (unsigned long long)c->bytes_up_round, (double)c->bytes_up_round / c->participants,
-                (unsigned long long)down, round_s);
+                ev.recall_at_fpr, (unsigned long long)c->bytes_up_round,
+                (double)c->bytes_up_round / c->participants, (unsigned long long)down, round_s);
     if (c->nhist < COORD_HISTORY)
         c->hist[c->nhist++] =
             (struct coord_round){c->round,     c->version, c->participants,   sc.f1, sc.accuracy,

@@ -42,13 +42,13 @@ struct coord_cfg {
     struct fmq_gsfs_params gsfs;   /* GSFS coordinator settings */
     int sensing;                   /* per-agent codec and time budget from link estimates */
     struct fmq_sensing_params sensing_p;
-    double server_lr;               /* FedAvg server step, 1.0 = plain FedAvg */
-    int robust;                     /* enum fmq_robust_rule for synchronous rounds */
+    double server_lr; /* FedAvg server step, 1.0 = plain FedAvg */
+    int robust;       /* enum fmq_robust_rule for synchronous rounds */
     double robust_clip, robust_trim, robust_f;
-    double dp_clip;  /* DP-FedAvg: L2 bound of every update, 0 = off */
-    double dp_noise; /* noise multiplier z: std z x dp_clip / m on the mean of m updates */
-    double dp_delta; /* delta of the reported (epsilon, delta) */
-    double threshold;               /* decision threshold for test metrics */
+    double dp_clip;   /* DP-FedAvg: L2 bound of every update, 0 = off */
+    double dp_noise;  /* noise multiplier z: std z x dp_clip / m on the mean of m updates */
+    double dp_delta;  /* delta of the reported (epsilon, delta) */
+    double threshold; /* decision threshold for test metrics */
     char test[COORD_MAX_TEST][256]; /* labelled conn logs for evaluation */
     int ntest;
     double test_from;       /* evaluate on each file's flows after this time fraction */
@@ -59,10 +59,10 @@ struct coord_cfg {
     int giot_head;              /* add the supervised head (benign/malicious) */
     int lora_rank;              /* adapter mode when > 0: agents train and send adapters only */
     float lora_alpha;
-    double giot_lr;         /* AdamW rate announced to agents */
-    char init_model[256];   /* start from this saved global model (the frozen base) */
-    char model_out[256];    /* save every global model here (atomic replace) */
-    long eval_max;          /* evaluate on at most this many test flows (0 = all) */
+    double giot_lr;       /* AdamW rate announced to agents */
+    char init_model[256]; /* start from this saved global model (the frozen base) */
+    char model_out[256];  /* save every global model here (atomic replace) */
+    long eval_max;        /* evaluate on at most this many test flows (0 = all) */
     int log_level;
 };
 
@@ -89,9 +89,9 @@ struct coord_round {
 /* One evaluation of the global model on the test set. */
 struct coord_eval {
     struct fmq_confusion cm, per_file[COORD_MAX_TEST];
-    double recall_at_fpr; /* at 1% false-positive rate, -1 without malicious test flows */
+    double recall_at_fpr;      /* at 1% false-positive rate, -1 without malicious test flows */
     double head_recall_at_fpr; /* GIoT's supervised head, -1 without one */
-    float threshold;      /* decision threshold used for cm */
+    float threshold;           /* decision threshold used for cm */
 };
 
 struct coord {
@@ -119,10 +119,10 @@ struct coord {
     int nselected;
     struct fmq_rng rng; /* sampling */
     struct fmq_rng dp_rng;
-    uint64_t dp_rounds; /* noisy aggregations so far */
+    uint64_t dp_rounds;           /* noisy aggregations so far */
     double dp_rdp[FMQ_DP_ORDERS]; /* composed Renyi DP per order */
     double dp_eps;
-    int dp_clipped;     /* updates clipped in the last round */
+    int dp_clipped; /* updates clipped in the last round */
     int codec_last;
     struct fmq_agent_plan *plans;   /* owned: tailored plans announced with the model */
     int nplans;                     /* codec of the last accepted update, for the metrics */

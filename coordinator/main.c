@@ -32,9 +32,14 @@ static void apply_overrides(struct coord_cfg *c)
     if (!isnan(over.uniform)) p->uniform = over.uniform > 0;
 }
 static int check_only;
-static const char *const bool_keys[] = {
-    "check", "sensing", "tls_verify_hostname", "stochastic_rounding", "gsfs_staleness_weight", "gsfs_informativeness", "giot_head",
-    NULL};
+static const char *const bool_keys[] = {"check",
+                                        "sensing",
+                                        "tls_verify_hostname",
+                                        "stochastic_rounding",
+                                        "gsfs_staleness_weight",
+                                        "gsfs_informativeness",
+                                        "giot_head",
+                                        NULL};
 
 static void on_signal(int sig)
 {
@@ -239,21 +244,21 @@ int main(int argc, char **argv)
         }
         if (giot)
             printf("GIoT: %d layers, %d heads, %d channels, context %d flows, %zu parameters%s\n",
-                   gc.layers, gc.heads, gc.channels, cfg.giot_context,
-                   fmq_gpt_param_count(&gc), cfg.lora_rank ? ", LoRA adapters only" : "");
+                   gc.layers, gc.heads, gc.channels, cfg.giot_context, fmq_gpt_param_count(&gc),
+                   cfg.lora_rank ? ", LoRA adapters only" : "");
         printf("config ok: task %s, broker %s, model %s (%zu parameters), rounds %ld, "
                "deadline %.1f s, min participants %ld, %d test file(s), strategy %s (server_lr %g "
                "momentum %g eta %g eta_l %g beta_1 %g beta_2 %g tau %g mu %g, %s weights), "
                "codec %s\n",
                cfg.task, cfg.broker,
-               giot                                 ? "giot"
+               giot                              ? "giot"
                : cfg.model.kind == FMQ_MODEL_MLP ? "mlp"
-                                                    : "logreg",
-               giot ? fmq_gpt_param_count(&gc) : fmq_model_param_count(&cfg.model), cfg.rounds, cfg.deadline, cfg.min_participants,
-               cfg.ntest, fmq_strategy_name(cfg.strategy), cfg.sp.server_lr, cfg.sp.server_momentum,
-               cfg.sp.eta, cfg.sp.eta_l, cfg.sp.beta_1, cfg.sp.beta_2, cfg.sp.tau,
-               cfg.sp.proximal_mu, cfg.sp.uniform ? "uniform" : "example-count",
-               fmq_codec_name(cfg.plan.codec));
+                                                 : "logreg",
+               giot ? fmq_gpt_param_count(&gc) : fmq_model_param_count(&cfg.model), cfg.rounds,
+               cfg.deadline, cfg.min_participants, cfg.ntest, fmq_strategy_name(cfg.strategy),
+               cfg.sp.server_lr, cfg.sp.server_momentum, cfg.sp.eta, cfg.sp.eta_l, cfg.sp.beta_1,
+               cfg.sp.beta_2, cfg.sp.tau, cfg.sp.proximal_mu,
+               cfg.sp.uniform ? "uniform" : "example-count", fmq_codec_name(cfg.plan.codec));
         return 0;
     }
     if ((rc = coord_init(&c, &cfg)) != 0) {

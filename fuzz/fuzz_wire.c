@@ -42,7 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fmq_wire_decode_status(&d, data + 1, size - 1, &s, err, sizeof err);
         break;
     }
-    default: fmq_wire_peek(&d, data + 1, size - 1, type, err, sizeof err);
+    default:
+        fmq_wire_peek(&d, data + 1, size - 1, type, err, sizeof err);
     }
     return 0;
 }

@@ -30,9 +30,10 @@ static double now_s(void)
 
 static int to_access(int a)
 {
-    return a == MOSQ_ACL_WRITE ? FMQ_ACC_WRITE : a == MOSQ_ACL_SUBSCRIBE ? FMQ_ACC_SUBSCRIBE
-           : a == MOSQ_ACL_READ                                        ? FMQ_ACC_READ
-                                                                       : 0;
+    return a == MOSQ_ACL_WRITE       ? FMQ_ACC_WRITE
+           : a == MOSQ_ACL_SUBSCRIBE ? FMQ_ACC_SUBSCRIBE
+           : a == MOSQ_ACL_READ      ? FMQ_ACC_READ
+                                     : 0;
 }
 
 static int on_acl(int event, void *event_data, void *userdata)
@@ -45,8 +46,11 @@ static int on_acl(int event, void *event_data, void *userdata)
     if (d == FMQ_DENY_DEFER) return MOSQ_ERR_PLUGIN_DEFER;
     if (d == FMQ_DENY_OK) return MOSQ_ERR_SUCCESS;
     if (fmq_ratelimit_ok(&deny_log))
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, "fedmq: denied %s %s by client \"%s\" (identity \"%s\"): %s",
-                             acc == FMQ_ACC_WRITE ? "publish to" : acc == FMQ_ACC_READ ? "delivery of" : "subscribe to",
+        mosquitto_log_printf(MOSQ_LOG_NOTICE,
+                             "fedmq: denied %s %s by client \"%s\" (identity \"%s\"): %s",
+                             acc == FMQ_ACC_WRITE  ? "publish to"
+                             : acc == FMQ_ACC_READ ? "delivery of"
+                                                   : "subscribe to",
                              ed->topic, id ? id : "", u ? u : "", fmq_deny_name(d));
     return MOSQ_ERR_ACL_DENIED;
 }
@@ -93,7 +97,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
     for (int i = 0; i < opt_count; i++) {
         if (!strcmp(opts[i].key, "metrics_interval")) {
             if (fmq_parse_double(opts[i].value, 0.1, 86400, &metrics_interval) != 0) {
-                mosquitto_log_printf(MOSQ_LOG_ERR, "fedmq: plugin_opt_metrics_interval: invalid value \"%s\"",
+                mosquitto_log_printf(MOSQ_LOG_ERR,
+                                     "fedmq: plugin_opt_metrics_interval: invalid value \"%s\"",
                                      opts[i].value);
                 return MOSQ_ERR_INVAL;
             }

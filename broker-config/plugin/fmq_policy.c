@@ -9,8 +9,8 @@
 #include "fedmq/gpt.h"
 
 static const char *const deny_names[FMQ_DENY_COUNT] = {
-    "ok",   "defer",     "anonymous", "id_mismatch", "topic", "size",
-    "malformed", "dim", "task", "forged", "rate"};
+    "ok",        "defer", "anonymous", "id_mismatch", "topic", "size",
+    "malformed", "dim",   "task",      "forged",      "rate"};
 
 const char *fmq_deny_name(int d)
 {
@@ -58,11 +58,13 @@ int fmq_policy_set(struct fmq_policy *p, const char *k, const char *v, char *err
     long l;
     int rc = 0;
     if (!strcmp(k, "root")) {
-        if (!fmq_id_valid(v)) rc = FMQ_EINVAL;
+        if (!fmq_id_valid(v))
+            rc = FMQ_EINVAL;
         else
             snprintf(p->root, sizeof p->root, "%s", v);
     } else if (!strcmp(k, "task")) {
-        if (*v && !fmq_id_valid(v)) rc = FMQ_EINVAL;
+        if (*v && !fmq_id_valid(v))
+            rc = FMQ_EINVAL;
         else
             snprintf(p->task, sizeof p->task, "%s", v);
     } else if (!strcmp(k, "coordinators"))
@@ -129,7 +131,8 @@ int fmq_policy_match(const char *f, const char *t)
     for (;;) {
         if (f[0] == '#') return 1;
         if (f[0] == '+')
-            for (f++; *t && *t != '/'; t++) {}
+            for (f++; *t && *t != '/'; t++) {
+            }
         else {
             for (; *f && *f != '/'; f++, t++)
                 if (*f != *t) return 0;
@@ -147,9 +150,11 @@ int fmq_policy_covers(const char *g, const char *f)
         if (g[0] == '#') return 1;
         if (f[0] == '#') return 0; /* the filter reaches deeper than the pattern allows */
         if (g[0] == '+') {
-            if (f[0] == '+') f++;
+            if (f[0] == '+')
+                f++;
             else
-                for (; *f && *f != '/'; f++) {}
+                for (; *f && *f != '/'; f++) {
+                }
             g++;
         } else {
             if (f[0] == '+') return 0;
@@ -266,8 +271,8 @@ static void topic_task(const char *topic, char *out, size_t cap)
     if (n < cap) memcpy(out, a, n), out[n] = 0;
 }
 
-static int check_update(struct fmq_policy *p, const char *u, const char *topic,
-                        const void *payload, size_t len, double now)
+static int check_update(struct fmq_policy *p, const char *u, const char *topic, const void *payload,
+                        size_t len, double now)
 {
     struct fmq_update up;
     char err[256], task[FMQ_ID_MAX];
@@ -314,8 +319,8 @@ int fmq_policy_check(struct fmq_policy *p, const char *client_id, const char *u,
     return d;
 }
 
-void fmq_policy_observe(struct fmq_policy *p, const char *u, const char *topic,
-                        const void *payload, size_t len)
+void fmq_policy_observe(struct fmq_policy *p, const char *u, const char *topic, const void *payload,
+                        size_t len)
 {
     struct fmq_model m = {0};
     struct fmq_gpt g = {0};

@@ -34,8 +34,13 @@
 #define FMQ_POLICY_RATE_SLOTS 4096
 
 enum fmq_access { FMQ_ACC_READ = 1, FMQ_ACC_WRITE = 2, FMQ_ACC_SUBSCRIBE = 4 };
-enum fmq_role { FMQ_ROLE_NONE, FMQ_ROLE_AGENT, FMQ_ROLE_COORDINATOR, FMQ_ROLE_DASHBOARD,
-                FMQ_ROLE_SENSOR };
+enum fmq_role {
+    FMQ_ROLE_NONE,
+    FMQ_ROLE_AGENT,
+    FMQ_ROLE_COORDINATOR,
+    FMQ_ROLE_DASHBOARD,
+    FMQ_ROLE_SENSOR
+};
 
 /* Why something was refused (index into counters; FMQ_DENY_OK = allowed). */
 enum fmq_deny {
@@ -90,8 +95,8 @@ void fmq_policy_free(struct fmq_policy *p);
 int fmq_policy_role(const struct fmq_policy *p, const char *username);
 /* Decides one action. payload/len only for FMQ_ACC_WRITE. now: seconds (monotonic).
  * Returns FMQ_DENY_OK, FMQ_DENY_DEFER, or the reason for refusing; counts refusals. */
-int fmq_policy_check(struct fmq_policy *p, const char *client_id, const char *username,
-                     int access, const char *topic, const void *payload, size_t len, double now);
+int fmq_policy_check(struct fmq_policy *p, const char *client_id, const char *username, int access,
+                     const char *topic, const void *payload, size_t len, double now);
 /* A message the broker accepted: the coordinator's global models teach the policy the
  * dimension updates must have. */
 void fmq_policy_observe(struct fmq_policy *p, const char *username, const char *topic,

@@ -17,7 +17,7 @@
 struct fmq_mq {
     MQTTAsync client;
     pthread_mutex_t lock;
-    pthread_cond_t cond;      /* queue not empty / not full / connect result */
+    pthread_cond_t cond;       /* queue not empty / not full / connect result */
     struct fmq_mq_msg **slots; /* owned ring of owned slots (slots never move when it grows) */
     size_t nslots, max_slots, head, count;
     int borrowed; /* slot at head lent to the consumer */

@@ -180,11 +180,19 @@ int fmq_robust_aggregate(struct fmq_robust *r, double *out)
     if (r->n == 0) return FMQ_EINVAL;
     r->last_clipped = 0;
     switch (r->rule) {
-    case FMQ_ROBUST_CLIP: clip_rule(r, out); break;
+    case FMQ_ROBUST_CLIP:
+        clip_rule(r, out);
+        break;
     case FMQ_ROBUST_MEDIAN:
-    case FMQ_ROBUST_TRIMMED: coordinate_rule(r, out); break;
-    case FMQ_ROBUST_KRUM: krum_rule(r, out); break;
-    default: weighted_mean(r, NULL, NULL, out); r->last_used = (int)r->n;
+    case FMQ_ROBUST_TRIMMED:
+        coordinate_rule(r, out);
+        break;
+    case FMQ_ROBUST_KRUM:
+        krum_rule(r, out);
+        break;
+    default:
+        weighted_mean(r, NULL, NULL, out);
+        r->last_used = (int)r->n;
     }
     return 0;
 }

@@ -522,8 +522,10 @@ static void test_giot_supervised_head(void)
                 pb += p[i], nb++;
         pm /= nm, pb /= nb;
         if (getenv("FMQ_TEST_VERBOSE"))
-            fprintf(stderr, "\n  giot head (cls weight %.0f): mean P(malicious) attacks %.3f, "
-                            "beacons %.3f\n", t.cls_weight, pm, pb);
+            fprintf(stderr,
+                    "\n  giot head (cls weight %.0f): mean P(malicious) attacks %.3f, "
+                    "beacons %.3f\n",
+                    t.cls_weight, pm, pb);
         if (pass == 0) {
             CU_ASSERT(pm > 0.9 && pb < 0.1);
         } else {

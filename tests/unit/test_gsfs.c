@@ -169,7 +169,6 @@ static void test_informativeness(void)
     fmq_gsfs_pool_free(&g);
 }
 
-
 /* Selection gaming over 100 aggregations: 2 of 10 agents upload at every chance with 20x
  * inflated updates, the 8 honest ones when their trigger fires (half the time). With the
  * defences on, the attackers are used at most 1.5x their share of the fleet and hold at most
@@ -216,8 +215,9 @@ static void test_selection_gaming(void)
 {
     double ws, ws_off, share = gaming_share(1.5, &ws), off = gaming_share(0, &ws_off);
     if (getenv("FMQ_TEST_VERBOSE"))
-        fprintf(stderr, "\n  gaming: attackers (20%% of agents) picked %.3f, weight %.3f; "
-                        "without fair share picked %.3f, weight %.3f\n",
+        fprintf(stderr,
+                "\n  gaming: attackers (20%% of agents) picked %.3f, weight %.3f; "
+                "without fair share picked %.3f, weight %.3f\n",
                 share, ws, off, ws_off);
     CU_ASSERT(share <= 1.5 * 0.2);
     CU_ASSERT(ws <= 1.5 * 0.2);

@@ -30,8 +30,8 @@ const char *mosquitto_client_username(const struct mosquitto *c)
 {
     return c->username;
 }
-int mosquitto_callback_register(mosquitto_plugin_id_t *id, int event,
-                                MOSQ_FUNC_generic_callback cb, const void *event_data, void *ud)
+int mosquitto_callback_register(mosquitto_plugin_id_t *id, int event, MOSQ_FUNC_generic_callback cb,
+                                const void *event_data, void *ud)
 {
     callbacks[event] = cb;
     return MOSQ_ERR_SUCCESS;
@@ -100,12 +100,9 @@ static void test_policy_topics(void)
 
 static void test_plugin(void)
 {
-    struct mosquitto_opt opts[] = {{"coordinators", "coord"},
-                                   {"dashboards", "dash"},
-                                   {"max_update_bytes", "2000"},
-                                   {"update_rate", "0.01"},
-                                   {"update_burst", "3"},
-                                   {"metrics_interval", "0.1"}};
+    struct mosquitto_opt opts[] = {{"coordinators", "coord"},    {"dashboards", "dash"},
+                                   {"max_update_bytes", "2000"}, {"update_rate", "0.01"},
+                                   {"update_burst", "3"},        {"metrics_interval", "0.1"}};
     struct mosquitto_opt bad[] = {{"update_rate", "fast"}};
     struct fmq_buf b = {0}, g = {0};
     struct fmq_global gl;
@@ -168,9 +165,9 @@ static void test_plugin(void)
                     MOSQ_ERR_ACL_DENIED);
     CU_ASSERT_EQUAL(acl("a1", "a1", MOSQ_ACL_WRITE, "fedmq/iot23/model/global", g.data, g.len),
                     MOSQ_ERR_ACL_DENIED);
-    CU_ASSERT_EQUAL(acl("coord", "coord", MOSQ_ACL_WRITE, "fedmq/iot23/model/global", g.data,
-                        g.len),
-                    MOSQ_ERR_SUCCESS);
+    CU_ASSERT_EQUAL(
+        acl("coord", "coord", MOSQ_ACL_WRITE, "fedmq/iot23/model/global", g.data, g.len),
+        MOSQ_ERR_SUCCESS);
     CU_ASSERT_EQUAL(acl("coord", "coord", MOSQ_ACL_SUBSCRIBE, "fedmq/+/update/+", NULL, 0),
                     MOSQ_ERR_SUCCESS);
     CU_ASSERT_EQUAL(acl("dash", "dash", MOSQ_ACL_SUBSCRIBE, "fedmq/#", NULL, 0),
@@ -220,15 +217,15 @@ static void test_policy_rate(void)
     CU_ASSERT_FATAL(fmq_policy_init(p) == 0);
     make_update(&b, "a1", 4);
     for (int i = 0; i < 5; i++)
-        ok += fmq_policy_check(p, "a1", "a1", FMQ_ACC_WRITE, "fedmq/iot23/update/a1", b.data,
-                               b.len, 100.0) == FMQ_DENY_OK;
+        ok += fmq_policy_check(p, "a1", "a1", FMQ_ACC_WRITE, "fedmq/iot23/update/a1", b.data, b.len,
+                               100.0) == FMQ_DENY_OK;
     CU_ASSERT_EQUAL(ok, 3);
     CU_ASSERT_EQUAL(p->denied[FMQ_DENY_RATE], 2);
     CU_ASSERT_EQUAL(fmq_policy_check(p, "a1", "a1", FMQ_ACC_WRITE, "fedmq/iot23/update/a1", b.data,
                                      b.len, 101.5),
                     FMQ_DENY_OK); /* a token back after a second */
-    CU_ASSERT_EQUAL(fmq_policy_check(p, "a2", "a2", FMQ_ACC_WRITE, "fedmq/iot23/update/a2",
-                                     b.data, b.len, 100.0),
+    CU_ASSERT_EQUAL(fmq_policy_check(p, "a2", "a2", FMQ_ACC_WRITE, "fedmq/iot23/update/a2", b.data,
+                                     b.len, 100.0),
                     FMQ_DENY_FORGED); /* another client has its own bucket; id still checked */
     fmq_policy_free(p);
     fmq_buf_free(&b);

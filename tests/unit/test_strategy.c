@@ -142,7 +142,6 @@ static void test_sensing_plan(void)
     CU_ASSERT_DOUBLE_EQUAL(e.delay, 1.0, 1e-12);
 }
 
-
 /* Robust rules against hand-worked values: 5 updates of dim 2, one of them an outlier. */
 static void test_robust_rules(void)
 {
@@ -208,7 +207,7 @@ static void test_dp_accountant(void)
     CU_ASSERT_DOUBLE_EQUAL(e10, best, 1e-9);
     CU_ASSERT(order >= 2 && order <= 256);
     e1 = fmq_dp_epsilon(1.0, 2.0, 1, 1e-5, NULL);
-    CU_ASSERT(e1 < e10);                                      /* composition spends more */
+    CU_ASSERT(e1 < e10);                                       /* composition spends more */
     CU_ASSERT(fmq_dp_epsilon(1.0, 4.0, 10, 1e-5, NULL) < e10); /* more noise spends less */
     e_sub = fmq_dp_epsilon(0.1, 2.0, 10, 1e-5, NULL);
     CU_ASSERT(e_sub < e10 / 3); /* sampling one agent in ten amplifies privacy */
@@ -217,8 +216,9 @@ static void test_dp_accountant(void)
     for (int t = 0; t < 10; t++) fmq_dp_account(rdp, 1.0, 2.0);
     CU_ASSERT_DOUBLE_EQUAL(fmq_dp_epsilon_rdp(rdp, 1e-5, NULL), e10, 1e-9);
     if (getenv("FMQ_TEST_VERBOSE"))
-        fprintf(stderr, "\n  dp: sigma 2, 10 rounds, delta 1e-5: epsilon %.3f (q 1), %.3f (q 0.1)\n",
-                e10, e_sub);
+        fprintf(stderr,
+                "\n  dp: sigma 2, 10 rounds, delta 1e-5: epsilon %.3f (q 1), %.3f (q 0.1)\n", e10,
+                e_sub);
     /* clipping */
     CU_ASSERT_EQUAL(fmq_dp_clip(v, 3, 1.0), 1);
     CU_ASSERT_DOUBLE_EQUAL(v[0], 0.6, 1e-6);

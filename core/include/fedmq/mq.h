@@ -24,7 +24,7 @@ int fmq_tls_cfg_set(struct fmq_tls_cfg *t, const char *k, const char *v, int *rc
 
 struct fmq_mq_opts {
     const struct fmq_tls_cfg *tls; /* NULL: plain TCP (ssl:// URIs then fail to connect) */
-    const char *uri; /* tcp://127.0.0.1:1883 */
+    const char *uri;               /* tcp://127.0.0.1:1883 */
     const char *client_id;
     int clean_session;      /* 1: no broker-side session */
     int keepalive;          /* seconds */

@@ -33,11 +33,11 @@ struct fmq_robust {
     double trim;      /* trimmed-mean: share cut at each end, [0, 0.5) */
     double f;         /* multi-krum: assumed Byzantine share of the round's updates */
     size_t dim, n, cap;
-    float *u;        /* owned: cap x dim updates */
-    double *w;       /* owned: cap weights */
-    float *col;      /* owned: cap scratch (one coordinate across updates) */
-    double *d2;      /* owned: cap x cap squared distances (multi-krum) */
-    int last_used;   /* updates that shaped the last aggregate */
+    float *u;      /* owned: cap x dim updates */
+    double *w;     /* owned: cap weights */
+    float *col;    /* owned: cap scratch (one coordinate across updates) */
+    double *d2;    /* owned: cap x cap squared distances (multi-krum) */
+    int last_used; /* updates that shaped the last aggregate */
     int last_clipped;
 };
 int fmq_robust_init(struct fmq_robust *r, int rule, size_t dim);
