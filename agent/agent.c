@@ -95,6 +95,7 @@ void agent_free(struct agent *a)
     fmq_wire_dec_free(&a->dec);
     fmq_buf_free(&a->out);
     fmq_buf_free(&a->tensor);
+    fmq_buf_free(&a->sent);
     free(a->X);
     free(a->y);
     free(a->idx);
@@ -356,6 +357,16 @@ static void on_global(struct agent *a, const struct fmq_mq_msg *m)
         report_bad(a, m->topic, "global model uses another feature version or width");
         goto out;
     }
+    if (a->have_model && strcmp(g.run, a->run) == 0 && g.version == a->version &&
+        g.ts > a->global_ts && a->sent_version == a->version && a->sent.len > 0) {
+        /* the same version published again: the coordinator restarted and may have lost what
+         * it had not yet aggregated; the update goes again (same seq: it is accepted once) */
+        a->global_ts = g.ts;
+        fmq_log(FMQ_LOG_INFO, "global model v%llu republished: sending its update again",
+                (unsigned long long)g.version);
+        fmq_mq_publish(a->mq, a->t_update, a->sent.data, a->sent.len, 1, 0);
+        goto out;
+    }
     if (a->have_model && strcmp(g.run, a->run) == 0 && g.version <= a->version) goto out;
     rc = g.kind == FMQ_MODEL_GIOT ? agent_giot_adopt(a, &gscratch, &g) : adopt(a, &scratch, &g);
     if (rc != 0) {
@@ -364,6 +375,7 @@ static void on_global(struct agent *a, const struct fmq_mq_msg *m)
         agent_free_model_state(a);
         goto out;
     }
+    a->global_ts = g.ts;
     fmq_log(FMQ_LOG_INFO,
             "adopted global %s model v%llu (round %llu, phase %s, %s, codec %s%s, run %s)",
             g.kind == FMQ_MODEL_GIOT ? (gscratch.lora_rank ? "GIoT+LoRA" : "GIoT") : "MLP",
@@ -437,6 +449,17 @@ static int publish_update(struct agent *a, const struct fmq_update *u)
     if ((rc = fmq_wire_encode_update(u, &a->out)) != 0) return rc;
     simulate_uplink(a, a->out.len);
     if ((rc = fmq_mq_publish(a->mq, a->t_update, a->out.data, a->out.len, 1, 0)) != 0) return rc;
+    { /* keep it until the next version: a restarted coordinator may need it again */
+        if (a->sent.cap < a->out.len) {
+            uint8_t *p = realloc(a->sent.data, a->out.len);
+            if (p) a->sent.data = p, a->sent.cap = a->out.len;
+        }
+        if (a->sent.cap >= a->out.len) {
+            memcpy(a->sent.data, a->out.data, a->out.len);
+            a->sent.len = a->out.len;
+            a->sent_version = a->version;
+        }
+    }
     a->updates++;
     a->bytes_sent += a->out.len;
     return 0;

@@ -101,7 +101,10 @@ struct agent {
     int gsfs_uploads; /* uploads made for this version */
     long gsfs_checks;
     struct fmq_gsfs_trigger trig;
-    uint64_t seq; /* update sequence number */
+    uint64_t seq;        /* update sequence number */
+    struct fmq_buf sent; /* the last update published, kept until the next version */
+    uint64_t sent_version;
+    double global_ts; /* send time of the global model in use */
     /* GIoT */
     int kind;                         /* FMQ_MODEL_* of the model in use, 0 = none */
     size_t dim;                       /* trainable parameters of the model in use */

@@ -89,6 +89,8 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     c->version = 1;
     c->round = 0;
     c->phase = c->kind == FMQ_MODEL_GIOT ? FMQ_PHASE_TRAIN : FMQ_PHASE_STATS; /* no features */
+    if ((rc = coord_state_load(c)) < 0) return rc;
+    if (cfg->rounds > 0 && c->round >= (uint64_t)cfg->rounds) c->done = 1;
     return 0;
 }
 
@@ -147,6 +149,7 @@ static void publish_global(struct coord *c)
     }
     fmq_mq_publish(c->mq, c->t_global, c->out.data, c->out.len, 1, 1);
     coord_model_save(c, c->out.data, c->out.len);
+    coord_state_save(c, c->out.data, c->out.len);
     c->last_model_bytes = c->out.len;
     c->round_start = fmq_mono();
     c->deadline_warned = 0;

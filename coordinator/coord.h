@@ -62,6 +62,7 @@ struct coord_cfg {
     double giot_lr;       /* AdamW rate announced to agents */
     char init_model[256]; /* start from this saved global model (the frozen base) */
     char model_out[256];  /* save every global model here (atomic replace) */
+    char state_file[256]; /* crash-safe state: resume from it after a restart ("" = none) */
     long eval_max;        /* evaluate on at most this many test flows (0 = all) */
     int log_level;
 };
@@ -170,5 +171,9 @@ size_t coord_model_params(const struct coord *c);
 void coord_model_to_global(struct coord *c, struct fmq_global *g);
 void coord_evaluate(struct coord *c, struct coord_eval *e);
 int coord_model_save(struct coord *c, const uint8_t *buf, size_t len);
+
+/* coord_state.c */
+int coord_state_save(struct coord *c, const uint8_t *model, size_t model_len);
+int coord_state_load(struct coord *c); /* 0 loaded, 1 none, < 0 unusable */
 
 #endif

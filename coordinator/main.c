@@ -181,6 +181,7 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     if (!strcmp(k, "lora_rank")) return fmq_parse_int(v, 0, 256, &c->lora_rank);
     if (!strcmp(k, "lora_alpha")) return fmq_parse_float(v, 1e-3f, 1e4f, &c->lora_alpha);
     if (!strcmp(k, "init_model")) return fmq_config_str(c->init_model, sizeof c->init_model, v);
+    if (!strcmp(k, "state_file")) return fmq_config_str(c->state_file, sizeof c->state_file, v);
     if (!strcmp(k, "model_out")) return fmq_config_str(c->model_out, sizeof c->model_out, v);
     if (!strcmp(k, "eval_max")) return fmq_parse_long(v, 0, 100000000, &c->eval_max);
     if (!strcmp(k, "window")) return fmq_parse_int(v, 1, FMQ_FEAT_MAXWIN, &c->model.window);
