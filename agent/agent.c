@@ -54,6 +54,7 @@ int agent_init(struct agent *a, const struct agent_cfg *cfg)
     snprintf(a->t_update, sizeof a->t_update, "%s/%s/update/%s", cfg->root, cfg->task, cfg->id);
     snprintf(a->t_status, sizeof a->t_status, "%s/%s/status/%s", cfg->root, cfg->task, cfg->id);
     snprintf(a->t_alerts, sizeof a->t_alerts, "%s/%s/alerts/%s", cfg->root, cfg->task, cfg->id);
+    snprintf(a->t_receipt, sizeof a->t_receipt, "%s/%s/receipt/%s", cfg->root, cfg->task, cfg->id);
     a->bad_log = (struct fmq_ratelimit){10.0, 5, 0, 0, 0};
     /* sequence numbers start at the start time in microseconds, so they keep increasing across
      * restarts and the coordinator can refuse every replayed (agent, seq) */
@@ -151,7 +152,9 @@ int agent_connect(struct agent *a)
     if (rc) return rc;
     for (int i = 0; i < a->cfg.nsensors; i++)
         if ((rc = fmq_mq_subscribe(a->mq, a->cfg.sensors[i], 1)) != 0) return rc;
-    if ((rc = fmq_mq_subscribe(a->mq, a->t_global, 1)) != 0) return rc;
+    if ((rc = fmq_mq_subscribe(a->mq, a->t_global, 1)) != 0 ||
+        (rc = fmq_mq_subscribe(a->mq, a->t_receipt, 1)) != 0)
+        return rc;
     if ((rc = fmq_mq_connect(a->mq, 30.0)) != 0) return rc;
     fmq_log(FMQ_LOG_INFO, "connected to %s; sensors %s%s; model %s", a->cfg.broker,
             a->cfg.sensors[0], a->cfg.nsensors > 1 ? " ..." : "", a->t_global);
@@ -331,6 +334,22 @@ static int adopt(struct agent *a, struct fmq_model *m, const struct fmq_global *
     return 0;
 }
 
+/* {"seq":N,...} from the coordinator: the update with that sequence number is settled. */
+static void on_receipt(struct agent *a, const struct fmq_mq_msg *m)
+{
+    const char *p = strstr((const char *)m->payload, "\"seq\":"); /* payload ends in NUL */
+    unsigned long long seq;
+    if (p && sscanf(p + 6, "%llu", &seq) == 1 && seq == a->sent_seq) a->sent_confirmed = 1;
+}
+
+static void resend(struct agent *a, const char *why)
+{
+    a->resent++;
+    fmq_log(FMQ_LOG_INFO, "%s: sending update #%llu for v%llu again", why,
+            (unsigned long long)a->sent_seq, (unsigned long long)a->sent_version);
+    fmq_mq_publish(a->mq, a->t_update, a->sent.data, a->sent.len, 1, 0);
+}
+
 static void on_global(struct agent *a, const struct fmq_mq_msg *m)
 {
     struct fmq_model scratch = {0};
@@ -359,12 +378,11 @@ static void on_global(struct agent *a, const struct fmq_mq_msg *m)
     }
     if (a->have_model && strcmp(g.run, a->run) == 0 && g.version == a->version &&
         g.ts > a->global_ts && a->sent_version == a->version && a->sent.len > 0) {
-        /* the same version published again: the coordinator restarted and may have lost what
-         * it had not yet aggregated; the update goes again (same seq: it is accepted once) */
+        /* the same version published again: the coordinator restarted or reconnected and may
+         * have lost what it had not yet aggregated; the update goes again (same seq: it is
+         * accepted once, and a receipt settles it) */
         a->global_ts = g.ts;
-        fmq_log(FMQ_LOG_INFO, "global model v%llu republished: sending its update again",
-                (unsigned long long)g.version);
-        fmq_mq_publish(a->mq, a->t_update, a->sent.data, a->sent.len, 1, 0);
+        if (!a->sent_confirmed) resend(a, "global model republished");
         goto out;
     }
     if (a->have_model && strcmp(g.run, a->run) == 0 && g.version <= a->version) goto out;
@@ -458,6 +476,8 @@ static int publish_update(struct agent *a, const struct fmq_update *u)
             memcpy(a->sent.data, a->out.data, a->out.len);
             a->sent.len = a->out.len;
             a->sent_version = a->version;
+            a->sent_seq = u->seq;
+            a->sent_confirmed = 0;
         }
     }
     a->updates++;
@@ -677,13 +697,21 @@ static void gsfs_chunk(struct agent *a)
 int agent_step(struct agent *a, int timeout_ms)
 {
     struct fmq_mq_msg *m;
+    struct fmq_mq_stats st;
     int rc = fmq_mq_poll(a->mq, &m, a->gsfs_active ? 0 : timeout_ms);
 
     if (rc == 0) {
         if (strcmp(m->topic, a->t_global) == 0)
             on_global(a, m);
+        else if (strcmp(m->topic, a->t_receipt) == 0)
+            on_receipt(a, m);
         else
             on_sensor(a, m);
+    }
+    fmq_mq_get_stats(a->mq, &st);
+    if (st.reconnects != a->reconnects) { /* the link came back: nothing unconfirmed stays lost */
+        a->reconnects = st.reconnects;
+        if (a->sent.len && !a->sent_confirmed) resend(a, "reconnected");
     }
     if (a->kind == FMQ_MODEL_GIOT) agent_giot_due(a);
     if (a->pending && agent_held(a) >= (size_t)a->cfg.min_train && agent_held(a) >= 2) {

@@ -102,8 +102,11 @@ struct agent {
     long gsfs_checks;
     struct fmq_gsfs_trigger trig;
     uint64_t seq;        /* update sequence number */
-    struct fmq_buf sent; /* the last update published, kept until the next version */
-    uint64_t sent_version;
+    struct fmq_buf sent; /* the last update published, kept until its receipt */
+    uint64_t sent_version, sent_seq;
+    int sent_confirmed;  /* the coordinator's receipt for sent_seq arrived */
+    uint64_t reconnects; /* seen in the MQTT client's counters */
+    uint64_t resent;
     double global_ts; /* send time of the global model in use */
     /* GIoT */
     int kind;                         /* FMQ_MODEL_* of the model in use, 0 = none */
@@ -121,7 +124,7 @@ struct agent {
     uint64_t bytes_sent; /* update payload bytes */
     struct fmq_ratelimit bad_log;
     double last_status;
-    char t_global[256], t_update[256], t_status[256], t_alerts[256];
+    char t_global[256], t_update[256], t_status[256], t_alerts[256], t_receipt[256];
 };
 
 void agent_cfg_default(struct agent_cfg *c);

@@ -250,6 +250,23 @@ static void sample_agents(struct coord *c)
     c->nselected = k;
 }
 
+/* End-to-end receipt on the agent's own topic: the agent keeps an update until it sees one. */
+static void receipt(struct coord *c, const char *agent, uint64_t seq, uint64_t base,
+                    const char *status)
+{
+    char topic[256], body[160];
+    int n;
+    snprintf(topic, sizeof topic, "%s/%s/receipt/%s", c->cfg.root, c->cfg.task, agent);
+    n = snprintf(body, sizeof body, "{\"seq\":%llu,\"version\":%llu,\"status\":\"%s\"}",
+                 (unsigned long long)seq, (unsigned long long)base, status);
+    fmq_mq_publish(c->mq, topic, body, (size_t)n, 1, 0);
+}
+
+static void send_receipt(struct coord *c, const struct fmq_update *u, const char *status)
+{
+    receipt(c, u->agent, u->seq, u->base_version, status);
+}
+
 static void on_update(struct coord *c, const struct fmq_mq_msg *m)
 {
     struct fmq_update u;
@@ -281,6 +298,7 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
             snprintf(err, sizeof err, "base version %llu, current is %llu",
                      (unsigned long long)u.base_version, (unsigned long long)c->version);
             reject(c, &c->rej_stale, m->topic, err);
+            send_receipt(c, &u, "stale"); /* settled: the agent need not send it again */
             return;
         }
     }
@@ -300,6 +318,7 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
         snprintf(err, sizeof err, "sequence number %llu already seen (last accepted %llu): replay",
                  (unsigned long long)u.seq, (unsigned long long)a->last_seq);
         reject(c, &c->rej_replay, m->topic, err);
+        send_receipt(c, &u, "duplicate"); /* accepted before: confirm again, apply never */
         return;
     }
     if (c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS) {
@@ -338,6 +357,7 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
     }
     a->in_round = 1;
     a->last_seq = u.seq;
+    a->last_base = u.base_version;
     a->online = 1;
     a->updates++;
     fmq_link_observe(&a->link, u.ts, fmq_now(), m->len, u.sps);
@@ -463,7 +483,10 @@ static void close_round(struct coord *c)
                                     c->agents[i].id);
     }
     sample_agents(c);
-    publish_global(c);
+    publish_global(c);                   /* also the durable checkpoint (state_file) */
+    for (int i = 0; i < c->nagents; i++) /* only now is an aggregated update safe: confirm it */
+        if (c->agents[i].in_round)
+            receipt(c, c->agents[i].id, c->agents[i].last_seq, c->agents[i].last_base, "applied");
     /* the broker sends the model once to every subscribed agent */
     down = (uint64_t)c->last_model_bytes *
            (uint64_t)(online > c->participants ? online : c->participants);
@@ -544,6 +567,17 @@ static void close_round(struct coord *c)
 int coord_step(struct coord *c, int timeout_ms)
 {
     struct fmq_mq_msg *m;
+    struct fmq_mq_stats st;
+    fmq_mq_get_stats(c->mq, &st);
+    if (st.reconnects != c->reconnects) {
+        /* back from a lost connection (perhaps the broker restarted and lost its retained
+         * messages): publish the current version again; agents that had sent an update for it
+         * and saw no receipt send it again */
+        c->reconnects = st.reconnects;
+        fmq_log(FMQ_LOG_INFO, "reconnected: publishing v%llu again",
+                (unsigned long long)c->version);
+        publish_global(c);
+    }
     if (fmq_mq_poll(c->mq, &m, timeout_ms) == 0) {
         if (fmq_topic_match(c->t_update_filter, m->topic))
             on_update(c, m);

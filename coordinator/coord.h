@@ -75,6 +75,7 @@ struct coord_agent {
     int in_round;             /* update accepted this round */
     uint64_t updates;         /* accepted updates, all rounds */
     uint64_t last_seq;        /* highest sequence number accepted: anything not above is a replay */
+    uint64_t last_base;       /* base version of that update (for its receipt) */
 };
 
 #define COORD_HISTORY 4096
@@ -153,6 +154,7 @@ struct coord {
     struct coord_round hist[COORD_HISTORY]; /* first COORD_HISTORY rounds, for the summary */
     int nhist;
     char t_global[256], t_update_filter[256], t_status_filter[256], t_metrics[256];
+    uint64_t reconnects; /* seen in the MQTT client's counters */
 };
 
 void coord_cfg_default(struct coord_cfg *c);

@@ -84,6 +84,21 @@ class Harness:
         wait_for(up, 10, "mosquitto to listen")
         return "tcp://127.0.0.1:%d" % self.port
 
+    def restart_broker(self, sig=signal.SIGTERM):
+        """Stops the broker (SIGTERM: clean; SIGKILL: crash) and starts it again on the same
+        port with the same configuration."""
+        self.stop(self.broker, sig)
+        path = os.path.join(self.work, "mosquitto.conf")
+        self.broker = self.spawn("mosquitto-%d" % len(self.procs), [self.mosquitto, "-c", path])
+
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, 10, "mosquitto to listen again")
+
     def publish(self, topic, payload=None, file=None, retain=False):
         argv = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-q", "1", "-t", topic]
         argv += ["-f", file] if file else ["-m", payload]

@@ -82,8 +82,7 @@ def main():
             ms = [json.loads(l) for l in f if l.strip()]
         assert [m["round"] for m in ms] == list(range(ROUNDS + 1)), [m["round"] for m in ms]
         assert all(m["participants"] == len(files) for m in ms), [m["participants"] for m in ms]
-        resent = sum("sending its update again" in h.log("agent-" + site(os.path.basename(f)))
-                     for f in files)
+        resent = sum(" again" in h.log("agent-" + site(os.path.basename(f))) for f in files)
         print("rounds after the restart all complete with %d agents; %d agents resent an update;"
               " final F1 %.4f" % (len(files), resent, ms[-1]["f1"]))
         ok = True
