@@ -49,7 +49,7 @@ def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, ro
         metrics = os.path.join(work, "metrics.jsonl")
         coord = h.spawn("coordinator", [h.bin("coordinator/fedmq-coordinator"), "--broker", broker,
                                         "--rounds", str(rounds), "--expected-agents",
-                                        str(len(SITES)), "--deadline", "60", "--test-from",
+                                        str(len(SITES)), "--deadline", "20", "--test-from",
                                         "0.7", "--robust", robust, "--metrics-file", metrics]
                         + sum([["--test", os.path.join(data, c)] for c in CAPTURES], [])
                         + list(coordinator_args))
