@@ -147,6 +147,7 @@ int agent_connect(struct agent *a)
     o.will_payload = wb.data;
     o.will_len = wb.len;
     o.will_retained = 1;
+    o.clean_session = a->cfg.clean_session;
     rc = fmq_mq_create(&a->mq, &o);
     fmq_buf_free(&wb);
     if (rc) return rc;

@@ -46,6 +46,8 @@ struct agent_cfg {
     double threshold;            /* alert when P(malicious) >= threshold */
     long max_devices;            /* featurizer device table bound */
     double status_interval;      /* seconds between status messages */
+    int clean_session;           /* 0: the broker keeps the session and queues QoS 1 messages
+                                    (sensor records, models, receipts) while the agent is away */
     double simulate_uplink_bps;  /* test mode: hold each update len/bps seconds */
     double dp_clip, dp_noise;    /* local DP: clip the update to dp_clip, add N(0, (z dp_clip)^2) */
     int attack;                  /* test mode: enum agent_attack (Byzantine behaviour) */

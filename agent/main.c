@@ -9,7 +9,7 @@
 
 static volatile sig_atomic_t stop;
 static int check_only;
-static const char *const bool_keys[] = {"check", "tls_verify_hostname", NULL};
+static const char *const bool_keys[] = {"check", "tls_verify_hostname", "clean_session", NULL};
 
 static void on_signal(int sig)
 {
@@ -68,6 +68,7 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
         }
         return 0;
     }
+    if (!strcmp(k, "clean_session")) return fmq_parse_bool(v, &c->clean_session);
     if (!strcmp(k, "giot_steps")) return fmq_parse_long(v, 1, 1000000, &c->giot_steps);
     if (!strcmp(k, "giot_batch")) return fmq_parse_int(v, 1, 1024, &c->giot_batch);
     if (!strcmp(k, "giot_cls_weight")) return fmq_parse_float(v, 0, 100, &c->giot_cls_weight);

@@ -268,6 +268,7 @@ int fmq_mq_create(struct fmq_mq **out, const struct fmq_mq_opts *o)
     }
     co.sendWhileDisconnected = 1; /* queued in Paho while the link is down */
     co.maxBufferedMessages = o->max_buffered > 0 ? o->max_buffered : 1000;
+    co.deleteOldestMessages = 1; /* full while offline: the oldest goes, sending never blocks */
     rc = MQTTAsync_createWithOptions(&mq->client, mq->uri, mq->client_id,
                                      MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
     if (rc != MQTTASYNC_SUCCESS) {

@@ -63,6 +63,26 @@ def main():
         h.restart_broker(signal.SIGTERM)      # a clean stop while round 4 trains
         assert coord.wait(240) == 0, h.log("coordinator")
 
+        # a persistent session: records published while the agent is away reach it afterwards
+        away = agents[1]
+        bus = h.inspect("bus", "fedmq/iot23/status/" + away)
+        assert h.stop(h.procs[[n for n, _, _ in h.procs].index("agent-" + away)][1]) == 0
+        r = h.spawn("replay-away", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast",
+                                    "--range", "0.7:1", files[1]])
+        assert r.wait(60) == 0, h.log("replay-away")
+        sent = int(h.log("replay-away").split("published ")[1].split(" ")[0])
+        h.spawn("agent-" + away + "-again",
+                [h.bin("agent/fedmq-agent"), "--broker", broker, "--id", away, "--sensors",
+                 "sensors/%s/+/conn" % away, "--status-interval", "1"])
+
+        def received():
+            st = [m for m in h.messages(bus) if m.get("kind") == "status" and m["state"] == "online"]
+            return st and st[-1]["flows"] >= sent and st[-1]["flows"]
+        got = wait_for(received, 30, "the records published while the agent was away")
+        print("persistent session: %d records published while the agent was away; it received "
+              "%d after it came back (QoS 1 is at least once: unacknowledged ones come again)" %
+              (sent, got))
+
         with open(metrics) as f:
             ms = [json.loads(l) for l in f if l.strip()]
         parts = [m["participants"] for m in ms]

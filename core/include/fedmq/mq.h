@@ -36,7 +36,9 @@ struct fmq_mq_opts {
     const char *password;
     size_t queue_slots; /* inbound queue slots at start, messages */
     size_t queue_max;   /* the queue doubles when full, up to this many messages */
-    int max_buffered;   /* outbound messages Paho may hold before FMQ_EFULL */
+    int max_buffered;   /* outbound messages Paho holds while disconnected; when full the
+                           oldest is dropped (an agent's update is still kept until its receipt
+                           and sent again after the reconnect) */
 };
 void fmq_mq_opts_default(struct fmq_mq_opts *o);
 
