@@ -147,7 +147,11 @@ static void krum_rule(struct fmq_robust *r, double *out)
     size_t n = r->n, f = (size_t)floor(r->f * (double)n), near, m;
     int use[1024] = {0};
     double score[1024], row[1024];
-    if (n > 1024) n = 1024; /* COORD_MAX_AGENTS */
+    if (n > 1024) { /* beyond the fixed scratch (the coordinator's agent limit): plain mean */
+        weighted_mean(r, NULL, NULL, out);
+        r->last_used = (int)r->n;
+        return;
+    }
     near = n > f + 2 ? n - f - 2 : 1;
     m = n > f ? n - f : 1;
     for (size_t a = 0; a < n; a++)
