@@ -42,6 +42,7 @@ def main():
             h.spawn("agent-" + s, [h.bin("agent/fedmq-agent"), "--broker", broker, "--id", s,
                                    "--sensors", "sensors/%s/+/conn" % s, "--min-train", "50",
                                    "--epochs", "20"])  # longer rounds: the faults land mid-round
+        rcpt = h.inspect("receipts", "fedmq/iot23/receipt/#")
         r = h.spawn("replay", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast",
                                "--with-labels", "--range", "0:0.7"] + files)
         assert r.wait(120) == 0, h.log("replay")
@@ -65,8 +66,10 @@ def main():
 
         # a persistent session: records published while the agent is away reach it afterwards
         away = agents[1]
-        bus = h.inspect("bus", "fedmq/iot23/status/" + away)
         assert h.stop(h.procs[[n for n, _, _ in h.procs].index("agent-" + away)][1]) == 0
+        # observed from here on: the retained status is now the old process's "offline", so
+        # every "online" status seen comes from the process started below
+        bus = h.inspect("bus", "fedmq/iot23/status/" + away)
         r = h.spawn("replay-away", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast",
                                     "--range", "0.7:1", files[1]])
         assert r.wait(60) == 0, h.log("replay-away")
@@ -87,6 +90,14 @@ def main():
             ms = [json.loads(l) for l in f if l.strip()]
         parts = [m["participants"] for m in ms]
         resent = {s: h.log("agent-" + s).count(" again") for s in agents}
+        sent = sum(h.log("agent-" + s).count("sent update") + h.log("agent-" + s).count(
+            "sent statistics") for s in agents)
+        applied = sum(parts)
+        receipts = len([m for m in h.messages(rcpt) if '"applied"' in m.get("text", "")])
+        print("updates: %d sent, %d sent again, %d applied by the coordinator (= rounds x agents: "
+              "none lost), %d receipts seen by an observer that also went through the restarts" %
+              (sent, sum(resent.values()), applied, receipts))
+        assert applied == (ROUNDS + 1) * len(agents)
         print("rounds %s, participants %s, updates sent again %s, final F1 %.4f" %
               ([m["round"] for m in ms], parts, resent, ms[-1]["f1"]))
         assert [m["round"] for m in ms] == list(range(ROUNDS + 1))
@@ -96,7 +107,7 @@ def main():
         ok = True
     finally:
         h.close()
-        if ok:
+        if ok and not os.environ.get("FMQ_KEEP"):
             shutil.rmtree(work, ignore_errors=True)
         else:
             print("logs kept in", work)
