@@ -4,7 +4,7 @@
 # length counts as a finding. Corpora start from fuzz/seeds/<target> (golden vectors, captures,
 # configs) and grow in build-fuzz/corpus/<target>; a crash is saved to fuzz/regressions/<target>/
 # (commit it with the fix: ctest replays it in every build). Prints executions per target.
-# Usage: fuzz/run.sh [SECONDS]       (default 30)
+# Usage: fuzz/run.sh [SECONDS]       (default 30; FMQ_FUZZ_ONLY="wire codec" picks targets)
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${1:-30}
@@ -17,7 +17,7 @@ if ! { CC=clang cmake -S "$SRC" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFMQ_
     exit 1
 fi
 status=0
-for t in wire codec flow_json connlog config; do
+for t in ${FMQ_FUZZ_ONLY:-wire codec flow_json connlog config}; do
     mkdir -p "$B/corpus/$t" "$SRC/fuzz/regressions/$t"
     log="$B/fuzz_$t.log"
     if "$B/fuzz/fuzz_$t" -max_total_time="$SECS" -rss_limit_mb=1024 -malloc_limit_mb=64 \

@@ -98,7 +98,16 @@ static int parse_tsv_header(struct fmq_connlog *r)
     return 0;
 }
 
+static int open_stream(struct fmq_connlog *r, FILE *f, const char *name);
+
 int fmq_connlog_open_stream(struct fmq_connlog *r, FILE *f, const char *name)
+{
+    int rc = open_stream(r, f, name);
+    if (rc != 0) fmq_connlog_close(r); /* ownership was taken: a failed open closes f */
+    return rc;
+}
+
+static int open_stream(struct fmq_connlog *r, FILE *f, const char *name)
 {
     int rc;
 
@@ -147,16 +156,13 @@ int fmq_connlog_open_stream(struct fmq_connlog *r, FILE *f, const char *name)
 int fmq_connlog_open(struct fmq_connlog *r, const char *path)
 {
     FILE *f = fopen(path, "r");
-    int rc;
 
     if (!f) {
         memset(r, 0, sizeof *r);
         fmq_log(FMQ_LOG_ERROR, "%s: cannot open", path);
         return FMQ_EIO;
     }
-    rc = fmq_connlog_open_stream(r, f, path);
-    if (rc != 0) fmq_connlog_close(r);
-    return rc;
+    return fmq_connlog_open_stream(r, f, path);
 }
 
 void fmq_connlog_close(struct fmq_connlog *r)

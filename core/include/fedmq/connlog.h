@@ -40,7 +40,8 @@ struct fmq_connlog {
 /* Opens path and detects its layout from the first line. Returns FMQ_EIO or FMQ_EFORMAT
  * (unrecognised layout, bad header) with a logged reason. */
 int fmq_connlog_open(struct fmq_connlog *r, const char *path);
-/* Same over an already open stream (takes ownership of f); name is used in messages. */
+/* Same over an already open stream; name is used in messages. Takes ownership of f: on failure
+ * f is already closed (calling fmq_connlog_close afterwards is harmless). */
 int fmq_connlog_open_stream(struct fmq_connlog *r, FILE *f, const char *name);
 /* Reads the next valid record into out. Returns 0, or FMQ_EOF at the end. */
 int fmq_connlog_next(struct fmq_connlog *r, struct fmq_flow *out);
