@@ -5,10 +5,9 @@ last 30% of every capture. Some agents can be Byzantine (the agent's test mode).
 final round's metrics."""
 import json
 import os
-import shutil
-import tempfile
+from types import SimpleNamespace
 
-from harness import Harness, wait_for
+from harness import session, wait_for
 
 CAPTURES = ["CTU-IoT-Malware-Capture-34-1.conn.log.labeled",
             "CTU-IoT-Malware-Capture-42-1.conn.log.labeled",
@@ -26,10 +25,8 @@ SITES = [("mirai-a", 0, "0:0.175"), ("trojan", 1, "0:0.7"), ("mirai-b", 0, "0.17
 
 def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, robust="none",
         rounds=8, coordinator_args=()):
-    work = tempfile.mkdtemp(prefix="fedmq-fleet-")
-    h = Harness(build, source, mosquitto, work)
-    ok = False
-    try:
+    with session(SimpleNamespace(build=build, source=source, mosquitto=mosquitto),
+                 "fedmq-fleet-") as h:
         broker = h.start_broker()
         data = os.path.join(source, "data", "iot23")
         for i, (site, _, _) in enumerate(SITES):
@@ -46,7 +43,7 @@ def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, ro
                                            "--site", site, "--fast", "--with-labels", "--range",
                                            rng, os.path.join(data, CAPTURES[ci])])
             assert r.wait(120) == 0, h.log("replay-" + site)
-        metrics = os.path.join(work, "metrics.jsonl")
+        metrics = os.path.join(h.work, "metrics.jsonl")
         coord = h.spawn("coordinator", [h.bin("coordinator/fedmq-coordinator"), "--broker", broker,
                                         "--rounds", str(rounds), "--expected-agents",
                                         str(len(SITES)), "--deadline", "20", "--test-from",
@@ -56,11 +53,4 @@ def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, ro
         assert coord.wait(600) == 0, h.log("coordinator")
         with open(metrics) as f:
             ms = [json.loads(l) for l in f]
-        ok = True
         return ms[-1]
-    finally:
-        h.close()
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print("logs kept in", work)

@@ -2,11 +2,15 @@
 broker-config/mosquitto-dev.conf, fedmq processes with their logs captured, fedmq-inspect as the
 observer of what really crossed the broker, and an independent parser of the IoT-23 ground truth
 (not the C reader under test). Everything started is stopped in close()."""
+import argparse
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 
@@ -65,39 +69,38 @@ class Harness:
             return f.read()
 
     # ---- broker ----
-    def start_broker(self):
-        self.port = free_port()
-        with open(os.path.join(self.source, "broker-config", "mosquitto-dev.conf")) as f:
-            conf = f.read().replace("@PORT@", str(self.port)).replace("@DIR@", self.work)
-        path = os.path.join(self.work, "mosquitto.conf")
-        with open(path, "w") as f:
-            f.write(conf)
-        self.broker = self.spawn("mosquitto", [self.mosquitto, "-c", path])
+    def _run_broker(self, name, env=None):
+        self.broker = self.spawn(name, [self.mosquitto, "-c",
+                                        os.path.join(self.work, "mosquitto.conf")], env=env)
 
         def up():
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
                 return True
             except OSError:
-                assert self.broker.poll() is None, "mosquitto exited: " + self.log("mosquitto")
+                assert self.broker.poll() is None, "mosquitto exited: " + self.log(name)
                 return False
         wait_for(up, 10, "mosquitto to listen")
+
+    def start_broker(self, conf="mosquitto-dev.conf", edit=None, env=None):
+        """Starts mosquitto on a free loopback port from broker-config/<conf> with @PORT@ and
+        @DIR@ filled in (edit, if given, changes the text further); returns its tcp:// URI."""
+        self.port = free_port()
+        with open(os.path.join(self.source, "broker-config", conf)) as f:
+            text = f.read()
+        if edit:
+            text = edit(text)
+        text = text.replace("@PORT@", str(self.port)).replace("@DIR@", self.work)
+        with open(os.path.join(self.work, "mosquitto.conf"), "w") as f:
+            f.write(text)
+        self._run_broker("mosquitto", env)
         return "tcp://127.0.0.1:%d" % self.port
 
     def restart_broker(self, sig=signal.SIGTERM):
         """Stops the broker (SIGTERM: clean; SIGKILL: crash) and starts it again on the same
         port with the same configuration."""
         self.stop(self.broker, sig)
-        path = os.path.join(self.work, "mosquitto.conf")
-        self.broker = self.spawn("mosquitto-%d" % len(self.procs), [self.mosquitto, "-c", path])
-
-        def up():
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return True
-            except OSError:
-                return False
-        wait_for(up, 10, "mosquitto to listen again")
+        self._run_broker("mosquitto-%d" % len(self.procs))
 
     def publish(self, topic, payload=None, file=None, retain=False):
         argv = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-q", "1", "-t", topic]
@@ -120,6 +123,41 @@ class Harness:
     def messages(path):
         with open(path) as f:
             return [json.loads(line) for line in f if line.strip()]
+
+
+def site(capture):
+    """The site name fedmq-replay derives from a capture's file name."""
+    return os.path.basename(capture).split(".")[0].replace("conn", "").rstrip("-")
+
+
+def parse_args(*extra):
+    """--build, --source, --mosquitto, plus (flag, kwargs) pairs the test adds."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--source", required=True)
+    ap.add_argument("--mosquitto", default="mosquitto")
+    for flag, kw in extra:
+        ap.add_argument(flag, **kw)
+    return ap.parse_args()
+
+
+@contextlib.contextmanager
+def session(args, prefix):
+    """A Harness in a fresh work directory: everything it started is stopped at the end; the
+    directory is removed after a pass (kept with FMQ_KEEP=1) and kept, and named, after a
+    failure."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    h = Harness(args.build, args.source, args.mosquitto, work)
+    ok = False
+    try:
+        yield h
+        ok = True
+    finally:
+        h.close()
+        if ok and not os.environ.get("FMQ_KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print("logs kept in", work)
 
 
 def ground_truth(path):

@@ -4,28 +4,21 @@ rounds without the dead agent close at their deadline under the minimum particip
 agent, started again, catches up from the retained global model and takes part in the next
 round once it has records again (its buffer died with it). Every malformed message is counted, the logs stay rate-limited, nobody crashes, valid
 traffic keeps flowing, and every process exits cleanly (under the sanitizer suite: no leak)."""
-import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, wait_for  # noqa: E402
+from harness import parse_args, session, site, wait_for  # noqa: E402
 
 CAPTURES = ["CTU-IoT-Malware-Capture-34-1.conn.log.labeled",
             "CTU-Honeypot-Capture-5-1.conn.log.labeled",
             "CTU-IoT-Malware-Capture-44-1conn.log.labeled.csv"]
 ROUNDS = 5
 FLOOD = 2000  # malformed messages per flooded topic
-
-
-def site(name):
-    return name.split(".")[0].replace("conn", "").rstrip("-")
 
 
 def flood(h, topic, lines):
@@ -38,15 +31,8 @@ def flood(h, topic, lines):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", required=True)
-    ap.add_argument("--source", required=True)
-    ap.add_argument("--mosquitto", default="mosquitto")
-    args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="fedmq-chaos-")
-    h = Harness(args.build, args.source, args.mosquitto, work)
-    ok = False
-    try:
+    args = parse_args()
+    with session(args, "fedmq-chaos-") as h:
         broker = h.start_broker()
         files = [os.path.join(args.source, "data", "iot23", c) for c in CAPTURES]
         names = [site(os.path.basename(f)) for f in files]
@@ -61,7 +47,7 @@ def main():
         r = h.spawn("replay", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast",
                                "--with-labels", "--range", "0:0.7"] + files)
         assert r.wait(120) == 0, h.log("replay")
-        metrics = os.path.join(work, "metrics.jsonl")
+        metrics = os.path.join(h.work, "metrics.jsonl")
         coord = h.spawn("coordinator", [h.bin("coordinator/fedmq-coordinator"), "--broker", broker,
                                         "--rounds", str(ROUNDS), "--expected-agents", "3",
                                         "--min-participants", "2", "--deadline", "6",
@@ -118,13 +104,6 @@ def main():
         for s, p in procs.items():
             assert p.poll() is None, h.log("agent-" + s)
             assert h.stop(p) == 0, h.log("agent-" + s + ("-again" if s == victim else ""))
-        ok = True
-    finally:
-        h.close()
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print("logs kept in", work)
     print("integration_chaos: passed")
 
 

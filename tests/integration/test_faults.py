@@ -4,16 +4,13 @@ coordinator reconnect by themselves; the coordinator publishes its current model
 agent whose update was not yet applied sends it again (end-to-end receipts, issue 7). Asserts
 that every round completes with every agent, so no update was lost, and that nothing is applied
 twice (each agent contributes once per round)."""
-import argparse
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, wait_for  # noqa: E402
+from harness import parse_args, session, site, wait_for  # noqa: E402
 
 CAPTURES = ["CTU-IoT-Malware-Capture-34-1.conn.log.labeled",
             "CTU-Honeypot-Capture-5-1.conn.log.labeled",
@@ -21,20 +18,9 @@ CAPTURES = ["CTU-IoT-Malware-Capture-34-1.conn.log.labeled",
 ROUNDS = 5
 
 
-def site(name):
-    return name.split(".")[0].replace("conn", "").rstrip("-")
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", required=True)
-    ap.add_argument("--source", required=True)
-    ap.add_argument("--mosquitto", default="mosquitto")
-    args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="fedmq-faults-")
-    h = Harness(args.build, args.source, args.mosquitto, work)
-    ok = False
-    try:
+    args = parse_args()
+    with session(args, "fedmq-faults-") as h:
         broker = h.start_broker()
         files = [os.path.join(args.source, "data", "iot23", c) for c in CAPTURES]
         agents = [site(os.path.basename(f)) for f in files]
@@ -46,7 +32,7 @@ def main():
         r = h.spawn("replay", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast",
                                "--with-labels", "--range", "0:0.7"] + files)
         assert r.wait(120) == 0, h.log("replay")
-        metrics = os.path.join(work, "metrics.jsonl")
+        metrics = os.path.join(h.work, "metrics.jsonl")
         coord = h.spawn("coordinator", [h.bin("coordinator/fedmq-coordinator"), "--broker", broker,
                                         "--rounds", str(ROUNDS), "--expected-agents",
                                         str(len(files)), "--deadline", "120", "--metrics-file",
@@ -104,13 +90,6 @@ def main():
         assert all(p == len(agents) for p in parts), parts  # nobody lost, nobody twice
         assert sum(resent.values()) >= 1, "no update had to be sent again: the test proves nothing"
         assert ms[-1]["f1"] > 0.9, ms[-1]
-        ok = True
-    finally:
-        h.close()
-        if ok and not os.environ.get("FMQ_KEEP"):
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print("logs kept in", work)
     print("integration_faults: passed")
 
 

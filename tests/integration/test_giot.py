@@ -11,27 +11,20 @@ Then:
      LoRA adapters; the same agents train and send only the adapters, and the updates must be
      several times smaller while the held-out recall stays at the bar.
 Agent peak RSS is read from the agents' own exit logs and must stay under 32 MB."""
-import argparse
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, ground_truth, wait_for  # noqa: E402
+from harness import ground_truth, parse_args, session, site, wait_for  # noqa: E402
 
 FLEET = ["CTU-Honeypot-Capture-4-1.conn.log.labeled",
          "CTU-Honeypot-Capture-5-1.conn.log.labeled",
          "CTU-IoT-Malware-Capture-42-1.conn.log.labeled",
          "CTU-IoT-Malware-Capture-20-1conn.log.labeled.csv"]
 NEW_SITE = "CTU-IoT-Malware-Capture-34-1.conn.log.labeled"
-
-
-def site(name):
-    return name.split(".")[0].replace("conn", "").rstrip("-")
 
 
 def run_coordinator(h, broker, name, rounds, files, heldout, extra):
@@ -48,20 +41,12 @@ def run_coordinator(h, broker, name, rounds, files, heldout, extra):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", required=True)
-    ap.add_argument("--source", required=True)
-    ap.add_argument("--mosquitto", default="mosquitto")
-    ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--min-recall", type=float, default=0.5)
-    args = ap.parse_args()
+    args = parse_args(("--rounds", dict(type=int, default=6)),
+                      ("--min-recall", dict(type=float, default=0.5)))
     sanitized = os.environ.get("FMQ_SANITIZE") == "1"
     if sanitized:  # the sanitizer suite checks memory, not convergence: fewer rounds
         args.rounds = min(args.rounds, 3)
-    work = tempfile.mkdtemp(prefix="fedmq-giot-")
-    h = Harness(args.build, args.source, args.mosquitto, work)
-    ok = False
-    try:
+    with session(args, "fedmq-giot-") as h:
         broker = h.start_broker()
         data = os.path.join(args.source, "data", "iot23")
         files = [os.path.join(data, c) for c in FLEET]
@@ -81,7 +66,7 @@ def main():
         assert r.wait(120) == 0, h.log("replay-fleet")
         time.sleep(1.0)
 
-        saved = os.path.join(work, "giot-base.msgpack")
+        saved = os.path.join(h.work, "giot-base.msgpack")
         ms = run_coordinator(h, broker, "coord-full", args.rounds, files, heldout,
                              ["--model-out", saved])
         assert [m["round"] for m in ms] == list(range(1, args.rounds + 1)), ms
@@ -148,13 +133,6 @@ def main():
             print("(under the sanitizers: the 32 MB bound is checked in the plain build)")
         else:
             assert max(rss) < 32 * 1024, rss
-        ok = True
-    finally:
-        h.close()
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print("logs kept in", work)
     print("integration_giot: passed")
 
 

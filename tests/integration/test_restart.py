@@ -2,17 +2,14 @@
 the same state file. It must resume the same run at the version it had published (never an older
 one), the agents must send again what the dead coordinator had not yet aggregated (a
 republished version asks for it), and every remaining round must complete with every agent."""
-import argparse
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, wait_for  # noqa: E402
+from harness import parse_args, session, site, wait_for  # noqa: E402
 
 CAPTURES = ["CTU-IoT-Malware-Capture-34-1.conn.log.labeled",
             "CTU-Honeypot-Capture-5-1.conn.log.labeled",
@@ -20,20 +17,9 @@ CAPTURES = ["CTU-IoT-Malware-Capture-34-1.conn.log.labeled",
 ROUNDS = 6
 
 
-def site(name):
-    return name.split(".")[0].replace("conn", "").rstrip("-")
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", required=True)
-    ap.add_argument("--source", required=True)
-    ap.add_argument("--mosquitto", default="mosquitto")
-    args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="fedmq-restart-")
-    h = Harness(args.build, args.source, args.mosquitto, work)
-    ok = False
-    try:
+    args = parse_args()
+    with session(args, "fedmq-restart-") as h:
         broker = h.start_broker()
         files = [os.path.join(args.source, "data", "iot23", c) for c in CAPTURES]
         bus = h.inspect("bus", "fedmq/#")
@@ -46,8 +32,8 @@ def main():
         r = h.spawn("replay", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast",
                                "--with-labels", "--range", "0:0.7"] + files)
         assert r.wait(120) == 0, h.log("replay")
-        state = os.path.join(work, "coordinator.state")
-        metrics = os.path.join(work, "metrics.jsonl")
+        state = os.path.join(h.work, "coordinator.state")
+        metrics = os.path.join(h.work, "metrics.jsonl")
         argv = [h.bin("coordinator/fedmq-coordinator"), "--broker", broker, "--rounds",
                 str(ROUNDS), "--expected-agents", str(len(files)), "--deadline", "20",
                 "--state-file", state, "--metrics-file", metrics, "--test-from", "0.7"] + \
@@ -85,13 +71,6 @@ def main():
         resent = sum(" again" in h.log("agent-" + site(os.path.basename(f))) for f in files)
         print("rounds after the restart all complete with %d agents; %d agents resent an update;"
               " final F1 %.4f" % (len(files), resent, ms[-1]["f1"]))
-        ok = True
-    finally:
-        h.close()
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print("logs kept in", work)
     print("integration_restart: passed")
 
 

@@ -3,16 +3,13 @@ one capture), the replay, and the coordinator for three rounds. Asserts on what 
 topics: the retained global model version advances to the end, metrics arrive every round,
 alerts arrive and are for malicious flows, the final test F1 is above 0.95, and malformed input
 injected mid-run is counted while the processes keep running. Stops everything it started."""
-import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, ground_truth, wait_for  # noqa: E402
+from harness import ground_truth, parse_args, session, site, wait_for  # noqa: E402
 
 CAPTURES = ["CTU-IoT-Malware-Capture-34-1.conn.log.labeled",
             "CTU-Honeypot-Capture-5-1.conn.log.labeled",
@@ -20,29 +17,19 @@ CAPTURES = ["CTU-IoT-Malware-Capture-34-1.conn.log.labeled",
 ROUNDS = 3  # default; --rounds overrides
 
 
-def site(name):
-    return name.split(".")[0].replace("conn", "").rstrip("-")
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", required=True)
-    ap.add_argument("--source", required=True)
-    ap.add_argument("--mosquitto", default="mosquitto")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--coordinator-args", default="", help="strategy and codec flags")
-    ap.add_argument("--min-f1", type=float, default=0.95)
-    ap.add_argument("--slow-agent-bps", type=float, default=0,
-                    help="give the first agent a simulated uplink of this many bytes/s")
-    ap.add_argument("--max-update-bytes", type=int, default=0,
-                    help="assert the mean update is at most this many bytes")
-    args = ap.parse_args()
+    args = parse_args(
+        ("--rounds", dict(type=int, default=3)),
+        ("--coordinator-args", dict(default="", help="strategy and codec flags")),
+        ("--min-f1", dict(type=float, default=0.95)),
+        ("--slow-agent-bps", dict(type=float, default=0,
+                                  help="give the first agent a simulated uplink of this many "
+                                       "bytes/s")),
+        ("--max-update-bytes", dict(type=int, default=0,
+                                    help="assert the mean update is at most this many bytes")))
     global ROUNDS
     ROUNDS = args.rounds
-    work = tempfile.mkdtemp(prefix="fedmq-it-")
-    h = Harness(args.build, args.source, args.mosquitto, work)
-    ok = False
-    try:
+    with session(args, "fedmq-it-") as h:
         broker = h.start_broker()
         files = [os.path.join(args.source, "data", "iot23", c) for c in CAPTURES]
         bus = h.inspect("bus", "fedmq/#")
@@ -62,7 +49,7 @@ def main():
                                      "--with-labels", "--range", "0:0.7"] + files)
         assert r.wait(120) == 0, h.log("replay-train")
 
-        metrics_file = os.path.join(work, "metrics.jsonl")
+        metrics_file = os.path.join(h.work, "metrics.jsonl")
         coord = h.spawn("coordinator", [h.bin("coordinator/fedmq-coordinator"), "--broker", broker,
                                         "--rounds", str(ROUNDS),
                                         # one agent more than exist: every round runs to its
@@ -171,13 +158,6 @@ def main():
                                     if m.get("kind") == "status" and m["state"] == "offline"],
                            10, "offline status")
         assert len({m["agent"] for m in offline}) == len(agents)
-        ok = True
-    finally:
-        h.close()
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print("logs kept in", work)
     print("integration_round: passed")
 
 

@@ -15,18 +15,15 @@ identities that would receive it, never on SUBACK codes.
 4. The whole system over TLS with hostname verification: a coordinator and three agents train two
    rounds; an update captured on the wire and replayed with the agent's own certificate inside
    the same round is rejected by the coordinator as a replay."""
-import argparse
 import getpass
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, free_port, wait_for  # noqa: E402
+from harness import parse_args, session, wait_for  # noqa: E402
 
 AGENTS = ["agent-%d" % i for i in range(1, 6)]
 IDS = AGENTS + ["watcher", "fedmq-coordinator", "auditor", "dashboard", "sensors"]
@@ -73,19 +70,13 @@ class Secure:
 
 
 def start_secure_broker(h, tls, plugin):
-    h.port = free_port()
-    with open(os.path.join(h.source, "broker-config", "mosquitto-prod.conf")) as f:
-        conf = f.read()
-    conf = conf.replace("listener @PORT@", "listener @PORT@ 127.0.0.1")  # loopback only here
-    conf = (conf.replace("@PORT@", str(h.port)).replace("@DIR@", h.work)
-            .replace("@TLS@", tls).replace("@PLUGIN@", plugin)
-            .replace("plugin_opt_coordinators fedmq-coordinator",
-                     "plugin_opt_coordinators fedmq-coordinator,auditor")
-            .replace("plugin_opt_metrics_interval 10", "plugin_opt_metrics_interval 1"))
-    conf += "user %s\n" % getpass.getuser()  # mosquitto started as root drops to this user
-    path = os.path.join(h.work, "mosquitto.conf")
-    with open(path, "w") as f:
-        f.write(conf)
+    def edit(conf):
+        conf = conf.replace("listener @PORT@", "listener @PORT@ 127.0.0.1")  # loopback only
+        conf = (conf.replace("@TLS@", tls).replace("@PLUGIN@", plugin)
+                .replace("plugin_opt_coordinators fedmq-coordinator",
+                         "plugin_opt_coordinators fedmq-coordinator,auditor")
+                .replace("plugin_opt_metrics_interval 10", "plugin_opt_metrics_interval 1"))
+        return conf + "user %s\n" % getpass.getuser()  # mosquitto started as root drops to this
     env = None
     if os.environ.get("FMQ_SANITIZE") == "1":
         # the plugin is built with AddressSanitizer: its runtime must be loaded first in the
@@ -93,17 +84,7 @@ def start_secure_broker(h, tls, plugin):
         asan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
                               text=True).stdout.strip()
         env = dict(os.environ, LD_PRELOAD=asan, ASAN_OPTIONS="detect_leaks=0")
-    h.broker = h.spawn("mosquitto", [h.mosquitto, "-c", path], env=env)
-
-    def up():
-        import socket
-        try:
-            socket.create_connection(("127.0.0.1", h.port), 0.2).close()
-            return True
-        except OSError:
-            assert h.broker.poll() is None, "mosquitto exited: " + h.log("mosquitto")
-            return False
-    wait_for(up, 10, "mosquitto to listen")
+    h.start_broker("mosquitto-prod.conf", edit, env)
     assert "fedmq: plugin loaded" in h.log("mosquitto"), h.log("mosquitto")
 
 
@@ -124,22 +105,15 @@ def lines(p):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", required=True)
-    ap.add_argument("--source", required=True)
-    ap.add_argument("--mosquitto", default="mosquitto")
-    args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="fedmq-sec-")
-    h = Harness(args.build, args.source, args.mosquitto, work)
-    ok = False
-    try:
-        tls = os.path.join(work, "tls")
+    args = parse_args()
+    with session(args, "fedmq-sec-") as h:
+        tls = os.path.join(h.work, "tls")
         subprocess.run([os.path.join(args.source, "deploy", "gen-certs.sh"), tls] + IDS,
                        check=True, capture_output=True)
         start_secure_broker(h, tls, h.bin("broker-config/plugin/fedmq_plugin.so"))
         s = Secure(h, tls)
         vec = os.path.join(args.source, "schemas", "vectors")
-        upd = {a: update_for(work, vec, a) for a in AGENTS}
+        upd = {a: update_for(h.work, vec, a) for a in AGENTS}
 
         # ---- 1. publishing ----
         coord_obs = s.inspect("coord-obs", "auditor", "fedmq/+/update/+")
@@ -190,12 +164,12 @@ def main():
         assert len(h.messages(coord_obs)) == 2 * len(AGENTS)
 
         # ---- 3. malformed, oversized, length bomb ----
-        trunc = os.path.join(work, "trunc.msgpack")
+        trunc = os.path.join(h.work, "trunc.msgpack")
         with open(upd["agent-1"], "rb") as f:
             b = f.read()
         with open(trunc, "wb") as f:
             f.write(b[:-5])
-        big = os.path.join(work, "big.msgpack")
+        big = os.path.join(h.work, "big.msgpack")
         with open(big, "wb") as f:
             f.write(b"\xc6" + (5 << 20).to_bytes(4, "big") + os.urandom(5 << 20))
         s.pub("agent-2", "fedmq/iot23/update/agent-2", file=trunc)  # wrong id too: either way
@@ -231,7 +205,7 @@ def main():
                                         "--with-labels", "--range", "0:0.7",
                                         os.path.join(data, f)] + s.fmq_tls("sensors"))
             assert r.wait(60) == 0, h.log("replay-" + a)
-        metrics = os.path.join(work, "metrics.jsonl")
+        metrics = os.path.join(h.work, "metrics.jsonl")
         coord = h.spawn("coordinator", [h.bin("coordinator/fedmq-coordinator"), "--broker",
                                         broker, "--rounds", "3", "--expected-agents", "4",
                                         "--min-participants", "3", "--deadline", "4",
@@ -240,7 +214,7 @@ def main():
                         + s.fmq_tls("fedmq-coordinator"))
         wait_for(lambda: os.path.exists(metrics) and open(metrics).read().count("\n") >= 1, 60,
                  "the statistics round")
-        cap = os.path.join(work, "captured.msgpack")
+        cap = os.path.join(h.work, "captured.msgpack")
         with open(cap, "wb") as f:  # the next update agent-2 sends, raw off the wire
             subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(h.port), "-i",
                             "auditor", "-q", "1", "-C", "1", "-N", "-W", "30",
@@ -262,13 +236,6 @@ def main():
         assert "replay" in h.log("coordinator")
         for a, p in agents.items():
             assert p.poll() is None, h.log("agent-" + a)
-        ok = True
-    finally:
-        h.close()
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print("logs kept in", work)
     print("integration_security: passed")
 
 

@@ -2,16 +2,14 @@
 and an alert path) with the agent and the coordinator under valgrind memcheck. Asserts zero
 memory errors and zero definitely or indirectly lost bytes in both (valgrind exits 99 otherwise),
 and that the rounds completed."""
-import argparse
 import json
 import os
 import re
 import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, wait_for  # noqa: E402
+from harness import parse_args, session, wait_for  # noqa: E402
 
 CAPTURE = "CTU-IoT-Malware-Capture-44-1conn.log.labeled.csv"
 VG = ["valgrind", "--tool=memcheck", "--error-exitcode=99", "--leak-check=full",
@@ -20,17 +18,10 @@ VG = ["valgrind", "--tool=memcheck", "--error-exitcode=99", "--leak-check=full",
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", required=True)
-    ap.add_argument("--source", required=True)
-    ap.add_argument("--mosquitto", default="mosquitto")
-    args = ap.parse_args()
+    args = parse_args()
     if not shutil.which("valgrind"):
         sys.exit("valgrind is not installed (deploy/install-deps.sh installs it)")
-    work = tempfile.mkdtemp(prefix="fedmq-vg-")
-    h = Harness(args.build, args.source, args.mosquitto, work)
-    ok = False
-    try:
+    with session(args, "fedmq-vg-") as h:
         broker = h.start_broker()
         f = os.path.join(args.source, "data", "iot23", CAPTURE)
         agent = h.spawn("agent", VG + [h.bin("agent/fedmq-agent"), "--broker", broker, "--id",
@@ -41,7 +32,7 @@ def main():
         r = h.spawn("replay", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast",
                                "--with-labels", "--site", "site", "--range", "0:0.7", f])
         assert r.wait(120) == 0, h.log("replay")
-        metrics = os.path.join(work, "metrics.jsonl")
+        metrics = os.path.join(h.work, "metrics.jsonl")
         coord = h.spawn("coordinator", VG + [h.bin("coordinator/fedmq-coordinator"), "--broker",
                                              broker, "--rounds", "2", "--expected-agents", "1",
                                              "--deadline", "120", "--test", f,
@@ -61,13 +52,6 @@ def main():
         with open(metrics) as fm:
             ms = [json.loads(l) for l in fm if l.strip()]
         assert [m["round"] for m in ms] == [0, 1, 2], ms
-        ok = True
-    finally:
-        h.close()
-        if ok and not os.environ.get("FMQ_KEEP"):
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print("logs kept in", work)
     print("integration_valgrind: passed")
 
 
