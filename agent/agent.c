@@ -25,6 +25,7 @@ void agent_cfg_default(struct agent_cfg *c)
     c->threshold = 0.5;
     c->max_devices = 4096;
     c->status_interval = 5.0;
+    c->update_retry = 10.0;
     c->giot_steps = 50;
     c->giot_batch = 16;
     c->giot_lr = 3e-3f;
@@ -346,6 +347,7 @@ static void on_receipt(struct agent *a, const struct fmq_mq_msg *m)
 static void resend(struct agent *a, const char *why)
 {
     a->resent++;
+    a->sent_at = fmq_mono();
     fmq_log(FMQ_LOG_INFO, "%s: sending update #%llu for v%llu again", why,
             (unsigned long long)a->sent_seq, (unsigned long long)a->sent_version);
     fmq_mq_publish(a->mq, a->t_update, a->sent.data, a->sent.len, 1, 0);
@@ -479,6 +481,8 @@ static int publish_update(struct agent *a, const struct fmq_update *u)
             a->sent_version = a->version;
             a->sent_seq = u->seq;
             a->sent_confirmed = 0;
+            a->sent_at = fmq_mono();
+            a->retry_wait = a->cfg.update_retry;
         }
     }
     a->updates++;
@@ -713,6 +717,15 @@ int agent_step(struct agent *a, int timeout_ms)
     if (st.reconnects != a->reconnects) { /* the link came back: nothing unconfirmed stays lost */
         a->reconnects = st.reconnects;
         if (a->sent.len && !a->sent_confirmed) resend(a, "reconnected");
+    }
+    if (a->sent.len && !a->sent_confirmed && a->retry_wait > 0 &&
+        fmq_mono() - a->sent_at >= a->retry_wait) {
+        /* no receipt in time: the update or its receipt was lost on a link that never showed
+         * a disconnect; the coordinator applies each seq once, so sending again is safe */
+        char why[64];
+        snprintf(why, sizeof why, "no receipt after %.0f s", a->retry_wait);
+        resend(a, why);
+        if (a->retry_wait < 16 * a->cfg.update_retry) a->retry_wait *= 2;
     }
     if (a->kind == FMQ_MODEL_GIOT) agent_giot_due(a);
     if (a->pending && agent_held(a) >= (size_t)a->cfg.min_train && agent_held(a) >= 2) {

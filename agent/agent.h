@@ -46,6 +46,9 @@ struct agent_cfg {
     double threshold;            /* alert when P(malicious) >= threshold */
     long max_devices;            /* featurizer device table bound */
     double status_interval;      /* seconds between status messages */
+    double update_retry;         /* seconds without a receipt before the update goes again
+                                    (doubling up to 16x); 0 = only after a reconnect or a
+                                    republished model */
     int clean_session;           /* 0: the broker keeps the session and queues QoS 1 messages
                                     (sensor records, models, receipts) while the agent is away */
     double simulate_uplink_bps;  /* test mode: hold each update len/bps seconds */
@@ -109,7 +112,8 @@ struct agent {
     int sent_confirmed;  /* the coordinator's receipt for sent_seq arrived */
     uint64_t reconnects; /* seen in the MQTT client's counters */
     uint64_t resent;
-    double global_ts; /* send time of the global model in use */
+    double sent_at, retry_wait; /* monotonic time of the last (re)send; wait before the next */
+    double global_ts;           /* send time of the global model in use */
     /* GIoT */
     int kind;                         /* FMQ_MODEL_* of the model in use, 0 = none */
     size_t dim;                       /* trainable parameters of the model in use */

@@ -45,6 +45,7 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     if (!strcmp(k, "val_fraction")) return fmq_parse_double(v, 0.0, 0.9, &c->val_fraction);
     if (!strcmp(k, "threshold")) return fmq_parse_double(v, 0.0, 1.0, &c->threshold);
     if (!strcmp(k, "status_interval")) return fmq_parse_double(v, 0.1, 3600, &c->status_interval);
+    if (!strcmp(k, "update_retry")) return fmq_parse_double(v, 0, 86400, &c->update_retry);
     if (!strcmp(k, "epochs")) return fmq_parse_int(v, 1, 1000, &c->train.epochs);
     if (!strcmp(k, "batch")) return fmq_parse_int(v, 1, 65536, &c->train.batch);
     if (!strcmp(k, "max_steps")) return fmq_parse_long(v, 0, 100000000, &c->train.max_steps);

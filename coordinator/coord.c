@@ -26,6 +26,7 @@ void coord_cfg_default(struct coord_cfg *c)
     c->seed = 1;
     c->min_participants = 1;
     c->deadline = 30.0;
+    c->republish = 10.0;
     c->strategy = FMQ_STRAT_FEDAVG;
     fmq_strategy_defaults(FMQ_STRAT_FEDAVG, &c->sp);
     c->fraction_fit = 1.0;
@@ -111,6 +112,12 @@ void coord_free(struct coord *c)
     if (c->metrics) fclose(c->metrics);
 }
 
+/* The number of the round being collected, as the logs and metrics name it (0 = statistics). */
+static unsigned long long open_round(const struct coord *c)
+{
+    return c->phase == FMQ_PHASE_STATS ? 0 : (unsigned long long)c->round + 1;
+}
+
 static void publish_global(struct coord *c)
 {
     struct fmq_global g;
@@ -151,8 +158,25 @@ static void publish_global(struct coord *c)
     coord_model_save(c, c->out.data, c->out.len);
     coord_state_save(c, c->out.data, c->out.len);
     c->last_model_bytes = c->out.len;
-    c->round_start = fmq_mono();
+    c->round_start = c->last_publish = fmq_mono();
+    c->republish_wait = c->cfg.republish;
     c->deadline_warned = 0;
+}
+
+/* A round past its deadline without the updates it needs: an agent may have missed the model
+ * (or its update was lost unseen). The same version goes again with a new send time, so an
+ * agent that never adopted it trains, and one whose update has no receipt sends it again. The
+ * round keeps its start time. */
+static void nudge(struct coord *c)
+{
+    double start = c->round_start, now = fmq_mono(), wait = c->republish_wait;
+    if (c->done || wait <= 0 || now - start < c->cfg.deadline || now - c->last_publish < wait)
+        return;
+    fmq_log(FMQ_LOG_WARN, "round %llu open for %.0f s with %d update(s): publishing v%llu again",
+            open_round(c), now - start, c->participants, (unsigned long long)c->version);
+    publish_global(c);
+    c->round_start = start;
+    c->republish_wait = wait < 16 * c->cfg.republish ? 2 * wait : wait;
 }
 
 int coord_connect(struct coord *c)
@@ -394,7 +418,7 @@ static int round_ready(struct coord *c)
         if (c->participants >= c->cfg.min_participants) return 1;
         if (!c->deadline_warned)
             fmq_log(FMQ_LOG_WARN, "round %llu deadline passed with %d of %ld required updates",
-                    (unsigned long long)c->round + 1, c->participants, c->cfg.min_participants);
+                    open_round(c), c->participants, c->cfg.min_participants);
         c->deadline_warned = 1;
     }
     return 0;
@@ -585,6 +609,7 @@ int coord_step(struct coord *c, int timeout_ms)
             on_status(c, m);
     }
     if (!c->done && round_ready(c)) close_round(c);
+    nudge(c);
     return 0;
 }
 

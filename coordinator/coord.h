@@ -35,6 +35,8 @@ struct coord_cfg {
     long min_participants;         /* updates needed to close a round at its deadline */
     long expected_agents;          /* close as soon as this many arrived; 0 = agents online */
     double deadline;               /* seconds a round waits for stragglers */
+    double republish;              /* a round still open this long after its deadline publishes
+                                      its model again (then doubling, up to 16x); 0 = never */
     int strategy;                  /* enum fmq_strategy_kind */
     struct fmq_strategy_params sp; /* server optimizer and announced client settings */
     double fraction_fit;           /* share of online agents sampled per round (sync) */
@@ -140,6 +142,7 @@ struct coord {
     int phase;
     double round_start;
     int deadline_warned;
+    double last_publish, republish_wait; /* monotonic; wait before publishing the model again */
     struct coord_agent agents[COORD_MAX_AGENTS];
     int nagents;
     int participants;

@@ -196,6 +196,7 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     if (!strcmp(k, "expected_agents"))
         return fmq_parse_long(v, 0, COORD_MAX_AGENTS, &c->expected_agents);
     if (!strcmp(k, "deadline")) return fmq_parse_double(v, 0.1, 86400, &c->deadline);
+    if (!strcmp(k, "republish")) return fmq_parse_double(v, 0, 86400, &c->republish);
     if (!strcmp(k, "threshold")) return fmq_parse_double(v, 0, 1, &c->threshold);
     if (!strcmp(k, "test_from")) return fmq_parse_double(v, 0, 0.999, &c->test_from);
     if (!strcmp(k, "test")) {

@@ -52,6 +52,10 @@ int fmq_tls_cfg_set(struct fmq_tls_cfg *t, const char *k, const char *v, int *rc
         *rc = fmq_config_str(t->key, sizeof t->key, v);
     else if (!strcmp(k, "tls_verify_hostname"))
         *rc = fmq_parse_bool(v, &t->verify_hostname);
+    else if (!strcmp(k, "username"))
+        *rc = fmq_config_str(t->username, sizeof t->username, v);
+    else if (!strcmp(k, "password"))
+        *rc = fmq_config_str(t->password, sizeof t->password, v);
     else
         return 0;
     return 1;
@@ -254,8 +258,12 @@ int fmq_mq_create(struct fmq_mq **out, const struct fmq_mq_opts *o)
     mq->uri = strdup(o->uri);
     mq->client_id = strdup(o->client_id);
     mq->will_topic = dup_or_null(o->will_topic);
-    mq->username = dup_or_null(o->username);
-    mq->password = dup_or_null(o->password);
+    mq->username = dup_or_null(o->username                     ? o->username
+                               : o->tls && o->tls->username[0] ? o->tls->username
+                                                               : NULL);
+    mq->password = dup_or_null(o->password                     ? o->password
+                               : o->tls && o->tls->password[0] ? o->tls->password
+                                                               : NULL);
     if (o->will_topic && o->will_len) {
         mq->will_payload = malloc(o->will_len);
         if (mq->will_payload) memcpy(mq->will_payload, o->will_payload, o->will_len);

@@ -154,6 +154,13 @@ def session(args, prefix):
         ok = True
     finally:
         h.close()
+        if not ok:  # CI keeps no files: the end of every process's log goes to the output
+            for name in sorted(os.listdir(work)):
+                if name.endswith(".log"):
+                    with open(os.path.join(work, name), errors="replace") as f:
+                        tail = f.readlines()[-40:]
+                    print("---- last %d lines of %s ----" % (len(tail), name))
+                    print("".join(tail), end="")
         if ok and not os.environ.get("FMQ_KEEP"):
             shutil.rmtree(work, ignore_errors=True)
         else:

@@ -10,16 +10,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* TLS for ssl:// and mqtts:// broker URIs: the CA that signed the broker's certificate, this
- * client's certificate and key (the broker maps the certificate's CN to the username), and
- * hostname verification (on unless turned off: Paho leaves it off by default). */
+/* How a client proves who it is. TLS for ssl:// and mqtts:// broker URIs: the CA that signed the
+ * broker's certificate, this client's certificate and key (the broker maps the certificate's CN
+ * to the username), and hostname verification (on unless turned off: Paho leaves it off by
+ * default). Or a username and password (brokers with a password file or an auth plugin; over
+ * plain TCP they travel in clear, so only on loopback or inside TLS). */
 struct fmq_tls_cfg {
     char ca[256], cert[256], key[256];
     int verify_hostname;
+    char username[128], password[256]; /* "" = none */
 };
 void fmq_tls_cfg_default(struct fmq_tls_cfg *t);
-/* Config keys tls_ca, tls_cert, tls_key, tls_verify_hostname: returns 1 when k is one of them
- * (then *rc is the parse result), 0 otherwise. */
+/* Config keys tls_ca, tls_cert, tls_key, tls_verify_hostname, username, password: returns 1
+ * when k is one of them (then *rc is the parse result), 0 otherwise. */
 int fmq_tls_cfg_set(struct fmq_tls_cfg *t, const char *k, const char *v, int *rc);
 
 struct fmq_mq_opts {
