@@ -134,6 +134,9 @@ struct agent {
 };
 
 void agent_cfg_default(struct agent_cfg *c);
+/* One `key = value` setting (agent_cfg.c; fmq_config_fn); agent_bool_keys for fmq_config_args. */
+int agent_cfg_set(void *cfg, const char *k, const char *v, char *err, size_t errlen);
+extern const char *const agent_bool_keys[];
 int agent_init(struct agent *a, const struct agent_cfg *cfg);
 void agent_free(struct agent *a);
 int agent_connect(struct agent *a);

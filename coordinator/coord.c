@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fedmq/connlog.h"
@@ -110,6 +111,13 @@ void coord_free(struct coord *c)
     fmq_server_opt_free(&c->opt);
     fmq_gsfs_pool_free(&c->pool);
     if (c->metrics) fclose(c->metrics);
+}
+
+static double process_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* The number of the round being collected, as the logs and metrics name it (0 = statistics). */
@@ -386,6 +394,11 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
     a->updates++;
     fmq_link_observe(&a->link, u.ts, fmq_now(), m->len, u.sps);
     a->n_examples = u.n_examples;
+    if (u.metrics.n_val > 0) {
+        c->val_n++;
+        c->val_accuracy += u.metrics.accuracy;
+        c->val_f1 += u.metrics.f1;
+    }
     c->bytes_up_round += m->len;
     c->codec_last = u.codec;
     fmq_log(FMQ_LOG_DEBUG, "accepted update #%llu from %s (%llu examples, %zu bytes, %s)",
@@ -534,7 +547,8 @@ static void close_round(struct coord *c)
         "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
         "\"task\":%llu,\"phase\":%llu,\"replay\":%llu},\"per_test_file\":[%s],\"links\":[%s],"
         "\"plans\":%d,"
-        "\"ts\":%.3f}",
+        "\"eval_s\":%.6f,\"model_hash\":\"%016llx\",\"agent_val\":{\"n\":%d,\"accuracy\":%.6f,"
+        "\"f1\":%.6f},\"process_cpu_s\":%.3f,\"ts\":%.3f}",
         c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
         was_stats ? "stats" : "train", coord_model_name(c), coord_model_params(c), c->dim,
         fmq_strategy_name(c->cfg.strategy), fmq_robust_name(c->cfg.robust), c->rob.last_used,
@@ -553,7 +567,9 @@ static void close_round(struct coord *c)
         (double)c->bytes_up_round / c->participants, round_s, (unsigned long long)c->rej_bad,
         (unsigned long long)c->rej_stale, (unsigned long long)c->rej_dup,
         (unsigned long long)c->rej_task, (unsigned long long)c->rej_phase,
-        (unsigned long long)c->rej_replay, per, sens, c->nplans, fmq_now());
+        (unsigned long long)c->rej_replay, per, sens, c->nplans, ev.eval_s,
+        (unsigned long long)ev.model_hash, c->val_n, c->val_n ? c->val_accuracy / c->val_n : 0.0,
+        c->val_n ? c->val_f1 / c->val_n : 0.0, process_cpu_s(), fmq_now());
     fmq_mq_publish(c->mq, c->t_metrics, json, strlen(json), 1, 1);
     if (c->metrics) {
         fprintf(c->metrics, "%s\n", json);
@@ -578,6 +594,8 @@ static void close_round(struct coord *c)
             (struct coord_round){c->round,     c->version, c->participants,   sc.f1, sc.accuracy,
                                  sc.precision, sc.recall,  c->bytes_up_round, down,  round_s};
     for (int i = 0; i < c->nagents; i++) c->agents[i].in_round = 0;
+    c->val_n = 0;
+    c->val_accuracy = c->val_f1 = 0;
     fmq_fedavg_reset(&c->agg);
     fmq_robust_reset(&c->rob);
     c->dp_clipped = 0;

@@ -96,6 +96,8 @@ struct coord_eval {
     double recall_at_fpr;      /* at 1% false-positive rate, -1 without malicious test flows */
     double head_recall_at_fpr; /* GIoT's supervised head, -1 without one */
     float threshold;           /* decision threshold used for cm */
+    double eval_s;             /* wall seconds to score the test set (the paper's latency) */
+    uint64_t model_hash;       /* FNV-1a of the trainable parameters: equal models, equal hash */
 };
 
 struct coord {
@@ -142,6 +144,8 @@ struct coord {
     int phase;
     double round_start;
     int deadline_warned;
+    int val_n;                   /* agents' own validation metrics in this round's updates */
+    double val_accuracy, val_f1; /* sums */
     double last_publish, republish_wait; /* monotonic; wait before publishing the model again */
     struct coord_agent agents[COORD_MAX_AGENTS];
     int nagents;
@@ -161,6 +165,12 @@ struct coord {
 };
 
 void coord_cfg_default(struct coord_cfg *c);
+/* One `key = value` setting (coord_cfg.c; fmq_config_fn); coord_bool_keys for fmq_config_args.
+ * After the last one, coord_cfg_finish applies strategy parameters over the strategy's
+ * defaults, whatever the order they came in. */
+int coord_cfg_set(void *cfg, const char *k, const char *v, char *err, size_t errlen);
+void coord_cfg_finish(struct coord_cfg *c);
+extern const char *const coord_bool_keys[];
 int coord_init(struct coord *c, const struct coord_cfg *cfg);
 void coord_free(struct coord *c);
 int coord_connect(struct coord *c);

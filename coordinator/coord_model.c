@@ -277,8 +277,13 @@ static void confusion(const struct coord *c, size_t a0, size_t a1, float thr,
 
 void coord_evaluate(struct coord *c, struct coord_eval *e)
 {
+    const uint8_t *p = (const uint8_t *)c->trainable;
+    double t0 = fmq_mono();
     float thr;
     memset(e, 0, sizeof *e);
+    e->model_hash = 1469598103934665603ULL; /* FNV-1a 64 */
+    for (size_t i = 0; p && i < c->dim * sizeof(float); i++)
+        e->model_hash = (e->model_hash ^ p[i]) * 1099511628211ULL;
     e->recall_at_fpr = e->head_recall_at_fpr = -1;
     if (!c->ntest) return;
     if (c->kind == FMQ_MODEL_GIOT && c->gpt.cfg.classes >= 2) { /* the supervised head first */
@@ -296,6 +301,7 @@ void coord_evaluate(struct coord *c, struct coord_eval *e)
     confusion(c, 0, c->ntest, e->threshold, &e->cm);
     for (int f = 0; f < c->cfg.ntest; f++)
         confusion(c, c->test_start[f], c->test_start[f + 1], e->threshold, &e->per_file[f]);
+    e->eval_s = fmq_mono() - t0;
 }
 
 int coord_model_save(struct coord *c, const uint8_t *buf, size_t len)

@@ -87,20 +87,6 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     return FMQ_EINVAL;
 }
 
-/* Site name from a file name: CTU-IoT-Malware-Capture-34-1.conn.log.labeled -> CTU-IoT-...-34-1 */
-static void site_of(const char *path, char *out, size_t cap)
-{
-    const char *b = strrchr(path, '/');
-    size_t n = 0;
-    b = b ? b + 1 : path;
-    for (; *b && n + 1 < cap; b++) {
-        if (*b == '.' || !strncmp(b, "conn", 4)) break;
-        out[n++] = (*b == '+' || *b == '#' || *b == '/' || *b == ' ') ? '_' : *b;
-    }
-    while (n > 1 && (out[n - 1] == '-' || out[n - 1] == '_')) n--;
-    out[n] = 0;
-}
-
 /* Expands {site} and {device}; wildcard and separator characters in the values become '_'. */
 static void make_topic(const char *tpl, const char *site, const char *dev, char *out, size_t cap)
 {
@@ -182,7 +168,7 @@ int main(int argc, char **argv)
         if (o.site[0])
             snprintf(sites[f], sizeof sites[f], "%s", o.site);
         else
-            site_of(o.files[f], sites[f], sizeof sites[f]);
+            fmq_site_of(o.files[f], sites[f], sizeof sites[f]);
         from = (size_t)((double)nflows[f] * o.from);
         to = (size_t)((double)nflows[f] * o.to);
         struct item *grown = realloc(items, (nitems + (to - from) + 1) * sizeof *items);

@@ -522,3 +522,17 @@ int fmq_flow_to_json(const struct fmq_flow *f, int with_labels, char *buf, size_
     buf[w.n] = 0;
     return (int)w.n;
 }
+
+/* Site name from a file name: CTU-IoT-Malware-Capture-34-1.conn.log.labeled -> CTU-IoT-...-34-1 */
+void fmq_site_of(const char *path, char *out, size_t cap)
+{
+    const char *b = strrchr(path, '/');
+    size_t n = 0;
+    b = b ? b + 1 : path;
+    for (; *b && n + 1 < cap; b++) {
+        if (*b == '.' || !strncmp(b, "conn", 4)) break;
+        out[n++] = (*b == '+' || *b == '#' || *b == '/' || *b == ' ') ? '_' : *b;
+    }
+    while (n > 1 && (out[n - 1] == '-' || out[n - 1] == '_')) n--;
+    out[n] = 0;
+}

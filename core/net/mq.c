@@ -4,6 +4,7 @@
 
 #include "fedmq/config.h"
 #include "fedmq/common.h"
+#include "mq_mem.h"
 
 #include <MQTTAsync.h>
 #include <pthread.h>
@@ -15,7 +16,8 @@
 #define MAX_SUBS 32
 
 struct fmq_mq {
-    MQTTAsync client;
+    MQTTAsync client;        /* NULL on a mem:// bus */
+    struct fmq_mem_bus *mem; /* mem://NAME: the in-process bus (mq_mem.c), else NULL */
     pthread_mutex_t lock;
     pthread_cond_t cond;       /* queue not empty / not full / connect result */
     struct fmq_mq_msg **slots; /* owned ring of owned slots (slots never move when it grows) */
@@ -176,57 +178,77 @@ static int grow_ring(struct fmq_mq *mq)
     return 0;
 }
 
+/* Copies a message into the next slot (lock held); FMQ_EFULL when the ring is at its cap. */
+static int enqueue_locked(struct fmq_mq *mq, const char *topic, size_t tl, const void *p, size_t n,
+                          int retained)
+{
+    struct fmq_mq_msg *s;
+    if (mq->count == mq->nslots && grow_ring(mq) != 0) return FMQ_EFULL;
+    s = mq->slots[(mq->head + mq->count) % mq->nslots];
+    if (grow((void **)&s->topic, &s->topic_cap, tl + 1) ||
+        grow((void **)&s->payload, &s->cap, n + 1))
+        return FMQ_ENOMEM;
+    memcpy(s->topic, topic, tl);
+    s->topic[tl] = 0;
+    if (n) memcpy(s->payload, p, n);
+    s->payload[n] = 0; /* convenience for text payloads; len excludes it */
+    s->len = n;
+    s->retained = retained;
+    mq->count++;
+    mq->st.msgs_in++;
+    mq->st.bytes_in += n;
+    pthread_cond_broadcast(&mq->cond);
+    return 0;
+}
+
 static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
 {
     struct fmq_mq *mq = ctx;
-    struct fmq_mq_msg *s;
     size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
     struct timespec ts;
+    int rc;
 
     pthread_mutex_lock(&mq->lock);
-    /* Full: hold Paho's receive thread until the consumer frees a slot, so TCP flow control
-     * pushes back on the broker. (Returning 0 asks Paho to redeliver "later": it retries about
-     * once per network-loop cycle and the broker stalls on its inflight window, which measured
-     * 73 flows/s instead of thousands.) Only a closing client drops what it cannot queue. */
     /* Full: grow the ring (up to queue_max) rather than refuse. A refused message (return 0)
      * stays in Paho's own queue, after which Paho hands over one message per network-loop cycle
      * (with 100 ms sleeps when the socket is idle): a burst then trickles in at tens of messages
      * per second. Waiting here for the consumer is no option either: Paho calls this with its
      * client mutex held, and the consumer's own publishes need that mutex. */
-    if (mq->count == mq->nslots && grow_ring(mq) != 0) {
+    rc = enqueue_locked(mq, topic, tl, m->payload, (size_t)m->payloadlen, m->retained);
+    if (rc == FMQ_EFULL) {
         mq->st.backpressure++; /* at the cap: the slow path is the bound */
         if (!mq->closing) {
             deadline(&ts, 100);
             pthread_cond_timedwait(&mq->cond, &mq->lock, &ts);
+            rc = enqueue_locked(mq, topic, tl, m->payload, (size_t)m->payloadlen, m->retained);
         }
-        if (mq->count == mq->nslots) {
+        if (rc != 0 && !mq->closing) {
             pthread_mutex_unlock(&mq->lock);
-            if (!mq->closing) return 0; /* Paho redelivers later */
-            MQTTAsync_freeMessage(&m);
-            MQTTAsync_free(topic);
-            return 1;
+            return 0; /* Paho redelivers later */
         }
-    }
-    s = mq->slots[(mq->head + mq->count) % mq->nslots];
-    if (grow((void **)&s->topic, &s->topic_cap, tl + 1) ||
-        grow((void **)&s->payload, &s->cap, (size_t)m->payloadlen + 1)) {
+    } else if (rc != 0) {
         pthread_mutex_unlock(&mq->lock);
         return 0;
     }
-    memcpy(s->topic, topic, tl);
-    s->topic[tl] = 0;
-    memcpy(s->payload, m->payload, (size_t)m->payloadlen);
-    s->payload[m->payloadlen] = 0; /* convenience for text payloads; len excludes it */
-    s->len = (size_t)m->payloadlen;
-    s->retained = m->retained;
-    mq->count++;
-    mq->st.msgs_in++;
-    mq->st.bytes_in += s->len;
-    pthread_cond_broadcast(&mq->cond);
     pthread_mutex_unlock(&mq->lock);
     MQTTAsync_freeMessage(&m);
     MQTTAsync_free(topic);
     return 1;
+}
+
+int fmq_mq_deliver(struct fmq_mq *mq, const char *filter, const char *topic, const void *p,
+                   size_t n, int retained)
+{
+    int match = 0, rc;
+    pthread_mutex_lock(&mq->lock);
+    if (filter)
+        match = fmq_topic_match(filter, topic);
+    else
+        for (int i = 0; i < mq->nsubs && !match; i++) match = fmq_topic_match(mq->subs[i], topic);
+    rc = match && mq->connected ? enqueue_locked(mq, topic, strlen(topic), p, n, retained) : 0;
+    if (rc == FMQ_EFULL) mq->st.backpressure++;
+    pthread_mutex_unlock(&mq->lock);
+    return rc;
 }
 
 static char *dup_or_null(const char *s)
@@ -274,6 +296,10 @@ int fmq_mq_create(struct fmq_mq **out, const struct fmq_mq_opts *o)
         fmq_mq_destroy(mq);
         return FMQ_ENOMEM;
     }
+    if (strncmp(mq->uri, "mem://", 6) == 0) { /* in-process bus: joined at connect */
+        *out = mq;
+        return 0;
+    }
     co.sendWhileDisconnected = 1; /* queued in Paho while the link is down */
     co.maxBufferedMessages = o->max_buffered > 0 ? o->max_buffered : 1000;
     co.deleteOldestMessages = 1; /* full while offline: the oldest goes, sending never blocks */
@@ -298,6 +324,10 @@ int fmq_mq_subscribe(struct fmq_mq *mq, const char *filter, int qos)
     if (mq->nsubs == MAX_SUBS) return FMQ_EFULL;
     if (!(mq->subs[mq->nsubs] = strdup(filter))) return FMQ_ENOMEM;
     mq->sub_qos[mq->nsubs++] = qos;
+    if (mq->mem) {
+        fmq_mem_send_retained(mq->mem, mq, filter);
+        return 0;
+    }
     if (fmq_mq_connected(mq) &&
         MQTTAsync_subscribe(mq->client, filter, qos, &ro) != MQTTASYNC_SUCCESS)
         return FMQ_ENET;
@@ -309,6 +339,14 @@ int fmq_mq_connect(struct fmq_mq *mq, double timeout_s)
     double end = fmq_mono() + timeout_s;
     struct timespec ts;
 
+    if (!mq->client) { /* mem://NAME */
+        if (!mq->mem && !(mq->mem = fmq_mem_attach(mq->uri + 6, mq))) return FMQ_ENOMEM;
+        pthread_mutex_lock(&mq->lock);
+        mq->connected = mq->ever_connected = 1;
+        pthread_mutex_unlock(&mq->lock);
+        for (int i = 0; i < mq->nsubs; i++) fmq_mem_send_retained(mq->mem, mq, mq->subs[i]);
+        return 0;
+    }
     for (;;) {
         MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
         MQTTAsync_willOptions wo = MQTTAsync_willOptions_initializer;
@@ -389,6 +427,15 @@ int fmq_mq_publish(struct fmq_mq *mq, const char *topic, const void *p, size_t n
     m.payloadlen = (int)n;
     m.qos = qos;
     m.retained = retained;
+    if (mq->mem) {
+        rc = fmq_mem_publish(mq->mem, topic, p, n, retained);
+        pthread_mutex_lock(&mq->lock);
+        mq->st.msgs_out++;
+        mq->st.bytes_out += n;
+        pthread_mutex_unlock(&mq->lock);
+        return rc;
+    }
+    if (!mq->client) return FMQ_ENET; /* mem:// before connect */
     rc = MQTTAsync_sendMessage(mq->client, topic, &m, &ro);
     pthread_mutex_lock(&mq->lock);
     if (rc == MQTTASYNC_SUCCESS) {
@@ -445,11 +492,21 @@ int fmq_mq_pending(struct fmq_mq *mq)
 {
     MQTTAsync_token *tokens = NULL;
     int pending = 0;
+    if (!mq->client) return 0;
     if (MQTTAsync_getPendingTokens(mq->client, &tokens) == MQTTASYNC_SUCCESS && tokens) {
         while (tokens[pending] != -1) pending++;
         MQTTAsync_free(tokens);
     }
     return pending;
+}
+
+size_t fmq_mq_queued(struct fmq_mq *mq)
+{
+    size_t n;
+    pthread_mutex_lock(&mq->lock);
+    n = mq->count - (size_t)mq->borrowed;
+    pthread_mutex_unlock(&mq->lock);
+    return n;
 }
 
 int fmq_mq_flush(struct fmq_mq *mq, double timeout_s)
@@ -476,6 +533,7 @@ void fmq_mq_destroy(struct fmq_mq *mq)
     mq->closing = 1;
     pthread_cond_broadcast(&mq->cond);
     pthread_mutex_unlock(&mq->lock);
+    if (mq->mem) fmq_mem_detach(mq->mem, mq);
     if (mq->client) {
         MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
         d.timeout = 1000;

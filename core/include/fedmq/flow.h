@@ -58,4 +58,9 @@ int fmq_flow_from_json(const char *buf, size_t len, struct fmq_flow *f, char *er
  * with_labels. Returns the length written, or FMQ_ETOOBIG if cap is too small. */
 int fmq_flow_to_json(const struct fmq_flow *f, int with_labels, char *buf, size_t cap);
 
+/* A capture's site name from its file name, as fedmq-replay and fedmq-sim name agents:
+ * .../CTU-IoT-Malware-Capture-34-1.conn.log.labeled -> CTU-IoT-Malware-Capture-34-1 (up to the
+ * first '.' or "conn"; MQTT wildcards and separators become '_'). */
+void fmq_site_of(const char *path, char *out, size_t cap);
+
 #endif

@@ -3,7 +3,9 @@
  * takes them on its own thread with fmq_mq_poll. A full queue doubles (a burst is held, not
  * trickled: see on_message) up to queue_max messages; beyond that the callback waits briefly
  * and then asks Paho to redeliver, so nothing is dropped.
- * Subscriptions are remembered and renewed after every automatic reconnect. */
+ * Subscriptions are remembered and renewed after every automatic reconnect.
+ * A mem://NAME URI uses an in-process bus instead (net/mq_mem.h): fedmq-sim runs the coordinator
+ * and its agents in one process through these same calls. */
 #ifndef FMQ_MQ_H
 #define FMQ_MQ_H
 
@@ -27,7 +29,7 @@ int fmq_tls_cfg_set(struct fmq_tls_cfg *t, const char *k, const char *v, int *rc
 
 struct fmq_mq_opts {
     const struct fmq_tls_cfg *tls; /* NULL: plain TCP (ssl:// URIs then fail to connect) */
-    const char *uri;               /* tcp://127.0.0.1:1883 */
+    const char *uri;               /* tcp://127.0.0.1:1883, ssl://..., or mem://NAME */
     const char *client_id;
     int clean_session;      /* 1: no broker-side session */
     int keepalive;          /* seconds */
@@ -82,6 +84,8 @@ int fmq_mq_poll(struct fmq_mq *mq, struct fmq_mq_msg **msg, int timeout_ms);
 void fmq_mq_wake(struct fmq_mq *mq);
 /* Publishes handed to Paho and not yet completed. */
 int fmq_mq_pending(struct fmq_mq *mq);
+/* Messages waiting in the inbound queue (not counting the one fmq_mq_poll lent out). */
+size_t fmq_mq_queued(struct fmq_mq *mq);
 /* Waits until every publish so far is acknowledged (QoS 1) or timeout. */
 int fmq_mq_flush(struct fmq_mq *mq, double timeout_s);
 void fmq_mq_get_stats(struct fmq_mq *mq, struct fmq_mq_stats *s);

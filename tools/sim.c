@@ -1,0 +1,257 @@
+/* fedmq-sim: a federated run in one process, for sweeps (bench/eval). The coordinator and every
+ * agent are the daemons' own code (fedmq_coord, fedmq_agent) talking over the in-process bus
+ * (mem://, core/net/mq_mem.c) instead of a broker: the same strategy, model, codec and wire
+ * encoding, so a simulated run and a real one with the same data and seeds give the same
+ * global models (tests/integration/test_sim.py checks it).
+ *
+ * Each --agent FILE becomes one agent named as fedmq-replay names the file's site, fed all the
+ * file's flows with labels (as `fedmq-replay --with-labels` does before a real run), in file
+ * order. Then the coordinator starts, and the loop steps it and each agent in turn until the
+ * configured rounds are done. Rounds close when every agent has sent (expected_agents = the
+ * number of agents, deadline effectively off) unless set otherwise: single-threaded stepping
+ * makes wall-clock deadlines meaningless here.
+ *
+ * Usage: fedmq-sim --agent FILE... [--agent-set KEY=VALUE]... [--coord-set KEY=VALUE]...
+ *                  [--summary FILE]
+ * KEYs are those of deploy/agent.conf.example and deploy/coordinator.conf.example. The
+ * coordinator writes its per-round metrics where `metrics_file` says; --summary gets one JSON
+ * object with the CPU seconds of the coordinator and of each agent, and the wall time. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "coord.h"
+#include "fedmq/config.h"
+#include "fedmq/connlog.h"
+#include "fedmq/flow.h"
+
+#define SIM_MAX_SETS 64
+
+struct sim_opts {
+    const char **files;
+    int nfiles;
+    const char *agent_sets[SIM_MAX_SETS], *coord_sets[SIM_MAX_SETS];
+    int nagent_sets, ncoord_sets;
+    const char *summary;
+};
+
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* "key=value" through a daemon's own setter; the error names the setting. */
+static int apply_set(const char *kv, int (*fn)(void *, const char *, const char *, char *, size_t),
+                     void *cfg, const char *const *bool_keys)
+{
+    char key[128], err[200] = "";
+    const char *eq = strchr(kv, '=');
+    size_t n = eq ? (size_t)(eq - kv) : strlen(kv);
+    int rc;
+    if (n == 0 || n >= sizeof key) {
+        fmq_log(FMQ_LOG_ERROR, "%s: expected KEY=VALUE", kv);
+        return FMQ_EINVAL;
+    }
+    memcpy(key, kv, n);
+    key[n] = 0;
+    for (char *p = key; *p; p++)
+        if (*p == '-') *p = '_';
+    if (!eq) { /* a bare boolean key means true */
+        int known = 0;
+        for (int i = 0; bool_keys[i]; i++) known |= !strcmp(bool_keys[i], key);
+        if (!known) {
+            fmq_log(FMQ_LOG_ERROR, "%s: expected KEY=VALUE", kv);
+            return FMQ_EINVAL;
+        }
+    }
+    rc = fn(cfg, key, eq ? eq + 1 : "true", err, sizeof err);
+    if (rc != 0) fmq_log(FMQ_LOG_ERROR, "%s: %s", kv, err[0] ? err : fmq_strerror(rc));
+    return rc;
+}
+
+static int parse_args(int argc, char **argv, struct sim_opts *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("usage: fedmq-sim --agent FILE... [--agent-set KEY=VALUE]...\n"
+                   "                 [--coord-set KEY=VALUE]... [--summary FILE]\n"
+                   "KEYs: deploy/agent.conf.example, deploy/coordinator.conf.example\n");
+            exit(0);
+        }
+        if (!v) {
+            fmq_log(FMQ_LOG_ERROR, "%s: missing value", a);
+            return FMQ_EINVAL;
+        }
+        if (!strcmp(a, "--agent"))
+            o->files[o->nfiles++] = v;
+        else if (!strcmp(a, "--agent-set") && o->nagent_sets < SIM_MAX_SETS)
+            o->agent_sets[o->nagent_sets++] = v;
+        else if (!strcmp(a, "--coord-set") && o->ncoord_sets < SIM_MAX_SETS)
+            o->coord_sets[o->ncoord_sets++] = v;
+        else if (!strcmp(a, "--summary"))
+            o->summary = v;
+        else {
+            fmq_log(FMQ_LOG_ERROR, "%s: unknown option (or more than %d settings)", a,
+                    SIM_MAX_SETS);
+            return FMQ_EINVAL;
+        }
+        i++;
+    }
+    if (o->nfiles == 0) {
+        fmq_log(FMQ_LOG_ERROR, "no --agent FILE given");
+        return FMQ_EINVAL;
+    }
+    return 0;
+}
+
+/* Steps an agent until its queue is empty and no GSFS session is running. */
+static void drain_agent(struct agent *a, double *cpu)
+{
+    double t0 = cpu_now();
+    do agent_step(a, 0);
+    while (fmq_mq_queued(a->mq) > 0 || a->gsfs_active);
+    *cpu += cpu_now() - t0;
+}
+
+/* Publishes every flow of the file to the agent's sensor topic and lets it take them in. */
+static int feed(struct fmq_mq *bus, struct agent *a, const char *path, double *cpu)
+{
+    struct fmq_flow *flows = NULL;
+    size_t n = 0;
+    long bad = 0;
+    char json[2048], topic[256];
+    int rc = fmq_connlog_read_all(path, &flows, &n, &bad);
+    if (rc != 0) {
+        fmq_log(FMQ_LOG_ERROR, "%s: cannot read: %s", path, fmq_strerror(rc));
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int len = fmq_flow_to_json(&flows[i], 1, json, sizeof json);
+        if (len < 0) continue;
+        char dev[sizeof flows[i].orig_h];
+        snprintf(dev, sizeof dev, "%s", flows[i].orig_h);
+        for (char *p = dev; *p; p++) /* as fedmq-replay: no wildcard or level in a level */
+            if (*p == '+' || *p == '#' || *p == '/') *p = '_';
+        snprintf(topic, sizeof topic, "sensors/%s/%s/conn", a->cfg.id, dev);
+        fmq_mq_publish(bus, topic, json, (size_t)len, 1, 0);
+        if ((i & 1023) == 1023) drain_agent(a, cpu); /* keep the queue short */
+    }
+    drain_agent(a, cpu);
+    free(flows);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct coord c;
+    static struct sim_opts o;
+    struct coord_cfg cc;
+    struct agent **agents = NULL;
+    double *agent_cpu = NULL, coord_cpu = 0, t0 = fmq_mono(), deadline_default = 1e6;
+    struct fmq_mq *bus = NULL;
+    struct fmq_mq_opts mo;
+    char bus_uri[64];
+    int rc = 1, n = 0, explicit_expected = 0, explicit_deadline = 0;
+    FILE *f;
+
+    fmq_log_use_stderr("fedmq-sim", FMQ_LOG_WARN);
+    o.files = calloc((size_t)argc, sizeof *o.files);
+    if (!o.files || parse_args(argc, argv, &o) != 0) return 2;
+    snprintf(bus_uri, sizeof bus_uri, "mem://sim-%ld", (long)getpid());
+    agents = calloc((size_t)o.nfiles, sizeof *agents);
+    agent_cpu = calloc((size_t)o.nfiles, sizeof *agent_cpu);
+    if (!agents || !agent_cpu) goto out;
+
+    /* the coordinator's settings first: a bad one stops the run before any work */
+    coord_cfg_default(&cc);
+    for (int i = 0; i < o.ncoord_sets; i++) {
+        if (apply_set(o.coord_sets[i], coord_cfg_set, &cc, coord_bool_keys) != 0) goto out;
+        explicit_expected |= !strncmp(o.coord_sets[i], "expected_agents=", 16) ||
+                             !strncmp(o.coord_sets[i], "expected-agents=", 16);
+        explicit_deadline |= !strncmp(o.coord_sets[i], "deadline=", 9);
+    }
+    coord_cfg_finish(&cc);
+    if (!explicit_expected) cc.expected_agents = o.nfiles;
+    if (!explicit_deadline) cc.deadline = deadline_default;
+    snprintf(cc.broker, sizeof cc.broker, "%s", bus_uri);
+    fmq_log_use_stderr("fedmq-sim", cc.log_level > FMQ_LOG_WARN ? FMQ_LOG_WARN : cc.log_level);
+
+    fmq_mq_opts_default(&mo);
+    mo.uri = bus_uri;
+    mo.client_id = "fedmq-sim-feed";
+    if (fmq_mq_create(&bus, &mo) || fmq_mq_connect(bus, 1)) goto out;
+
+    for (n = 0; n < o.nfiles; n++) {
+        struct agent_cfg ac;
+        agent_cfg_default(&ac);
+        ac.update_retry = 0; /* receipts come within the same loop pass; wall time is no clock */
+        for (int i = 0; i < o.nagent_sets; i++)
+            if (apply_set(o.agent_sets[i], agent_cfg_set, &ac, agent_bool_keys) != 0) goto out;
+        snprintf(ac.broker, sizeof ac.broker, "%s", bus_uri);
+        fmq_site_of(o.files[n], ac.id, sizeof ac.id);
+        snprintf(ac.sensors[0], sizeof ac.sensors[0], "sensors/%s/+/conn", ac.id);
+        ac.nsensors = 1;
+        if (!(agents[n] = calloc(1, sizeof **agents))) goto out;
+        if (agent_init(agents[n], &ac) != 0 || agent_connect(agents[n]) != 0) {
+            fmq_log(FMQ_LOG_ERROR, "%s: cannot start agent %s", o.files[n], ac.id);
+            n++;
+            goto out;
+        }
+        if (feed(bus, agents[n], o.files[n], &agent_cpu[n]) != 0) {
+            n++;
+            goto out;
+        }
+    }
+
+    if (coord_init(&c, &cc) != 0) goto out;
+    {
+        double t = cpu_now();
+        if (coord_connect(&c) != 0) goto out;
+        coord_cpu += cpu_now() - t;
+    }
+    while (!c.done) {
+        double t = cpu_now();
+        do coord_step(&c, 0);
+        while (fmq_mq_queued(c.mq) > 0 && !c.done);
+        coord_cpu += cpu_now() - t;
+        for (int i = 0; i < n && !c.done; i++) drain_agent(agents[i], &agent_cpu[i]);
+    }
+    coord_print_summary(&c, stdout);
+    if (o.summary) {
+        double sum = 0, max = 0;
+        if (!(f = fopen(o.summary, "w"))) {
+            fmq_log(FMQ_LOG_ERROR, "%s: cannot write", o.summary);
+            goto out;
+        }
+        for (int i = 0; i < n; i++) {
+            sum += agent_cpu[i];
+            if (agent_cpu[i] > max) max = agent_cpu[i];
+        }
+        fprintf(f,
+                "{\"agents\":%d,\"rounds\":%llu,\"version\":%llu,\"wall_s\":%.3f,"
+                "\"coordinator_cpu_s\":%.4f,\"agent_cpu_s_mean\":%.4f,\"agent_cpu_s_max\":%.4f,"
+                "\"peak_rss_kb\":%ld}\n",
+                n, (unsigned long long)c.round, (unsigned long long)c.version, fmq_mono() - t0,
+                coord_cpu, n ? sum / n : 0.0, max, fmq_peak_rss_kb());
+        fclose(f);
+    }
+    rc = 0;
+out:
+    coord_free(&c);
+    for (int i = 0; i < n; i++)
+        if (agents[i]) {
+            agent_free(agents[i]);
+            free(agents[i]);
+        }
+    fmq_mq_destroy(bus);
+    free(agents);
+    free(agent_cpu);
+    free(o.files);
+    return rc;
+}
