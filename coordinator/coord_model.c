@@ -284,6 +284,12 @@ void coord_evaluate(struct coord *c, struct coord_eval *e)
     e->model_hash = 1469598103934665603ULL; /* FNV-1a 64 */
     for (size_t i = 0; p && i < c->dim * sizeof(float); i++)
         e->model_hash = (e->model_hash ^ p[i]) * 1099511628211ULL;
+    if (c->kind != FMQ_MODEL_GIOT && c->model.has_norm) /* the MLP's input normalisation too */
+        for (int k = 0; k < 2; k++) {
+            p = (const uint8_t *)(k ? c->model.norm_std : c->model.norm_mean);
+            for (size_t i = 0; i < (size_t)c->model.cfg.in_dim * sizeof(float); i++)
+                e->model_hash = (e->model_hash ^ p[i]) * 1099511628211ULL;
+        }
     e->recall_at_fpr = e->head_recall_at_fpr = -1;
     if (!c->ntest) return;
     if (c->kind == FMQ_MODEL_GIOT && c->gpt.cfg.classes >= 2) { /* the supervised head first */

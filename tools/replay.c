@@ -14,7 +14,7 @@
 #include "fedmq/connlog.h"
 #include "fedmq/mq.h"
 
-#define MAX_FILES 64
+#define MAX_FILES 1024
 
 struct opts {
     char broker[256];
@@ -53,7 +53,10 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     long l;
     int rc;
     if (!*k) {
-        if (o->nfiles == MAX_FILES) return FMQ_EINVAL;
+        if (o->nfiles == MAX_FILES) {
+            snprintf(err, errlen, "at most %d files", MAX_FILES);
+            return FMQ_EINVAL;
+        }
         o->files[o->nfiles++] = (char *)v;
         return 0;
     }

@@ -4,14 +4,14 @@
  * encoding, so a simulated run and a real one with the same data and seeds give the same
  * global models (tests/integration/test_sim.py checks it).
  *
- * Each --agent FILE becomes one agent named as fedmq-replay names the file's site, fed all the
- * file's flows with labels (as `fedmq-replay --with-labels` does before a real run), in file
- * order. Then the coordinator starts, and the loop steps it and each agent in turn until the
- * configured rounds are done. Rounds close when every agent has sent (expected_agents = the
- * number of agents, deadline effectively off) unless set otherwise: single-threaded stepping
- * makes wall-clock deadlines meaningless here.
+ * Each --agent FILE[,FILE...] becomes one agent, named as fedmq-replay names the first file's
+ * site, fed all the files' flows with labels in the order `fedmq-replay --with-labels` would
+ * publish them before a real run (by time since each file's start). Then the coordinator starts,
+ * and the loop steps it and each agent in turn until the configured rounds are done. Rounds close
+ * when every agent has sent (expected_agents = the number of agents, deadline effectively off)
+ * unless set otherwise: single-threaded stepping makes wall-clock deadlines meaningless here.
  *
- * Usage: fedmq-sim --agent FILE... [--agent-set KEY=VALUE]... [--coord-set KEY=VALUE]...
+ * Usage: fedmq-sim --agent FILE[,FILE...]... [--agent-set KEY=VALUE]... [--coord-set KEY=VALUE]...
  *                  [--summary FILE]
  * KEYs are those of deploy/agent.conf.example and deploy/coordinator.conf.example. The
  * coordinator writes its per-round metrics where `metrics_file` says; --summary gets one JSON
@@ -29,6 +29,7 @@
 #include "fedmq/flow.h"
 
 #define SIM_MAX_SETS 64
+#define SIM_MAX_FILES 64 /* per agent */
 
 struct sim_opts {
     const char **files;
@@ -79,7 +80,7 @@ static int parse_args(int argc, char **argv, struct sim_opts *o)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: fedmq-sim --agent FILE... [--agent-set KEY=VALUE]...\n"
+            printf("usage: fedmq-sim --agent FILE[,FILE...]... [--agent-set KEY=VALUE]...\n"
                    "                 [--coord-set KEY=VALUE]... [--summary FILE]\n"
                    "KEYs: deploy/agent.conf.example, deploy/coordinator.conf.example\n");
             exit(0);
@@ -119,32 +120,68 @@ static void drain_agent(struct agent *a, double *cpu)
     *cpu += cpu_now() - t0;
 }
 
-/* Publishes every flow of the file to the agent's sensor topic and lets it take them in. */
-static int feed(struct fmq_mq *bus, struct agent *a, const char *path, double *cpu)
+struct item {
+    double rel; /* seconds since its file's first flow */
+    int file;
+    size_t idx;
+};
+
+/* fedmq-replay's order: by time since each file's start, then file, then position. */
+static int cmp_item(const void *x, const void *y)
 {
-    struct fmq_flow *flows = NULL;
-    size_t n = 0;
-    long bad = 0;
-    char json[2048], topic[256];
-    int rc = fmq_connlog_read_all(path, &flows, &n, &bad);
-    if (rc != 0) {
-        fmq_log(FMQ_LOG_ERROR, "%s: cannot read: %s", path, fmq_strerror(rc));
-        return rc;
+    const struct item *a = x, *b = y;
+    if (a->rel != b->rel) return a->rel < b->rel ? -1 : 1;
+    if (a->file != b->file) return a->file - b->file;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+/* Publishes every flow of the agent's files (comma-separated) to its sensor topics, in the
+ * order fedmq-replay would, and lets the agent take them in. */
+static int feed(struct fmq_mq *bus, struct agent *a, const char *list, double *cpu)
+{
+    struct fmq_flow *flows[SIM_MAX_FILES] = {0};
+    size_t n[SIM_MAX_FILES] = {0}, nitems = 0, k = 0;
+    struct item *items = NULL;
+    char json[2048], topic[256], path[1024];
+    const char *p = list;
+    int nf = 0, rc = 0;
+
+    while (*p && nf < SIM_MAX_FILES) {
+        size_t len = strcspn(p, ",");
+        long bad = 0;
+        snprintf(path, sizeof path, "%.*s", (int)len, p);
+        p += len + (p[len] == ',');
+        if ((rc = fmq_connlog_read_all(path, &flows[nf], &n[nf], &bad)) != 0) {
+            fmq_log(FMQ_LOG_ERROR, "%s: cannot read: %s", path, fmq_strerror(rc));
+            goto out;
+        }
+        nitems += n[nf++];
     }
-    for (size_t i = 0; i < n; i++) {
-        int len = fmq_flow_to_json(&flows[i], 1, json, sizeof json);
+    if (!(items = malloc((nitems + 1) * sizeof *items))) {
+        rc = FMQ_ENOMEM;
+        goto out;
+    }
+    for (int f = 0; f < nf; f++)
+        for (size_t i = 0; i < n[f]; i++)
+            items[k++] = (struct item){flows[f][i].ts - flows[f][0].ts, f, i};
+    qsort(items, nitems, sizeof *items, cmp_item);
+    for (size_t i = 0; i < nitems; i++) {
+        const struct fmq_flow *fl = &flows[items[i].file][items[i].idx];
+        char dev[sizeof fl->orig_h];
+        int len = fmq_flow_to_json(fl, 1, json, sizeof json);
         if (len < 0) continue;
-        char dev[sizeof flows[i].orig_h];
-        snprintf(dev, sizeof dev, "%s", flows[i].orig_h);
-        for (char *p = dev; *p; p++) /* as fedmq-replay: no wildcard or level in a level */
-            if (*p == '+' || *p == '#' || *p == '/') *p = '_';
+        snprintf(dev, sizeof dev, "%s", fl->orig_h);
+        for (char *q = dev; *q; q++) /* as fedmq-replay: no wildcard or level in a level */
+            if (*q == '+' || *q == '#' || *q == '/') *q = '_';
         snprintf(topic, sizeof topic, "sensors/%s/%s/conn", a->cfg.id, dev);
         fmq_mq_publish(bus, topic, json, (size_t)len, 1, 0);
         if ((i & 1023) == 1023) drain_agent(a, cpu); /* keep the queue short */
     }
     drain_agent(a, cpu);
-    free(flows);
-    return 0;
+out:
+    for (int f = 0; f < nf; f++) free(flows[f]);
+    free(items);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -194,7 +231,11 @@ int main(int argc, char **argv)
         for (int i = 0; i < o.nagent_sets; i++)
             if (apply_set(o.agent_sets[i], agent_cfg_set, &ac, agent_bool_keys) != 0) goto out;
         snprintf(ac.broker, sizeof ac.broker, "%s", bus_uri);
-        fmq_site_of(o.files[n], ac.id, sizeof ac.id);
+        {
+            char first[1024];
+            snprintf(first, sizeof first, "%.*s", (int)strcspn(o.files[n], ","), o.files[n]);
+            fmq_site_of(first, ac.id, sizeof ac.id);
+        }
         snprintf(ac.sensors[0], sizeof ac.sensors[0], "sensors/%s/+/conn", ac.id);
         ac.nsensors = 1;
         if (!(agents[n] = calloc(1, sizeof **agents))) goto out;
