@@ -44,6 +44,7 @@ void coord_cfg_default(struct coord_cfg *c)
     c->robust_clip = 2.0;
     c->robust_trim = 0.2;
     c->robust_f = 0.3;
+    c->robust_krum_tau = 3.0;
     c->dp_delta = 1e-5;
     c->lora_alpha = 8;
     c->giot_lr = 3e-3;
@@ -74,6 +75,7 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     c->rob.clip_mult = cfg->robust_clip;
     c->rob.trim = cfg->robust_trim;
     c->rob.f = cfg->robust_f;
+    c->rob.krum_tau = cfg->robust_krum_tau;
     if (!(c->delta = malloc(c->dim * sizeof(float))) ||
         !(c->mean = malloc(c->dim * sizeof(double))) ||
         !(c->selected = calloc(COORD_MAX_AGENTS, sizeof *c->selected)) ||
@@ -168,7 +170,7 @@ static void publish_global(struct coord *c)
     c->last_model_bytes = c->out.len;
     c->round_start = c->last_publish = fmq_mono();
     c->republish_wait = c->cfg.republish;
-    c->deadline_warned = 0;
+    c->deadline_warned = c->deadline_expired = 0;
 }
 
 /* A round past its deadline without the updates it needs: an agent may have missed the model
@@ -411,7 +413,8 @@ static int round_ready(struct coord *c)
     int online = 0, target;
     double waited = fmq_mono() - c->round_start;
 
-    if (c->participants == 0) return 0;
+    if (c->participants == 0 && !(c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS))
+        return 0;
     for (int i = 0; i < c->nagents; i++) online += c->agents[i].online || c->agents[i].in_round;
     if (c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS) {
         /* GSFS: M = ceil(quorum x agents online) distinct agents in the pool */
@@ -427,8 +430,20 @@ static int round_ready(struct coord *c)
         target = c->phase == FMQ_PHASE_TRAIN && c->nselected > 0 ? c->nselected : online;
         if (c->participants >= target && c->participants >= c->cfg.min_participants) return 1;
     }
-    if (waited >= c->cfg.deadline) {
+    if (waited >= c->cfg.deadline || c->deadline_expired) {
         if (c->participants >= c->cfg.min_participants) return 1;
+        if (c->participants == 0 && online > 0 && c->phase == FMQ_PHASE_TRAIN &&
+            c->cfg.strategy == FMQ_STRAT_GSFS) {
+            /* no agent's trigger fired: the model stays, under a new version, so every agent
+             * starts a new session (new batches, new checks) instead of the fleet waiting
+             * forever for an upload the paper's rule will never make */
+            fmq_log(FMQ_LOG_INFO,
+                    "round %llu: no GSFS upload by the deadline; v%llu goes out "
+                    "again as v%llu",
+                    open_round(c), (unsigned long long)c->version,
+                    (unsigned long long)c->version + 1);
+            return 1;
+        }
         if (!c->deadline_warned)
             fmq_log(FMQ_LOG_WARN, "round %llu deadline passed with %d of %ld required updates",
                     open_round(c), c->participants, c->cfg.min_participants);
@@ -485,8 +500,9 @@ static void close_round(struct coord *c)
         if (rc >= 0)
             fmq_server_opt_apply(&c->opt, c->trainable, c->mean);
         else
-            fmq_log(FMQ_LOG_WARN, "round %llu: every update was dropped; model unchanged",
-                    (unsigned long long)c->round + 1);
+            fmq_log(c->participants ? FMQ_LOG_WARN : FMQ_LOG_INFO,
+                    "round %llu: %s; model unchanged", (unsigned long long)c->round + 1,
+                    c->participants ? "every update was dropped" : "no update");
         c->round++;
     }
     c->version++;
@@ -564,12 +580,13 @@ static void close_round(struct coord *c)
         (unsigned long long)cm.tn, (unsigned long long)cm.fn, (unsigned long long)c->bytes_up_round,
         (unsigned long long)c->bytes_up_total, (unsigned long long)down,
         (unsigned long long)c->bytes_down_total, c->last_model_bytes,
-        (double)c->bytes_up_round / c->participants, round_s, (unsigned long long)c->rej_bad,
-        (unsigned long long)c->rej_stale, (unsigned long long)c->rej_dup,
-        (unsigned long long)c->rej_task, (unsigned long long)c->rej_phase,
-        (unsigned long long)c->rej_replay, per, sens, c->nplans, ev.eval_s,
-        (unsigned long long)ev.model_hash, c->val_n, c->val_n ? c->val_accuracy / c->val_n : 0.0,
-        c->val_n ? c->val_f1 / c->val_n : 0.0, process_cpu_s(), fmq_now());
+        (double)c->bytes_up_round / (c->participants ? c->participants : 1), round_s,
+        (unsigned long long)c->rej_bad, (unsigned long long)c->rej_stale,
+        (unsigned long long)c->rej_dup, (unsigned long long)c->rej_task,
+        (unsigned long long)c->rej_phase, (unsigned long long)c->rej_replay, per, sens, c->nplans,
+        ev.eval_s, (unsigned long long)ev.model_hash, c->val_n,
+        c->val_n ? c->val_accuracy / c->val_n : 0.0, c->val_n ? c->val_f1 / c->val_n : 0.0,
+        process_cpu_s(), fmq_now());
     fmq_mq_publish(c->mq, c->t_metrics, json, strlen(json), 1, 1);
     if (c->metrics) {
         fprintf(c->metrics, "%s\n", json);
@@ -588,7 +605,8 @@ static void close_round(struct coord *c)
                 (unsigned long long)c->round, (unsigned long long)c->version, c->participants,
                 (unsigned long long)c->examples, sc.f1, sc.accuracy, sc.precision, sc.recall,
                 ev.recall_at_fpr, (unsigned long long)c->bytes_up_round,
-                (double)c->bytes_up_round / c->participants, (unsigned long long)down, round_s);
+                (double)c->bytes_up_round / (c->participants ? c->participants : 1),
+                (unsigned long long)down, round_s);
     if (c->nhist < COORD_HISTORY)
         c->hist[c->nhist++] =
             (struct coord_round){c->round,     c->version, c->participants,   sc.f1, sc.accuracy,
@@ -604,6 +622,11 @@ static void close_round(struct coord *c)
     c->examples = 0;
     c->bytes_up_round = 0;
     if (c->cfg.rounds > 0 && c->round >= (uint64_t)c->cfg.rounds) c->done = 1;
+}
+
+void coord_expire_deadline(struct coord *c)
+{
+    c->deadline_expired = 1;
 }
 
 int coord_step(struct coord *c, int timeout_ms)

@@ -46,7 +46,7 @@ struct coord_cfg {
     struct fmq_sensing_params sensing_p;
     double server_lr; /* FedAvg server step, 1.0 = plain FedAvg */
     int robust;       /* enum fmq_robust_rule for synchronous rounds */
-    double robust_clip, robust_trim, robust_f;
+    double robust_clip, robust_trim, robust_f, robust_krum_tau;
     double dp_clip;   /* DP-FedAvg: L2 bound of every update, 0 = off */
     double dp_noise;  /* noise multiplier z: std z x dp_clip / m on the mean of m updates */
     double dp_delta;  /* delta of the reported (epsilon, delta) */
@@ -144,6 +144,7 @@ struct coord {
     int phase;
     double round_start;
     int deadline_warned;
+    int deadline_expired;        /* coord_expire_deadline: the open round's deadline has passed */
     int val_n;                   /* agents' own validation metrics in this round's updates */
     double val_accuracy, val_f1; /* sums */
     double last_publish, republish_wait; /* monotonic; wait before publishing the model again */
@@ -175,6 +176,9 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg);
 void coord_free(struct coord *c);
 int coord_connect(struct coord *c);
 int coord_step(struct coord *c, int timeout_ms);
+/* The open round's deadline counts as passed (fedmq-sim: every agent is idle, so waiting longer
+ * cannot bring another update). */
+void coord_expire_deadline(struct coord *c);
 /* Prints the per-round summary table to f. */
 void coord_print_summary(const struct coord *c, FILE *f);
 

@@ -184,6 +184,15 @@ out:
     return rc;
 }
 
+/* Changes whenever the coordinator took an update in, refused one or closed a round (status
+ * messages, which agents send on a wall-clock timer, do not count). */
+static uint64_t progress(const struct coord *c)
+{
+    return c->version * 1000003ULL + (uint64_t)c->participants * 7919ULL + c->rej_bad +
+           c->rej_stale + c->rej_dup + c->rej_task + c->rej_phase + c->rej_replay +
+           c->pool.superseded;
+}
+
 int main(int argc, char **argv)
 {
     static struct coord c;
@@ -194,7 +203,7 @@ int main(int argc, char **argv)
     struct fmq_mq *bus = NULL;
     struct fmq_mq_opts mo;
     char bus_uri[64];
-    int rc = 1, n = 0, explicit_expected = 0, explicit_deadline = 0;
+    int rc = 1, n = 0, explicit_expected = 0, explicit_deadline = 0, stalled = 0;
     FILE *f;
 
     fmq_log_use_stderr("fedmq-sim", FMQ_LOG_WARN);
@@ -258,10 +267,27 @@ int main(int argc, char **argv)
     }
     while (!c.done) {
         double t = cpu_now();
+        uint64_t before = progress(&c);
         do coord_step(&c, 0);
         while (fmq_mq_queued(c.mq) > 0 && !c.done);
         coord_cpu += cpu_now() - t;
         for (int i = 0; i < n && !c.done; i++) drain_agent(agents[i], &agent_cpu[i]);
+        if (c.done || progress(&c) != before || fmq_mq_queued(c.mq) > 0) {
+            stalled = 0;
+            continue;
+        }
+        /* nothing moved in a whole pass: every agent is idle, so no update will come; the
+         * round's deadline is simulated time that has now passed */
+        if (stalled++ == 0) {
+            coord_expire_deadline(&c);
+            continue;
+        }
+        fmq_log(FMQ_LOG_ERROR,
+                "stalled: round %llu has %d update(s), %ld needed, and no agent has anything "
+                "left to send",
+                c.phase == FMQ_PHASE_STATS ? 0ULL : (unsigned long long)c.round + 1, c.participants,
+                cc.min_participants);
+        goto out;
     }
     coord_print_summary(&c, stdout);
     if (o.summary) {

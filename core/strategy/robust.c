@@ -7,11 +7,13 @@
 
 #include "fedmq/common.h"
 
-static const char *const names[] = {"none", "clip", "median", "trimmed-mean", "multi-krum"};
+static const char *const names[] = {"none",         "clip",       "median",
+                                    "trimmed-mean", "multi-krum", "krum-filter"};
+#define NRULES ((int)(sizeof names / sizeof names[0]))
 
 int fmq_robust_parse(const char *s, int *rule)
 {
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < NRULES; i++)
         if (!strcmp(s, names[i])) {
             *rule = i;
             return 0;
@@ -21,18 +23,19 @@ int fmq_robust_parse(const char *s, int *rule)
 
 const char *fmq_robust_name(int rule)
 {
-    return rule >= 0 && rule < 5 ? names[rule] : "?";
+    return rule >= 0 && rule < NRULES ? names[rule] : "?";
 }
 
 int fmq_robust_init(struct fmq_robust *r, int rule, size_t dim)
 {
     memset(r, 0, sizeof *r);
-    if (dim == 0 || rule < 0 || rule > FMQ_ROBUST_KRUM) return FMQ_EINVAL;
+    if (dim == 0 || rule < 0 || rule >= NRULES) return FMQ_EINVAL;
     r->rule = rule;
     r->dim = dim;
     r->clip_mult = 2.0;
     r->trim = 0.2;
     r->f = 0.3;
+    r->krum_tau = 3.0;
     return 0;
 }
 
@@ -169,14 +172,31 @@ static void krum_rule(struct fmq_robust *r, double *out)
         score[a] = 0;
         for (size_t k = 0; k < near && k < c; k++) score[a] += row[k];
     }
-    for (size_t pick = 0; pick < m; pick++) { /* the m lowest scores */
-        size_t best = n;
-        for (size_t a = 0; a < n; a++)
-            if (!use[a] && (best == n || score[a] < score[best])) best = a;
-        use[best] = 1;
-    }
+    if (r->rule == FMQ_ROBUST_KRUM_FILTER) { /* keep all but the (at most f) outliers */
+        double med;
+        memcpy(row, score, n * sizeof *row);
+        qsort(row, n, sizeof *row, cmp_d);
+        med = n % 2 ? row[n / 2] : 0.5 * (row[n / 2 - 1] + row[n / 2]);
+        m = n;
+        for (size_t a = 0; a < n; a++) use[a] = 1;
+        for (size_t drop = 0; drop < f; drop++) { /* the highest score first */
+            size_t worst = n;
+            for (size_t a = 0; a < n; a++)
+                if (use[a] && (worst == n || score[a] > score[worst])) worst = a;
+            if (worst == n || !(score[worst] > r->krum_tau * med)) break;
+            use[worst] = 0;
+            m--;
+        }
+    } else
+        for (size_t pick = 0; pick < m; pick++) { /* the m lowest scores */
+            size_t best = n;
+            for (size_t a = 0; a < n; a++)
+                if (!use[a] && (best == n || score[a] < score[best])) best = a;
+            use[best] = 1;
+        }
     weighted_mean(r, use, NULL, out);
     r->last_used = (int)m;
+    r->last_clipped = (int)(n - m); /* dropped */
 }
 
 int fmq_robust_aggregate(struct fmq_robust *r, double *out)
@@ -192,6 +212,7 @@ int fmq_robust_aggregate(struct fmq_robust *r, double *out)
         coordinate_rule(r, out);
         break;
     case FMQ_ROBUST_KRUM:
+    case FMQ_ROBUST_KRUM_FILTER:
         krum_rule(r, out);
         break;
     default:

@@ -92,6 +92,28 @@ def main():
             if n:
                 assert sim[-1]["model_hash"] != first[-1]["model_hash"]
             first = sim
+        # GSFS whose triggers never fire: each round ends at its (simulated) deadline with no
+        # upload, the model goes out unchanged under a new version, and agents start again
+        sim_m = os.path.join(h.work, "sim-quiet.jsonl")
+        argv = [h.bin("tools/fedmq-sim")] + sum([["--agent", f] for f in files], [])
+        argv += sum([["--agent-set", a] for a in agent], [])
+        argv += sum([["--coord-set", c] for c in coord + [
+            "strategy=gsfs", "gsfs_beta=100", "gsfs_delta_perf=1", "metrics_file=" + sim_m]], [])
+        subprocess.run(argv, check=True, timeout=120, stdout=subprocess.DEVNULL)
+        quiet = metrics(sim_m)
+        print("GSFS without triggers:", [(m["round"], m["participants"], m["model_hash"])
+                                         for m in quiet])
+        assert [m["round"] for m in quiet] == list(range(ROUNDS + 1))
+        assert all(m["participants"] == 0 for m in quiet[1:])
+        assert len({m["model_hash"] for m in quiet[1:]}) == 1 and quiet[1]["model_hash"] == \
+            quiet[0]["model_hash"]
+        # a round that can never close (4 updates needed, 3 agents): an error, not a hang
+        p = subprocess.run(argv[:1] + sum([["--agent", f] for f in files], []) +
+                           ["--agent-set", "min_train=50", "--coord-set", "rounds=2",
+                            "--coord-set", "min_participants=4", "--coord-set",
+                            "expected_agents=4"], capture_output=True, text=True, timeout=120)
+        assert p.returncode != 0 and "stalled: round 0 has 3 update(s), 4 needed" in p.stderr, \
+            (p.returncode, p.stderr[-500:])
     print("integration_sim: passed")
 
 

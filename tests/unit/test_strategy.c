@@ -169,6 +169,31 @@ static void test_robust_rules(void)
     CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
     CU_ASSERT_DOUBLE_EQUAL(out[0], 2.5, 1e-9);
     CU_ASSERT_DOUBLE_EQUAL(out[1], 25, 1e-9);
+    /* krum-filter, f = 0.2 x 5 = 1, scores over the n - f - 2 = 2 nearest (squared distances
+     * (a - b)^2 x 101 among the first four): 505, 202, 202, 505 and the outlier's 549,905;
+     * median 505, the outlier is above 3 x 505 and the only one dropped: mean (2.5, 25) */
+    r.rule = FMQ_ROBUST_KRUM_FILTER;
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 2.5, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(out[1], 25, 1e-9);
+    CU_ASSERT_EQUAL(r.last_used, 4);
+    CU_ASSERT_EQUAL(r.last_clipped, 1);
+    /* no outlier: the first four alone, f = 0.25 x 4 = 1, every score 101 (the nearest one):
+     * krum-filter keeps all four, multi-krum drops one honest update anyway */
+    {
+        struct fmq_robust q;
+        CU_ASSERT_FATAL(fmq_robust_init(&q, FMQ_ROBUST_KRUM_FILTER, 2) == 0);
+        q.f = 0.25;
+        for (int k = 0; k < 4; k++) CU_ASSERT(fmq_robust_add(&q, u[k], 1.0) == 0);
+        CU_ASSERT(fmq_robust_aggregate(&q, out) == 0);
+        CU_ASSERT_DOUBLE_EQUAL(out[0], 2.5, 1e-9);
+        CU_ASSERT_DOUBLE_EQUAL(out[1], 25, 1e-9);
+        CU_ASSERT_EQUAL(q.last_used, 4);
+        q.rule = FMQ_ROBUST_KRUM;
+        CU_ASSERT(fmq_robust_aggregate(&q, out) == 0);
+        CU_ASSERT_EQUAL(q.last_used, 3);
+        fmq_robust_free(&q);
+    }
     /* clip at 2 x the median norm (norm of (3,30) = 30.15): the outlier (norm 509.9) scaled to
      * 60.30, the others kept */
     r.rule = FMQ_ROBUST_CLIP;

@@ -11,6 +11,12 @@
  *   multi-krum    the m updates with the smallest Krum score (sum of squared distances to the
  *                 n - f - 2 nearest others), averaged by weight (Blanchard et al. 2017, "Machine
  *                 learning with adversaries: Byzantine tolerant gradient descent"; m = n - f)
+ *   krum-filter   Krum's scores as an outlier test: the weighted mean of every update whose
+ *                 score is at most krum_tau x the median score, dropping at most f x n (the
+ *                 highest). Honest updates from skewed sites all stay (multi-krum always drops
+ *                 f x n of them, which costs accuracy on non-IID fleets), while updates far
+ *                 from the honest majority go (Blanchard et al. 2017 for the score; the
+ *                 median-relative cut follows the clip rule's)
  * A non-finite update is refused at add. */
 #ifndef FMQ_ROBUST_H
 #define FMQ_ROBUST_H
@@ -22,7 +28,8 @@ enum fmq_robust_rule {
     FMQ_ROBUST_CLIP,
     FMQ_ROBUST_MEDIAN,
     FMQ_ROBUST_TRIMMED,
-    FMQ_ROBUST_KRUM
+    FMQ_ROBUST_KRUM,
+    FMQ_ROBUST_KRUM_FILTER
 };
 int fmq_robust_parse(const char *s, int *rule);
 const char *fmq_robust_name(int rule);
@@ -31,7 +38,8 @@ struct fmq_robust {
     int rule;
     double clip_mult; /* clip: bound = clip_mult x median norm */
     double trim;      /* trimmed-mean: share cut at each end, [0, 0.5) */
-    double f;         /* multi-krum: assumed Byzantine share of the round's updates */
+    double f;         /* multi-krum, krum-filter: assumed Byzantine share of the updates */
+    double krum_tau;  /* krum-filter: drop scores above krum_tau x the median score */
     size_t dim, n, cap;
     float *u;      /* owned: cap x dim updates */
     double *w;     /* owned: cap weights */
