@@ -301,12 +301,19 @@ void coord_evaluate(struct coord *c, struct coord_eval *e)
         fmq_giot_score(&c->etr, &c->gpt, &c->td, c->tidx, c->ntest, c->tscore);
     else
         for (size_t i = 0; i < c->ntest; i++)
-            c->tscore[i] = fmq_model_score(&c->model, &c->ws, c->Xt + i * FMQ_FEAT_DIM);
+            c->tscore[i] = fmq_model_logit(&c->model, &c->ws, c->Xt + i * FMQ_FEAT_DIM);
     e->recall_at_fpr = fmq_recall_at_fpr(c->tscore, c->yt, c->ntest, 0.01, c->tscratch, &thr, NULL);
     e->threshold = c->kind == FMQ_MODEL_GIOT ? thr : (float)c->cfg.threshold;
-    confusion(c, 0, c->ntest, e->threshold, &e->cm);
+    if (c->kind != FMQ_MODEL_GIOT) { /* MLP scores are logits: P >= p is logit >= log(p/(1-p)) */
+        double pt = c->cfg.threshold <= 0   ? 1e-9
+                    : c->cfg.threshold >= 1 ? 1 - 1e-9
+                                            : c->cfg.threshold;
+        thr = (float)log(pt / (1 - pt));
+    } else
+        thr = e->threshold;
+    confusion(c, 0, c->ntest, thr, &e->cm);
     for (int f = 0; f < c->cfg.ntest; f++)
-        confusion(c, c->test_start[f], c->test_start[f + 1], e->threshold, &e->per_file[f]);
+        confusion(c, c->test_start[f], c->test_start[f + 1], thr, &e->per_file[f]);
     e->eval_s = fmq_mono() - t0;
 }
 

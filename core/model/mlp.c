@@ -184,9 +184,14 @@ void fmq_mlp_input_grad(const struct fmq_model *m, struct fmq_mlp_ws *ws, float 
     for (int k = 0; k < m->dims[0]; k++) dx[k] = ws->dacts[k];
 }
 
-float fmq_model_score(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *raw)
+float fmq_model_logit(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *raw)
 {
     float x[4096];
     fmq_model_normalize(m, raw, x, 1);
-    return fmq_sigmoid(fmq_mlp_forward(m, ws, x, 1)[0]);
+    return fmq_mlp_forward(m, ws, x, 1)[0];
+}
+
+float fmq_model_score(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *raw)
+{
+    return fmq_sigmoid(fmq_model_logit(m, ws, raw));
 }

@@ -85,6 +85,9 @@ float fmq_mlp_backward(const struct fmq_model *m, struct fmq_mlp_ws *ws, const f
 void fmq_mlp_input_grad(const struct fmq_model *m, struct fmq_mlp_ws *ws, float *dx);
 /* probability of malicious for one raw (unnormalised) feature vector */
 float fmq_model_score(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *raw);
+/* The same before the sigmoid: the logit, which ranks flows without saturating (P rounds to
+ * exactly 1.0f above a logit of about 17, and ties break a false-positive-rate threshold). */
+float fmq_model_logit(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *raw);
 
 /* ---- optimizers (core/model/optim.c) ---- */
 /* ADAMW: Adam with decoupled weight decay (Loshchilov & Hutter 2019), p -= lr
