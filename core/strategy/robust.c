@@ -172,28 +172,44 @@ static void krum_rule(struct fmq_robust *r, double *out)
         score[a] = 0;
         for (size_t k = 0; k < near && k < c; k++) score[a] += row[k];
     }
-    if (r->rule == FMQ_ROBUST_KRUM_FILTER) { /* keep all but the (at most f) outliers */
-        double med;
-        memcpy(row, score, n * sizeof *row);
+    for (size_t pick = 0; pick < m; pick++) { /* the m lowest scores */
+        size_t best = n;
+        for (size_t a = 0; a < n; a++)
+            if (!use[a] && (best == n || score[a] < score[best])) best = a;
+        use[best] = 1;
+    }
+    if (r->rule == FMQ_ROBUST_KRUM_FILTER) {
+        /* multi-krum's choice is only the reference: every update that points the same way
+         * (positive cosine) and lies within krum_tau x the median distance to it is used (the
+         * median over the reference set alone dropped honest skewed sites: F1 0.963 -> 0.792
+         * on the demo) */
+        double rn = 0, med, *dist = score; /* scores are no longer needed */
+        weighted_mean(r, use, NULL, out);
+        for (size_t i = 0; i < r->dim; i++) rn += out[i] * out[i];
+        rn = sqrt(rn);
+        for (size_t a = 0; a < n; a++) {
+            const float *x = r->u + a * r->dim;
+            double d = 0, dot = 0, xn = 0;
+            for (size_t i = 0; i < r->dim; i++) {
+                d += ((double)x[i] - out[i]) * ((double)x[i] - out[i]);
+                dot += (double)x[i] * out[i];
+                xn += (double)x[i] * x[i];
+            }
+            dist[a] = row[a] = sqrt(d);
+            use[a] = rn == 0 || xn == 0 || dot > 0; /* a zero reference decides nothing */
+        }
         qsort(row, n, sizeof *row, cmp_d);
         med = n % 2 ? row[n / 2] : 0.5 * (row[n / 2 - 1] + row[n / 2]);
-        m = n;
-        for (size_t a = 0; a < n; a++) use[a] = 1;
-        for (size_t drop = 0; drop < f; drop++) { /* the highest score first */
-            size_t worst = n;
-            for (size_t a = 0; a < n; a++)
-                if (use[a] && (worst == n || score[a] > score[worst])) worst = a;
-            if (worst == n || !(score[worst] > r->krum_tau * med)) break;
-            use[worst] = 0;
-            m--;
+        m = 0;
+        for (size_t a = 0; a < n; a++) {
+            use[a] = use[a] && dist[a] <= r->krum_tau * med;
+            m += (size_t)use[a];
         }
-    } else
-        for (size_t pick = 0; pick < m; pick++) { /* the m lowest scores */
-            size_t best = n;
-            for (size_t a = 0; a < n; a++)
-                if (!use[a] && (best == n || score[a] < score[best])) best = a;
-            use[best] = 1;
+        if (m == 0) { /* nothing passes: fall back to the reference set */
+            weighted_mean(r, NULL, NULL, out);
+            m = n;
         }
+    }
     weighted_mean(r, use, NULL, out);
     r->last_used = (int)m;
     r->last_clipped = (int)(n - m); /* dropped */

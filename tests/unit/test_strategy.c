@@ -169,16 +169,17 @@ static void test_robust_rules(void)
     CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
     CU_ASSERT_DOUBLE_EQUAL(out[0], 2.5, 1e-9);
     CU_ASSERT_DOUBLE_EQUAL(out[1], 25, 1e-9);
-    /* krum-filter, f = 0.2 x 5 = 1, scores over the n - f - 2 = 2 nearest (squared distances
-     * (a - b)^2 x 101 among the first four): 505, 202, 202, 505 and the outlier's 549,905;
-     * median 505, the outlier is above 3 x 505 and the only one dropped: mean (2.5, 25) */
+    /* krum-filter, f = 0.2 x 5 = 1: multi-krum's four form the reference (2.5, 25); distances
+     * to it 15.07, 5.02, 5.02, 15.07 and 534 for the outlier, whose cosine is negative
+     * (250 - 12500): it alone goes, mean (2.5, 25) */
     r.rule = FMQ_ROBUST_KRUM_FILTER;
     CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
     CU_ASSERT_DOUBLE_EQUAL(out[0], 2.5, 1e-9);
     CU_ASSERT_DOUBLE_EQUAL(out[1], 25, 1e-9);
     CU_ASSERT_EQUAL(r.last_used, 4);
     CU_ASSERT_EQUAL(r.last_clipped, 1);
-    /* no outlier: the first four alone, f = 0.25 x 4 = 1, every score 101 (the nearest one):
+    /* no outlier: the first four alone, f = 0.25 x 4 = 1; the reference is (2, 20) (three of
+     * four equal scores), distances 10.05, 0, 10.05, 20.1 are all within 3 x the median 10.05:
      * krum-filter keeps all four, multi-krum drops one honest update anyway */
     {
         struct fmq_robust q;

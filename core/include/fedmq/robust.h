@@ -11,12 +11,13 @@
  *   multi-krum    the m updates with the smallest Krum score (sum of squared distances to the
  *                 n - f - 2 nearest others), averaged by weight (Blanchard et al. 2017, "Machine
  *                 learning with adversaries: Byzantine tolerant gradient descent"; m = n - f)
- *   krum-filter   Krum's scores as an outlier test: the weighted mean of every update whose
- *                 score is at most krum_tau x the median score, dropping at most f x n (the
- *                 highest). Honest updates from skewed sites all stay (multi-krum always drops
- *                 f x n of them, which costs accuracy on non-IID fleets), while updates far
- *                 from the honest majority go (Blanchard et al. 2017 for the score; the
- *                 median-relative cut follows the clip rule's)
+ *   krum-filter   multi-krum's choice as a reference only: the weighted mean of every update
+ *                 that points the same way as the reference (positive cosine) and lies within
+ *                 krum_tau x the median distance to it. An honest update from a skewed site
+ *                 stays (multi-krum always drops f x n updates, which costs accuracy on a
+ *                 non-IID fleet), while flipped, scaled or far-off updates go (Blanchard et al.
+ *                 2017 for the reference; the cosine test as in FLTrust, Cao et al. 2021, with
+ *                 the reference taken from the updates instead of a server dataset)
  * A non-finite update is refused at add. */
 #ifndef FMQ_ROBUST_H
 #define FMQ_ROBUST_H
@@ -39,7 +40,7 @@ struct fmq_robust {
     double clip_mult; /* clip: bound = clip_mult x median norm */
     double trim;      /* trimmed-mean: share cut at each end, [0, 0.5) */
     double f;         /* multi-krum, krum-filter: assumed Byzantine share of the updates */
-    double krum_tau;  /* krum-filter: drop scores above krum_tau x the median score */
+    double krum_tau;  /* krum-filter: drop distances above krum_tau x the median distance */
     size_t dim, n, cap;
     float *u;      /* owned: cap x dim updates */
     double *w;     /* owned: cap weights */
