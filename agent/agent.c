@@ -732,15 +732,16 @@ int agent_step(struct agent *a, int timeout_ms)
         a->pending = 0;
         if (!a->selected && a->phase == FMQ_PHASE_TRAIN)
             fmq_log(FMQ_LOG_INFO, "not sampled for v%llu", (unsigned long long)a->version);
+        else if (a->phase == FMQ_PHASE_TRAIN && a->plan.gsfs)
+            a->kind == FMQ_MODEL_GIOT ? (void)agent_giot_gsfs_start(a) : gsfs_start(a);
         else if (a->kind == FMQ_MODEL_GIOT)
             agent_giot_round(a);
-        else if (a->phase == FMQ_PHASE_TRAIN && a->plan.gsfs)
-            gsfs_start(a);
         else
             do_round(a);
         agent_publish_status(a, "online");
     }
-    if (a->gsfs_active && (rc != 0 || a->flows % 64 == 0)) gsfs_chunk(a);
+    if (a->gsfs_active && (rc != 0 || a->flows % 64 == 0))
+        a->kind == FMQ_MODEL_GIOT ? agent_giot_gsfs_chunk(a) : gsfs_chunk(a);
     if (fmq_mono() - a->last_status >= a->cfg.status_interval) agent_publish_status(a, "online");
     return 0;
 }

@@ -160,5 +160,8 @@ int agent_giot_adopt(struct agent *a, struct fmq_gpt *m, const struct fmq_global
 void agent_giot_on_flow(struct agent *a, const struct fmq_flow *f);
 void agent_giot_due(struct agent *a);
 int agent_giot_round(struct agent *a);
+/* GSFS sessions with GIoT: chunks of eval_every optimizer steps, the paper's triggers. */
+int agent_giot_gsfs_start(struct agent *a);
+void agent_giot_gsfs_chunk(struct agent *a);
 
 #endif

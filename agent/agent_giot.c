@@ -227,3 +227,105 @@ int agent_giot_round(struct agent *a)
         a, fmq_gpt_trainable(&a->glocal, &n), cur, n, ntrain, &lm,
         (double)a->cfg.giot_steps * a->cfg.giot_batch / (fmq_mono() - t0 + 1e-9), 0);
 }
+
+/* ---- GSFS with GIoT ----
+ * The paper's triggers over the transformer: the "layers" whose gradient norms the EWMA watches
+ * are parameter groups, embeddings (wte, wpe), attention (ln1, qkv, attproj), MLP (ln2, fc,
+ * fcproj) and output (lnf, the head), or with adapters the attention and the MLP adapters; the
+ * performance metric is validate()'s F1 (accuracy without malicious flows) at the 1%-FPR
+ * likelihood threshold, as the update reports it. */
+static int giot_layer_norms(const struct agent *a, double *norms)
+{
+    const struct fmq_gpt *m = &a->glocal;
+    static const int base_groups[] = {0, 2, 8, 14, FMQ_GPT_NTENSORS};
+    static const int lora_groups[] = {0, 4, FMQ_LORA_NTENSORS};
+    const int *grp = m->lora_rank ? lora_groups : base_groups;
+    int ng = m->lora_rank ? 2 : 4;
+    const float *g = m->lora_rank ? a->gtr.acts.lora_grads : a->gtr.acts.grads;
+    const float *origin = m->lora_rank ? m->lora : m->params;
+    size_t total = m->lora_rank ? m->lora_n : m->nparams;
+    for (int k = 0; k < ng; k++) {
+        const float *const *t =
+            m->lora_rank ? (const float *const *)m->lt : (const float *const *)m->t;
+        size_t from = (size_t)(t[grp[k]] - origin);
+        size_t to = grp[k + 1] < (m->lora_rank ? FMQ_LORA_NTENSORS : FMQ_GPT_NTENSORS)
+                        ? (size_t)(t[grp[k + 1]] - origin)
+                        : total;
+        double s = 0;
+        for (size_t i = from; i < to; i++) s += (double)g[i] * g[i];
+        norms[k] = sqrt(s);
+    }
+    return ng;
+}
+
+int agent_giot_gsfs_start(struct agent *a)
+{
+    struct fmq_local_metrics lm;
+    size_t ntrain, nval;
+    double norms[FMQ_MLP_MAXHIDDEN + 1];
+    float thr;
+    int ng;
+
+    nval = newest(a, NULL, &ntrain);
+    if (ntrain < 1) {
+        fmq_log(FMQ_LOG_WARN, "GIoT: no training flows yet for v%llu",
+                (unsigned long long)a->version);
+        return FMQ_EINVAL;
+    }
+    copy_weights(&a->glocal, &a->gcur);
+    ng = giot_layer_norms(a, norms);
+    if (a->trig.nlayers != ng) fmq_gsfs_trigger_init(&a->trig, ng);
+    validate(a, &a->gcur, ntrain, nval, &thr, &lm);
+    fmq_gsfs_trigger_reference(&a->trig, lm.f1);
+    a->gsfs_budget = a->cfg.giot_steps;
+    a->gsfs_uploads = 0;
+    a->gsfs_checks = 0;
+    a->gsfs_active = 1;
+    a->gsfs_deadline = a->time_budget > 0 ? fmq_mono() + a->time_budget : 0;
+    return 0;
+}
+
+void agent_giot_gsfs_chunk(struct agent *a)
+{
+    struct fmq_gsfs_params gp;
+    struct fmq_local_metrics lm;
+    double norms[FMQ_MLP_MAXHIDDEN + 1], t0 = fmq_mono();
+    long steps = a->plan.eval_every < a->gsfs_budget ? a->plan.eval_every : a->gsfs_budget;
+    size_t ntrain, nval, n;
+    float loss, thr, *cur = fmq_gpt_trainable(&a->gcur, &n);
+    int fired;
+
+    nval = newest(a, NULL, &ntrain); /* flows arrive between chunks: the slots move */
+    loss = fmq_giot_train(&a->gtr, &a->glocal, &a->gs.d, a->idx, ntrain, steps < 1 ? 1 : steps);
+    a->gsfs_budget -= steps < 1 ? 1 : steps;
+    a->gsfs_checks++;
+    if (!isfinite(loss)) {
+        fmq_log(FMQ_LOG_ERROR, "GIoT local training diverged; GSFS session for v%llu ends",
+                (unsigned long long)a->version);
+        a->gsfs_active = 0;
+        return;
+    }
+    giot_layer_norms(a, norms);
+    validate(a, &a->glocal, ntrain, nval, &thr, &lm);
+    lm.loss = loss;
+    fmq_gsfs_params_default(&gp);
+    gp.alpha = a->plan.alpha;
+    gp.beta = a->plan.beta;
+    gp.delta_perf = a->plan.delta_perf;
+    gp.warmup = a->plan.warmup;
+    fired = fmq_gsfs_trigger_check(&a->trig, &gp, norms, lm.f1);
+    if (fired && (a->plan.max_uploads == 0 || a->gsfs_uploads < a->plan.max_uploads) &&
+        agent_send_delta(a, fmq_gpt_trainable(&a->glocal, &n), cur, n, ntrain, &lm,
+                         (double)steps * a->cfg.giot_batch / (fmq_mono() - t0 + 1e-9),
+                         fired) == 0) {
+        a->gsfs_uploads++;
+        fmq_gsfs_trigger_reference(&a->trig, lm.f1);
+    }
+    if (a->gsfs_budget <= 0 || (a->gsfs_deadline > 0 && fmq_mono() > a->gsfs_deadline) ||
+        (a->plan.max_uploads > 0 && a->gsfs_uploads >= a->plan.max_uploads)) {
+        if (a->gsfs_uploads == 0)
+            fmq_log(FMQ_LOG_INFO, "GSFS: no trigger fired for v%llu in %ld checks; nothing sent",
+                    (unsigned long long)a->version, a->gsfs_checks);
+        a->gsfs_active = 0;
+    }
+}

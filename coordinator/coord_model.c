@@ -200,11 +200,6 @@ int coord_model_init(struct coord *c)
     int rc;
     c->kind = c->cfg.model.kind;
     if (c->kind == FMQ_MODEL_GIOT) {
-        if (c->cfg.strategy == FMQ_STRAT_GSFS) {
-            fmq_log(FMQ_LOG_ERROR, "GSFS needs model mlp or logreg: GIoT agents send one update "
-                                   "per round (use fedavg, fedprox, fedavgm, fedadam, ...)");
-            return FMQ_EINVAL;
-        }
         if ((rc = init_giot(c)) != 0) {
             fmq_log(FMQ_LOG_ERROR, "invalid GIoT configuration or base model: %s",
                     fmq_strerror(rc));

@@ -53,10 +53,6 @@ int main(int argc, char **argv)
             fmq_log(FMQ_LOG_ERROR, "invalid task name or model configuration");
             return 2;
         }
-        if (giot && cfg.strategy == FMQ_STRAT_GSFS) {
-            fmq_log(FMQ_LOG_ERROR, "strategy gsfs needs model mlp or logreg");
-            return 2;
-        }
         if (giot)
             printf("GIoT: %d layers, %d heads, %d channels, context %d flows, %zu parameters%s\n",
                    gc.layers, gc.heads, gc.channels, cfg.giot_context, fmq_gpt_param_count(&gc),

@@ -107,6 +107,21 @@ def main():
         assert all(m["participants"] == 0 for m in quiet[1:])
         assert len({m["model_hash"] for m in quiet[1:]}) == 1 and quiet[1]["model_hash"] == \
             quiet[0]["model_hash"]
+        # GSFS with GIoT: agents train in chunks and upload when a trigger fires on the
+        # transformer's parameter groups; rounds close on the quorum or the deadline
+        sim_m = os.path.join(h.work, "sim-giot-gsfs.jsonl")
+        argv2 = [h.bin("tools/fedmq-sim")] + sum([["--agent", f] for f in files], [])
+        argv2 += sum([["--agent-set", a] for a in agent + ["giot_steps=20"]], [])
+        argv2 += sum([["--coord-set", c] for c in coord + [
+            "model=giot", "giot_head=true", "strategy=gsfs", "gsfs_eval_every=5",
+            "eval_max=1000", "metrics_file=" + sim_m]], [])
+        subprocess.run(argv2, check=True, timeout=300, stdout=subprocess.DEVNULL)
+        gg = metrics(sim_m)
+        print("GSFS with GIoT:", [(m["round"], m["participants"], m["gsfs"]["used"])
+                                  for m in gg])
+        assert [m["round"] for m in gg] == list(range(1, ROUNDS + 1)), gg  # no stats round
+        assert sum(m["participants"] for m in gg) >= 2 and all(m["model_finite"] for m in gg)
+        assert len({m["model_hash"] for m in gg}) >= 2  # uploads moved the model
         # a round that can never close (4 updates needed, 3 agents): an error, not a hang
         p = subprocess.run(argv[:1] + sum([["--agent", f] for f in files], []) +
                            ["--agent-set", "min_train=50", "--coord-set", "rounds=2",
