@@ -170,6 +170,7 @@ int coord_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "robust_trim")) return fmq_parse_double(v, 0, 0.49, &c->robust_trim);
     if (!strcmp(k, "robust_f")) return fmq_parse_double(v, 0, 0.49, &c->robust_f);
     if (!strcmp(k, "robust_krum_tau")) return fmq_parse_double(v, 1.0, 1e6, &c->robust_krum_tau);
+    if (!strcmp(k, "robust_krum_cosine")) return fmq_parse_double(v, -1, 0.99, &c->robust_krum_cos);
     if (!strcmp(k, "giot_head")) return fmq_parse_bool(v, &c->giot_head);
     if (!strcmp(k, "giot_lr")) return fmq_parse_double(v, 1e-7, 1, &c->giot_lr);
     if (!strcmp(k, "lora_rank")) return fmq_parse_int(v, 0, 256, &c->lora_rank);

@@ -36,6 +36,7 @@ int fmq_robust_init(struct fmq_robust *r, int rule, size_t dim)
     r->trim = 0.2;
     r->f = 0.3;
     r->krum_tau = 3.0;
+    r->krum_cos = 0.2;
     return 0;
 }
 
@@ -196,7 +197,8 @@ static void krum_rule(struct fmq_robust *r, double *out)
                 xn += (double)x[i] * x[i];
             }
             dist[a] = row[a] = sqrt(d);
-            use[a] = rn == 0 || xn == 0 || dot > 0; /* a zero reference decides nothing */
+            use[a] = rn == 0 || xn == 0 || dot > r->krum_cos * rn * sqrt(xn); /* a zero
+                                                                     reference decides nothing */
         }
         qsort(row, n, sizeof *row, cmp_d);
         med = n % 2 ? row[n / 2] : 0.5 * (row[n / 2 - 1] + row[n / 2]);

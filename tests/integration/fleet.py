@@ -23,7 +23,7 @@ SITES = [("mirai-a", 0, "0:0.175"), ("trojan", 1, "0:0.7"), ("mirai-b", 0, "0.17
          ("mirai-44", 6, "0:0.7")]
 
 
-def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, robust="none",
+def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, robust=None,
         rounds=8, coordinator_args=()):
     with session(SimpleNamespace(build=build, source=source, mosquitto=mosquitto),
                  "fedmq-fleet-") as h:
@@ -47,7 +47,8 @@ def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, ro
         coord = h.spawn("coordinator", [h.bin("coordinator/fedmq-coordinator"), "--broker", broker,
                                         "--rounds", str(rounds), "--expected-agents",
                                         str(len(SITES)), "--deadline", "20", "--test-from",
-                                        "0.7", "--robust", robust, "--metrics-file", metrics]
+                                        "0.7", "--metrics-file", metrics]
+                        + (["--robust", robust] if robust else [])  # None: the default
                         + sum([["--test", os.path.join(data, c)] for c in CAPTURES], [])
                         + list(coordinator_args))
         assert coord.wait(600) == 0, h.log("coordinator")

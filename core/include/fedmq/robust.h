@@ -41,6 +41,7 @@ struct fmq_robust {
     double trim;      /* trimmed-mean: share cut at each end, [0, 0.5) */
     double f;         /* multi-krum, krum-filter: assumed Byzantine share of the updates */
     double krum_tau;  /* krum-filter: drop distances above krum_tau x the median distance */
+    double krum_cos;  /* krum-filter: drop cosines to the reference at or below this */
     size_t dim, n, cap;
     float *u;      /* owned: cap x dim updates */
     double *w;     /* owned: cap weights */
