@@ -47,16 +47,24 @@ def read(path):
             if line.startswith("ts|"):
                 names = line.split("|")
                 continue
-            if line.startswith("#") or not line.strip() or names is None:
+            if line.lstrip().startswith("{"):  # Zeek JSON: one object per record
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                label = str(r.get("label", ""))
+            elif line.startswith("#") or not line.strip() or names is None:
                 continue
-            if "\t" in line:
+            elif "\t" in line:
                 fields = line.split("\t")
                 tail = fields[-1].split("   ") if "   " in fields[-1] else fields[-2:]
                 label = tail[-2] if len(tail) >= 2 else tail[0]
             else:
                 fields = line.split("|")
                 label = fields[21] if len(fields) > 21 else ""
-            r = dict(zip(names, fields))
+            if not line.lstrip().startswith("{"):
+                r = dict(zip(names, fields))
+            r = {k: str(v) for k, v in r.items()}
             port = num(r.get("id.resp_p", "0"))
             row = [math.log1p(num(r.get(k, "0"))) for k in NUM]
             row += [len(r.get("history", "-").strip("-")), math.log1p(port), float(port < 1024)]
