@@ -111,6 +111,12 @@ static void resubscribe(struct fmq_mq *mq)
 static void on_connected(void *ctx, char *cause)
 {
     struct fmq_mq *mq = ctx;
+    /* Subscribe before anyone learns the link is up: Paho sends its commands in order and the
+     * broker handles a connection's packets in order, so nothing the caller publishes after
+     * fmq_mq_connect returns (an agent's "online" status, which tests and operators take as
+     * "ready") can reach the broker before the subscriptions. The other way round, an agent
+     * could announce itself, miss the first sensor records and never train (CI saw it). */
+    resubscribe(mq);
     pthread_mutex_lock(&mq->lock);
     if (mq->ever_connected) mq->st.reconnects++;
     mq->connected = 1;
@@ -118,7 +124,6 @@ static void on_connected(void *ctx, char *cause)
     mq->connect_result = 1;
     pthread_cond_broadcast(&mq->cond);
     pthread_mutex_unlock(&mq->lock);
-    resubscribe(mq);
 }
 
 static void on_connection_lost(void *ctx, char *cause)
