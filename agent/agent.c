@@ -649,10 +649,20 @@ static void gsfs_start(struct agent *a)
     a->gsfs_deadline = a->time_budget > 0 ? fmq_mono() + a->time_budget : 0;
 }
 
+int agent_gsfs_check(struct agent *a, const double *layer_norms, double metric)
+{
+    struct fmq_gsfs_params gp;
+    fmq_gsfs_params_default(&gp);
+    gp.alpha = a->plan.alpha;
+    gp.beta = a->plan.beta;
+    gp.delta_perf = a->plan.delta_perf;
+    gp.warmup = a->plan.warmup;
+    return fmq_gsfs_trigger_check(&a->trig, &gp, layer_norms, metric);
+}
+
 /* One chunk of eval_every mini-batches, then the triggers. */
 static void gsfs_chunk(struct agent *a)
 {
-    struct fmq_gsfs_params gp;
     struct fmq_train_opts o;
     struct fmq_scores sc;
     double norms[FMQ_MLP_MAXHIDDEN + 1], metric, t0 = fmq_mono();
@@ -677,12 +687,7 @@ static void gsfs_chunk(struct agent *a)
     a->gsfs_checks++;
     fmq_model_layer_norms(&a->local, a->tr.ws.grads, norms);
     metric = validate(a, &a->local, ntrain, nval, &sc);
-    fmq_gsfs_params_default(&gp);
-    gp.alpha = a->plan.alpha;
-    gp.beta = a->plan.beta;
-    gp.delta_perf = a->plan.delta_perf;
-    gp.warmup = a->plan.warmup;
-    fired = fmq_gsfs_trigger_check(&a->trig, &gp, norms, metric);
+    fired = agent_gsfs_check(a, norms, metric);
     if (fired && (a->plan.max_uploads == 0 || a->gsfs_uploads < a->plan.max_uploads)) {
         double sps = (double)o.max_steps * o.batch / (fmq_mono() - t0 + 1e-9);
         if (send_update(a, ntrain, nval, loss, sps, fired) == 0) {

@@ -287,7 +287,6 @@ int agent_giot_gsfs_start(struct agent *a)
 
 void agent_giot_gsfs_chunk(struct agent *a)
 {
-    struct fmq_gsfs_params gp;
     struct fmq_local_metrics lm;
     double norms[FMQ_MLP_MAXHIDDEN + 1], t0 = fmq_mono();
     long steps = a->plan.eval_every < a->gsfs_budget ? a->plan.eval_every : a->gsfs_budget;
@@ -308,12 +307,7 @@ void agent_giot_gsfs_chunk(struct agent *a)
     giot_layer_norms(a, norms);
     validate(a, &a->glocal, ntrain, nval, &thr, &lm);
     lm.loss = loss;
-    fmq_gsfs_params_default(&gp);
-    gp.alpha = a->plan.alpha;
-    gp.beta = a->plan.beta;
-    gp.delta_perf = a->plan.delta_perf;
-    gp.warmup = a->plan.warmup;
-    fired = fmq_gsfs_trigger_check(&a->trig, &gp, norms, lm.f1);
+    fired = agent_gsfs_check(a, norms, lm.f1);
     if (fired && (a->plan.max_uploads == 0 || a->gsfs_uploads < a->plan.max_uploads) &&
         agent_send_delta(a, fmq_gpt_trainable(&a->glocal, &n), cur, n, ntrain, &lm,
                          (double)steps * a->cfg.giot_batch / (fmq_mono() - t0 + 1e-9),

@@ -7,7 +7,7 @@ import json
 import os
 from types import SimpleNamespace
 
-from harness import session, wait_for
+from harness import session
 
 CAPTURES = ["CTU-IoT-Malware-Capture-34-1.conn.log.labeled",
             "CTU-IoT-Malware-Capture-42-1.conn.log.labeled",
@@ -36,8 +36,7 @@ def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, ro
                                       "--sensors", "sensors/%s/+/conn" % site, "--min-train", "50"]
                     + extra)
         bus = h.inspect("bus", "fedmq/iot23/status/#")
-        wait_for(lambda: len({m["agent"] for m in h.messages(bus) if m.get("kind") == "status"})
-                 == len(SITES), 30, "agents online")
+        h.wait_online(bus, len(SITES), 30)
         for site, ci, rng in SITES:
             r = h.spawn("replay-" + site, [h.bin("tools/fedmq-replay"), "--broker", broker,
                                            "--site", site, "--fast", "--with-labels", "--range",

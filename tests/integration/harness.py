@@ -119,6 +119,13 @@ class Harness:
         self.procs.append((name, p, out))
         return path
 
+    def wait_online(self, bus, n, timeout=20):
+        """Waits until n distinct agents have published a status on the inspector `bus`. An
+        agent's first status follows its subscriptions (core/net/mq.c), so records published
+        after this reach every agent."""
+        wait_for(lambda: len({m["agent"] for m in self.messages(bus)
+                              if m.get("kind") == "status"}) >= n, timeout, "%d agents online" % n)
+
     @staticmethod
     def messages(path):
         with open(path) as f:

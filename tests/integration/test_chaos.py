@@ -44,8 +44,7 @@ def main():
                             "sensors/%s/+/conn" % s, "--min-train", "50", "--status-interval",
                             "1", "--epochs", "10"])
         procs = {s: agent(s) for s in names}
-        wait_for(lambda: len({m["agent"] for m in h.messages(bus)
-                              if m.get("kind") == "status"}) == len(names), 20, "agent status")
+        h.wait_online(bus, len(names), 20)
         r = h.spawn("replay", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast",
                                "--with-labels", "--range", "0:0.7"] + files)
         assert r.wait(120) == 0, h.log("replay")

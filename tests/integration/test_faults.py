@@ -32,8 +32,7 @@ def main():
         online = h.inspect("online", "fedmq/iot23/status/#")
         # an agent's first status comes after its subscriptions (core/net/mq.c on_connected):
         # replayed records published from here on reach every agent
-        wait_for(lambda: len({m["agent"] for m in h.messages(online)
-                              if m.get("kind") == "status"}) == len(agents), 20, "agent status")
+        h.wait_online(online, len(agents), 20)
         r = h.spawn("replay", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast",
                                "--with-labels", "--range", "0:0.7"] + files)
         assert r.wait(120) == 0, h.log("replay")

@@ -58,8 +58,7 @@ def main():
             agents[s] = h.spawn("agent-" + s, [h.bin("agent/fedmq-agent"), "--broker", broker,
                                                "--id", s, "--sensors", "sensors/%s/+/conn" % s,
                                                "--min-train", "50", "--giot-steps", "60"])
-        wait_for(lambda: len({m["agent"] for m in h.messages(bus)
-                              if m.get("kind") == "status"}) == len(agents), 20, "agent status")
+        h.wait_online(bus, len(agents), 20)
         # the fleet's traffic, all of it, without labels: GIoT needs none
         r = h.spawn("replay-fleet", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast"]
                     + files)

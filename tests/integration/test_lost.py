@@ -60,8 +60,7 @@ def main():
                                    "--sensors", "sensors/%s/+/conn" % s, "--min-train", "50",
                                    "--update-retry", "2"] + login)
         bus = h.inspect("bus", "fedmq/iot23/#")
-        wait_for(lambda: len({m["agent"] for m in h.messages(bus)
-                              if m.get("kind") == "status"}) == len(agents), 20, "agent status")
+        h.wait_online(bus, len(agents), 20)
         r = h.spawn("replay", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast",
                                "--with-labels", "--range", "0:0.7"] + files)
         assert r.wait(120) == 0, h.log("replay")

@@ -27,8 +27,7 @@ def main():
             s = site(os.path.basename(f))
             h.spawn("agent-" + s, [h.bin("agent/fedmq-agent"), "--broker", broker, "--id", s,
                                    "--sensors", "sensors/%s/+/conn" % s, "--min-train", "50"])
-        wait_for(lambda: len({m["agent"] for m in h.messages(bus) if m.get("kind") == "status"})
-                 == len(files), 20, "agent status")
+        h.wait_online(bus, len(files), 20)
         r = h.spawn("replay", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast",
                                "--with-labels", "--range", "0:0.7"] + files)
         assert r.wait(120) == 0, h.log("replay")

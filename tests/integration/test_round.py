@@ -43,8 +43,7 @@ def main():
                                                "--min-train", "50", "--status-interval", "1"]
                                 + extra)
         # every agent announces itself (retained status) before data flows
-        wait_for(lambda: len({m["agent"] for m in h.messages(bus)
-                              if m.get("kind") == "status"}) == len(agents), 20, "agent status")
+        h.wait_online(bus, len(agents), 20)
         r = h.spawn("replay-train", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast",
                                      "--with-labels", "--range", "0:0.7"] + files)
         assert r.wait(120) == 0, h.log("replay-train")
