@@ -641,12 +641,29 @@ static void gsfs_start(struct agent *a)
     memcpy(a->local.norm_mean, a->cur.norm_mean, FMQ_FEAT_DIM * sizeof(float));
     memcpy(a->local.norm_std, a->cur.norm_std, FMQ_FEAT_DIM * sizeof(float));
     fmq_gsfs_trigger_reference(&a->trig, validate(a, &a->cur, ntrain, nval, &sc));
-    a->gsfs_budget = (long)a->cfg.train.epochs *
-                     (long)((ntrain + (size_t)a->cfg.train.batch - 1) / (size_t)a->cfg.train.batch);
+    agent_gsfs_begin(
+        a, (long)a->cfg.train.epochs *
+               (long)((ntrain + (size_t)a->cfg.train.batch - 1) / (size_t)a->cfg.train.batch));
+}
+
+void agent_gsfs_begin(struct agent *a, long budget)
+{
+    a->gsfs_budget = budget;
     a->gsfs_uploads = 0;
     a->gsfs_checks = 0;
     a->gsfs_active = 1;
     a->gsfs_deadline = a->time_budget > 0 ? fmq_mono() + a->time_budget : 0;
+}
+
+void agent_gsfs_end_check(struct agent *a)
+{
+    if (a->gsfs_budget <= 0 || (a->gsfs_deadline > 0 && fmq_mono() > a->gsfs_deadline) ||
+        (a->plan.max_uploads > 0 && a->gsfs_uploads >= a->plan.max_uploads)) {
+        if (a->gsfs_uploads == 0)
+            fmq_log(FMQ_LOG_INFO, "GSFS: no trigger fired for v%llu in %ld checks; nothing sent",
+                    (unsigned long long)a->version, a->gsfs_checks);
+        a->gsfs_active = 0;
+    }
 }
 
 int agent_gsfs_check(struct agent *a, const double *layer_norms, double metric)
@@ -695,13 +712,7 @@ static void gsfs_chunk(struct agent *a)
             fmq_gsfs_trigger_reference(&a->trig, metric);
         }
     }
-    if (a->gsfs_budget <= 0 || (a->gsfs_deadline > 0 && fmq_mono() > a->gsfs_deadline) ||
-        (a->plan.max_uploads > 0 && a->gsfs_uploads >= a->plan.max_uploads)) {
-        if (a->gsfs_uploads == 0)
-            fmq_log(FMQ_LOG_INFO, "GSFS: no trigger fired for v%llu in %ld checks; nothing sent",
-                    (unsigned long long)a->version, a->gsfs_checks);
-        a->gsfs_active = 0;
-    }
+    agent_gsfs_end_check(a);
 }
 
 int agent_step(struct agent *a, int timeout_ms)

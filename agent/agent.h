@@ -162,6 +162,10 @@ void agent_giot_due(struct agent *a);
 int agent_giot_round(struct agent *a);
 /* GSFS sessions with GIoT: chunks of eval_every optimizer steps, the paper's triggers. */
 int agent_giot_gsfs_start(struct agent *a);
+/* A GSFS session for the current version: budget optimizer steps, the plan's time budget. */
+void agent_gsfs_begin(struct agent *a, long budget);
+/* Ends the session when its budget, time or upload cap is spent (after each chunk). */
+void agent_gsfs_end_check(struct agent *a);
 /* The paper's triggers with the announced plan's constants (either model). */
 int agent_gsfs_check(struct agent *a, const double *layer_norms, double metric);
 void agent_giot_gsfs_chunk(struct agent *a);

@@ -196,6 +196,19 @@ void agent_giot_on_flow(struct agent *a, const struct fmq_flow *f)
     if (nll > a->gthr || pmal >= (float)a->cfg.threshold) publish_alert(a, f, slot, nll, pmal, why);
 }
 
+/* The train/validation split of the stream and a fresh local copy of the global model. */
+static int start_local(struct agent *a, size_t *ntrain, size_t *nval)
+{
+    *nval = newest(a, NULL, ntrain);
+    if (*ntrain < 1) {
+        fmq_log(FMQ_LOG_WARN, "GIoT: no training flows yet for v%llu",
+                (unsigned long long)a->version);
+        return FMQ_EINVAL;
+    }
+    copy_weights(&a->glocal, &a->gcur);
+    return 0;
+}
+
 int agent_giot_round(struct agent *a)
 {
     struct fmq_local_metrics lm;
@@ -203,13 +216,7 @@ int agent_giot_round(struct agent *a)
     double t0 = fmq_mono();
     float loss, thr, *cur = fmq_gpt_trainable(&a->gcur, &n);
 
-    nval = newest(a, NULL, &ntrain);
-    if (ntrain < 1) {
-        fmq_log(FMQ_LOG_WARN, "GIoT: no training flows yet for v%llu",
-                (unsigned long long)a->version);
-        return FMQ_EINVAL;
-    }
-    copy_weights(&a->glocal, &a->gcur);
+    if (start_local(a, &ntrain, &nval) != 0) return FMQ_EINVAL;
     loss = 0;
     for (long done = 0; done < a->cfg.giot_steps; done += 10) { /* stay responsive to SIGTERM */
         if (a->stop && *a->stop) return FMQ_EINVAL;
@@ -266,22 +273,12 @@ int agent_giot_gsfs_start(struct agent *a)
     float thr;
     int ng;
 
-    nval = newest(a, NULL, &ntrain);
-    if (ntrain < 1) {
-        fmq_log(FMQ_LOG_WARN, "GIoT: no training flows yet for v%llu",
-                (unsigned long long)a->version);
-        return FMQ_EINVAL;
-    }
-    copy_weights(&a->glocal, &a->gcur);
+    if (start_local(a, &ntrain, &nval) != 0) return FMQ_EINVAL;
     ng = giot_layer_norms(a, norms);
     if (a->trig.nlayers != ng) fmq_gsfs_trigger_init(&a->trig, ng);
     validate(a, &a->gcur, ntrain, nval, &thr, &lm);
     fmq_gsfs_trigger_reference(&a->trig, lm.f1);
-    a->gsfs_budget = a->cfg.giot_steps;
-    a->gsfs_uploads = 0;
-    a->gsfs_checks = 0;
-    a->gsfs_active = 1;
-    a->gsfs_deadline = a->time_budget > 0 ? fmq_mono() + a->time_budget : 0;
+    agent_gsfs_begin(a, a->cfg.giot_steps);
     return 0;
 }
 
@@ -315,11 +312,5 @@ void agent_giot_gsfs_chunk(struct agent *a)
         a->gsfs_uploads++;
         fmq_gsfs_trigger_reference(&a->trig, lm.f1);
     }
-    if (a->gsfs_budget <= 0 || (a->gsfs_deadline > 0 && fmq_mono() > a->gsfs_deadline) ||
-        (a->plan.max_uploads > 0 && a->gsfs_uploads >= a->plan.max_uploads)) {
-        if (a->gsfs_uploads == 0)
-            fmq_log(FMQ_LOG_INFO, "GSFS: no trigger fired for v%llu in %ld checks; nothing sent",
-                    (unsigned long long)a->version, a->gsfs_checks);
-        a->gsfs_active = 0;
-    }
+    agent_gsfs_end_check(a);
 }
