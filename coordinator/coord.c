@@ -40,12 +40,13 @@ void coord_cfg_default(struct coord_cfg *c)
     c->log_level = FMQ_LOG_INFO;
     c->giot = (struct fmq_gpt_config){0, 0, 2, 4, 32, 0}; /* the benchmarked edge config */
     c->giot_context = 4;
-    c->robust = FMQ_ROBUST_NONE; /* every rule can drop a dominant honest site: README */
+    c->robust = FMQ_ROBUST_KRUM_FILTER; /* bench/byzantine.py, bench/sim_sweep.py: README */
     c->robust_clip = 2.0;
     c->robust_trim = 0.2;
     c->robust_f = 0.3;
     c->robust_krum_tau = 3.0;
     c->robust_krum_cos = 0.2;
+    c->robust_majority = 0.5;
     c->dp_delta = 1e-5;
     c->lora_alpha = 8;
     c->giot_lr = 3e-3;
@@ -78,6 +79,7 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     c->rob.f = cfg->robust_f;
     c->rob.krum_tau = cfg->robust_krum_tau;
     c->rob.krum_cos = cfg->robust_krum_cos;
+    c->rob.majority = cfg->robust_majority;
     if (!(c->delta = malloc(c->dim * sizeof(float))) ||
         !(c->mean = malloc(c->dim * sizeof(double))) ||
         !(c->selected = calloc(COORD_MAX_AGENTS, sizeof *c->selected)) ||

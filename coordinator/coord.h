@@ -46,7 +46,7 @@ struct coord_cfg {
     struct fmq_sensing_params sensing_p;
     double server_lr; /* FedAvg server step, 1.0 = plain FedAvg */
     int robust;       /* enum fmq_robust_rule for synchronous rounds */
-    double robust_clip, robust_trim, robust_f, robust_krum_tau, robust_krum_cos;
+    double robust_clip, robust_trim, robust_f, robust_krum_tau, robust_krum_cos, robust_majority;
     double dp_clip;   /* DP-FedAvg: L2 bound of every update, 0 = off */
     double dp_noise;  /* noise multiplier z: std z x dp_clip / m on the mean of m updates */
     double dp_delta;  /* delta of the reported (epsilon, delta) */

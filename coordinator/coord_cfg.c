@@ -160,7 +160,8 @@ int coord_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "robust")) {
         if (fmq_robust_parse(v, &c->robust) == 0) return 0;
         snprintf(err, errlen,
-                 "expected none, clip, median, trimmed-mean, multi-krum or krum-filter");
+                 "expected none, clip, median, trimmed-mean, multi-krum, krum-filter, geomedian or "
+                 "geomed-filter");
         return FMQ_EINVAL;
     }
     if (!strcmp(k, "dp_clip")) return fmq_parse_double(v, 0, 1e6, &c->dp_clip);
@@ -171,6 +172,7 @@ int coord_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "robust_f")) return fmq_parse_double(v, 0, 0.49, &c->robust_f);
     if (!strcmp(k, "robust_krum_tau")) return fmq_parse_double(v, 1.0, 1e6, &c->robust_krum_tau);
     if (!strcmp(k, "robust_krum_cosine")) return fmq_parse_double(v, -1, 0.99, &c->robust_krum_cos);
+    if (!strcmp(k, "robust_majority")) return fmq_parse_double(v, 0.5, 1, &c->robust_majority);
     if (!strcmp(k, "giot_head")) return fmq_parse_bool(v, &c->giot_head);
     if (!strcmp(k, "giot_lr")) return fmq_parse_double(v, 1e-7, 1, &c->giot_lr);
     if (!strcmp(k, "lora_rank")) return fmq_parse_int(v, 0, 256, &c->lora_rank);

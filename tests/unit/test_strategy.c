@@ -142,6 +142,58 @@ static void test_sensing_plan(void)
     CU_ASSERT_DOUBLE_EQUAL(e.delay, 1.0, 1e-12);
 }
 
+/* The weight-aware rules: a site with most of the examples against four small ones that
+ * point the other way (the demo's non-IID split in miniature), and the geometric median. */
+static void test_robust_weighted(void)
+{
+    static const float big[2] = {-1, 0}, small[4][2] = {{1, 0}, {1.1f, 0}, {0.9f, 0}, {1, 0.1f}};
+    static const float line[5][2] = {{0, 0}, {1, 0}, {2, 0}, {3, 0}, {1000, 0}};
+    static const float u[5][2] = {{1, 10}, {2, 20}, {3, 30}, {4, 40}, {100, -500}};
+    double out[2];
+    struct fmq_robust r;
+    int rule;
+    CU_ASSERT(fmq_robust_parse("geomed-filter", &rule) == 0 && rule == FMQ_ROBUST_GEOMED_FILTER);
+    CU_ASSERT_FATAL(fmq_robust_init(&r, FMQ_ROBUST_KRUM_FILTER, 2) == 0);
+    r.f = 0.2;
+    CU_ASSERT(fmq_robust_add(&r, big, 10.0) == 0);
+    for (int k = 0; k < 4; k++) CU_ASSERT(fmq_robust_add(&r, small[k], 1.0) == 0);
+    /* krum-filter: the reference is the four small ones' mean (1, 0.025); the big site's
+     * cosine to it is negative, but it holds 10/14 > half the weight: kept, so the result is
+     * the weighted mean of all five, (-10 + 4) / 14 and 0.1 / 14 */
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], -6.0 / 14, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(out[1], 0.1 / 14, 1e-6);
+    CU_ASSERT_EQUAL(r.last_used, 5);
+    /* majority = 1 turns the exemption off: the count majority outvotes it */
+    r.majority = 1;
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 1, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(out[1], 0.025, 1e-6);
+    CU_ASSERT_EQUAL(r.last_used, 4);
+    /* the weighted geometric median sits on a point holding more than half the weight */
+    r.rule = FMQ_ROBUST_GEOMEDIAN;
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], -1, 1e-3);
+    CU_ASSERT_DOUBLE_EQUAL(out[1], 0, 1e-3);
+    /* equal weights on a line: the median point, 2, however far the fifth lies */
+    fmq_robust_reset(&r);
+    for (int k = 0; k < 5; k++) CU_ASSERT(fmq_robust_add(&r, line[k], 1.0) == 0);
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 2, 1e-3);
+    CU_ASSERT_DOUBLE_EQUAL(out[1], 0, 1e-9);
+    /* geomed-filter on the outlier set below: the four on the line lie within 3 x the median
+     * distance of the geometric median, the outlier (distance ~ 530) does not: mean (2.5, 25) */
+    fmq_robust_reset(&r);
+    r.rule = FMQ_ROBUST_GEOMED_FILTER;
+    for (int k = 0; k < 5; k++) CU_ASSERT(fmq_robust_add(&r, u[k], 1.0) == 0);
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 2.5, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(out[1], 25, 1e-9);
+    CU_ASSERT_EQUAL(r.last_used, 4);
+    CU_ASSERT_EQUAL(r.last_clipped, 1);
+    fmq_robust_free(&r);
+}
+
 /* Robust rules against hand-worked values: 5 updates of dim 2, one of them an outlier. */
 static void test_robust_rules(void)
 {
@@ -260,6 +312,7 @@ int init_strategy_tests(void)
                                         {"fedavg mean", test_fedavg_mean},
                                         {"network and device sensing", test_sensing_plan},
                                         {"robust aggregation rules", test_robust_rules},
+                                        {"robust rules, weight-aware", test_robust_weighted},
                                         {"dp accountant and clipping", test_dp_accountant},
                                         {NULL, NULL}};
     return fmq_add_suite("strategy", t);

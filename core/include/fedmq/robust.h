@@ -17,7 +17,16 @@
  *                 stays (multi-krum always drops f x n updates, which costs accuracy on a
  *                 non-IID fleet), while flipped, scaled or far-off updates go (Blanchard et al.
  *                 2017 for the reference; the cosine test as in FLTrust, Cao et al. 2021, with
- *                 the reference taken from the updates instead of a server dataset)
+ *                 the reference taken from the updates instead of a server dataset). An
+ *                 update holding more than `majority` of the round's weight (examples) is kept
+ *                 whatever its direction: it is the weighted median by itself, so it is the
+ *                 honest majority by data even when the other sites outnumber it. The
+ *                 weights are the agents' own example counts: README, Security, on that risk.
+ *   geomedian     the weighted geometric median, smoothed Weiszfeld (RFA: Pillutla, Kakade
+ *                 and Harchaoui 2022, "Robust aggregation for federated learning"); breaks
+ *                 down at half the weight, not half the agents
+ *   geomed-filter the weighted mean of the updates within krum_tau x the median distance of
+ *                 the geometric median and with cosine to it above krum_cos
  * A non-finite update is refused at add. */
 #ifndef FMQ_ROBUST_H
 #define FMQ_ROBUST_H
@@ -30,7 +39,9 @@ enum fmq_robust_rule {
     FMQ_ROBUST_MEDIAN,
     FMQ_ROBUST_TRIMMED,
     FMQ_ROBUST_KRUM,
-    FMQ_ROBUST_KRUM_FILTER
+    FMQ_ROBUST_KRUM_FILTER,
+    FMQ_ROBUST_GEOMEDIAN,
+    FMQ_ROBUST_GEOMED_FILTER
 };
 int fmq_robust_parse(const char *s, int *rule);
 const char *fmq_robust_name(int rule);
@@ -42,6 +53,7 @@ struct fmq_robust {
     double f;         /* multi-krum, krum-filter: assumed Byzantine share of the updates */
     double krum_tau;  /* krum-filter: drop distances above krum_tau x the median distance */
     double krum_cos;  /* krum-filter: drop cosines to the reference at or below this */
+    double majority;  /* krum-filter: keep any update above this share of the weight; 1 = off */
     size_t dim, n, cap;
     float *u;      /* owned: cap x dim updates */
     double *w;     /* owned: cap weights */
