@@ -556,6 +556,7 @@ int agent_send_delta(struct agent *a, const float *local, const float *cur, size
     }
     update_header(a, &u, ntrain);
     u.metrics = *lm;
+    u.no_metrics = !a->plan.report; /* the coordinator's byte budget: README, Compression */
     u.sps = (float)sps;
     u.trigger = trigger;
     u.codec = co.codec;

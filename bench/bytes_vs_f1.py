@@ -35,6 +35,13 @@ CONFIGS = [
     ("gsfs+ quorum 0.3, topk2%-i8",
      "--strategy gsfs --gsfs-weighting frequency-examples --server-momentum 0.9 "
      "--gsfs-quorum 0.3 --codec topk-i8 --topk-ratio 0.02"),
+    # sign values with Rice-coded indices, and agents leaving their metrics out of updates
+    ("gsfs+ quorum 0.3, topk4%-sign, lean",
+     "--strategy gsfs --gsfs-weighting frequency-examples --server-momentum 0.9 "
+     "--gsfs-quorum 0.3 --codec topk-sign --topk-ratio 0.04 --agent-metrics=false"),
+    ("gsfs+ quorum 0.6, topk3%-sign, lean",
+     "--strategy gsfs --gsfs-weighting frequency-examples --server-momentum 0.9 "
+     "--gsfs-quorum 0.6 --codec topk-sign --topk-ratio 0.03 --agent-metrics=false"),
 ]
 
 

@@ -63,6 +63,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("configs", nargs="+", help='coordinator settings, e.g. "strategy=gsfs ..."')
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=1,
+                    help="validate a configuration chosen on seeds 1..N on fresh ones")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--per-capture", action="store_true")
     ap.add_argument("--build", default=os.path.join(SOURCE, "build"))
@@ -70,11 +72,11 @@ def main():
     work = tempfile.mkdtemp(prefix="fedmq-sweep-")
     try:
         train, test = split(work)
-        seeds = range(1, a.seeds + 1)
+        seeds = range(a.first_seed, a.first_seed + a.seeds)
         base = {s: run(a, train, test, s, ["strategy=fedavg", "robust=none"], work)
                 for s in seeds}
         print("dense FedAvg: F1 per seed %s; %d training-round update bytes" %
-              (" ".join("%.4f" % base[s][0] for s in seeds), base[1][1]))
+              (" ".join("%.4f" % base[s][0] for s in seeds), base[seeds[0]][1]))
         if a.per_capture:
             for s in seeds:
                 print("  seed %d per capture: %s" % (s, " ".join(base[s][2])))

@@ -13,6 +13,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t dim;
     if (size < 3) return 0;
     dim = (uint32_t)data[1] | (uint32_t)data[2] << 8;
-    fmq_codec_decode(data[0] % 8, data + 3, size - 3, dim, out, err, sizeof err);
+    fmq_codec_decode(data[0] % (FMQ_CODEC_LAST + 2), data + 3, size - 3, dim, out, err, sizeof err);
     return 0;
 }

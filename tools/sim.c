@@ -7,12 +7,15 @@
  * Each --agent FILE[,FILE...] becomes one agent, named as fedmq-replay names the first file's
  * site, fed all the files' flows with labels in the order `fedmq-replay --with-labels` would
  * publish them before a real run (by time since each file's start). Then the coordinator starts,
- * and the loop steps it and each agent in turn until the configured rounds are done. Rounds close
+ * and the loop steps it and each agent in turn until the configured rounds are done. Each pass
+ * steps the agents in a fresh random order (seeded by the coordinator's `seed`; `--order fixed`
+ * for index order): real agents train in parallel and reach the broker in no fixed order, and a
+ * fixed order hands every GSFS quorum to the same first agents. Rounds close
  * when every agent has sent (expected_agents = the number of agents, deadline effectively off)
  * unless set otherwise: single-threaded stepping makes wall-clock deadlines meaningless here.
  *
  * Usage: fedmq-sim --agent FILE[,FILE...]... [--agent-set KEY=VALUE]... [--coord-set KEY=VALUE]...
- *                  [--summary FILE]
+ *                  [--order random|fixed] [--summary FILE]
  * KEYs are those of deploy/agent.conf.example and deploy/coordinator.conf.example. The
  * coordinator writes its per-round metrics where `metrics_file` says; --summary gets one JSON
  * object with the CPU seconds of the coordinator and of each agent, and the wall time. */
@@ -37,6 +40,7 @@ struct sim_opts {
     const char *agent_sets[SIM_MAX_SETS], *coord_sets[SIM_MAX_SETS];
     int nagent_sets, ncoord_sets;
     const char *summary;
+    int fixed_order; /* step agents in index order instead of a seeded random one */
 };
 
 static double cpu_now(void)
@@ -81,7 +85,8 @@ static int parse_args(int argc, char **argv, struct sim_opts *o)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: fedmq-sim --agent FILE[,FILE...]... [--agent-set KEY=VALUE]...\n"
-                   "                 [--coord-set KEY=VALUE]... [--summary FILE]\n"
+                   "                 [--coord-set KEY=VALUE]... [--order random|fixed]\n"
+                   "                 [--summary FILE]\n"
                    "KEYs: deploy/agent.conf.example, deploy/coordinator.conf.example\n");
             exit(0);
         }
@@ -97,6 +102,8 @@ static int parse_args(int argc, char **argv, struct sim_opts *o)
             o->coord_sets[o->ncoord_sets++] = v;
         else if (!strcmp(a, "--summary"))
             o->summary = v;
+        else if (!strcmp(a, "--order") && (!strcmp(v, "random") || !strcmp(v, "fixed")))
+            o->fixed_order = !strcmp(v, "fixed");
         else {
             fmq_log(FMQ_LOG_ERROR, "%s: unknown option (or more than %d settings)", a,
                     SIM_MAX_SETS);
@@ -204,6 +211,8 @@ int main(int argc, char **argv)
     struct fmq_mq_opts mo;
     char bus_uri[64];
     int rc = 1, n = 0, explicit_expected = 0, explicit_deadline = 0, stalled = 0;
+    int *order = NULL; /* this pass's stepping order */
+    struct fmq_rng rng;
     FILE *f;
 
     fmq_log_use_stderr("fedmq-sim", FMQ_LOG_WARN);
@@ -212,7 +221,8 @@ int main(int argc, char **argv)
     snprintf(bus_uri, sizeof bus_uri, "mem://sim-%ld", (long)getpid());
     agents = calloc((size_t)o.nfiles, sizeof *agents);
     agent_cpu = calloc((size_t)o.nfiles, sizeof *agent_cpu);
-    if (!agents || !agent_cpu) goto out;
+    order = calloc((size_t)o.nfiles, sizeof *order);
+    if (!agents || !agent_cpu || !order) goto out;
 
     /* the coordinator's settings first: a bad one stops the run before any work */
     coord_cfg_default(&cc);
@@ -260,6 +270,7 @@ int main(int argc, char **argv)
     }
 
     if (coord_init(&c, &cc) != 0) goto out;
+    fmq_rng_seed(&rng, cc.seed, 0x6f72646572ULL);
     {
         double t = cpu_now();
         if (coord_connect(&c) != 0) goto out;
@@ -271,7 +282,13 @@ int main(int argc, char **argv)
         do coord_step(&c, 0);
         while (fmq_mq_queued(c.mq) > 0 && !c.done);
         coord_cpu += cpu_now() - t;
-        for (int i = 0; i < n && !c.done; i++) drain_agent(agents[i], &agent_cpu[i]);
+        for (int i = 0; i < n; i++) order[i] = i;
+        for (int i = n - 1; i > 0 && !o.fixed_order; i--) { /* Fisher-Yates */
+            int j = (int)fmq_rng_below(&rng, (uint64_t)i + 1), swap = order[i];
+            order[i] = order[j];
+            order[j] = swap;
+        }
+        for (int i = 0; i < n && !c.done; i++) drain_agent(agents[order[i]], &agent_cpu[order[i]]);
         if (c.done || progress(&c) != before || fmq_mq_queued(c.mq) > 0) {
             stalled = 0;
             continue;
@@ -320,5 +337,6 @@ out:
     free(agents);
     free(agent_cpu);
     free(o.files);
+    free(order);
     return rc;
 }

@@ -13,17 +13,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const names[] = {"none",     "dense-f32", "dense-f16", "dense-i8",
-                                    "topk-f32", "topk-f16",  "topk-i8"};
+static const char *const names[] = {"none",     "dense-f32", "dense-f16", "dense-i8", "topk-f32",
+                                    "topk-f16", "topk-i8",   "topk-i4",   "topk-sign"};
 
 const char *fmq_codec_name(int c)
 {
-    return c >= 0 && c <= FMQ_CODEC_TOPK_I8 ? names[c] : "?";
+    return c >= 0 && c <= FMQ_CODEC_LAST ? names[c] : "?";
 }
 
 int fmq_codec_parse(const char *name, int *codec)
 {
-    for (int i = 1; i <= FMQ_CODEC_TOPK_I8; i++)
+    for (int i = 1; i <= FMQ_CODEC_LAST; i++)
         if (strcmp(name, names[i]) == 0) {
             *codec = i;
             return 0;
@@ -151,6 +151,70 @@ static int put_varint(struct fmq_buf *b, uint32_t v)
     return put(b, t, (size_t)n);
 }
 
+/* Golomb-Rice coding of the index gaps (Golomb 1966; Rice 1979), used by topk-i4 and
+ * topk-sign, whose values are small enough that varint indices would be most of the payload:
+ * a parameter byte r, then per gap its high part gap >> r in unary (that many 1 bits, then a
+ * 0) and its r low bits, least significant bit first, zero-padded to a whole byte. The encoder
+ * picks the r (0..24) with the fewest bits. */
+static int rice_indices(int codec)
+{
+    return codec == FMQ_CODEC_TOPK_I4 || codec == FMQ_CODEC_TOPK_SIGN;
+}
+
+struct bitw {
+    struct fmq_buf *b;
+    uint64_t acc;
+    int n;
+};
+
+static int bits_put(struct bitw *w, uint32_t v, int nbits)
+{
+    for (int i = 0; i < nbits; i++) {
+        w->acc |= (uint64_t)((v >> i) & 1) << w->n;
+        if (++w->n == 8) {
+            uint8_t c = (uint8_t)w->acc;
+            int rc = put(w->b, &c, 1);
+            if (rc) return rc;
+            w->acc = 0;
+            w->n = 0;
+        }
+    }
+    return 0;
+}
+
+static int put_rice(struct fmq_buf *b, const uint32_t *idx, uint32_t k)
+{
+    uint64_t best = UINT64_MAX;
+    int r = 0, rc;
+    struct bitw w = {b, 0, 0};
+    for (int t = 0; t <= 24; t++) {
+        uint64_t bits = 0;
+        for (uint32_t i = 0; i < k; i++)
+            bits += ((i ? idx[i] - idx[i - 1] - 1 : idx[0]) >> t) + 1 + (uint64_t)t;
+        if (bits < best) {
+            best = bits;
+            r = t;
+        }
+    }
+    {
+        uint8_t c = (uint8_t)r;
+        if ((rc = put(b, &c, 1))) return rc;
+    }
+    for (uint32_t i = 0; i < k; i++) {
+        uint32_t gap = i ? idx[i] - idx[i - 1] - 1 : idx[0];
+        for (uint32_t q = gap >> r; q > 0; q--)
+            if ((rc = bits_put(&w, 1, 1))) return rc;
+        if ((rc = bits_put(&w, 0, 1)) || (rc = bits_put(&w, gap, r))) return rc;
+    }
+    return w.n ? bits_put(&w, 0, 8 - w.n) : 0;
+}
+
+/* Bytes of n packed values of a blocked format (8, 4 or 1 bits each). */
+static size_t packed_bytes(int fmt, uint32_t n)
+{
+    return ((size_t)n * (size_t)fmt + 7) / 8;
+}
+
 /* Writes n values in the codec's value format; sent (if not NULL) gets what decodes. */
 static int put_values(struct fmq_buf *b, int fmt, const float *v, uint32_t n, int block,
                       int stochastic, struct fmq_rng *rng, float *sent)
@@ -178,16 +242,42 @@ static int put_values(struct fmq_buf *b, int fmt, const float *v, uint32_t n, in
     }
     for (uint32_t s = 0; s < n && !rc; s += (uint32_t)block) {
         uint32_t e = s + (uint32_t)block < n ? s + (uint32_t)block : n;
-        float mx = 0, scale;
-        for (uint32_t i = s; i < e; i++) mx = fmaxf(mx, fabsf(v[i]));
-        scale = mx / 127.0f;
+        float mx = 0, sum = 0, scale, top = fmt == 8 ? 127.0f : 7.0f;
+        uint8_t zero[512] = {0}; /* the packed bytes of one block, at most 4096 x 8 bits... */
+        uint8_t *q8;
+        size_t at;
+        for (uint32_t i = s; i < e; i++) {
+            mx = fmaxf(mx, fabsf(v[i]));
+            sum += fabsf(v[i]);
+        }
+        /* int8 / int4: max-abs scale, nearest or stochastic rounding (QSGD-style, unbiased);
+         * sign: the block's mean magnitude, the scaled sign of EF-signSGD (Karimireddy et al.
+         * 2019, "Error feedback fixes SignSGD") */
+        scale = fmt == 1 ? sum / (float)(e - s) : mx / top;
         if ((rc = put_f32(b, scale))) break;
+        at = b->len; /* ...so reserve them in the buffer instead and fill in place */
+        for (size_t left = packed_bytes(fmt, e - s); left > 0 && !rc;) {
+            size_t chunk = left < sizeof zero ? left : sizeof zero;
+            rc = put(b, zero, chunk);
+            left -= chunk;
+        }
+        q8 = b->data + at;
         for (uint32_t i = s; i < e && !rc; i++) {
-            float q = scale > 0 ? v[i] / scale : 0;
-            int8_t c;
+            uint32_t j = i - s;
+            float q;
+            int c;
+            if (fmt == 1) {
+                q8[j / 8] |= (uint8_t)((v[i] < 0) << (j % 8));
+                if (sent) sent[i] = v[i] < 0 ? -scale : scale;
+                continue;
+            }
+            q = scale > 0 ? v[i] / scale : 0;
             q = stochastic ? floorf(q + (float)fmq_rng_uniform(rng)) : nearbyintf(q);
-            c = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
-            rc = put(b, &c, 1);
+            c = (int)(q > top ? top : q < -top ? -top : q); /* an int: no -0 in `sent` */
+            if (fmt == 8)
+                q8[j] = (uint8_t)(int8_t)c;
+            else
+                q8[j / 2] |= (uint8_t)((c & 0xf) << (4 * (j % 2)));
             if (sent) sent[i] = (float)c * scale;
         }
     }
@@ -206,13 +296,23 @@ static int value_fmt(int codec)
     case FMQ_CODEC_DENSE_I8:
     case FMQ_CODEC_TOPK_I8:
         return 8;
+    case FMQ_CODEC_TOPK_I4:
+        return 4;
+    case FMQ_CODEC_TOPK_SIGN:
+        return 1;
     }
     return 0;
 }
 
 static int is_topk(int codec)
 {
-    return codec >= FMQ_CODEC_TOPK_F32 && codec <= FMQ_CODEC_TOPK_I8;
+    return codec >= FMQ_CODEC_TOPK_F32 && codec <= FMQ_CODEC_LAST;
+}
+
+/* A block size the format can use: 8..4096, and whole bytes per full block for packed values. */
+static int block_ok(int fmt, uint32_t block)
+{
+    return block >= 8 && block <= 4096 && (fmt == 8 || block % 8 == 0);
 }
 
 /* The k largest magnitudes with a bounded min-heap (O(dim log k)); equal magnitudes prefer the
@@ -261,7 +361,7 @@ int fmq_codec_encode(const struct fmq_codec_opts *o, struct fmq_codec_ws *w, con
     int fmt = value_fmt(o->codec), rc;
     uint32_t dim = w->dim;
 
-    if (!fmt || (fmt == 8 && (o->block < 8 || o->block > 4096))) return FMQ_EINVAL;
+    if (!fmt || (fmt <= 8 && !block_ok(fmt, (uint32_t)o->block))) return FMQ_EINVAL;
     out->len = 0;
     if (!is_topk(o->codec))
         return put_values(out, fmt, x, dim, o->block, o->stochastic, &w->rng, sent);
@@ -271,8 +371,11 @@ int fmq_codec_encode(const struct fmq_codec_opts *o, struct fmq_codec_ws *w, con
         if (k > dim) k = dim;
         select_topk(x, w->idx, dim, k);
         if ((rc = put_varint(out, k))) return rc;
+        if (rice_indices(o->codec) && (rc = put_rice(out, w->idx, k))) return rc;
         for (uint32_t i = 0; i < k; i++) {
-            if ((rc = put_varint(out, i ? w->idx[i] - prev - 1 : w->idx[i]))) return rc;
+            if (!rice_indices(o->codec) &&
+                (rc = put_varint(out, i ? w->idx[i] - prev - 1 : w->idx[i])))
+                return rc;
             prev = w->idx[i];
             w->tmp[i] = x[w->idx[i]];
         }
@@ -324,12 +427,77 @@ static int get_varint(struct rd *r, uint32_t *v)
     return fail(r, "varint longer than 5 bytes");
 }
 
+/* Reads index gaps in either coding; bits and nbits track the Rice bit position. */
+struct gaprd {
+    struct rd *r;
+    int rice, param;
+    size_t bit; /* Rice: bits consumed after the parameter byte */
+    const uint8_t *base;
+};
+
+static int get_gap(struct gaprd *g, uint32_t dim, uint32_t *gap)
+{
+    size_t nbits;
+    uint64_t q = 0, low = 0;
+    if (!g->rice) return get_varint(g->r, gap);
+    nbits = (size_t)(g->r->end - g->base) * 8;
+    for (;;) { /* unary high part, bounded by dim */
+        if (g->bit >= nbits) return fail(g->r, "truncated Rice index");
+        if (!((g->base[g->bit / 8] >> (g->bit % 8)) & 1)) break;
+        g->bit++;
+        if (++q > (uint64_t)(dim >> g->param)) return fail(g->r, "index out of range");
+    }
+    g->bit++;
+    if (g->bit + (size_t)g->param > nbits) return fail(g->r, "truncated Rice index");
+    for (int i = 0; i < g->param; i++, g->bit++)
+        low |= (uint64_t)((g->base[g->bit / 8] >> (g->bit % 8)) & 1) << i;
+    q = (q << g->param) | low;
+    if (q > dim) return fail(g->r, "index out of range");
+    *gap = (uint32_t)q;
+    return 0;
+}
+
 static float get_f32(const uint8_t *p)
 {
     uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
     float f;
     memcpy(&f, &u, 4);
     return f;
+}
+
+/* Value j of a block of `len` packed values at bp (float32 scale, then the values); 0 or an
+ * error code with its reason in *why. Unused bits of a block's last byte must be zero, so every
+ * payload has one encoding. */
+/* Payload bytes after the block size for n values in blocks of `block`. */
+static size_t blocked_bytes(int fmt, uint32_t block, uint32_t n)
+{
+    uint32_t full = n / block, rest = n % block;
+    return (size_t)full * (4 + packed_bytes(fmt, block)) + (rest ? 4 + packed_bytes(fmt, rest) : 0);
+}
+
+static int blocked_value(int fmt, const uint8_t *bp, uint32_t j, uint32_t len, float *out,
+                         const char **why)
+{
+    float scale = get_f32(bp);
+    const uint8_t *q = bp + 4;
+    int c;
+    if (!isfinite(scale) || scale < 0) return *why = "bad block scale", FMQ_ERANGE;
+    if (fmt == 8) {
+        if ((int8_t)q[j] == -128)
+            return *why = "int8 value -128 is not produced by the encoder", FMQ_EFORMAT;
+        *out = (float)(int8_t)q[j] * scale;
+        return 0;
+    }
+    if (j == len - 1 && (len * (uint32_t)fmt) % 8 && q[j * fmt / 8] >> ((len * fmt) % 8))
+        return *why = "nonzero padding bits", FMQ_EFORMAT;
+    if (fmt == 1) {
+        *out = (q[j / 8] >> (j % 8)) & 1 ? -scale : scale;
+        return 0;
+    }
+    c = (q[j / 2] >> (4 * (j % 2))) & 0xf;
+    if (c == 8) return *why = "int4 value -8 is not produced by the encoder", FMQ_EFORMAT;
+    *out = (float)(c > 7 ? c - 16 : c) * scale;
+    return 0;
 }
 
 /* Reads n values of format fmt into v (each at v[pos(i)] when idx is given). */
@@ -347,25 +515,23 @@ static int get_values(struct rd *r, int fmt, uint32_t n, float *out, const uint3
         return 0;
     }
     {
-        uint32_t block, nblocks;
-        if (left < 2) return fail(r, "missing int8 block size");
+        uint32_t block;
+        if (left < 2) return fail(r, "missing block size");
         block = (uint32_t)(r->p[0] | r->p[1] << 8);
         r->p += 2;
         left -= 2;
-        if (block < 8 || block > 4096) return fail(r, "int8 block size outside [8, 4096]");
-        nblocks = (n + block - 1) / block;
-        if (left != (size_t)nblocks * 4 + n)
-            return fail_code(r, FMQ_EDIM, "int8 bytes do not match the count");
+        if (!block_ok(fmt, block))
+            return fail(r, "block size outside [8, 4096] or not whole bytes");
+        if (left != blocked_bytes(fmt, block, n))
+            return fail_code(r, FMQ_EDIM, "block bytes do not match the count");
         for (uint32_t s = 0; s < n; s += block) {
             uint32_t e = s + block < n ? s + block : n;
-            float scale = get_f32(r->p);
-            r->p += 4;
-            if (!isfinite(scale) || scale < 0) return fail_code(r, FMQ_ERANGE, "bad int8 scale");
             for (uint32_t i = s; i < e; i++) {
-                int8_t c = (int8_t)*r->p++;
-                if (c == -128) return fail(r, "int8 value -128 is not produced by the encoder");
-                out[idx ? idx[i] : i] = (float)c * scale;
+                const char *why;
+                int rc = blocked_value(fmt, r->p, i - s, e - s, &out[idx ? idx[i] : i], &why);
+                if (rc) return fail_code(r, rc, why);
             }
+            r->p += 4 + packed_bytes(fmt, e - s);
         }
         return 0;
     }
@@ -386,22 +552,36 @@ int fmq_codec_decode(int codec, const uint8_t *p, size_t n, uint32_t dim, float 
     memset(out, 0, dim * sizeof *out);
     if (get_varint(&r, &k)) return FMQ_EFORMAT;
     if (k == 0 || k > dim) return fail(&r, "k outside [1, dim]");
-    if ((size_t)(r.end - r.p) < k) return fail(&r, "fewer bytes than k indices");
+    if ((size_t)(r.end - r.p) < (rice_indices(codec) ? (size_t)k / 8 + 1 : k))
+        return fail(&r, "fewer bytes than k indices");
     {
         /* Two passes keep the decoder allocation-free: the first validates every index, the
          * second walks them again to place the values. */
         const uint8_t *start = r.p;
+        struct gaprd g = {&r, rice_indices(codec), 0, 0, NULL};
+        if (g.rice) {
+            g.param = *r.p++;
+            g.base = r.p;
+            start = r.p;
+            if (g.param > 24) return fail(&r, "Rice parameter above 24");
+        }
         for (uint32_t i = 0; i < k; i++) {
             uint32_t gap, at;
-            if (get_varint(&r, &gap)) return FMQ_EFORMAT;
+            if (get_gap(&g, dim, &gap)) return FMQ_EFORMAT;
             at = i ? prev + 1 + gap : gap;
             if ((i && at <= prev) || at >= dim || (i && gap > dim))
                 return fail(&r, "index out of range");
             prev = at;
         }
+        if (g.rice) { /* the bit stream ends at a byte boundary, padded with zeros */
+            r.p = g.base + (g.bit + 7) / 8;
+            if (g.bit % 8 && g.base[g.bit / 8] >> (g.bit % 8))
+                return fail(&r, "nonzero padding bits after the indices");
+        }
         /* values: decode into out at their positions, re-walking the indices */
         {
             struct rd iv = {start, r.p, err, errlen, r.codec};
+            struct gaprd g2 = {&iv, g.rice, g.param, 0, start};
             const uint8_t *vals = r.p;
             size_t left = (size_t)(r.end - vals);
             uint32_t block = 0, nblocks = 0;
@@ -411,18 +591,19 @@ int fmq_codec_decode(int codec, const uint8_t *p, size_t n, uint32_t dim, float 
             else if (fmt == 16)
                 need = (size_t)k * 2;
             else {
-                if (left < 2) return fail(&r, "missing int8 block size");
+                if (left < 2) return fail(&r, "missing block size");
                 block = (uint32_t)(vals[0] | vals[1] << 8);
-                if (block < 8 || block > 4096) return fail(&r, "int8 block size outside [8, 4096]");
+                if (!block_ok(fmt, block))
+                    return fail(&r, "block size outside [8, 4096] or not whole bytes");
                 nblocks = (k + block - 1) / block;
-                need = 2 + (size_t)nblocks * 4 + k;
+                need = 2 + blocked_bytes(fmt, block, k);
             }
             if (left != need) return fail_code(&r, FMQ_EDIM, "value bytes do not match k");
             prev = 0;
             for (uint32_t i = 0; i < k; i++) {
                 uint32_t gap, at;
                 float f;
-                get_varint(&iv, &gap);
+                get_gap(&g2, dim, &gap);
                 at = i ? prev + 1 + gap : gap;
                 prev = at;
                 if (fmt == 32)
@@ -430,14 +611,11 @@ int fmq_codec_decode(int codec, const uint8_t *p, size_t n, uint32_t dim, float 
                 else if (fmt == 16)
                     f = fmq_f16_to_f32((uint16_t)(vals[2 * i] | vals[2 * i + 1] << 8));
                 else {
-                    const uint8_t *bp = vals + 2 + (size_t)(i / block) * (4 + block);
-                    float scale = get_f32(bp);
-                    int8_t c = (int8_t)bp[4 + i % block];
-                    if (!isfinite(scale) || scale < 0)
-                        return fail_code(&r, FMQ_ERANGE, "bad int8 scale");
-                    if (c == -128)
-                        return fail(&r, "int8 value -128 is not produced by the encoder");
-                    f = (float)c * scale;
+                    uint32_t bi = i / block, len = bi + 1 < nblocks ? block : k - bi * block;
+                    const uint8_t *bp = vals + 2 + (size_t)bi * (4 + packed_bytes(fmt, block));
+                    const char *why;
+                    int rc = blocked_value(fmt, bp, i % block, len, &f, &why);
+                    if (rc) return fail_code(&r, rc, why);
                 }
                 if (!isfinite(f)) return fail_code(&r, FMQ_ERANGE, "NaN or Inf value");
                 out[at] = f;

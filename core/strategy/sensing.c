@@ -39,6 +39,10 @@ double fmq_codec_estimate_bytes(int codec, double ratio, size_t dim)
         return envelope + k * 4;
     case FMQ_CODEC_TOPK_I8:
         return envelope + k * 3 + 6;
+    case FMQ_CODEC_TOPK_I4: /* Rice indices: at most about a byte each */
+        return envelope + k * 1.5 + 4 * ceil(k / FMQ_CODEC_BLOCK_DEFAULT) + 4;
+    case FMQ_CODEC_TOPK_SIGN:
+        return envelope + k * 1.125 + 4 * ceil(k / FMQ_CODEC_BLOCK_DEFAULT) + 4;
     }
     return envelope + 4.0 * dim;
 }

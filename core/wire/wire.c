@@ -56,6 +56,7 @@ void fmq_client_plan_default(struct fmq_client_plan *c)
     c->eval_every = 20;
     c->warmup = 5;
     c->max_uploads = 1;
+    c->report = 1;
 }
 
 /* ---- encoding ---- */
@@ -146,28 +147,31 @@ int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
     msgpack_packer pk;
 
     if (!fmq_id_valid(u->agent) || !fmq_id_valid(u->task)) return FMQ_EINVAL;
-    if (u->codec < FMQ_CODEC_NONE || u->codec > FMQ_CODEC_TOPK_I8) return FMQ_EINVAL;
+    if (u->codec < FMQ_CODEC_NONE || u->codec > FMQ_CODEC_LAST) return FMQ_EINVAL;
     if (u->codec != FMQ_CODEC_NONE && !u->tensor && u->codec != FMQ_CODEC_DENSE_F32)
         return FMQ_EINVAL;
     if (u->codec == FMQ_CODEC_NONE && !u->has_stats) return FMQ_EINVAL;
     out->len = 0;
     msgpack_packer_init(&pk, out, buf_write);
     /* stats and tensor are each sent only when present: absent means nil */
-    pk_header(&pk, 9 + (u->has_stats ? 1 : 0) + (u->codec != FMQ_CODEC_NONE ? 1 : 0), "update");
+    pk_header(&pk, 8 + !u->no_metrics + (u->has_stats ? 1 : 0) + (u->codec != FMQ_CODEC_NONE),
+              "update");
     pk_kv_str(&pk, "agent", u->agent);
     pk_kv_str(&pk, "task", u->task);
     pk_kv_u64(&pk, "base", u->base_version);
     pk_kv_u64(&pk, "seq", u->seq);
     pk_kv_u64(&pk, "n", u->n_examples);
     pk_kv_f64(&pk, "ts", u->ts);
-    pk_str(&pk, "metrics");
-    msgpack_pack_map(&pk, 4 + (u->sps > 0) + (u->trigger > 0));
-    pk_kv_f32(&pk, "loss", u->metrics.loss);
-    pk_kv_f32(&pk, "acc", u->metrics.accuracy);
-    pk_kv_f32(&pk, "f1", u->metrics.f1);
-    pk_kv_u64(&pk, "n_val", u->metrics.n_val);
-    if (u->sps > 0) pk_kv_f32(&pk, "sps", u->sps);
-    if (u->trigger > 0) pk_kv_u64(&pk, "trigger", (uint64_t)u->trigger);
+    if (!u->no_metrics) {
+        pk_str(&pk, "metrics");
+        msgpack_pack_map(&pk, 4 + (u->sps > 0) + (u->trigger > 0));
+        pk_kv_f32(&pk, "loss", u->metrics.loss);
+        pk_kv_f32(&pk, "acc", u->metrics.accuracy);
+        pk_kv_f32(&pk, "f1", u->metrics.f1);
+        pk_kv_u64(&pk, "n_val", u->metrics.n_val);
+        if (u->sps > 0) pk_kv_f32(&pk, "sps", u->sps);
+        if (u->trigger > 0) pk_kv_u64(&pk, "trigger", (uint64_t)u->trigger);
+    }
     if (u->has_stats) {
         pk_str(&pk, "stats");
         msgpack_pack_map(&pk, 3);
@@ -257,7 +261,7 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     } else
         msgpack_pack_nil(&pk);
     pk_str(&pk, "client");
-    msgpack_pack_map(&pk, 13);
+    msgpack_pack_map(&pk, 13 + !g->client.report); /* report only when off: older vectors hold */
     pk_kv_f32(&pk, "lr", g->client.lr);
     pk_kv_f32(&pk, "proximal_mu", g->client.proximal_mu);
     pk_kv_str(&pk, "codec", fmq_codec_name(g->client.codec));
@@ -271,6 +275,7 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     pk_kv_u64(&pk, "eval_every", (uint64_t)g->client.eval_every);
     pk_kv_u64(&pk, "warmup", (uint64_t)g->client.warmup);
     pk_kv_u64(&pk, "max_uploads", (uint64_t)g->client.max_uploads);
+    if (!g->client.report) pk_kv_u64(&pk, "report", 0);
     pk_str(&pk, "selected");
     if (g->nselected > 0 && g->selected) {
         msgpack_pack_array(&pk, (size_t)g->nselected);
@@ -511,10 +516,15 @@ int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
         (rc = rd_u64(&r, &root, "n", (uint64_t)1 << 40, &u->n_examples)) ||
         (rc = rd_f64(&r, &root, "ts", &u->ts)))
         return rc;
-    if (!(o = get(&root, "metrics")) || o->type != MSGPACK_OBJECT_MAP)
-        return fail(&r, FMQ_ETYPE, "metrics", "missing or not a map");
+    o = get(&root, "metrics"); /* absent or nil: the coordinator asked for none */
+    u->no_metrics = !o || o->type == MSGPACK_OBJECT_NIL;
+    u->metrics = (struct fmq_local_metrics){0, 0, 0, 0};
+    u->sps = 0;
+    u->trigger = 0;
+    if (!u->no_metrics && o->type != MSGPACK_OBJECT_MAP)
+        return fail(&r, FMQ_ETYPE, "metrics", "not a map");
     r.msg = "update.metrics";
-    {
+    if (!u->no_metrics) {
         double loss, acc, f1;
         if ((rc = rd_f64(&r, o, "loss", &loss)) || (rc = rd_f64(&r, o, "acc", &acc)) ||
             (rc = rd_f64(&r, o, "f1", &f1)) || (rc = rd_u64(&r, o, "n_val", UINT32_MAX, &v)))
@@ -665,7 +675,8 @@ static int rd_client(struct rd *r, const msgpack_object *o, struct fmq_client_pl
         (rc = rd_f32_in(r, o, "delta_perf", 0, 1, &c->delta_perf)) ||
         (rc = rd_int_in(r, o, "eval_every", 100000, &c->eval_every)) ||
         (rc = rd_int_in(r, o, "warmup", 100000, &c->warmup)) ||
-        (rc = rd_int_in(r, o, "max_uploads", 100000, &c->max_uploads)))
+        (rc = rd_int_in(r, o, "max_uploads", 100000, &c->max_uploads)) ||
+        (get(o, "report") && (rc = rd_int_in(r, o, "report", 1, &c->report))))
         return rc;
     if (c->block < 8 || c->eval_every < 1)
         return fail(r, FMQ_ERANGE, "block", "block below 8 or eval_every 0");

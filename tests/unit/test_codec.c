@@ -78,6 +78,56 @@ static void test_dense_bounds(void)
     CU_ASSERT(roundtrip(FMQ_CODEC_DENSE_I8, 1, 1, x, y, &bytes) <= mx / 127.0 * 1.0001);
 }
 
+/* The 4-bit and sign codecs: every value as the layout says, Rice-coded indices, and the
+ * few-hundred-byte budget they exist for. */
+static void test_small_value_codecs(void)
+{
+    static float x[DIM], y[DIM];
+    size_t bytes_i8, bytes_i4, bytes_sign;
+    fill(x, DIM, 4);
+    /* ratio 1: pure quantization. int4, nearest: half a step of block max / 7 */
+    {
+        double mx = 0;
+        for (int i = 0; i < 64; i++) mx = fmax(mx, fabs(x[i]));
+        CU_ASSERT(roundtrip(FMQ_CODEC_TOPK_I4, 1, 0, x, y, &bytes_i4) > 0);
+        for (int i = 0; i < 64; i++) CU_ASSERT(fabs((double)y[i] - x[i]) <= mx / 14 * 1.0001);
+    }
+    /* sign: each value is +-(the mean magnitude of its block of 64 selected values) */
+    roundtrip(FMQ_CODEC_TOPK_SIGN, 1, 0, x, y, &bytes_sign);
+    {
+        double mean = 0;
+        for (int i = 64; i < 128; i++) mean += fabs(x[i]) / 64;
+        for (int i = 64; i < 128; i++) {
+            CU_ASSERT_DOUBLE_EQUAL(fabs(y[i]), mean, 1e-6);
+            CU_ASSERT((y[i] < 0) == (x[i] < 0));
+        }
+    }
+    /* k = dim: varint 2 bytes, Rice r = 0 (every gap 0: one bit each), 50 blocks of scale + bits */
+    CU_ASSERT_EQUAL(bytes_sign, 2 + 1 + (DIM + 7) / 8 + 2 + ((DIM + 63) / 64) * 4 + (DIM / 64) * 8 +
+                                    ((DIM % 64) + 7) / 8);
+    /* 4% of 3137 = 126 values: Rice indices and small values keep the payload small */
+    roundtrip(FMQ_CODEC_TOPK_I8, 0.04, 0, x, y, &bytes_i8);
+    roundtrip(FMQ_CODEC_TOPK_I4, 0.04, 0, x, y, &bytes_i4);
+    roundtrip(FMQ_CODEC_TOPK_SIGN, 0.04, 0, x, y, &bytes_sign);
+    CU_ASSERT(bytes_i8 >= 1 + 126 + 2 + 2 * 4 + 126);            /* varint indices, a byte each */
+    CU_ASSERT(bytes_i4 <= 1 + 1 + 126 * 8 / 8 + 2 + 2 * 4 + 63); /* <= 8 bits per index */
+    CU_ASSERT(bytes_sign <= 1 + 1 + 126 + 2 + 2 * 4 + 16);
+    CU_ASSERT(bytes_sign < bytes_i4 && bytes_i4 < bytes_i8);
+    /* top-k still keeps exactly the largest magnitudes */
+    {
+        float min_kept = INFINITY, max_dropped = 0;
+        int k = 0;
+        for (int i = 0; i < DIM; i++)
+            if (y[i] != 0) {
+                k++;
+                min_kept = fminf(min_kept, fabsf(x[i]));
+            } else
+                max_dropped = fmaxf(max_dropped, fabsf(x[i]));
+        CU_ASSERT_EQUAL(k, 126);
+        CU_ASSERT(min_kept >= max_dropped);
+    }
+}
+
 static void test_stochastic_unbiased(void)
 {
     struct fmq_codec_opts o;
@@ -143,6 +193,9 @@ static void test_error_feedback_invariant(void)
     memset(total, 0, sizeof total);
     memset(sent_sum, 0, sizeof sent_sum);
     for (int step = 0; step < 25; step++) {
+        o.codec = step % 3 == 0   ? FMQ_CODEC_TOPK_I8
+                  : step % 3 == 1 ? FMQ_CODEC_TOPK_SIGN
+                                  : FMQ_CODEC_TOPK_I4;
         fill(d, DIM, 100 + (uint64_t)step);
         CU_ASSERT_FATAL(fmq_ef_encode(&ef, &o, &w, d, &b) == 0);
         CU_ASSERT_FATAL(fmq_codec_decode(o.codec, b.data, b.len, DIM, y, err, sizeof err) == 0);
@@ -194,6 +247,42 @@ static void test_hostile_payloads(void)
     CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_F32, "\x01\x02\0\0\xc0\x7f", 6, 4), FMQ_ERANGE);
     CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_I8, "\x01\x02\x08\x00\0\0\x80\x3f\x05", 9, 4), 0);
     CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_I8, "\x01\x02\x08\x00\0\0\x80\x3f", 8, 4), FMQ_EDIM);
+    /* topk-sign, dim 4: k 1, Rice r 0, gap 2 as bits 1 1 0 (0x03), block 8, scale 1.0, sign */
+    CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_SIGN, "\x01\x00\x03\x08\x00\0\0\x80\x3f\x01", 10, 4), 0);
+    CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_SIGN, "\x01\x00\x03\x08\x00\0\0\x80\x3f\x02", 10, 4),
+                    FMQ_EFORMAT); /* a sign bit beyond the one value */
+    CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_SIGN, "\x01\x19\x03\x08\x00\0\0\x80\x3f\x01", 10, 4),
+                    FMQ_EFORMAT); /* Rice parameter 25 */
+    CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_SIGN, "\x01\x00\x0b\x08\x00\0\0\x80\x3f\x01", 10, 4),
+                    FMQ_EFORMAT); /* nonzero bits after the last index */
+    CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_SIGN, "\x01\x00\x0f\x08\x00\0\0\x80\x3f\x01", 10, 4),
+                    FMQ_EFORMAT); /* index 4 in dim 4 */
+    CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_SIGN, "\x01\x00\xff\x08\x00\0\0\x80\x3f\x01", 10, 4),
+                    FMQ_EFORMAT); /* unary run past dim */
+    CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_SIGN, "\x01\x00\x03\x0c\x00\0\0\x80\x3f\x01", 10, 4),
+                    FMQ_EFORMAT); /* block 12: not whole bytes of signs */
+    CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_SIGN, "\x01\x00\x03\x08\x00\0\0\x80\x3f", 9, 4), FMQ_EDIM);
+    CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_SIGN, "\x01\x00", 2, 4), FMQ_EFORMAT); /* no index bits */
+    /* topk-i4: the same index, value 7 x 1.0; -8 and padding nibbles are refused */
+    CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_I4, "\x01\x00\x03\x08\x00\0\0\x80\x3f\x07", 10, 4), 0);
+    CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_I4, "\x01\x00\x03\x08\x00\0\0\x80\x3f\x08", 10, 4),
+                    FMQ_EFORMAT);
+    CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_I4, "\x01\x00\x03\x08\x00\0\0\x80\x3f\x17", 10, 4),
+                    FMQ_EFORMAT);
+    CU_ASSERT_EQUAL(dec(FMQ_CODEC_TOPK_I4, "\x01\x00\x03\x08\x00\0\0\x80\xbf\x07", 10, 4),
+                    FMQ_ERANGE); /* negative scale */
+    {
+        float out[4];
+        char err[100];
+        CU_ASSERT(fmq_codec_decode(FMQ_CODEC_TOPK_I4,
+                                   (const uint8_t *)"\x01\x00\x03\x08\x00\0\0\x80\x3f\x0f", 10, 4,
+                                   out, err, sizeof err) == 0);
+        CU_ASSERT(out[2] == -1.0f && out[0] == 0 && out[1] == 0 && out[3] == 0);
+        CU_ASSERT(fmq_codec_decode(FMQ_CODEC_TOPK_SIGN,
+                                   (const uint8_t *)"\x01\x00\x03\x08\x00\0\0\x80\x3f\x01", 10, 4,
+                                   out, err, sizeof err) == 0);
+        CU_ASSERT(out[2] == -1.0f);
+    }
     CU_ASSERT_EQUAL(dec(99, "", 0, 4), FMQ_EFORMAT);
 }
 
@@ -207,8 +296,8 @@ static void test_random_payloads_never_crash(void)
     for (int it = 0; it < 20000; it++) {
         size_t n = fmq_rng_below(&r, sizeof buf + 1);
         for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)fmq_rng_u32(&r);
-        (void)fmq_codec_decode(1 + (int)fmq_rng_below(&r, 6), buf, n, 1 + fmq_rng_below(&r, 40),
-                               out, err, sizeof err);
+        (void)fmq_codec_decode(1 + (int)fmq_rng_below(&r, FMQ_CODEC_LAST), buf, n,
+                               1 + fmq_rng_below(&r, 40), out, err, sizeof err);
     }
     CU_PASS("no crash");
 }
@@ -216,7 +305,7 @@ static void test_random_payloads_never_crash(void)
 static void test_names(void)
 {
     int c;
-    for (int i = 1; i <= FMQ_CODEC_TOPK_I8; i++) {
+    for (int i = 1; i <= FMQ_CODEC_LAST; i++) {
         CU_ASSERT(fmq_codec_parse(fmq_codec_name(i), &c) == 0);
         CU_ASSERT_EQUAL(c, i);
     }
@@ -228,6 +317,7 @@ int init_codec_tests(void)
     static const struct fmq_test t[] = {
         {"half precision", test_f16},
         {"dense error bounds", test_dense_bounds},
+        {"int4 and sign values, Rice indices", test_small_value_codecs},
         {"stochastic rounding unbiased", test_stochastic_unbiased},
         {"top-k selection", test_topk_selection},
         {"error feedback invariant", test_error_feedback_invariant},

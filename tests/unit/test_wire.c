@@ -184,6 +184,24 @@ static void test_roundtrip_values(void)
     CU_ASSERT(fmq_wire_peek(&d, b.data, b.len, type, err, sizeof err) == 0);
     CU_ASSERT_STRING_EQUAL(type, "update");
 
+    /* a lean update (client.report 0): no metrics map, 50-odd bytes fewer, the rest intact */
+    {
+        size_t full = b.len;
+        u.no_metrics = 1;
+        CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
+        CU_ASSERT(b.len + 40 < full);
+        o.delta_cap = 8;
+        CU_ASSERT_FATAL(fmq_wire_decode_update(&d, b.data, b.len, 4, &o, err, sizeof err) == 0);
+        CU_ASSERT_EQUAL(o.no_metrics, 1);
+        CU_ASSERT_EQUAL(o.metrics.n_val, 0);
+        CU_ASSERT_EQUAL(o.seq, 7);
+        CU_ASSERT(memcmp(delta, sample_delta, sizeof sample_delta) == 0);
+        u.no_metrics = 0;
+        CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
+        CU_ASSERT_FATAL(fmq_wire_decode_update(&d, b.data, b.len, 4, &o, err, sizeof err) == 0);
+        CU_ASSERT_EQUAL(o.no_metrics, 0);
+    }
+
     sample_stats_update(&u, &mo);
     CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
     o.delta_cap = 8;
@@ -250,6 +268,7 @@ static void test_client_plan_and_selection(void)
     CU_ASSERT_EQUAL(g2.client.codec, FMQ_CODEC_TOPK_I8);
     CU_ASSERT_DOUBLE_EQUAL(g2.client.ratio, 0.02, 1e-7);
     CU_ASSERT_EQUAL(g2.client.gsfs, 1);
+    CU_ASSERT_EQUAL(g2.client.report, 1); /* absent from the message: the default */
     CU_ASSERT_DOUBLE_EQUAL(g2.client.proximal_mu, 0.5, 1e-7);
     CU_ASSERT_EQUAL(g2.nselected, 2);
     CU_ASSERT_EQUAL(g2.self_selected, 1);
@@ -268,6 +287,12 @@ static void test_client_plan_and_selection(void)
         CU_ASSERT_EQUAL(g2.self_plan.codec, FMQ_CODEC_TOPK_I8);
         CU_ASSERT_DOUBLE_EQUAL(g2.self_plan.time_budget, 1.5, 1e-6);
     }
+    g.client.report = 0;
+    g.client.codec = FMQ_CODEC_TOPK_SIGN;
+    CU_ASSERT_FATAL(fmq_wire_encode_global(&g, &b) == 0);
+    CU_ASSERT_FATAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err) == 0);
+    CU_ASSERT_EQUAL(g2.client.report, 0);
+    CU_ASSERT_EQUAL(g2.client.codec, FMQ_CODEC_TOPK_SIGN);
     fmq_model_free(&m);
     fmq_model_free(&m2);
     fmq_buf_free(&b);

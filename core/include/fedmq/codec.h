@@ -5,6 +5,10 @@
  *   topk-f32 / topk-f16 / topk-i8
  *              the k largest-magnitude values (k = ceil(ratio * dim)), their indices as
  *              delta + LEB128 varint gaps, the values quantized as above
+ *   topk-i4    the same with 4-bit values (-7..7) and one float32 scale per block
+ *   topk-sign  the same with one sign bit per value and the block's mean magnitude as its
+ *              scale (scaled sign, Karimireddy et al. 2019; with top-k as in Sattler et al.
+ *              2019, "Sparse binary compression")
  * Top-k runs with error feedback (Seide et al. 2014; Stich et al. 2018; Lin et al. 2018, DGC):
  * the agent keeps what it did not send in a residual and adds it to its next update, so nothing
  * is lost, only delayed. int8 may round stochastically (unbiased). Byte layouts are in
@@ -25,6 +29,9 @@ enum fmq_codec {
     FMQ_CODEC_TOPK_F32 = 4,
     FMQ_CODEC_TOPK_F16 = 5,
     FMQ_CODEC_TOPK_I8 = 6,
+    FMQ_CODEC_TOPK_I4 = 7,
+    FMQ_CODEC_TOPK_SIGN = 8,
+    FMQ_CODEC_LAST = FMQ_CODEC_TOPK_SIGN
 };
 #define FMQ_CODEC_BLOCK_DEFAULT 64
 
@@ -32,10 +39,10 @@ const char *fmq_codec_name(int codec);
 int fmq_codec_parse(const char *name, int *codec); /* FMQ_EINVAL for an unknown name */
 
 struct fmq_codec_opts {
-    int codec;      /* enum fmq_codec */
-    double ratio;   /* top-k: fraction of values sent, (0, 1] */
-    int block;      /* int8: values per scale, 8..4096 */
-    int stochastic; /* int8: stochastic rounding */
+    int codec;    /* enum fmq_codec */
+    double ratio; /* top-k: fraction of values sent, (0, 1] */
+    int block;    /* int8, int4, sign: values per scale, 8..4096 (a multiple of 8 for int4, sign) */
+    int stochastic; /* int8, int4: stochastic rounding */
     uint64_t seed;  /* for stochastic rounding */
 };
 void fmq_codec_opts_default(struct fmq_codec_opts *o);

@@ -41,9 +41,11 @@ struct fmq_update {
     uint64_t n_examples;   /* training examples behind this update */
     double ts;             /* send time, seconds since the epoch */
     struct fmq_local_metrics metrics;
-    float sps;                 /* optional: local training speed, examples/s (0 = not sent) */
-    int trigger;               /* optional: GSFS trigger bits that caused the upload (0 = none) */
-    int has_stats;             /* stats present (normalisation round) */
+    float sps;      /* optional: local training speed, examples/s (0 = not sent) */
+    int trigger;    /* optional: GSFS trigger bits that caused the upload (0 = none) */
+    int no_metrics; /* encode: leave metrics, sps and trigger out (client.report 0); decode: they
+                       were absent */
+    int has_stats;  /* stats present (normalisation round) */
     struct fmq_moments *stats; /* borrowed storage, required when decoding */
     int codec;                 /* enum fmq_codec; FMQ_CODEC_NONE when no tensor */
     uint32_t dim;              /* tensor length */
@@ -69,6 +71,7 @@ struct fmq_client_plan {
     int eval_every;    /* GSFS: mini-batches between checks */
     int warmup;        /* GSFS: checks before the norm trigger may fire */
     int max_uploads;   /* GSFS: uploads per global version, 0 = no cap */
+    int report;        /* agents send validation metrics with updates (1) or not (0) */
 };
 void fmq_client_plan_default(struct fmq_client_plan *c);
 
