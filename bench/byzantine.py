@@ -3,7 +3,7 @@
 agents and coordinator) when 10%, 20% and 30% of the agents are Byzantine, for every attack of the
 agent's test mode and every defence, beside the clean run of each defence. An attack is only
 meaningful if it hurts undefended FedAvg visibly (the sanity column). Prints one table.
-Usage: bench/byzantine.py [--rounds 8] [--defences none,multi-krum,trimmed-mean,median,clip]
+Usage: bench/byzantine.py [--rounds 8] [--defences none,krum-filter,multi-krum,...]
                           [--attacks sign-flip,scale,label-flip,noise,alie]   (after a build)"""
 import argparse
 import math
@@ -23,7 +23,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(SRC, "build"))
     ap.add_argument("--mosquitto", default="/usr/sbin/mosquitto")
     ap.add_argument("--rounds", type=int, default=8)
-    ap.add_argument("--defences", default="none,multi-krum,trimmed-mean,median,clip")
+    ap.add_argument("--defences", default="none,krum-filter,multi-krum,trimmed-mean,median,clip,"
+                    "geomedian,geomed-filter", help="krum-filter is the coordinator's default")
     ap.add_argument("--attacks", default="sign-flip,scale,label-flip,noise,alie")
     ap.add_argument("--fractions", default="1,2,3", help="attackers out of 10")
     a = ap.parse_args()
