@@ -42,6 +42,14 @@ CONFIGS = [
     ("gsfs+ quorum 0.6, topk3%-sign, lean",
      "--strategy gsfs --gsfs-weighting frequency-examples --server-momentum 0.9 "
      "--gsfs-quorum 0.6 --codec topk-sign --topk-ratio 0.03 --agent-metrics=false"),
+    # memory: every agent's latest local model counts in every aggregation (MIFA)
+    ("gsfs-paper+memory", "--strategy gsfs --gsfs-memory=true"),
+    ("gsfs+memory quorum 0.6, topk2%-sign, lean",
+     "--strategy gsfs --gsfs-memory=true --server-momentum 0.8 --gsfs-quorum 0.6 "
+     "--codec topk-sign --topk-ratio 0.02 --agent-metrics=false"),
+    ("gsfs+memory quorum 0.45, topk2.5%-sign, lean",
+     "--strategy gsfs --gsfs-memory=true --server-momentum 0.8 --gsfs-quorum 0.45 "
+     "--codec topk-sign --topk-ratio 0.025 --agent-metrics=false"),
 ]
 
 

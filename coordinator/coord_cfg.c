@@ -37,6 +37,7 @@ const char *const coord_bool_keys[] = {"check",
                                        "agent_metrics",
                                        "gsfs_staleness_weight",
                                        "gsfs_informativeness",
+                                       "gsfs_memory",
                                        "giot_head",
                                        NULL};
 
@@ -132,6 +133,7 @@ int coord_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "sensing_upload_share"))
         return fmq_parse_double(v, 0.01, 1, &c->sensing_p.upload_share);
     if (!strcmp(k, "sensing_margin")) return fmq_parse_double(v, 0, 0.9, &c->sensing_p.margin);
+    if (!strcmp(k, "gsfs_memory")) return fmq_parse_bool(v, &c->gsfs.memory);
     if (!strcmp(k, "gsfs_weighting")) {
         if (!strcmp(v, "frequency"))
             c->gsfs.weight_examples = 0;

@@ -74,6 +74,7 @@ int fmq_gsfs_pool_init(struct fmq_gsfs_pool *g, const struct fmq_gsfs_params *p,
 void fmq_gsfs_pool_free(struct fmq_gsfs_pool *g)
 {
     for (int i = 0; g->e && i < g->cap; i++) free(g->e[i].delta);
+    for (int i = 0; g->freq && i < g->cap; i++) free(g->freq[i].mem);
     free(g->e);
     free(g->freq);
     free(g->mean);
@@ -159,6 +160,38 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Memory: the used entries refresh their agents' local models (theta + delta), and out becomes
+ * the example-weighted mean of every remembered local model minus theta. A memory is allocated
+ * once per agent, on its first use. */
+static void memory_blend(struct fmq_gsfs_pool *g, const int *idx, int n, double *out)
+{
+    double tw = 0;
+    for (int i = 0; i < g->nfreq; i++) g->freq[i].mem_age++;
+    for (int j = 0; j < n; j++) {
+        const struct fmq_gsfs_entry *e = &g->e[idx[j]];
+        struct fmq_gsfs_freq *fr = freq_entry(g, e->agent);
+        if (!(e->weight > 0) || !fr) continue;
+        if (!fr->mem && !(fr->mem = malloc(g->dim * sizeof *fr->mem)))
+            continue; /* no memory:
+       this agent counts as the pool */
+        for (size_t i = 0; i < g->dim; i++) fr->mem[i] = g->theta[i] + e->delta[i];
+        fr->mem_n = e->n_examples > 0 ? e->n_examples : 1;
+        fr->mem_age = 0;
+    }
+    for (int i = 0; i < g->nfreq; i++)
+        if (g->freq[i].mem && g->freq[i].mem_age <= g->p.freq_window)
+            tw += (double)g->freq[i].mem_n;
+    if (!(tw > 0)) return;
+    memset(out, 0, g->dim * sizeof *out);
+    for (int i = 0; i < g->nfreq; i++) {
+        const struct fmq_gsfs_freq *fr = &g->freq[i];
+        double w;
+        if (!fr->mem || fr->mem_age > g->p.freq_window) continue;
+        w = (double)fr->mem_n / tw;
+        for (size_t k = 0; k < g->dim; k++) out[k] += w * ((double)fr->mem[k] - g->theta[k]);
+    }
+}
+
 int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
 {
     double norms[1024], sorted[1024], scale[1024], total = 0, median = 0, mean_picks = 0;
@@ -237,6 +270,7 @@ int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
         g->freq[i].f *= 1.0 - 1.0 / g->p.freq_window;
         g->freq[i].picks *= 1.0 - 1.0 / g->p.freq_window;
     }
+    if (g->p.memory && g->theta) memory_blend(g, idx, n, out);
     g->last_used = used;
     g->last_dropped = g->last_clipped = g->last_deferred = 0;
     for (int j = 0; j < n; j++) {

@@ -143,6 +143,44 @@ static void test_staleness(void)
     fmq_gsfs_pool_free(&g);
 }
 
+/* Memory: the global model moves to the example-weighted mean of every agent's latest local
+ * model, so an agent missing from the pool keeps its say until it is forgotten. */
+static void test_memory(void)
+{
+    struct fmq_gsfs_params p;
+    struct fmq_gsfs_pool g;
+    const float a1[1] = {1}, b1[1] = {2}, a2[1] = {0.5f}, zero[1] = {0};
+    float theta[1] = {0};
+    double out[1];
+    fmq_gsfs_params_default(&p);
+    p.memory = 1;
+    p.freq_window = 2;
+    p.fair_share = 0; /* A alone in every pool would otherwise sit out */
+    CU_ASSERT_FATAL(fmq_gsfs_pool_init(&g, &p, 1, 4) == 0);
+    g.theta = theta;
+    /* A (1 example) and B (3) from theta 0: local models 1 and 2, mean (1 + 6) / 4 */
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "A", 1, 1, 1, a1) == 0);
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "B", 1, 1, 3, b1) == 0);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 1, out), 2);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 7.0 / 4, 1e-12);
+    theta[0] = 1.75f;
+    /* only A, +0.5 from 1.75: its local model 2.25; B's 2 still counts: (2.25 + 6) / 4 - 1.75
+     * (without memory the change would be A's 0.5 alone) */
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "A", 2, 2, 1, a2) == 0);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 2, out), 1);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], (2.25 + 6.0) / 4 - 1.75, 1e-6);
+    theta[0] = 2.0625f;
+    /* A alone twice more: B's memory, unrefreshed for more than freq_window (2) aggregations,
+     * is forgotten at the second */
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "A", 3, 3, 1, zero) == 0);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 3, out), 1);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], (2.0625 + 6.0) / 4 - 2.0625, 1e-6);
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "A", 4, 4, 1, zero) == 0);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 4, out), 1);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 0, 1e-9);
+    fmq_gsfs_pool_free(&g);
+}
+
 static void test_informativeness(void)
 {
     struct fmq_gsfs_params p;
@@ -232,6 +270,7 @@ int init_gsfs_tests(void)
                                         {"quorum", test_quorum},
                                         {"frequency weights", test_frequency_weights},
                                         {"staleness", test_staleness},
+                                        {"memory of absent agents", test_memory},
                                         {"informativeness", test_informativeness},
                                         {"selection gaming", test_selection_gaming},
                                         {NULL, NULL}};

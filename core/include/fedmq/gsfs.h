@@ -31,7 +31,14 @@
  * before the cosines are computed, so an inflated update cannot steer the reference the others
  * are judged against, and an agent already used in fair_share x the fleet's mean number of
  * recent aggregations or more sits the next aggregation out, so uploading at every
- * chance (for example by inflating gradient norms to fire the trigger) buys no extra say. */
+ * chance (for example by inflating gradient norms to fire the trigger) buys no extra say.
+ * Memory (extension, `memory`): the coordinator keeps every agent's latest local model
+ * (theta + delta when its update was used) and moves the global model to the example-weighted
+ * mean of all of them, not of the pool alone, as MIFA does for devices that come and go (Gu et
+ * al. 2021, "Fast federated learning in the presence of arbitrary device unavailability"). A
+ * site that trained earlier keeps its say until it sends again, so the model stops swinging
+ * with whichever agents happened to fill the pool; a memory unrefreshed for freq_window
+ * aggregations is forgotten. */
 #ifndef FMQ_GSFS_H
 #define FMQ_GSFS_H
 
@@ -62,6 +69,7 @@ struct fmq_gsfs_params {
                                off) */
     double fair_share;      /* an agent used in fair_share x the fleet's mean number of recent
                                aggregations or more sits the next one out (0 = off) */
+    int memory;             /* aggregate every agent's latest local model (MIFA), not the pool */
 };
 void fmq_gsfs_params_default(struct fmq_gsfs_params *p);
 
@@ -95,8 +103,11 @@ struct fmq_gsfs_entry {
 
 struct fmq_gsfs_freq {
     char agent[FMQ_ID_MAX];
-    double f;     /* decayed submission count */
-    double picks; /* decayed count of aggregations that used it */
+    double f;       /* decayed submission count */
+    double picks;   /* decayed count of aggregations that used it */
+    float *mem;     /* memory: owned, dim values, the agent's latest local model (NULL: none) */
+    uint64_t mem_n; /* its example count */
+    int mem_age;    /* aggregations since it was refreshed */
 };
 
 struct fmq_gsfs_pool {
@@ -107,6 +118,7 @@ struct fmq_gsfs_pool {
     struct fmq_gsfs_freq *freq; /* owned, cap */
     int nfreq;
     double *mean;        /* owned scratch, dim */
+    const float *theta;  /* memory: borrowed current global parameters, set before aggregating */
     uint64_t superseded; /* updates replaced by a newer one from the same agent */
     int last_used, last_dropped, last_clipped, last_deferred; /* of the last aggregation */
 };
