@@ -114,6 +114,7 @@ float fmq_f16_to_f32(uint16_t h)
 
 /* ---- byte writers ---- */
 
+/* Appends n bytes (zeros when p is NULL, for values packed in place afterwards). */
 static int put(struct fmq_buf *b, const void *p, size_t n)
 {
     if (b->len + n > b->cap) {
@@ -124,7 +125,10 @@ static int put(struct fmq_buf *b, const void *p, size_t n)
         b->data = nd;
         b->cap = cap;
     }
-    memcpy(b->data + b->len, p, n);
+    if (p)
+        memcpy(b->data + b->len, p, n);
+    else
+        memset(b->data + b->len, 0, n);
     b->len += n;
     return 0;
 }
@@ -243,9 +247,7 @@ static int put_values(struct fmq_buf *b, int fmt, const float *v, uint32_t n, in
     for (uint32_t s = 0; s < n && !rc; s += (uint32_t)block) {
         uint32_t e = s + (uint32_t)block < n ? s + (uint32_t)block : n;
         float mx = 0, sum = 0, scale, top = fmt == 8 ? 127.0f : 7.0f;
-        uint8_t zero[512] = {0}; /* the packed bytes of one block, at most 4096 x 8 bits... */
         uint8_t *q8;
-        size_t at;
         for (uint32_t i = s; i < e; i++) {
             mx = fmaxf(mx, fabsf(v[i]));
             sum += fabsf(v[i]);
@@ -255,13 +257,8 @@ static int put_values(struct fmq_buf *b, int fmt, const float *v, uint32_t n, in
          * 2019, "Error feedback fixes SignSGD") */
         scale = fmt == 1 ? sum / (float)(e - s) : mx / top;
         if ((rc = put_f32(b, scale))) break;
-        at = b->len; /* ...so reserve them in the buffer instead and fill in place */
-        for (size_t left = packed_bytes(fmt, e - s); left > 0 && !rc;) {
-            size_t chunk = left < sizeof zero ? left : sizeof zero;
-            rc = put(b, zero, chunk);
-            left -= chunk;
-        }
-        q8 = b->data + at;
+        if ((rc = put(b, NULL, packed_bytes(fmt, e - s)))) break;
+        q8 = b->data + b->len - packed_bytes(fmt, e - s); /* the block's values, zeroed */
         for (uint32_t i = s; i < e && !rc; i++) {
             uint32_t j = i - s;
             float q;
