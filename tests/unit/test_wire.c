@@ -287,6 +287,8 @@ static void test_client_plan_and_selection(void)
         CU_ASSERT_EQUAL(g2.self_plan.codec, FMQ_CODEC_TOPK_I8);
         CU_ASSERT_DOUBLE_EQUAL(g2.self_plan.time_budget, 1.5, 1e-6);
     }
+    g.plans = NULL; /* the plans above are out of scope */
+    g.nplans = 0;
     g.client.report = 0;
     g.client.codec = FMQ_CODEC_TOPK_SIGN;
     CU_ASSERT_FATAL(fmq_wire_encode_global(&g, &b) == 0);
