@@ -162,31 +162,34 @@ static int cmp_double(const void *a, const void *b)
 
 /* Memory: the used entries refresh their agents' local models (theta + delta), and out becomes
  * the example-weighted mean of every remembered local model minus theta. A memory is allocated
- * once per agent, on its first use. */
+ * once per agent, on its first use; if that fails, this aggregation keeps the pool's result. */
 static void memory_blend(struct fmq_gsfs_pool *g, const int *idx, int n, double *out)
 {
     double tw = 0;
+    for (int j = 0; j < n; j++) {
+        struct fmq_gsfs_freq *fr = freq_entry(g, g->e[idx[j]].agent);
+        if (g->e[idx[j]].weight > 0 && fr && !fr->mem &&
+            !(fr->mem = malloc(g->dim * sizeof *fr->mem)))
+            return;
+    }
     for (int i = 0; i < g->nfreq; i++) g->freq[i].mem_age++;
     for (int j = 0; j < n; j++) {
         const struct fmq_gsfs_entry *e = &g->e[idx[j]];
         struct fmq_gsfs_freq *fr = freq_entry(g, e->agent);
         if (!(e->weight > 0) || !fr) continue;
-        if (!fr->mem && !(fr->mem = malloc(g->dim * sizeof *fr->mem)))
-            continue; /* no memory:
-       this agent counts as the pool */
         for (size_t i = 0; i < g->dim; i++) fr->mem[i] = g->theta[i] + e->delta[i];
         fr->mem_n = e->n_examples > 0 ? e->n_examples : 1;
         fr->mem_age = 0;
     }
     for (int i = 0; i < g->nfreq; i++)
-        if (g->freq[i].mem && g->freq[i].mem_age <= g->p.freq_window)
+        if (g->freq[i].mem_n > 0 && g->freq[i].mem_age <= g->p.freq_window)
             tw += (double)g->freq[i].mem_n;
     if (!(tw > 0)) return;
     memset(out, 0, g->dim * sizeof *out);
     for (int i = 0; i < g->nfreq; i++) {
         const struct fmq_gsfs_freq *fr = &g->freq[i];
         double w;
-        if (!fr->mem || fr->mem_age > g->p.freq_window) continue;
+        if (fr->mem_n == 0 || fr->mem_age > g->p.freq_window) continue;
         w = (double)fr->mem_n / tw;
         for (size_t k = 0; k < g->dim; k++) out[k] += w * ((double)fr->mem[k] - g->theta[k]);
     }
