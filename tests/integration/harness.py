@@ -128,8 +128,10 @@ class Harness:
 
     @staticmethod
     def messages(path):
+        """The inspector's complete lines: the last one may still be half written while it
+        runs (CI once read a line cut mid-string), so a line without its newline waits."""
         with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
+            return [json.loads(line) for line in f if line.endswith("\n") and line.strip()]
 
 
 def site(capture):

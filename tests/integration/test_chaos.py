@@ -4,12 +4,10 @@ rounds without the dead agent close at their deadline under the minimum particip
 agent, started again, catches up from the retained global model and takes part in the next
 round once it has records again (its buffer died with it). Every malformed message is counted, the logs stay rate-limited, nobody crashes, valid
 traffic keeps flowing, and every process exits cleanly (under the sanitizer suite: no leak)."""
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import parse_args, session, site, wait_for  # noqa: E402
@@ -55,11 +53,8 @@ def main():
                                         "--metrics-file", metrics, "--test-from", "0.7"]
                         + sum([["--test", f] for f in files], []))
 
-        def ms():
-            if not os.path.exists(metrics):
-                return []
-            with open(metrics) as f:
-                return [json.loads(l) for l in f if l.strip()]
+        def ms():  # read while the coordinator writes: complete lines only
+            return h.messages(metrics) if os.path.exists(metrics) else []
         wait_for(lambda: len(ms()) >= 2, 60, "round 1")
         victim = names[2]
         procs[victim].send_signal(signal.SIGKILL)  # in the middle of round 2's training
