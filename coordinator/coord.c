@@ -474,11 +474,11 @@ static void close_round(struct coord *c)
         c->model.has_norm = 1;
         c->phase = FMQ_PHASE_TRAIN;
     } else {
-        int rc =
-            c->cfg.strategy == FMQ_STRAT_GSFS
-                ? (c->pool.theta = c->trainable, fmq_gsfs_aggregate(&c->pool, c->version, c->mean))
-            : c->cfg.robust != FMQ_ROBUST_NONE ? fmq_robust_aggregate(&c->rob, c->mean)
-                                               : fmq_fedavg_mean(&c->agg, c->mean);
+        int rc;
+        c->pool.theta = c->trainable; /* GSFS memory blends local models against it */
+        rc = c->cfg.strategy == FMQ_STRAT_GSFS  ? fmq_gsfs_aggregate(&c->pool, c->version, c->mean)
+             : c->cfg.robust != FMQ_ROBUST_NONE ? fmq_robust_aggregate(&c->rob, c->mean)
+                                                : fmq_fedavg_mean(&c->agg, c->mean);
         if (rc >= 0 && c->cfg.dp_clip > 0 && c->participants > 0) {
             int online_n = 0;
             for (int i = 0; i < c->nagents; i++)

@@ -424,7 +424,8 @@ static int get_varint(struct rd *r, uint32_t *v)
     return fail(r, "varint longer than 5 bytes");
 }
 
-/* Reads index gaps in either coding; bits and nbits track the Rice bit position. */
+/* Reads index gaps in either coding (varint, or Rice with `bit` the position after the
+ * parameter byte at `base`). */
 struct gaprd {
     struct rd *r;
     int rice, param;
