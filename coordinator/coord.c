@@ -321,8 +321,8 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
         reject(c, &c->rej_bad, m->topic, err);
         return;
     }
-    if (strcmp(u.agent, last_level(m->topic)) != 0) {
-        reject(c, &c->rej_bad, m->topic, "agent id differs from the topic");
+    if (fmq_update_topic_ids(&u, m->topic, err, sizeof err) != 0) { /* fills or checks ids */
+        reject(c, &c->rej_bad, m->topic, err);
         return;
     }
     if (strcmp(u.task, c->cfg.task) != 0) {

@@ -35,6 +35,7 @@ const char *const coord_bool_keys[] = {"check",
                                        "tls_verify_hostname",
                                        "stochastic_rounding",
                                        "agent_metrics",
+                                       "update_ids",
                                        "gsfs_staleness_weight",
                                        "gsfs_informativeness",
                                        "gsfs_memory",
@@ -114,6 +115,7 @@ int coord_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "int8_block")) return fmq_parse_int(v, 8, 4096, &c->plan.block);
     if (!strcmp(k, "stochastic_rounding")) return fmq_parse_bool(v, &c->plan.stochastic);
     if (!strcmp(k, "agent_metrics")) return fmq_parse_bool(v, &c->plan.report);
+    if (!strcmp(k, "update_ids")) return fmq_parse_bool(v, &c->plan.ids);
     if (!strcmp(k, "gsfs_alpha")) return fmq_parse_float(v, 0, 0.9999, &c->plan.alpha);
     if (!strcmp(k, "gsfs_beta")) return fmq_parse_float(v, 0, 100, &c->plan.beta);
     if (!strcmp(k, "gsfs_delta_perf")) return fmq_parse_float(v, 0, 1, &c->plan.delta_perf);

@@ -87,7 +87,8 @@ static void print_msg(struct fmq_wire_dec *d, const struct fmq_mq_msg *m)
         u.delta = delta;
         u.delta_cap = sizeof delta / sizeof delta[0];
         u.stats = &mo;
-        if (fmq_wire_decode_update(d, m->payload, m->len, 0, &u, err, sizeof err) == 0)
+        if (fmq_wire_decode_update(d, m->payload, m->len, 0, &u, err, sizeof err) == 0 &&
+            fmq_update_topic_ids(&u, m->topic, err, sizeof err) == 0)
             printf("\"kind\":\"update\",\"agent\":\"%s\",\"task\":\"%s\",\"base\":%llu,"
                    "\"seq\":%llu,\"n\":%llu,\"codec\":\"%s\",\"dim\":%u,\"stats\":%s,"
                    "\"loss\":%.6f,\"val_acc\":%.6f,\"val_f1\":%.6f",

@@ -285,6 +285,8 @@ static int check_update(struct fmq_policy *p, const char *u, const char *topic, 
     rc = fmq_wire_decode_update(&p->dec, payload, len, p->dim, &up, err, sizeof err);
     if (rc == FMQ_EDIM) return FMQ_DENY_DIM;
     if (rc != 0) return FMQ_DENY_MALFORMED;
+    if (up.no_ids && fmq_update_topic_ids(&up, topic, err, sizeof err) != 0)
+        return FMQ_DENY_MALFORMED; /* then the checks below hold the topic against itself */
     topic_task(topic, task, sizeof task);
     if (strcmp(up.task, task) != 0 || (p->task[0] && strcmp(up.task, p->task) != 0))
         return FMQ_DENY_TASK;

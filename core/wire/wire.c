@@ -57,6 +57,7 @@ void fmq_client_plan_default(struct fmq_client_plan *c)
     c->warmup = 5;
     c->max_uploads = 1;
     c->report = 1;
+    c->ids = 1;
 }
 
 /* ---- encoding ---- */
@@ -146,7 +147,7 @@ int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
 {
     msgpack_packer pk;
 
-    if (!fmq_id_valid(u->agent) || !fmq_id_valid(u->task)) return FMQ_EINVAL;
+    if (!u->no_ids && (!fmq_id_valid(u->agent) || !fmq_id_valid(u->task))) return FMQ_EINVAL;
     if (u->codec < FMQ_CODEC_NONE || u->codec > FMQ_CODEC_LAST) return FMQ_EINVAL;
     if (u->codec != FMQ_CODEC_NONE && !u->tensor && u->codec != FMQ_CODEC_DENSE_F32)
         return FMQ_EINVAL;
@@ -154,10 +155,14 @@ int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
     out->len = 0;
     msgpack_packer_init(&pk, out, buf_write);
     /* stats and tensor are each sent only when present: absent means nil */
-    pk_header(&pk, 8 + !u->no_metrics + (u->has_stats ? 1 : 0) + (u->codec != FMQ_CODEC_NONE),
+    pk_header(&pk,
+              6 + 2 * !u->no_ids + !u->no_metrics + (u->has_stats ? 1 : 0) +
+                  (u->codec != FMQ_CODEC_NONE),
               "update");
-    pk_kv_str(&pk, "agent", u->agent);
-    pk_kv_str(&pk, "task", u->task);
+    if (!u->no_ids) { /* else the topic names them: 40-60 bytes less per update */
+        pk_kv_str(&pk, "agent", u->agent);
+        pk_kv_str(&pk, "task", u->task);
+    }
     pk_kv_u64(&pk, "base", u->base_version);
     pk_kv_u64(&pk, "seq", u->seq);
     pk_kv_u64(&pk, "n", u->n_examples);
@@ -261,7 +266,8 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     } else
         msgpack_pack_nil(&pk);
     pk_str(&pk, "client");
-    msgpack_pack_map(&pk, 13 + !g->client.report); /* report only when off: older vectors hold */
+    /* report and ids only when off: older vectors hold */
+    msgpack_pack_map(&pk, 13 + !g->client.report + !g->client.ids);
     pk_kv_f32(&pk, "lr", g->client.lr);
     pk_kv_f32(&pk, "proximal_mu", g->client.proximal_mu);
     pk_kv_str(&pk, "codec", fmq_codec_name(g->client.codec));
@@ -276,6 +282,7 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     pk_kv_u64(&pk, "warmup", (uint64_t)g->client.warmup);
     pk_kv_u64(&pk, "max_uploads", (uint64_t)g->client.max_uploads);
     if (!g->client.report) pk_kv_u64(&pk, "report", 0);
+    if (!g->client.ids) pk_kv_u64(&pk, "ids", 0);
     pk_str(&pk, "selected");
     if (g->nselected > 0 && g->selected) {
         msgpack_pack_array(&pk, (size_t)g->nselected);
@@ -490,6 +497,47 @@ static int open_msg(struct fmq_wire_dec *d, const uint8_t *buf, size_t len, cons
     return 0;
 }
 
+/* Topic levels from the end: <agent>, "update", <task>; the root before them may have several. */
+int fmq_update_topic_ids(struct fmq_update *u, const char *topic, char *err, size_t errlen)
+{
+    const char *end = topic + strlen(topic), *lv[3], *e = end;
+    char agent[FMQ_ID_MAX], task[FMQ_ID_MAX];
+    size_t n[3];
+
+    for (int i = 0; i < 3; i++) { /* lv[i] starts level i from the end, n[i] bytes long */
+        const char *s = e;
+        while (s > topic && s[-1] != '/') s--;
+        if (i < 2 && s == topic) goto bad; /* fewer than three levels */
+        lv[i] = s;
+        n[i] = (size_t)(e - s);
+        e = s - 1;
+    }
+    if (n[1] != 6 || memcmp(lv[1], "update", 6) != 0 || n[0] >= sizeof agent || n[2] >= sizeof task)
+        goto bad;
+    memcpy(agent, lv[0], n[0]), agent[n[0]] = 0;
+    memcpy(task, lv[2], n[2]), task[n[2]] = 0;
+    if (!fmq_id_valid(agent) || !fmq_id_valid(task)) goto bad;
+    if (u->no_ids) {
+        memcpy(u->agent, agent, n[0] + 1);
+        memcpy(u->task, task, n[2] + 1);
+        return 0;
+    }
+    if (strcmp(u->agent, agent) != 0) {
+        snprintf(err, errlen, "update.agent: \"%s\" differs from the topic's \"%s\"", u->agent,
+                 agent);
+        return FMQ_EINVAL;
+    }
+    if (strcmp(u->task, task) != 0) {
+        snprintf(err, errlen, "update.task: \"%s\" differs from the topic's \"%s\"", u->task, task);
+        return FMQ_EINVAL;
+    }
+    return 0;
+bad:
+    snprintf(err, errlen, "topic \"%.200s\" is not <root>/<task>/update/<agent> with valid ids",
+             topic);
+    return FMQ_EFORMAT;
+}
+
 int fmq_wire_peek(struct fmq_wire_dec *d, const uint8_t *buf, size_t len, char *type, char *err,
                   size_t errlen)
 {
@@ -509,8 +557,11 @@ int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
     int rc;
 
     if ((rc = open_msg(d, buf, len, "update", &root, type, &r)) != 0) return rc;
-    if ((rc = rd_str(&r, &root, "agent", u->agent, sizeof u->agent, 1)) ||
-        (rc = rd_str(&r, &root, "task", u->task, sizeof u->task, 1)) ||
+    /* agent and task: both present, or both absent and named by the topic (client.ids 0) */
+    u->no_ids = !get(&root, "agent") && !get(&root, "task");
+    u->agent[0] = u->task[0] = 0;
+    if ((!u->no_ids && ((rc = rd_str(&r, &root, "agent", u->agent, sizeof u->agent, 1)) ||
+                        (rc = rd_str(&r, &root, "task", u->task, sizeof u->task, 1)))) ||
         (rc = rd_u64(&r, &root, "base", UINT64_MAX, &u->base_version)) ||
         (rc = rd_u64(&r, &root, "seq", UINT64_MAX, &u->seq)) ||
         (rc = rd_u64(&r, &root, "n", (uint64_t)1 << 40, &u->n_examples)) ||
@@ -676,7 +727,8 @@ static int rd_client(struct rd *r, const msgpack_object *o, struct fmq_client_pl
         (rc = rd_int_in(r, o, "eval_every", 100000, &c->eval_every)) ||
         (rc = rd_int_in(r, o, "warmup", 100000, &c->warmup)) ||
         (rc = rd_int_in(r, o, "max_uploads", 100000, &c->max_uploads)) ||
-        (get(o, "report") && (rc = rd_int_in(r, o, "report", 1, &c->report))))
+        (get(o, "report") && (rc = rd_int_in(r, o, "report", 1, &c->report))) ||
+        (get(o, "ids") && (rc = rd_int_in(r, o, "ids", 1, &c->ids))))
         return rc;
     if (c->block < 8 || c->eval_every < 1)
         return fail(r, FMQ_ERANGE, "block", "block below 8 or eval_every 0");

@@ -122,6 +122,20 @@ static void test_plugin(void)
     CU_ASSERT_EQUAL(acl("a1", "a2", MOSQ_ACL_WRITE, "other/topic", NULL, 0), MOSQ_ERR_ACL_DENIED);
     /* the agent's own update, before any model is known: any dimension */
     CU_ASSERT_EQUAL(acl("a1", "a1", MOSQ_ACL_WRITE, up, b.data, b.len), MOSQ_ERR_SUCCESS);
+    { /* without ids (client.ids 0) the topic names the agent: only its own topic passes */
+        struct fmq_update u;
+        struct fmq_buf lean = {0};
+        sample_update(&u);
+        u.no_ids = 1;
+        CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &lean) == 0);
+        CU_ASSERT_EQUAL(
+            acl("a4", "a4", MOSQ_ACL_WRITE, "fedmq/iot23/update/a4", lean.data, lean.len),
+            MOSQ_ERR_SUCCESS);
+        CU_ASSERT_EQUAL(
+            acl("a2", "a2", MOSQ_ACL_WRITE, "fedmq/iot23/update/a4", lean.data, lean.len),
+            MOSQ_ERR_ACL_DENIED);
+        fmq_buf_free(&lean);
+    }
     /* another agent's topic; the right topic with a forged id inside; wrong task */
     CU_ASSERT_EQUAL(acl("a2", "a2", MOSQ_ACL_WRITE, up, b.data, b.len), MOSQ_ERR_ACL_DENIED);
     CU_ASSERT_EQUAL(acl("a2", "a2", MOSQ_ACL_WRITE, "fedmq/iot23/update/a2", b.data, b.len),

@@ -202,6 +202,49 @@ static void test_roundtrip_values(void)
         CU_ASSERT_EQUAL(o.no_metrics, 0);
     }
 
+    /* without ids (client.ids 0) the topic names agent and task; with them they must match it */
+    {
+        static const uint8_t only_agent[] = {0x84, 0xa1, 'v', 0x01, 0xa4, 't', 'y',  'p',  'e',
+                                             0xa6, 'u',  'p', 'd',  'a',  't', 'e',  0xa5, 'a',
+                                             'g',  'e',  'n', 't',  0xa1, 'x', 0xa1, 'n',  0x01};
+        size_t full = b.len;
+        u.no_ids = 1;
+        strcpy(u.agent, "a/b"); /* not encoded, so not checked */
+        CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
+        CU_ASSERT_EQUAL(b.len + strlen("agentagent-1taskiot23") + 4, full);
+        CU_ASSERT_FATAL(fmq_wire_decode_update(&d, b.data, b.len, 4, &o, err, sizeof err) == 0);
+        CU_ASSERT_EQUAL(o.no_ids, 1);
+        CU_ASSERT_STRING_EQUAL(o.agent, "");
+        CU_ASSERT(memcmp(delta, sample_delta, sizeof sample_delta) == 0);
+        CU_ASSERT_FATAL(
+            fmq_update_topic_ids(&o, "fedmq/site/task-1/update/gw-7", err, sizeof err) == 0);
+        CU_ASSERT_STRING_EQUAL(o.agent, "gw-7");
+        CU_ASSERT_STRING_EQUAL(o.task, "task-1");
+        CU_ASSERT_EQUAL(fmq_update_topic_ids(&o, "task-1/update/", err, sizeof err), FMQ_EFORMAT);
+        CU_ASSERT_EQUAL(fmq_update_topic_ids(&o, "update/gw-7", err, sizeof err), FMQ_EFORMAT);
+        CU_ASSERT_EQUAL(fmq_update_topic_ids(&o, "f/task-1/model/gw-7", err, sizeof err),
+                        FMQ_EFORMAT);
+        CU_ASSERT(strstr(err, "f/task-1/model/gw-7") != NULL);
+        u.no_ids = 0;
+        strcpy(u.agent, "agent-1");
+        CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
+        CU_ASSERT_EQUAL(b.len, full);
+        CU_ASSERT_FATAL(fmq_wire_decode_update(&d, b.data, b.len, 4, &o, err, sizeof err) == 0);
+        CU_ASSERT_EQUAL(o.no_ids, 0);
+        CU_ASSERT_EQUAL(fmq_update_topic_ids(&o, "r/iot23/update/agent-1", err, sizeof err), 0);
+        CU_ASSERT_EQUAL(fmq_update_topic_ids(&o, "r/iot23/update/agent-2", err, sizeof err),
+                        FMQ_EINVAL);
+        CU_ASSERT(strstr(err, "update.agent") != NULL);
+        CU_ASSERT_EQUAL(fmq_update_topic_ids(&o, "r/task-2/update/agent-1", err, sizeof err),
+                        FMQ_EINVAL);
+        CU_ASSERT(strstr(err, "update.task") != NULL);
+        /* one of the two alone is malformed: the missing one is named */
+        CU_ASSERT_EQUAL(
+            fmq_wire_decode_update(&d, only_agent, sizeof only_agent, 4, &o, err, sizeof err),
+            FMQ_EFORMAT);
+        CU_ASSERT(strstr(err, "task") != NULL);
+    }
+
     sample_stats_update(&u, &mo);
     CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
     o.delta_cap = 8;
@@ -269,6 +312,7 @@ static void test_client_plan_and_selection(void)
     CU_ASSERT_DOUBLE_EQUAL(g2.client.ratio, 0.02, 1e-7);
     CU_ASSERT_EQUAL(g2.client.gsfs, 1);
     CU_ASSERT_EQUAL(g2.client.report, 1); /* absent from the message: the default */
+    CU_ASSERT_EQUAL(g2.client.ids, 1);
     CU_ASSERT_DOUBLE_EQUAL(g2.client.proximal_mu, 0.5, 1e-7);
     CU_ASSERT_EQUAL(g2.nselected, 2);
     CU_ASSERT_EQUAL(g2.self_selected, 1);
@@ -290,10 +334,12 @@ static void test_client_plan_and_selection(void)
     g.plans = NULL; /* the plans above are out of scope */
     g.nplans = 0;
     g.client.report = 0;
+    g.client.ids = 0;
     g.client.codec = FMQ_CODEC_TOPK_SIGN;
     CU_ASSERT_FATAL(fmq_wire_encode_global(&g, &b) == 0);
     CU_ASSERT_FATAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err) == 0);
     CU_ASSERT_EQUAL(g2.client.report, 0);
+    CU_ASSERT_EQUAL(g2.client.ids, 0);
     CU_ASSERT_EQUAL(g2.client.codec, FMQ_CODEC_TOPK_SIGN);
     fmq_model_free(&m);
     fmq_model_free(&m2);

@@ -45,6 +45,8 @@ struct fmq_update {
     int trigger;    /* optional: GSFS trigger bits that caused the upload (0 = none) */
     int no_metrics; /* encode: leave metrics, sps and trigger out (client.report 0); decode: they
                        were absent */
+    int no_ids;     /* encode: leave agent and task out, the topic names them (client.ids 0);
+                       decode: both were absent, agent and task are "" until fmq_update_topic_ids */
     int has_stats;  /* stats present (normalisation round) */
     struct fmq_moments *stats; /* borrowed storage, required when decoding */
     int codec;                 /* enum fmq_codec; FMQ_CODEC_NONE when no tensor */
@@ -72,6 +74,7 @@ struct fmq_client_plan {
     int warmup;        /* GSFS: checks before the norm trigger may fire */
     int max_uploads;   /* GSFS: uploads per global version, 0 = no cap */
     int report;        /* agents send validation metrics with updates (1) or not (0) */
+    int ids;           /* agents name agent and task in updates (1) or leave them to the topic */
 };
 void fmq_client_plan_default(struct fmq_client_plan *c);
 
@@ -152,6 +155,11 @@ int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
                            struct fmq_global *out, char *err, size_t errlen);
 int fmq_wire_decode_status(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
                            struct fmq_status *out, char *err, size_t errlen);
+/* Fills an update's absent agent and task from its topic, <root>/<task>/update/<agent>, and
+ * checks present ones against it. Returns 0, FMQ_EFORMAT (the topic is not an update topic or
+ * names an invalid id) or FMQ_EINVAL (the envelope names another agent or task than the topic);
+ * err says which. */
+int fmq_update_topic_ids(struct fmq_update *u, const char *topic, char *err, size_t errlen);
 /* Reads only "v" and "type" (after the same structural checks). type has 16 bytes. */
 int fmq_wire_peek(struct fmq_wire_dec *d, const uint8_t *buf, size_t len, char *type, char *err,
                   size_t errlen);
