@@ -3,8 +3,8 @@
 (deploy/demo.sh: a private Mosquitto, one agent per IoT-23 capture, non-IID, the coordinator's
 held-out test set). Runs each configuration for the same number of rounds, prints the curve of
 each, and the ratio of training-round update bytes against dense FedAvg at the final F1.
-Update bytes are the payload bytes of accepted updates as the coordinator counts them
-(bytes_up_round); the statistics round (round 0) is the same for every configuration and is
+Update bytes are the payload bytes of every update that reached the coordinator, accepted
+(bytes_up_round) or refused (bytes_up_refused_round, e.g. too stale); the statistics round (round 0) is the same for every configuration and is
 reported separately. Usage: bench/bytes_vs_f1.py [--rounds 10] [--only NAME...]"""
 import argparse
 import json
@@ -53,6 +53,11 @@ CONFIGS = [
 ]
 
 
+def sent(m):
+    """Update payload bytes that crossed the uplink in a round, refused ones included."""
+    return m["bytes_up_round"] + m.get("bytes_up_refused_round", 0)
+
+
 def run(args, rounds):
     with tempfile.TemporaryDirectory(prefix="fedmq-bench-") as d:
         keep = os.path.join(d, "run")
@@ -78,12 +83,12 @@ def main():
         if a.only and not any(o in name for o in a.only):
             continue
         runs = [run(args, a.rounds) for _ in range(a.repeats if "gsfs" in args else 1)]
-        finals = [(r[-1]["f1"], sum(m["bytes_up_round"] for m in r[1:])) for r in runs]
+        finals = [(r[-1]["f1"], sum(sent(m) for m in r[1:])) for r in runs]
         ms = runs[0]
-        stats = ms[0]["bytes_up_round"]
+        stats = sent(ms[0])
         cum, curve = 0, []
         for m in ms[1:]:
-            cum += m["bytes_up_round"]
+            cum += sent(m)
             curve.append((m["round"], m["f1"], cum, m["participants"]))
         results[name] = (stats, curve, finals)
         print("\n%s   [%s]" % (name, args))

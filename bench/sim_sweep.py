@@ -56,7 +56,9 @@ def run(a, train, test, seed, settings, work):
         tp, fp, tn, fn = p["tp"], p["fp"], p["tn"], p["fn"]
         per.append("%.2f" % (2 * tp / max(1, 2 * tp + fp + fn)) if tp + fn else
                    "a%.2f" % (tn / max(1, tn + fp)))
-    return ms[-1]["f1"], sum(x["bytes_up_round"] for x in ms[1:]), per
+    # every update payload that reached the coordinator, refused ones (too stale...) included
+    return ms[-1]["f1"], sum(x["bytes_up_round"] + x["bytes_up_refused_round"]
+                             for x in ms[1:]), per
 
 
 def main():

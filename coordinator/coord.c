@@ -312,6 +312,7 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
     char err[256];
     int rc;
 
+    c->bytes_in_round += m->len; /* accepted or not, they crossed the uplink */
     memset(&u, 0, sizeof u);
     u.delta = c->delta;
     u.delta_cap = c->dim;
@@ -563,7 +564,8 @@ static void close_round(struct coord *c)
         "\"examples\":%llu,\"test_flows\":%zu,\"accuracy\":%.6f,\"precision\":%.6f,"
         "\"recall\":%.6f,\"f1\":%.6f,\"model_finite\":%s,\"recall_at_1pct_fpr\":%.6f,\"head_recall_"
         "at_1pct_fpr\":%.6f,\"threshold\":%.6g,\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
-        "\"bytes_up_round\":%llu,\"bytes_up_total\":%llu,\"bytes_down_round\":%llu,"
+        "\"bytes_up_round\":%llu,\"bytes_up_refused_round\":%llu,\"bytes_up_total\":%llu,"
+        "\"bytes_down_round\":%llu,"
         "\"bytes_down_total\":%llu,\"model_bytes\":%zu,\"update_bytes_mean\":%.1f,"
         "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
         "\"task\":%llu,\"phase\":%llu,\"replay\":%llu},\"per_test_file\":[%s],\"links\":[%s],"
@@ -583,6 +585,7 @@ static void close_round(struct coord *c)
         sc.precision, sc.recall, sc.f1, finite ? "true" : "false", ev.recall_at_fpr,
         ev.head_recall_at_fpr, ev.threshold, (unsigned long long)cm.tp, (unsigned long long)cm.fp,
         (unsigned long long)cm.tn, (unsigned long long)cm.fn, (unsigned long long)c->bytes_up_round,
+        (unsigned long long)(c->bytes_in_round - c->bytes_up_round),
         (unsigned long long)c->bytes_up_total, (unsigned long long)down,
         (unsigned long long)c->bytes_down_total, c->last_model_bytes,
         (double)c->bytes_up_round / (c->participants ? c->participants : 1), round_s,
@@ -626,6 +629,7 @@ static void close_round(struct coord *c)
     c->participants = 0;
     c->examples = 0;
     c->bytes_up_round = 0;
+    c->bytes_in_round = 0;
     if (c->cfg.rounds > 0 && c->round >= (uint64_t)c->cfg.rounds) c->done = 1;
 }
 

@@ -154,6 +154,7 @@ struct coord {
     uint64_t examples;
     /* traffic, payload bytes */
     uint64_t bytes_up_round, bytes_up_total, bytes_down_total;
+    uint64_t bytes_in_round; /* update payloads received this round, refused ones too */
     size_t last_model_bytes;
     uint64_t rej_stale, rej_dup, rej_bad, rej_task, rej_phase, rej_replay;
     struct fmq_ratelimit bad_log;

@@ -134,6 +134,10 @@ def main():
 
         # 3. the injected bad updates were rejected and counted, never aggregated
         assert final["rejected"]["malformed"] >= 3, final["rejected"]
+        bad = sum(os.path.getsize(os.path.join(vec, f)) for f in
+                  ("update_truncated.msgpack", "update_valid.msgpack", "bomb_array32.msgpack"))
+        refused = sum(m["bytes_up_refused_round"] for m in ms)
+        assert refused >= bad, (refused, bad)  # they crossed the uplink: counted, not hidden
         assert "rejected message on fedmq/iot23/update/agent-1" in h.log("coordinator")
 
         # 4. alerts arrive, for malicious flows
