@@ -50,6 +50,11 @@ CONFIGS = [
     ("gsfs+memory quorum 0.45, topk2.5%-sign, lean",
      "--strategy gsfs --gsfs-memory=true --server-momentum 0.8 --gsfs-quorum 0.45 "
      "--codec topk-sign --topk-ratio 0.025 --agent-metrics=false"),
+    # and without agent and task in the envelope (the topic names them), server lr 1.5
+    ("gsfs+memory quorum 0.6, topk2%-sign, lr 1.5, lean, no ids",
+     "--strategy gsfs --gsfs-memory=true --server-momentum 0.8 --server-lr 1.5 "
+     "--gsfs-quorum 0.6 --codec topk-sign --topk-ratio 0.02 --agent-metrics=false "
+     "--update-ids=false"),
 ]
 
 

@@ -407,6 +407,7 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
         c->val_f1 += u.metrics.f1;
     }
     c->bytes_up_round += m->len;
+    c->updates_round++; /* a GSFS repeat that supersedes counts: it was sent */
     c->codec_last = u.codec;
     fmq_log(FMQ_LOG_DEBUG, "accepted update #%llu from %s (%llu examples, %zu bytes, %s)",
             (unsigned long long)u.seq, u.agent, (unsigned long long)u.n_examples, m->len,
@@ -588,7 +589,7 @@ static void close_round(struct coord *c)
         (unsigned long long)(c->bytes_in_round - c->bytes_up_round),
         (unsigned long long)c->bytes_up_total, (unsigned long long)down,
         (unsigned long long)c->bytes_down_total, c->last_model_bytes,
-        (double)c->bytes_up_round / (c->participants ? c->participants : 1), round_s,
+        (double)c->bytes_up_round / (c->updates_round ? c->updates_round : 1), round_s,
         (unsigned long long)c->rej_bad, (unsigned long long)c->rej_stale,
         (unsigned long long)c->rej_dup, (unsigned long long)c->rej_task,
         (unsigned long long)c->rej_phase, (unsigned long long)c->rej_replay, per, sens, c->nplans,
@@ -613,7 +614,7 @@ static void close_round(struct coord *c)
                 (unsigned long long)c->round, (unsigned long long)c->version, c->participants,
                 (unsigned long long)c->examples, sc.f1, sc.accuracy, sc.precision, sc.recall,
                 ev.recall_at_fpr, (unsigned long long)c->bytes_up_round,
-                (double)c->bytes_up_round / (c->participants ? c->participants : 1),
+                (double)c->bytes_up_round / (c->updates_round ? c->updates_round : 1),
                 (unsigned long long)down, round_s);
     if (c->nhist < COORD_HISTORY)
         c->hist[c->nhist++] =
@@ -630,6 +631,7 @@ static void close_round(struct coord *c)
     c->examples = 0;
     c->bytes_up_round = 0;
     c->bytes_in_round = 0;
+    c->updates_round = 0;
     if (c->cfg.rounds > 0 && c->round >= (uint64_t)c->cfg.rounds) c->done = 1;
 }
 

@@ -155,6 +155,7 @@ struct coord {
     /* traffic, payload bytes */
     uint64_t bytes_up_round, bytes_up_total, bytes_down_total;
     uint64_t bytes_in_round; /* update payloads received this round, refused ones too */
+    int updates_round;       /* updates accepted this round (GSFS: repeats included) */
     size_t last_model_bytes;
     uint64_t rej_stale, rej_dup, rej_bad, rej_task, rej_phase, rej_replay;
     struct fmq_ratelimit bad_log;
