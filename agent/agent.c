@@ -463,6 +463,7 @@ static void update_header(struct agent *a, struct fmq_update *u, size_t ntrain)
     u->n_examples = ntrain;
     u->ts = fmq_now();
     u->no_ids = !a->plan.ids; /* the update topic names agent and task */
+    u->compact = a->plan.envelope == FMQ_WIRE_UPDATE_COMPACT;
 }
 
 static int publish_update(struct agent *a, const struct fmq_update *u)

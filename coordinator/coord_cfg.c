@@ -116,6 +116,8 @@ int coord_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "stochastic_rounding")) return fmq_parse_bool(v, &c->plan.stochastic);
     if (!strcmp(k, "agent_metrics")) return fmq_parse_bool(v, &c->plan.report);
     if (!strcmp(k, "update_ids")) return fmq_parse_bool(v, &c->plan.ids);
+    if (!strcmp(k, "update_envelope"))
+        return fmq_parse_int(v, FMQ_WIRE_VERSION, FMQ_WIRE_UPDATE_COMPACT, &c->plan.envelope);
     if (!strcmp(k, "gsfs_alpha")) return fmq_parse_float(v, 0, 0.9999, &c->plan.alpha);
     if (!strcmp(k, "gsfs_beta")) return fmq_parse_float(v, 0, 100, &c->plan.beta);
     if (!strcmp(k, "gsfs_delta_perf")) return fmq_parse_float(v, 0, 1, &c->plan.delta_perf);

@@ -58,6 +58,7 @@ void fmq_client_plan_default(struct fmq_client_plan *c)
     c->max_uploads = 1;
     c->report = 1;
     c->ids = 1;
+    c->envelope = FMQ_WIRE_VERSION;
 }
 
 /* ---- encoding ---- */
@@ -127,11 +128,16 @@ static void pk_f64s(msgpack_packer *pk, const double *v, size_t n)
     }
 }
 
-static void pk_header(msgpack_packer *pk, size_t nfields, const char *type)
+static void pk_header_v(msgpack_packer *pk, size_t nfields, const char *type, int version)
 {
     msgpack_pack_map(pk, nfields);
-    pk_kv_u64(pk, "v", FMQ_WIRE_VERSION);
+    pk_kv_u64(pk, "v", (uint64_t)version);
     pk_kv_str(pk, "type", type);
+}
+
+static void pk_header(msgpack_packer *pk, size_t nfields, const char *type)
+{
+    pk_header_v(pk, nfields, type, FMQ_WIRE_VERSION);
 }
 
 static int finish(struct fmq_buf *out, size_t start_len)
@@ -143,11 +149,22 @@ static int finish(struct fmq_buf *out, size_t start_len)
                : FMQ_ENOMEM;
 }
 
+/* Update keys: envelope 1 spells them out; the compact envelope 2 uses a letter or two and puts
+ * the tensor's keys at the top level (about 25 bytes less per update). "n" is the same in both. */
+struct upd_keys {
+    const char *base, *seq, *ts, *metrics, *stats, *codec, *dim, *data;
+};
+static const struct upd_keys upd_keys[2] = {
+    {"base", "seq", "ts", "metrics", "stats", "codec", "dim", "data"},
+    {"b", "s", "t", "m", "st", "c", "d", "x"}};
+
 int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
 {
+    const struct upd_keys *k = &upd_keys[u->compact ? 1 : 0];
+    int ids = !u->no_ids && !u->compact, tensor = u->codec != FMQ_CODEC_NONE;
     msgpack_packer pk;
 
-    if (!u->no_ids && (!fmq_id_valid(u->agent) || !fmq_id_valid(u->task))) return FMQ_EINVAL;
+    if (ids && (!fmq_id_valid(u->agent) || !fmq_id_valid(u->task))) return FMQ_EINVAL;
     if (u->codec < FMQ_CODEC_NONE || u->codec > FMQ_CODEC_LAST) return FMQ_EINVAL;
     if (u->codec != FMQ_CODEC_NONE && !u->tensor && u->codec != FMQ_CODEC_DENSE_F32)
         return FMQ_EINVAL;
@@ -155,20 +172,19 @@ int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
     out->len = 0;
     msgpack_packer_init(&pk, out, buf_write);
     /* stats and tensor are each sent only when present: absent means nil */
-    pk_header(&pk,
-              6 + 2 * !u->no_ids + !u->no_metrics + (u->has_stats ? 1 : 0) +
-                  (u->codec != FMQ_CODEC_NONE),
-              "update");
-    if (!u->no_ids) { /* else the topic names them: 40-60 bytes less per update */
+    pk_header_v(
+        &pk, 6 + 2 * ids + !u->no_metrics + (u->has_stats ? 1 : 0) + tensor * (u->compact ? 3 : 1),
+        "update", u->compact ? FMQ_WIRE_UPDATE_COMPACT : FMQ_WIRE_VERSION);
+    if (ids) { /* else the topic names them: 40-60 bytes less per update */
         pk_kv_str(&pk, "agent", u->agent);
         pk_kv_str(&pk, "task", u->task);
     }
-    pk_kv_u64(&pk, "base", u->base_version);
-    pk_kv_u64(&pk, "seq", u->seq);
+    pk_kv_u64(&pk, k->base, u->base_version);
+    pk_kv_u64(&pk, k->seq, u->seq);
     pk_kv_u64(&pk, "n", u->n_examples);
-    pk_kv_f64(&pk, "ts", u->ts);
+    pk_kv_f64(&pk, k->ts, u->ts);
     if (!u->no_metrics) {
-        pk_str(&pk, "metrics");
+        pk_str(&pk, k->metrics);
         msgpack_pack_map(&pk, 4 + (u->sps > 0) + (u->trigger > 0));
         pk_kv_f32(&pk, "loss", u->metrics.loss);
         pk_kv_f32(&pk, "acc", u->metrics.accuracy);
@@ -178,7 +194,7 @@ int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
         if (u->trigger > 0) pk_kv_u64(&pk, "trigger", (uint64_t)u->trigger);
     }
     if (u->has_stats) {
-        pk_str(&pk, "stats");
+        pk_str(&pk, k->stats);
         msgpack_pack_map(&pk, 3);
         pk_kv_f64(&pk, "n", u->stats->n);
         pk_str(&pk, "mean");
@@ -186,12 +202,14 @@ int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
         pk_str(&pk, "m2");
         pk_f64s(&pk, u->stats->m2, FMQ_FEAT_DIM);
     }
-    if (u->codec != FMQ_CODEC_NONE) {
-        pk_str(&pk, "tensor");
-        msgpack_pack_map(&pk, 3);
-        pk_kv_str(&pk, "codec", fmq_codec_name(u->codec));
-        pk_kv_u64(&pk, "dim", u->dim);
-        pk_str(&pk, "data");
+    if (tensor) {
+        if (!u->compact) {
+            pk_str(&pk, "tensor");
+            msgpack_pack_map(&pk, 3);
+        }
+        pk_kv_str(&pk, k->codec, fmq_codec_name(u->codec));
+        pk_kv_u64(&pk, k->dim, u->dim);
+        pk_str(&pk, k->data);
         if (u->tensor) {
             msgpack_pack_bin(&pk, u->tensor_len);
             msgpack_pack_bin_body(&pk, u->tensor, u->tensor_len);
@@ -267,7 +285,8 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
         msgpack_pack_nil(&pk);
     pk_str(&pk, "client");
     /* report and ids only when off: older vectors hold */
-    msgpack_pack_map(&pk, 13 + !g->client.report + !g->client.ids);
+    msgpack_pack_map(&pk, 13 + !g->client.report + !g->client.ids +
+                              (g->client.envelope != FMQ_WIRE_VERSION));
     pk_kv_f32(&pk, "lr", g->client.lr);
     pk_kv_f32(&pk, "proximal_mu", g->client.proximal_mu);
     pk_kv_str(&pk, "codec", fmq_codec_name(g->client.codec));
@@ -283,6 +302,8 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     pk_kv_u64(&pk, "max_uploads", (uint64_t)g->client.max_uploads);
     if (!g->client.report) pk_kv_u64(&pk, "report", 0);
     if (!g->client.ids) pk_kv_u64(&pk, "ids", 0);
+    if (g->client.envelope != FMQ_WIRE_VERSION)
+        pk_kv_u64(&pk, "envelope", (uint64_t)g->client.envelope);
     pk_str(&pk, "selected");
     if (g->nselected > 0 && g->selected) {
         msgpack_pack_array(&pk, (size_t)g->nselected);
@@ -448,8 +469,9 @@ static int rd_floats(struct rd *r, const msgpack_object *o, const char *key, siz
 }
 
 /* Size cap, structural check, unpack, version first, type. */
+/* Accepts envelope version 1, and 2 for updates; *version (if not NULL) says which. */
 static int open_msg(struct fmq_wire_dec *d, const uint8_t *buf, size_t len, const char *want,
-                    msgpack_object *root, char *type, struct rd *r)
+                    msgpack_object *root, char *type, struct rd *r, int *version)
 {
     size_t where = 0, off = 0;
     int rc;
@@ -482,13 +504,16 @@ static int open_msg(struct fmq_wire_dec *d, const uint8_t *buf, size_t len, cons
         return fail(r, FMQ_EFORMAT, "v", "the first key is not \"v\"");
     if (kv->val.type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return fail(r, FMQ_ETYPE, "v", "not an unsigned integer");
-    if (kv->val.via.u64 != FMQ_WIRE_VERSION) {
-        char what[64];
-        snprintf(what, sizeof what, "version %llu, this build reads %d",
-                 (unsigned long long)kv->val.via.u64, FMQ_WIRE_VERSION);
+    if (kv->val.via.u64 != FMQ_WIRE_VERSION && kv->val.via.u64 != FMQ_WIRE_UPDATE_COMPACT) {
+        char what[80];
+        snprintf(what, sizeof what, "version %llu, this build reads %d (and %d for updates)",
+                 (unsigned long long)kv->val.via.u64, FMQ_WIRE_VERSION, FMQ_WIRE_UPDATE_COMPACT);
         return fail(r, FMQ_EVERSION, "v", what);
     }
     if ((rc = rd_str(r, root, "type", type, 16, 0)) != 0) return rc;
+    if (kv->val.via.u64 == FMQ_WIRE_UPDATE_COMPACT && strcmp(type, "update") != 0)
+        return fail(r, FMQ_EVERSION, "v", "version 2 is for updates only");
+    if (version) *version = (int)kv->val.via.u64;
     if (want && strcmp(type, want) != 0) {
         char what[64];
         snprintf(what, sizeof what, "is \"%s\", expected \"%s\"", type, want);
@@ -543,7 +568,7 @@ int fmq_wire_peek(struct fmq_wire_dec *d, const uint8_t *buf, size_t len, char *
 {
     struct rd r = {err, errlen, "message"};
     msgpack_object root;
-    return open_msg(d, buf, len, NULL, &root, type, &r);
+    return open_msg(d, buf, len, NULL, &root, type, &r, NULL);
 }
 
 int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
@@ -553,27 +578,31 @@ int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
     msgpack_object root;
     const msgpack_object *o, *t;
     char type[16], codec[24];
+    const struct upd_keys *k;
     uint64_t v;
-    int rc;
+    int rc, version = 0;
 
-    if ((rc = open_msg(d, buf, len, "update", &root, type, &r)) != 0) return rc;
-    /* agent and task: both present, or both absent and named by the topic (client.ids 0) */
-    u->no_ids = !get(&root, "agent") && !get(&root, "task");
+    if ((rc = open_msg(d, buf, len, "update", &root, type, &r, &version)) != 0) return rc;
+    u->compact = version == FMQ_WIRE_UPDATE_COMPACT;
+    k = &upd_keys[u->compact];
+    /* agent and task: both present, or both absent and named by the topic (client.ids 0, and
+     * always in the compact envelope, which never reads them) */
+    u->no_ids = u->compact || (!get(&root, "agent") && !get(&root, "task"));
     u->agent[0] = u->task[0] = 0;
     if ((!u->no_ids && ((rc = rd_str(&r, &root, "agent", u->agent, sizeof u->agent, 1)) ||
                         (rc = rd_str(&r, &root, "task", u->task, sizeof u->task, 1)))) ||
-        (rc = rd_u64(&r, &root, "base", UINT64_MAX, &u->base_version)) ||
-        (rc = rd_u64(&r, &root, "seq", UINT64_MAX, &u->seq)) ||
+        (rc = rd_u64(&r, &root, k->base, UINT64_MAX, &u->base_version)) ||
+        (rc = rd_u64(&r, &root, k->seq, UINT64_MAX, &u->seq)) ||
         (rc = rd_u64(&r, &root, "n", (uint64_t)1 << 40, &u->n_examples)) ||
-        (rc = rd_f64(&r, &root, "ts", &u->ts)))
+        (rc = rd_f64(&r, &root, k->ts, &u->ts)))
         return rc;
-    o = get(&root, "metrics"); /* absent or nil: the coordinator asked for none */
+    o = get(&root, k->metrics); /* absent or nil: the coordinator asked for none */
     u->no_metrics = !o || o->type == MSGPACK_OBJECT_NIL;
     u->metrics = (struct fmq_local_metrics){0, 0, 0, 0};
     u->sps = 0;
     u->trigger = 0;
     if (!u->no_metrics && o->type != MSGPACK_OBJECT_MAP)
-        return fail(&r, FMQ_ETYPE, "metrics", "not a map");
+        return fail(&r, FMQ_ETYPE, k->metrics, "not a map");
     r.msg = "update.metrics";
     if (!u->no_metrics) {
         double loss, acc, f1;
@@ -597,11 +626,11 @@ int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
         }
     }
     r.msg = "update";
-    o = get(&root, "stats"); /* absent or nil: no statistics */
+    o = get(&root, k->stats); /* absent or nil: no statistics */
     u->has_stats = o && o->type != MSGPACK_OBJECT_NIL;
     if (u->has_stats) {
-        if (o->type != MSGPACK_OBJECT_MAP) return fail(&r, FMQ_ETYPE, "stats", "not a map");
-        if (!u->stats) return fail(&r, FMQ_EINVAL, "stats", "no storage given");
+        if (o->type != MSGPACK_OBJECT_MAP) return fail(&r, FMQ_ETYPE, k->stats, "not a map");
+        if (!u->stats) return fail(&r, FMQ_EINVAL, k->stats, "no storage given");
         r.msg = "update.stats";
         if ((rc = rd_f64(&r, o, "n", &u->stats->n))) return rc;
         if (u->stats->n < 1 || u->stats->n > 1e12) return fail(&r, FMQ_ERANGE, "n", "out of range");
@@ -612,29 +641,31 @@ int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
             if (u->stats->m2[i] < 0) return fail(&r, FMQ_ERANGE, "m2", "negative");
         r.msg = "update";
     }
-    t = get(&root, "tensor"); /* absent or nil: no tensor */
+    /* absent or nil: no tensor; the compact envelope has its keys at the top level */
+    t = u->compact ? (get(&root, k->codec) ? &root : NULL) : get(&root, "tensor");
     if (!t || t->type == MSGPACK_OBJECT_NIL) {
-        if (!u->has_stats) return fail(&r, FMQ_EFORMAT, "tensor", "nil without stats");
+        if (!u->has_stats)
+            return fail(&r, FMQ_EFORMAT, u->compact ? k->codec : "tensor", "nil without stats");
         u->codec = FMQ_CODEC_NONE;
         u->dim = 0;
         return 0;
     }
     if (t->type != MSGPACK_OBJECT_MAP) return fail(&r, FMQ_ETYPE, "tensor", "not a map");
-    r.msg = "update.tensor";
-    if ((rc = rd_str(&r, t, "codec", codec, sizeof codec, 0))) return rc;
+    if (!u->compact) r.msg = "update.tensor";
+    if ((rc = rd_str(&r, t, k->codec, codec, sizeof codec, 0))) return rc;
     if (fmq_codec_parse(codec, &u->codec) != 0)
-        return fail(&r, FMQ_EFORMAT, "codec", "unknown codec");
-    if ((rc = rd_u64(&r, t, "dim", FMQ_MODEL_MAXPARAMS, &v))) return rc;
+        return fail(&r, FMQ_EFORMAT, k->codec, "unknown codec");
+    if ((rc = rd_u64(&r, t, k->dim, FMQ_MODEL_MAXPARAMS, &v))) return rc;
     if (expected_dim && v != expected_dim) {
         char what[80];
         snprintf(what, sizeof what, "%llu does not match the model's %u parameters",
                  (unsigned long long)v, expected_dim);
-        return fail(&r, FMQ_EDIM, "dim", what);
+        return fail(&r, FMQ_EDIM, k->dim, what);
     }
-    if (v > u->delta_cap || !u->delta) return fail(&r, FMQ_EDIM, "dim", "exceeds the buffer");
+    if (v > u->delta_cap || !u->delta) return fail(&r, FMQ_EDIM, k->dim, "exceeds the buffer");
     u->dim = (uint32_t)v;
-    if (!(o = get(t, "data")) || o->type != MSGPACK_OBJECT_BIN)
-        return fail(&r, FMQ_ETYPE, "data", "missing or not binary");
+    if (!(o = get(t, k->data)) || o->type != MSGPACK_OBJECT_BIN)
+        return fail(&r, FMQ_ETYPE, k->data, "missing or not binary");
     u->tensor_len = o->via.bin.size;
     rc = fmq_codec_decode(u->codec, (const uint8_t *)o->via.bin.ptr, o->via.bin.size, u->dim,
                           u->delta, r.err, r.errlen);
@@ -728,10 +759,13 @@ static int rd_client(struct rd *r, const msgpack_object *o, struct fmq_client_pl
         (rc = rd_int_in(r, o, "warmup", 100000, &c->warmup)) ||
         (rc = rd_int_in(r, o, "max_uploads", 100000, &c->max_uploads)) ||
         (get(o, "report") && (rc = rd_int_in(r, o, "report", 1, &c->report))) ||
-        (get(o, "ids") && (rc = rd_int_in(r, o, "ids", 1, &c->ids))))
+        (get(o, "ids") && (rc = rd_int_in(r, o, "ids", 1, &c->ids))) ||
+        (get(o, "envelope") &&
+         (rc = rd_int_in(r, o, "envelope", FMQ_WIRE_UPDATE_COMPACT, &c->envelope))))
         return rc;
     if (c->block < 8 || c->eval_every < 1)
         return fail(r, FMQ_ERANGE, "block", "block below 8 or eval_every 0");
+    if (c->envelope < FMQ_WIRE_VERSION) return fail(r, FMQ_ERANGE, "envelope", "below 1");
     r->msg = msg;
     return 0;
 }
@@ -859,7 +893,7 @@ int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
     int rc;
 
     if (!m && !g->gpt) return FMQ_EINVAL;
-    if ((rc = open_msg(d, buf, len, "global", &root, type, &r)) != 0) return rc;
+    if ((rc = open_msg(d, buf, len, "global", &root, type, &r, NULL)) != 0) return rc;
     if ((rc = rd_str(&r, &root, "task", g->task, sizeof g->task, 1)) ||
         (rc = rd_str(&r, &root, "run", g->run, sizeof g->run, 1)) ||
         (rc = rd_u64(&r, &root, "version", UINT64_MAX, &g->version)) ||
@@ -922,7 +956,7 @@ int fmq_wire_decode_status(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
     char type[16];
     int rc;
 
-    if ((rc = open_msg(d, buf, len, "status", &root, type, &r)) != 0) return rc;
+    if ((rc = open_msg(d, buf, len, "status", &root, type, &r, NULL)) != 0) return rc;
     if ((rc = rd_str(&r, &root, "agent", s->agent, sizeof s->agent, 1)) ||
         (rc = rd_str(&r, &root, "task", s->task, sizeof s->task, 1)) ||
         (rc = rd_str(&r, &root, "state", s->state, sizeof s->state, 0)) ||

@@ -66,8 +66,11 @@ int main(int argc, char **argv)
     put("update_valid", "update", "OK", b.data, b.len);
     put("update_truncated", "update", "EFORMAT", b.data, b.len / 2);
     put("update_empty", "update", "EFORMAT", b.data, 0);
-    c = patched(&b, "\xa1v\x01", 3, "\xa1v\x02");
+    c = patched(&b, "\xa1v\x01", 3, "\xa1v\x03");
     put("update_wrong_version", "update", "EVERSION", c, b.len);
+    free(c);
+    c = patched(&b, "\xa1v\x01", 3, "\xa1v\x02"); /* long keys under the compact version */
+    put("update_v1_keys_as_compact", "update", "EFORMAT", c, b.len);
     free(c);
     c = patched(&b, "\xa1v\x01", 3, "\xa1w\x01");
     put("update_version_not_first", "update", "EFORMAT", c, b.len);
@@ -129,8 +132,24 @@ int main(int argc, char **argv)
     if (fmq_wire_encode_update(&u, &b)) return 1;
     put("update_stats_valid", "update", "OK", b.data, b.len);
 
+    /* the compact envelope (client.envelope 2, no metrics: what lean agents send) */
+    sample_update(&u);
+    u.compact = 1;
+    u.no_metrics = 1;
+    if (fmq_wire_encode_update(&u, &b)) return 1;
+    put("update_compact_valid", "update", "OK", b.data, b.len);
+    c = patched(&b, "\xa1x\xc4\x10", 4, "\xa1y\xc4\x10"); /* no data */
+    put("update_compact_no_data", "update", "ETYPE", c, b.len);
+    free(c);
+    c = patched(&b, "\xa1s\x07", 3, "\xa1s\xa1"); /* seq: a string where a uint goes */
+    put("update_compact_corrupt_type", "update", "ETYPE", c, b.len);
+    free(c);
+
     if (sample_global(&g, &m) || fmq_wire_encode_global(&g, &b)) return 1;
     put("global_valid", "global", "OK", b.data, b.len);
+    c = patched(&b, "\xa1v\x01", 3, "\xa1v\x02");
+    put("global_compact_version", "global", "EVERSION", c, b.len);
+    free(c);
     c = patched(&b, "\xa6hidden\x91\x04", 9, "\xa6hidden\x91\x05");
     put("global_dim_mismatch", "global", "EDIM", c, b.len);
     free(c);

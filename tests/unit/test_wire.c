@@ -135,6 +135,13 @@ static void test_valid_vectors_match_encoder(void)
     v = load("update_stats_valid", &n);
     CU_ASSERT(n == b.len && memcmp(v, b.data, n) == 0);
     free(v);
+    sample_update(&u);
+    u.compact = 1;
+    u.no_metrics = 1;
+    CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
+    v = load("update_compact_valid", &n);
+    CU_ASSERT(n == b.len && memcmp(v, b.data, n) == 0);
+    free(v);
     CU_ASSERT_FATAL(sample_global(&g, &m) == 0);
     CU_ASSERT_FATAL(fmq_wire_encode_global(&g, &b) == 0);
     v = load("global_valid", &n);
@@ -245,6 +252,49 @@ static void test_roundtrip_values(void)
         CU_ASSERT(strstr(err, "task") != NULL);
     }
 
+    /* the compact envelope (client.envelope 2): a letter per key, no ids, the same values */
+    {
+        size_t lean;
+        u.no_metrics = 1;
+        u.no_ids = 1;
+        CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
+        lean = b.len;
+        u.no_ids = 0; /* compact implies it */
+        u.compact = 1;
+        CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
+        CU_ASSERT(b.len + 20 <= lean);
+        CU_ASSERT_EQUAL(b.data[3], FMQ_WIRE_UPDATE_COMPACT); /* 0x8N, 0xa1 'v', then the version */
+        memset(&o, 0, sizeof o);
+        o.delta = delta;
+        o.delta_cap = 8;
+        o.stats = &mo2;
+        CU_ASSERT_FATAL(fmq_wire_decode_update(&d, b.data, b.len, 4, &o, err, sizeof err) == 0);
+        CU_ASSERT_EQUAL(o.compact, 1);
+        CU_ASSERT_EQUAL(o.no_ids, 1);
+        CU_ASSERT_EQUAL(o.base_version, 3);
+        CU_ASSERT_EQUAL(o.seq, 7);
+        CU_ASSERT_EQUAL(o.n_examples, 1000);
+        CU_ASSERT_DOUBLE_EQUAL(o.ts, 1700000000.5, 0);
+        CU_ASSERT_EQUAL(o.codec, FMQ_CODEC_DENSE_F32);
+        CU_ASSERT(memcmp(delta, sample_delta, sizeof sample_delta) == 0);
+        CU_ASSERT_EQUAL(fmq_wire_decode_update(&d, b.data, b.len, 5, &o, err, sizeof err),
+                        FMQ_EDIM);
+        CU_ASSERT(strstr(err, "update.d:") != NULL); /* the key as it is on the wire */
+        u.no_metrics = 0;                            /* with metrics */
+        CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
+        CU_ASSERT_FATAL(fmq_wire_decode_update(&d, b.data, b.len, 4, &o, err, sizeof err) == 0);
+        CU_ASSERT_EQUAL(o.no_metrics, 0);
+        CU_ASSERT_EQUAL(o.metrics.n_val, 200);
+        sample_stats_update(&u, &mo); /* and a statistics update */
+        u.compact = 1;
+        CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
+        CU_ASSERT_FATAL(fmq_wire_decode_update(&d, b.data, b.len, 0, &o, err, sizeof err) == 0);
+        CU_ASSERT_EQUAL(o.has_stats, 1);
+        CU_ASSERT_EQUAL(o.codec, FMQ_CODEC_NONE);
+        CU_ASSERT_DOUBLE_EQUAL(mo2.mean[5], 2.5, 0);
+        sample_update(&u);
+    }
+
     sample_stats_update(&u, &mo);
     CU_ASSERT_FATAL(fmq_wire_encode_update(&u, &b) == 0);
     o.delta_cap = 8;
@@ -340,6 +390,18 @@ static void test_client_plan_and_selection(void)
     CU_ASSERT_FATAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err) == 0);
     CU_ASSERT_EQUAL(g2.client.report, 0);
     CU_ASSERT_EQUAL(g2.client.ids, 0);
+    CU_ASSERT_EQUAL(g2.client.envelope, FMQ_WIRE_VERSION); /* absent: 1 */
+    g.client.envelope = FMQ_WIRE_UPDATE_COMPACT;
+    CU_ASSERT_FATAL(fmq_wire_encode_global(&g, &b) == 0);
+    CU_ASSERT_FATAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err) == 0);
+    CU_ASSERT_EQUAL(g2.client.envelope, FMQ_WIRE_UPDATE_COMPACT);
+    g.client.envelope = 3; /* no such envelope: refused, named */
+    CU_ASSERT_FATAL(fmq_wire_encode_global(&g, &b) == 0);
+    CU_ASSERT_EQUAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err), FMQ_ERANGE);
+    CU_ASSERT(strstr(err, "envelope") != NULL);
+    g.client.envelope = 0;
+    CU_ASSERT_FATAL(fmq_wire_encode_global(&g, &b) == 0);
+    CU_ASSERT_EQUAL(fmq_wire_decode_global(&d, b.data, b.len, &g2, err, sizeof err), FMQ_ERANGE);
     CU_ASSERT_EQUAL(g2.client.codec, FMQ_CODEC_TOPK_SIGN);
     fmq_model_free(&m);
     fmq_model_free(&m2);
@@ -410,15 +472,15 @@ static void test_giot_global(void)
 static void test_mutations_never_crash(void)
 {
     static const char *names[] = {"update_valid", "global_valid", "status_valid",
-                                  "update_stats_valid"};
-    static const char *decs[] = {"update", "global", "status", "update"};
+                                  "update_stats_valid", "update_compact_valid"};
+    static const char *decs[] = {"update", "global", "status", "update", "update"};
     struct fmq_wire_dec d;
     struct fmq_rng r;
     char err[256];
     int accepted = 0, rejected = 0;
     CU_ASSERT_FATAL(fmq_wire_dec_init(&d) == 0);
     fmq_rng_seed(&r, 2024, 5);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < (int)(sizeof names / sizeof names[0]); k++) {
         size_t n;
         uint8_t *v = load(names[k], &n), *c = malloc(n);
         for (int it = 0; it < 3000; it++) {
@@ -436,7 +498,7 @@ static void test_mutations_never_crash(void)
         free(c);
     }
     CU_ASSERT(rejected > 1000);
-    CU_ASSERT(accepted + rejected == 12000);
+    CU_ASSERT(accepted + rejected == 3000 * (int)(sizeof names / sizeof names[0]));
     fmq_wire_dec_free(&d);
 }
 

@@ -15,6 +15,7 @@
 #include "fedmq/model.h"
 
 #define FMQ_WIRE_VERSION 1
+#define FMQ_WIRE_UPDATE_COMPACT 2        /* "v" of the compact update envelope (schemas/wire.md) */
 #define FMQ_WIRE_MAX_PAYLOAD (64u << 20) /* bytes; a larger message is refused unread */
 #define FMQ_WIRE_MAX_DEPTH 6
 #define FMQ_ID_MAX 64 /* agent ids and task names, including NUL */
@@ -47,6 +48,8 @@ struct fmq_update {
                        were absent */
     int no_ids;     /* encode: leave agent and task out, the topic names them (client.ids 0);
                        decode: both were absent, agent and task are "" until fmq_update_topic_ids */
+    int compact;    /* envelope version 2 (client.envelope 2): one-letter keys, the tensor's keys
+                       at the top level, never agent or task (implies no_ids) */
     int has_stats;  /* stats present (normalisation round) */
     struct fmq_moments *stats; /* borrowed storage, required when decoding */
     int codec;                 /* enum fmq_codec; FMQ_CODEC_NONE when no tensor */
@@ -75,6 +78,7 @@ struct fmq_client_plan {
     int max_uploads;   /* GSFS: uploads per global version, 0 = no cap */
     int report;        /* agents send validation metrics with updates (1) or not (0) */
     int ids;           /* agents name agent and task in updates (1) or leave them to the topic */
+    int envelope;      /* update envelope version: 1, or 2 (compact, FMQ_WIRE_UPDATE_COMPACT) */
 };
 void fmq_client_plan_default(struct fmq_client_plan *c);
 
