@@ -55,6 +55,11 @@ CONFIGS = [
      "--strategy gsfs --gsfs-memory=true --server-momentum 0.8 --server-lr 1.5 "
      "--gsfs-quorum 0.6 --codec topk-sign --topk-ratio 0.02 --agent-metrics=false "
      "--update-ids=false"),
+    # the same in the compact update envelope (one-letter keys, no ids)
+    ("gsfs+memory quorum 0.6, topk2%-sign, lr 1.5, compact",
+     "--strategy gsfs --gsfs-memory=true --server-momentum 0.8 --server-lr 1.5 "
+     "--gsfs-quorum 0.6 --codec topk-sign --topk-ratio 0.02 --agent-metrics=false "
+     "--update-envelope 2"),
 ]
 
 
