@@ -284,7 +284,7 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     } else
         msgpack_pack_nil(&pk);
     pk_str(&pk, "client");
-    /* report and ids only when off: older vectors hold */
+    /* report, ids and envelope only when not the default: older vectors hold */
     msgpack_pack_map(&pk, 13 + !g->client.report + !g->client.ids +
                               (g->client.envelope != FMQ_WIRE_VERSION));
     pk_kv_f32(&pk, "lr", g->client.lr);
@@ -468,8 +468,8 @@ static int rd_floats(struct rd *r, const msgpack_object *o, const char *key, siz
     return 0;
 }
 
-/* Size cap, structural check, unpack, version first, type. */
-/* Accepts envelope version 1, and 2 for updates; *version (if not NULL) says which. */
+/* Size cap, structural check, unpack, version first (1, or 2 for updates; *version, if not
+ * NULL, says which), type. */
 static int open_msg(struct fmq_wire_dec *d, const uint8_t *buf, size_t len, const char *want,
                     msgpack_object *root, char *type, struct rd *r, int *version)
 {
@@ -525,7 +525,7 @@ static int open_msg(struct fmq_wire_dec *d, const uint8_t *buf, size_t len, cons
 /* Topic levels from the end: <agent>, "update", <task>; the root before them may have several. */
 int fmq_update_topic_ids(struct fmq_update *u, const char *topic, char *err, size_t errlen)
 {
-    const char *end = topic + strlen(topic), *lv[3], *e = end;
+    const char *lv[3], *e = topic + strlen(topic);
     char agent[FMQ_ID_MAX], task[FMQ_ID_MAX];
     size_t n[3];
 
