@@ -4,7 +4,8 @@
 held-out test set). Runs each configuration for the same number of rounds, prints the curve of
 each, and the ratio of training-round update bytes against dense FedAvg at the final F1.
 Update bytes are the payload bytes of every update that reached the coordinator, accepted
-(bytes_up_round) or refused (bytes_up_refused_round, e.g. too stale); the statistics round (round 0) is the same for every configuration and is
+(bytes_up_round) or refused (bytes_up_refused_round, e.g. too stale); the statistics round
+(round 0) is the same for every configuration and is
 reported separately. Usage: bench/bytes_vs_f1.py [--rounds 10] [--only NAME...]"""
 import argparse
 import json
@@ -65,7 +66,7 @@ CONFIGS = [
 
 def sent(m):
     """Update payload bytes that crossed the uplink in a round, refused ones included."""
-    return m["bytes_up_round"] + m.get("bytes_up_refused_round", 0)
+    return m["bytes_up_round"] + m["bytes_up_refused_round"]
 
 
 def run(args, rounds):
