@@ -34,6 +34,7 @@ void agent_cfg_default(struct agent_cfg *c)
     c->predict_rate = 20;
     c->explain_fields = 3;
     c->giot_cls_weight = 1.0f;
+    c->giot_cls_balance = 0.5f;
     c->log_level = FMQ_LOG_INFO;
     fmq_train_opts_default(&c->train);
 }

@@ -58,14 +58,15 @@ struct agent_cfg {
     uint64_t attack_seed;        /* colluding attackers share it (alie) */
     struct fmq_train_opts train; /* local training */
     /* GIoT (agent_giot.c) */
-    long giot_steps;       /* optimizer steps per round */
-    int giot_batch;        /* windows per step */
-    float giot_lr;         /* AdamW rate when the coordinator announces none */
-    double fp_budget;      /* alert threshold: this share of validation flows would alert */
-    long giot_val_max;     /* newest flows scored to calibrate and validate */
-    double predict_rate;   /* alerts per second that get a predicted next flow (0 = all) */
-    int explain_fields;    /* least likely fields named in an alert */
-    float giot_cls_weight; /* weight of the supervised head's loss on labelled flows */
+    long giot_steps;        /* optimizer steps per round */
+    int giot_batch;         /* windows per step */
+    float giot_lr;          /* AdamW rate when the coordinator announces none */
+    double fp_budget;       /* alert threshold: this share of validation flows would alert */
+    long giot_val_max;      /* newest flows scored to calibrate and validate */
+    double predict_rate;    /* alerts per second that get a predicted next flow (0 = all) */
+    int explain_fields;     /* least likely fields named in an alert */
+    float giot_cls_weight;  /* weight of the supervised head's loss on labelled flows */
+    float giot_cls_balance; /* least share of the rarer labelled class among the head's examples */
     int log_level;
 };
 

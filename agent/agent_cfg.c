@@ -64,6 +64,7 @@ int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "giot_steps")) return fmq_parse_long(v, 1, 1000000, &c->giot_steps);
     if (!strcmp(k, "giot_batch")) return fmq_parse_int(v, 1, 1024, &c->giot_batch);
     if (!strcmp(k, "giot_cls_weight")) return fmq_parse_float(v, 0, 100, &c->giot_cls_weight);
+    if (!strcmp(k, "giot_cls_balance")) return fmq_parse_float(v, 0, 0.9f, &c->giot_cls_balance);
     if (!strcmp(k, "giot_lr")) return fmq_parse_float(v, 1e-7, 1, &c->giot_lr);
     if (!strcmp(k, "fp_budget")) return fmq_parse_double(v, 1e-6, 0.5, &c->fp_budget);
     if (!strcmp(k, "giot_val_max")) return fmq_parse_long(v, 1, 1000000, &c->giot_val_max);

@@ -85,6 +85,7 @@ int agent_giot_adopt(struct agent *a, struct fmq_gpt *m, const struct fmq_global
         copy_weights(&a->gcur, m);
     a->gtr.opt.lr = lr;
     a->gtr.cls_weight = m->cfg.classes >= 2 ? a->cfg.giot_cls_weight : 0.0f;
+    a->gtr.cls_balance = a->cfg.giot_cls_balance;
     agent_take_plan(a, g);
     a->gcal_due = 1; /* a new model needs its own threshold */
     return 0;

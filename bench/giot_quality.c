@@ -139,6 +139,7 @@ int main(int argc, char **argv)
     fmq_gpt_init_params(&h, 1);
     if (fmq_giot_trainer_init(&ht, &h, B, K, 3e-3f, 0.01f, 7)) return 1;
     ht.cls_weight = 1.0f;
+    ht.cls_balance = 0.5f; /* as the agents do by default */
     for (long s = 0; s < steps; s += 100) {
         loss = fmq_giot_train(&ht, &h, &d, tr, ntr, steps - s < 100 ? steps - s : 100);
         fprintf(stderr, "\rgiot+head: step %ld/%ld loss %.4f", s + 100 < steps ? s + 100 : steps,

@@ -564,7 +564,8 @@ static void close_round(struct coord *c)
         "\"agents\":[%s],\"agents_online\":%d,"
         "\"examples\":%llu,\"test_flows\":%zu,\"accuracy\":%.6f,\"precision\":%.6f,"
         "\"recall\":%.6f,\"f1\":%.6f,\"model_finite\":%s,\"recall_at_1pct_fpr\":%.6f,\"head_recall_"
-        "at_1pct_fpr\":%.6f,\"threshold\":%.6g,\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
+        "at_1pct_fpr\":%.6f,\"either_recall_at_1pct_fpr\":%.6f,\"threshold\":%.6g,\"tp\":%llu,"
+        "\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
         "\"bytes_up_round\":%llu,\"bytes_up_refused_round\":%llu,\"bytes_up_total\":%llu,"
         "\"bytes_down_round\":%llu,"
         "\"bytes_down_total\":%llu,\"model_bytes\":%zu,\"update_bytes_mean\":%.1f,"
@@ -584,8 +585,9 @@ static void close_round(struct coord *c)
         c->pool.last_clipped, c->pool.last_deferred, (unsigned long long)c->pool.superseded,
         c->participants, ids, online, (unsigned long long)c->examples, c->ntest, sc.accuracy,
         sc.precision, sc.recall, sc.f1, finite ? "true" : "false", ev.recall_at_fpr,
-        ev.head_recall_at_fpr, ev.threshold, (unsigned long long)cm.tp, (unsigned long long)cm.fp,
-        (unsigned long long)cm.tn, (unsigned long long)cm.fn, (unsigned long long)c->bytes_up_round,
+        ev.head_recall_at_fpr, ev.either_recall_at_fpr, ev.threshold, (unsigned long long)cm.tp,
+        (unsigned long long)cm.fp, (unsigned long long)cm.tn, (unsigned long long)cm.fn,
+        (unsigned long long)c->bytes_up_round,
         (unsigned long long)(c->bytes_in_round - c->bytes_up_round),
         (unsigned long long)c->bytes_up_total, (unsigned long long)down,
         (unsigned long long)c->bytes_down_total, c->last_model_bytes,

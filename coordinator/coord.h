@@ -93,11 +93,12 @@ struct coord_round {
 /* One evaluation of the global model on the test set. */
 struct coord_eval {
     struct fmq_confusion cm, per_file[COORD_MAX_TEST];
-    double recall_at_fpr;      /* at 1% false-positive rate, -1 without malicious test flows */
-    double head_recall_at_fpr; /* GIoT's supervised head, -1 without one */
-    float threshold;           /* decision threshold used for cm */
-    double eval_s;             /* wall seconds to score the test set (the paper's latency) */
-    uint64_t model_hash;       /* FNV-1a of the trainable parameters: equal models, equal hash */
+    double recall_at_fpr;        /* at 1% false-positive rate, -1 without malicious test flows */
+    double head_recall_at_fpr;   /* GIoT's supervised head, -1 without one */
+    double either_recall_at_fpr; /* GIoT's likelihood or head, at 1% together; -1 without */
+    float threshold;             /* decision threshold used for cm */
+    double eval_s;               /* wall seconds to score the test set (the paper's latency) */
+    uint64_t model_hash;         /* FNV-1a of the trainable parameters: equal models, equal hash */
 };
 
 struct coord {

@@ -133,7 +133,7 @@ static int load_test(struct coord *c)
     if (rc == 0 && c->cfg.eval_max > 0 && c->ntest > (size_t)c->cfg.eval_max) thin(c);
     if (rc == 0 && c->ntest &&
         (!(c->tscore = malloc(c->ntest * sizeof(float))) ||
-         !(c->tscratch = malloc(c->ntest * sizeof(float))) ||
+         !(c->tscratch = malloc(3 * c->ntest * sizeof(float))) ||
          !(c->thead = malloc(c->ntest * sizeof(float)))))
         rc = FMQ_ENOMEM;
     return rc;
@@ -285,7 +285,7 @@ void coord_evaluate(struct coord *c, struct coord_eval *e)
             for (size_t i = 0; i < (size_t)c->model.cfg.in_dim * sizeof(float); i++)
                 e->model_hash = (e->model_hash ^ p[i]) * 1099511628211ULL;
         }
-    e->recall_at_fpr = e->head_recall_at_fpr = -1;
+    e->recall_at_fpr = e->head_recall_at_fpr = e->either_recall_at_fpr = -1;
     if (!c->ntest) return;
     if (c->kind == FMQ_MODEL_GIOT && c->gpt.cfg.classes >= 2) { /* the supervised head first */
         fmq_giot_classify(&c->etr, &c->gpt, &c->td, c->tidx, c->ntest, c->thead);
@@ -298,6 +298,9 @@ void coord_evaluate(struct coord *c, struct coord_eval *e)
         for (size_t i = 0; i < c->ntest; i++)
             c->tscore[i] = fmq_model_logit(&c->model, &c->ws, c->Xt + i * FMQ_FEAT_DIM);
     e->recall_at_fpr = fmq_recall_at_fpr(c->tscore, c->yt, c->ntest, 0.01, c->tscratch, &thr, NULL);
+    if (e->head_recall_at_fpr >= 0) /* the agents' alert rule: unlikely, or the head says attack */
+        e->either_recall_at_fpr =
+            fmq_recall_at_fpr_either(c->tscore, c->thead, c->yt, c->ntest, 0.01, c->tscratch);
     e->threshold = c->kind == FMQ_MODEL_GIOT ? thr : (float)c->cfg.threshold;
     if (c->kind != FMQ_MODEL_GIOT) { /* MLP scores are logits: P >= p is logit >= log(p/(1-p)) */
         double pt = c->cfg.threshold <= 0   ? 1e-9

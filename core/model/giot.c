@@ -112,26 +112,74 @@ void fmq_giot_trainer_free(struct fmq_giot_trainer *t)
     free(t->inputs);
     free(t->targets);
     free(t->labels);
+    free(t->minor);
     t->inputs = t->targets = t->labels = NULL;
+    t->minor = NULL;
+    t->minor_cap = 0;
+}
+
+/* The pool's rarer labelled class into t->minor (the pool's order); returns how many, 0 when
+ * either class is absent (nothing to balance) or on allocation failure (*oom set). *share is
+ * that class's share of the pool's labelled flows. */
+static size_t list_minority(struct fmq_giot_trainer *t, const struct fmq_giot_data *d,
+                            const uint32_t *idx, size_t pool, double *share, int *oom)
+{
+    size_t nmal = 0, nben = 0, k = 0;
+    int8_t want;
+    for (size_t j = 0; j < pool; j++) {
+        int8_t l = d->label[idx ? idx[j] : j];
+        nmal += l == FMQ_LABEL_MALICIOUS;
+        nben += l == FMQ_LABEL_BENIGN;
+    }
+    if (!nmal || !nben) return 0;
+    *share = (double)(nmal <= nben ? nmal : nben) / (double)(nmal + nben);
+    want = nmal <= nben ? FMQ_LABEL_MALICIOUS : FMQ_LABEL_BENIGN;
+    if (t->minor_cap < (nmal <= nben ? nmal : nben)) {
+        size_t cap = nmal <= nben ? nmal : nben;
+        uint32_t *p = realloc(t->minor, cap * sizeof *p);
+        if (!p) {
+            *oom = 1;
+            return 0;
+        }
+        t->minor = p, t->minor_cap = cap;
+    }
+    for (size_t j = 0; j < pool; j++) {
+        uint32_t i = idx ? idx[j] : (uint32_t)j;
+        if (d->label[i] == want) t->minor[k++] = i;
+    }
+    return k;
 }
 
 float fmq_giot_train(struct fmq_giot_trainer *t, struct fmq_gpt *m, const struct fmq_giot_data *d,
                      const uint32_t *idx, size_t nidx, long steps)
 {
     float loss = 0;
-    size_t pool = idx ? nidx : d->n;
+    size_t pool = idx ? nidx : d->n, nminor = 0;
+    int head = t->cls_weight > 0 && m->cfg.classes >= 2, nbal = 0, oom = 0;
     if (pool == 0) return 0;
+    if (head && t->cls_balance > 0) {
+        double p = 0, want = t->cls_balance;
+        nminor = list_minority(t, d, idx, pool, &p, &oom);
+        if (oom) return NAN;
+        /* n extra windows of the rarer class and B - n uniform ones hold n + (B - n) p of it:
+         * the fewest n with that at least cls_balance x B; none when the pool has enough */
+        if (nminor && p < want) nbal = (int)ceil((double)t->B * (want - p) / (1 - p) - 1e-9);
+        if (nbal >= t->B) nbal = t->B - 1; /* the language model keeps one window at least */
+    }
     for (long s = 0; s < steps; s++) {
         for (int b = 0; b < t->B; b++) {
-            uint32_t k = fmq_rng_below(&t->rng, (uint32_t)pool), i = idx ? idx[k] : k;
+            int bal = b >= t->B - nbal;
+            uint32_t k = fmq_rng_below(&t->rng, (uint32_t)(bal ? nminor : pool));
+            uint32_t i = bal ? t->minor[k] : idx ? idx[k] : k;
             fmq_giot_window(d, i, t->K, t->inputs + (size_t)b * t->T,
                             t->targets + (size_t)b * t->T);
+            if (bal) /* the head's example only: the language model learns the natural mix */
+                for (int u = 0; u < t->T; u++) t->targets[(size_t)b * t->T + u] = -1;
             t->labels[b] = d->label[i] == FMQ_LABEL_MALICIOUS ? 1
                            : d->label[i] == FMQ_LABEL_BENIGN  ? 0
                                                               : -1;
         }
-        loss = fmq_gpt_forward(m, &t->acts, t->inputs, t->targets,
-                               t->cls_weight > 0 && m->cfg.classes >= 2 ? t->labels : NULL, t->T,
+        loss = fmq_gpt_forward(m, &t->acts, t->inputs, t->targets, head ? t->labels : NULL, t->T,
                                t->lm_weight, t->cls_weight);
         memset(t->acts.grads, 0, m->nparams * sizeof(float));
         if (m->lora_rank) memset(t->acts.lora_grads, 0, m->lora_n * sizeof(float));

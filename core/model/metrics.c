@@ -70,3 +70,34 @@ double fmq_recall_at_fpr(const float *score, const float *y, size_t n, double fp
     if (cm) *cm = c;
     return c.tp + c.fn ? (double)c.tp / (double)(c.tp + c.fn) : -1;
 }
+
+/* how many of sorted[0..n) are strictly below x */
+static size_t count_below(const float *sorted, size_t n, float x)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (sorted[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+double fmq_recall_at_fpr_either(const float *a, const float *b, const float *y, size_t n,
+                                double fpr, float *scratch)
+{
+    float *sa = scratch, *sb = scratch + n, *fused = scratch + 2 * n;
+    size_t nb = 0;
+    for (size_t i = 0; i < n; i++)
+        if (y[i] == 0) sa[nb] = a[i], sb[nb++] = b[i];
+    if (nb == 0) return fmq_recall_at_fpr(a, y, n, fpr, sa, NULL, NULL); /* no benign: any */
+    qsort(sa, nb, sizeof *sa, cmp_float);
+    qsort(sb, nb, sizeof *sb, cmp_float);
+    for (size_t i = 0; i < n; i++) {
+        size_t ra = count_below(sa, nb, a[i]), rb = count_below(sb, nb, b[i]);
+        fused[i] = (float)((double)(ra > rb ? ra : rb) / (double)nb);
+    }
+    return fmq_recall_at_fpr(fused, y, n, fpr, sa, NULL, NULL);
+}

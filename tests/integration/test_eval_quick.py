@@ -33,6 +33,12 @@ def main():
             missing = [k for k in FIELDS if k not in r]
             assert not missing, (missing, r)
         assert all(r["heldout"] for r in runs if r["experiment"] == "loco")
+        giot = [r for r in runs if r["experiment"] == "loco" and r["model"] == "giot"]
+        assert giot, "no GIoT leave-one-capture-out run"
+        for r in giot:  # likelihood, head and the two together: all measured
+            for k in ("recall_at_1pct_fpr", "head_recall_at_1pct_fpr",
+                      "either_recall_at_1pct_fpr"):
+                assert 0 <= r[k] <= 1, (k, r[k])
         kinds = {r["experiment"] for r in runs}
         assert kinds == {"paper", "noniid", "loco", "fleet"}, kinds
         modes = {r["mode"] for r in runs}

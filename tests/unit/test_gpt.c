@@ -537,6 +537,85 @@ static void test_giot_supervised_head(void)
     }
 }
 
+/* Rare attacks (4 in 600 flows): drawing a share of every batch from them teaches the head what
+ * uniform batches, which hold one attack window in 150, do not; their next-token targets are
+ * masked, so the language model does not learn the attacks from the extra draws. Without labels
+ * of both classes, or when the rarer class already makes up the share asked for, there is
+ * nothing to top up: the same draws, the same model. */
+static void test_giot_class_balance(void)
+{
+    enum { N = 600, STEPS = 60 };
+    static struct fmq_flow fl[N];
+    struct fmq_gpt_config c = {fmq_tok_vocab_size(), 21, 1, 2, 16, 2};
+    uint32_t idx[N];
+    float p[N], nll[N];
+    double pm[2], pb[2], lm[2];
+    struct fmq_giot_data d;
+    for (int i = 0; i < N; i++) {
+        ntp_flow(&fl[i], 60.0 * i, "192.168.1.30");
+        if (i % 150 == 77) { /* a TLS SYN nobody answers */
+            fl[i].resp_p = 443;
+            strcpy(fl[i].proto, "tcp");
+            strcpy(fl[i].conn_state, "S0");
+            strcpy(fl[i].history, "S");
+            fl[i].resp_bytes = 0;
+            fl[i].resp_pkts = 0;
+            fl[i].label = FMQ_LABEL_MALICIOUS;
+        }
+        idx[i] = (uint32_t)i;
+    }
+    CU_ASSERT_FATAL(fmq_giot_data_build(&d, fl, N) == 0);
+    for (int pass = 0; pass < 2; pass++) {
+        struct fmq_gpt m;
+        struct fmq_giot_trainer t;
+        int nm = 0, nb = 0;
+        CU_ASSERT_FATAL(fmq_gpt_init(&m, &c) == 0);
+        fmq_gpt_init_params(&m, 4);
+        CU_ASSERT_FATAL(fmq_giot_trainer_init(&t, &m, 8, 2, 3e-3f, 0.0f, 5) == 0);
+        t.cls_weight = 1.0f;
+        t.cls_balance = pass ? 0.5f : 0.0f;
+        CU_ASSERT(isfinite(fmq_giot_train(&t, &m, &d, idx, N, STEPS)));
+        fmq_giot_classify(&t, &m, &d, idx, N, p);
+        fmq_giot_score(&t, &m, &d, idx, N, nll);
+        pm[pass] = pb[pass] = lm[pass] = 0;
+        for (int i = 0; i < N; i++)
+            if (fl[i].label == FMQ_LABEL_MALICIOUS)
+                pm[pass] += p[i], lm[pass] += nll[i], nm++;
+            else
+                pb[pass] += p[i], nb++;
+        pm[pass] /= nm, lm[pass] /= nm, pb[pass] /= nb;
+        if (getenv("FMQ_TEST_VERBOSE"))
+            fprintf(stderr,
+                    "\n  giot head, balance %.1f: mean P(malicious) attacks %.3f, beacons %.3f; "
+                    "attack NLL %.2f nats\n",
+                    t.cls_balance, pm[pass], pb[pass], lm[pass]);
+        fmq_giot_trainer_free(&t);
+        fmq_gpt_free(&m);
+    }
+    CU_ASSERT(pm[0] < 0.5);                /* uniform batches: the attacks stay unlearned */
+    CU_ASSERT(pm[1] > 0.9 && pb[1] < 0.1); /* balanced: learned, and the beacons still benign */
+    CU_ASSERT(lm[1] > 0.6 * lm[0]); /* and the language model did not learn them (unmasked: 0.36) */
+    for (int labels = 0; labels < 2; labels++) { /* all benign; then 40% attacks, over 30% */
+        struct fmq_gpt m[2];
+        struct fmq_giot_trainer t;
+        for (int i = 0; i < N; i++)
+            d.label[i] = labels && i % 5 < 2 ? FMQ_LABEL_MALICIOUS : FMQ_LABEL_BENIGN;
+        for (int pass = 0; pass < 2; pass++) {
+            CU_ASSERT_FATAL(fmq_gpt_init(&m[pass], &c) == 0);
+            fmq_gpt_init_params(&m[pass], 4);
+            CU_ASSERT_FATAL(fmq_giot_trainer_init(&t, &m[pass], 8, 2, 3e-3f, 0.0f, 5) == 0);
+            t.cls_weight = 1.0f;
+            t.cls_balance = pass ? (labels ? 0.3f : 0.5f) : 0.0f;
+            fmq_giot_train(&t, &m[pass], &d, idx, N, 5);
+            fmq_giot_trainer_free(&t);
+        }
+        CU_ASSERT(memcmp(m[0].params, m[1].params, m[0].nparams * sizeof(float)) == 0);
+        fmq_gpt_free(&m[0]);
+        fmq_gpt_free(&m[1]);
+    }
+    fmq_giot_data_free(&d);
+}
+
 /* fastmath.h against libm over the range GELU feeds it, tiny arguments included */
 static void test_fast_math(void)
 {
@@ -576,6 +655,7 @@ int init_gpt_tests(void)
                                         {"giot stream", test_giot_stream},
                                         {"giot learns and explains", test_giot_learns_and_explains},
                                         {"giot supervised head", test_giot_supervised_head},
+                                        {"giot class balance", test_giot_class_balance},
                                         {NULL, NULL}};
     return fmq_add_suite("gpt", t);
 }

@@ -290,6 +290,38 @@ static void test_scores(void)
     CU_ASSERT_DOUBLE_EQUAL(s.f1, 6.0 / 9.0, 1e-12);
 }
 
+/* Recall at 1% FPR of one score and of "a or b": a finds one half of the attacks, b the other */
+static void test_recall_at_fpr_either(void)
+{
+    enum { NB = 1000, NA = 20, N = NB + NA };
+    static float a[N], b[N], y[N], scratch[3 * N];
+    struct fmq_rng r;
+    fmq_rng_seed(&r, 11, 0);
+    for (int i = 0; i < N; i++) {
+        a[i] = (float)fmq_rng_uniform(&r);
+        b[i] = (float)fmq_rng_uniform(&r);
+        y[i] = i >= NB;
+    }
+    for (int i = NB; i < N; i++) *(i % 2 ? &a[i] : &b[i]) = 2.0f + (float)i; /* above any benign */
+    for (int i = NB; i < N; i++) *(i % 2 ? &b[i] : &a[i]) = 0.5f;            /* a median value */
+    CU_ASSERT_DOUBLE_EQUAL(fmq_recall_at_fpr(a, y, N, 0.01, scratch, NULL, NULL), 0.5, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(fmq_recall_at_fpr(b, y, N, 0.01, scratch, NULL, NULL), 0.5, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(fmq_recall_at_fpr_either(a, b, y, N, 0.01, scratch), 1.0, 1e-12);
+    /* the same score twice is that score */
+    CU_ASSERT_DOUBLE_EQUAL(fmq_recall_at_fpr_either(a, a, y, N, 0.01, scratch), 0.5, 1e-12);
+    /* the two together stay within the budget: benign a and b are two orderings of 0..999, the
+     * attacks sit above 993 benign a values. a alone at 1% flags them (7 benign above); a or b
+     * must hold each score to about 0.5%, or the two would pass about 2% of the benign flows */
+    for (int i = 0; i < NB; i++) a[i] = (float)i, b[i] = (float)((i * 7919) % NB);
+    for (int i = NB; i < N; i++) a[i] = 992.5f, b[i] = 0.5f;
+    CU_ASSERT_DOUBLE_EQUAL(fmq_recall_at_fpr(a, y, N, 0.01, scratch, NULL, NULL), 1.0, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(fmq_recall_at_fpr_either(a, b, y, N, 0.01, scratch), 0.0, 1e-12);
+    for (int i = NB; i < N; i++) a[i] = 996.5f; /* above 996: within the shared budget */
+    CU_ASSERT_DOUBLE_EQUAL(fmq_recall_at_fpr_either(a, b, y, N, 0.01, scratch), 1.0, 1e-12);
+    for (int i = NB; i < N; i++) y[i] = -1; /* no attacks: undefined */
+    CU_ASSERT_DOUBLE_EQUAL(fmq_recall_at_fpr_either(a, b, y, N, 0.01, scratch), -1.0, 1e-12);
+}
+
 int init_model_tests(void)
 {
     static const struct fmq_test t[] = {
@@ -302,6 +334,7 @@ int init_model_tests(void)
         {"sgd and adam steps", test_sgd_adam_steps},
         {"train learns, deterministic", test_train_learns_and_is_deterministic},
         {"scores", test_scores},
+        {"recall at fpr, either of two scores", test_recall_at_fpr_either},
         {"input gradient", test_input_grad},
         {"train on index subset", test_train_index_subset},
         {NULL, NULL}};

@@ -62,6 +62,10 @@ struct fmq_giot_trainer {
     int *labels;           /* owned, B: the window's last flow, 1 malicious, 0 benign, -1 none */
     float lm_weight;       /* objective: lm_weight x next-token loss (default 1) */
     float cls_weight;      /*   + cls_weight x classification loss (default 0; needs classes) */
+    float cls_balance;     /* least share of the head's examples from the pool's rarer labelled
+                            * class, topped up by extra draws (default 0; see fmq_giot_train) */
+    uint32_t *minor;       /* owned: that class's pool indices, grown as the pool grows */
+    size_t minor_cap;
     struct fmq_rng rng;
 };
 int fmq_giot_trainer_init(struct fmq_giot_trainer *t, const struct fmq_gpt *m, int B, int K,
@@ -71,6 +75,13 @@ void fmq_giot_trainer_free(struct fmq_giot_trainer *t);
  * NULL); returns the loss of the last step. The objective is lm_weight x next-token loss +
  * cls_weight x the classification head's loss on labelled windows (unlabelled ones add
  * nothing to it), so (a) self-supervised, (b) supervised and (c) both are weight settings.
+ * With cls_balance > 0 and a head to train, when the rarer of the pool's two labelled classes
+ * is under that share of them, enough of every batch is drawn from that class alone to bring
+ * its expected share of the batch up to cls_balance, with the extra windows' next-token
+ * targets masked: the head sees the rare class that often (attacks are often a few flows in
+ * thousands), while the language model still learns the stream at its natural mix, which the
+ * likelihood score needs.
+ * Returns NAN when the pool's indices cannot be listed (out of memory).
  * With LoRA adapters on the model (initialise
  * them before the trainer) only the adapters are updated: the base stays frozen. */
 float fmq_giot_train(struct fmq_giot_trainer *t, struct fmq_gpt *m, const struct fmq_giot_data *d,

@@ -160,6 +160,14 @@ float fmq_quantile(float *v, size_t n, double q);
  * Optional outputs: the threshold and the confusion matrix at it. */
 double fmq_recall_at_fpr(const float *score, const float *y, size_t n, double fpr, float *scratch,
                          float *thr_out, struct fmq_confusion *cm);
+/* The same for the rule "a or b" over two scores of the same flows: each score becomes its rank
+ * among the benign flows' scores of its kind (the share of them strictly below it), a flow's
+ * rank is the larger of its two, and that is held to fpr as above. Both scores are thus held
+ * to one per-score rate, chosen so that the two together pass fpr of the benign flows (score
+ * fusion by rank; Kittler et al., "On combining classifiers", IEEE TPAMI 20(3), 1998, the max
+ * rule). scratch holds 3n floats. */
+double fmq_recall_at_fpr_either(const float *a, const float *b, const float *y, size_t n,
+                                double fpr, float *scratch);
 /* Scores X (n raw rows) with threshold; fills c. */
 /* L2 norm of each linear layer's gradient (W and b together) in grads; out has nlayers values. */
 void fmq_model_layer_norms(const struct fmq_model *m, const float *grads, double *out);
