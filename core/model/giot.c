@@ -124,7 +124,7 @@ void fmq_giot_trainer_free(struct fmq_giot_trainer *t)
 static size_t list_minority(struct fmq_giot_trainer *t, const struct fmq_giot_data *d,
                             const uint32_t *idx, size_t pool, double *share, int *oom)
 {
-    size_t nmal = 0, nben = 0, k = 0;
+    size_t nmal = 0, nben = 0, nmin, k = 0;
     int8_t want;
     for (size_t j = 0; j < pool; j++) {
         int8_t l = d->label[idx ? idx[j] : j];
@@ -132,16 +132,16 @@ static size_t list_minority(struct fmq_giot_trainer *t, const struct fmq_giot_da
         nben += l == FMQ_LABEL_BENIGN;
     }
     if (!nmal || !nben) return 0;
-    *share = (double)(nmal <= nben ? nmal : nben) / (double)(nmal + nben);
+    nmin = nmal <= nben ? nmal : nben;
     want = nmal <= nben ? FMQ_LABEL_MALICIOUS : FMQ_LABEL_BENIGN;
-    if (t->minor_cap < (nmal <= nben ? nmal : nben)) {
-        size_t cap = nmal <= nben ? nmal : nben;
-        uint32_t *p = realloc(t->minor, cap * sizeof *p);
+    *share = (double)nmin / (double)(nmal + nben);
+    if (t->minor_cap < nmin) {
+        uint32_t *p = realloc(t->minor, nmin * sizeof *p);
         if (!p) {
             *oom = 1;
             return 0;
         }
-        t->minor = p, t->minor_cap = cap;
+        t->minor = p, t->minor_cap = nmin;
     }
     for (size_t j = 0; j < pool; j++) {
         uint32_t i = idx ? idx[j] : (uint32_t)j;
