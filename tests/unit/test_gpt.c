@@ -309,6 +309,18 @@ static void ntp_flow(struct fmq_flow *f, double ts, const char *dev)
     f->label = FMQ_LABEL_BENIGN;
 }
 
+/* turns f into an attack: a SYN to port that nobody answers */
+static void unanswered_syn(struct fmq_flow *f, int port)
+{
+    f->resp_p = port;
+    strcpy(f->proto, "tcp");
+    strcpy(f->conn_state, "S0");
+    strcpy(f->history, "S");
+    f->resp_bytes = 0;
+    f->resp_pkts = 0;
+    f->label = FMQ_LABEL_MALICIOUS;
+}
+
 static void test_giot_window(void)
 {
     static struct fmq_flow fl[3];
@@ -497,15 +509,7 @@ static void test_giot_supervised_head(void)
         int nm = 0, nb = 0;
         for (int i = 0; i < N; i++) {
             ntp_flow(&fl[i], 60.0 * i, "192.168.1.30");
-            if (i % 7 == 3) { /* the attack: a telnet SYN nobody answers */
-                fl[i].resp_p = 23;
-                strcpy(fl[i].proto, "tcp");
-                strcpy(fl[i].conn_state, "S0");
-                strcpy(fl[i].history, "S");
-                fl[i].resp_bytes = 0;
-                fl[i].resp_pkts = 0;
-                fl[i].label = FMQ_LABEL_MALICIOUS;
-            }
+            if (i % 7 == 3) unanswered_syn(&fl[i], 23); /* the attack: telnet */
             idx[i] = (uint32_t)i;
         }
         CU_ASSERT_FATAL(fmq_giot_data_build(&d, fl, N) == 0);
@@ -553,15 +557,7 @@ static void test_giot_class_balance(void)
     struct fmq_giot_data d;
     for (int i = 0; i < N; i++) {
         ntp_flow(&fl[i], 60.0 * i, "192.168.1.30");
-        if (i % 150 == 77) { /* a TLS SYN nobody answers */
-            fl[i].resp_p = 443;
-            strcpy(fl[i].proto, "tcp");
-            strcpy(fl[i].conn_state, "S0");
-            strcpy(fl[i].history, "S");
-            fl[i].resp_bytes = 0;
-            fl[i].resp_pkts = 0;
-            fl[i].label = FMQ_LABEL_MALICIOUS;
-        }
+        if (i % 150 == 77) unanswered_syn(&fl[i], 443);
         idx[i] = (uint32_t)i;
     }
     CU_ASSERT_FATAL(fmq_giot_data_build(&d, fl, N) == 0);
