@@ -298,7 +298,7 @@ void coord_evaluate(struct coord *c, struct coord_eval *e)
         for (size_t i = 0; i < c->ntest; i++)
             c->tscore[i] = fmq_model_logit(&c->model, &c->ws, c->Xt + i * FMQ_FEAT_DIM);
     e->recall_at_fpr = fmq_recall_at_fpr(c->tscore, c->yt, c->ntest, 0.01, c->tscratch, &thr, NULL);
-    if (e->head_recall_at_fpr >= 0) /* the agents' alert rule: unlikely, or the head says attack */
+    if (e->head_recall_at_fpr >= 0) /* as agents alert: unlikely, or the head says attack */
         e->either_recall_at_fpr =
             fmq_recall_at_fpr_either(c->tscore, c->thead, c->yt, c->ntest, 0.01, c->tscratch);
     e->threshold = c->kind == FMQ_MODEL_GIOT ? thr : (float)c->cfg.threshold;
