@@ -1,16 +1,18 @@
 /* fedmq-agent logic (see agent.h). Every message is handled on the daemon thread: sensor
- * records are parsed as hostile JSON, featurized, scored and buffered; a global model is decoded
- * into a scratch model and adopted only when it decodes whole and is newer than the one in use
- * (or comes from a new coordinator run). Nothing here allocates per flow. */
+ * records are parsed as hostile JSON and handed to the learners, the active one scores and
+ * judges them (learner.h, calib.h); a global model is decoded into a scratch model and adopted
+ * only when it decodes whole and is newer than the one in use (or comes from a new coordinator
+ * run). Rounds, GSFS sessions and updates go through the learner's ops: nothing here branches
+ * on the model kind. Nothing here allocates per flow. */
 #include "agent.h"
 
 #include <math.h>
-
-#include "fedmq/dp.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "fedmq/dp.h"
 
 void agent_cfg_default(struct agent_cfg *c)
 {
@@ -26,22 +28,46 @@ void agent_cfg_default(struct agent_cfg *c)
     c->max_devices = 4096;
     c->status_interval = 5.0;
     c->update_retry = 10.0;
+    c->train = 1;
     c->giot_steps = 50;
     c->giot_batch = 16;
     c->giot_lr = 3e-3f;
-    c->fp_budget = 0.01;
     c->giot_val_max = 2000;
     c->predict_rate = 20;
     c->explain_fields = 3;
     c->giot_cls_weight = 1.0f;
     c->giot_cls_balance = 0.5f;
     c->log_level = FMQ_LOG_INFO;
-    fmq_train_opts_default(&c->train);
+    fmq_train_opts_default(&c->train_opts);
+    fmq_calib_cfg_default(&c->calib);
+}
+
+/* The learners' settings from the agent's. */
+static void learner_cfg(const struct agent_cfg *c, struct fmq_learner_cfg *l)
+{
+    fmq_learner_cfg_default(l);
+    l->buffer = (size_t)c->buffer;
+    l->max_devices = (size_t)c->max_devices;
+    l->val_fraction = c->val_fraction;
+    l->val_max = (size_t)c->giot_val_max;
+    l->train = c->train_opts;
+    l->giot_steps = c->giot_steps;
+    l->giot_batch = c->giot_batch;
+    l->giot_lr = c->giot_lr;
+    l->giot_cls_weight = c->giot_cls_weight;
+    l->giot_cls_balance = c->giot_cls_balance;
+    l->explain_fields = c->explain_fields;
+    l->predict_rate = c->predict_rate;
+    l->seed = c->train_opts.seed;
+    l->calib = c->calib;
+    l->calib.static_sup = fmq_calib_logit(c->threshold);
 }
 
 int agent_init(struct agent *a, const struct agent_cfg *cfg)
 {
-    int rc;
+    struct fmq_learner_cfg lc;
+    int kinds[AGENT_MAX_KINDS], rc;
+    size_t nk;
     memset(a, 0, sizeof *a);
     a->cfg = *cfg;
     if (!fmq_id_valid(cfg->id) || !fmq_id_valid(cfg->task)) {
@@ -58,55 +84,53 @@ int agent_init(struct agent *a, const struct agent_cfg *cfg)
     snprintf(a->t_alerts, sizeof a->t_alerts, "%s/%s/alerts/%s", cfg->root, cfg->task, cfg->id);
     snprintf(a->t_receipt, sizeof a->t_receipt, "%s/%s/receipt/%s", cfg->root, cfg->task, cfg->id);
     a->bad_log = (struct fmq_ratelimit){10.0, 5, 0, 0, 0};
+    a->last_calib = -1;
     /* sequence numbers start at the start time in microseconds, so they keep increasing across
      * restarts and the coordinator can refuse every replayed (agent, seq) */
     a->seq = (uint64_t)(fmq_now() * 1e6);
     if (cfg->attack)
         fmq_log(FMQ_LOG_WARN, "TEST MODE: this agent is Byzantine (attack %d, scale %g)",
                 cfg->attack, cfg->attack_scale);
-    a->X = malloc((size_t)cfg->buffer * FMQ_FEAT_DIM * sizeof(float));
-    a->y = malloc((size_t)cfg->buffer * sizeof(float));
-    a->idx = malloc((size_t)cfg->buffer * sizeof(uint32_t));
-    if (!a->X || !a->y || !a->idx) return FMQ_ENOMEM;
     if ((rc = fmq_wire_dec_init(&a->dec)) != 0) return rc;
-    if ((rc = agent_giot_init(a)) != 0) return rc;
-    return fmq_feat_init(&a->fz, (size_t)cfg->max_devices, 16);
+    learner_cfg(&a->cfg, &lc);
+    nk = fmq_learner_kinds(kinds, AGENT_MAX_KINDS);
+    for (size_t i = 0; i < nk && i < AGENT_MAX_KINDS; i++, a->nlrn++)
+        if ((rc = fmq_learner_init(&a->lrn[i], kinds[i], &lc)) != 0) {
+            a->nlrn++;
+            return rc;
+        }
+    return 0;
 }
 
-void agent_free_model_state(struct agent *a)
+void agent_set_stop(struct agent *a, const volatile sig_atomic_t *stop)
 {
-    fmq_model_free(&a->cur);
-    fmq_model_free(&a->local);
-    fmq_trainer_free(&a->tr);
-    fmq_mlp_ws_free(&a->ws);
+    a->stop = stop;
+    for (int i = 0; i < a->nlrn; i++) a->lrn[i].cfg.stop = stop;
+}
+
+static void free_update_state(struct agent *a)
+{
     free(a->delta);
     a->delta = NULL;
     fmq_codec_ws_free(&a->cws);
     fmq_ef_free(&a->ef);
-    agent_giot_free_model(a);
-    a->kind = 0;
-    a->have_model = 0;
-    a->gsfs_active = 0;
+    a->dim = 0;
 }
 
 void agent_free(struct agent *a)
 {
     fmq_mq_destroy(a->mq);
-    agent_free_model_state(a);
-    fmq_feat_free(&a->fz);
-    agent_giot_free(a);
+    free_update_state(a);
+    for (int i = 0; i < a->nlrn; i++) fmq_learner_free(&a->lrn[i]);
     fmq_wire_dec_free(&a->dec);
     fmq_buf_free(&a->out);
     fmq_buf_free(&a->tensor);
     fmq_buf_free(&a->sent);
-    free(a->X);
-    free(a->y);
-    free(a->idx);
 }
 
-size_t agent_held(const struct agent *a)
+static size_t held(const struct agent *a)
 {
-    return a->kind == FMQ_MODEL_GIOT ? a->gs.d.n : a->count;
+    return a->L ? a->L->ops->held(a->L) : 0;
 }
 
 void agent_publish_status(struct agent *a, const char *state)
@@ -119,9 +143,11 @@ void agent_publish_status(struct agent *a, const char *state)
     s.model_version = a->version;
     s.flows = a->flows;
     s.labelled = a->labelled;
-    s.buffered = agent_held(a);
+    s.buffered = held(a);
     s.alerts = a->alerts;
     s.bad = a->bad;
+    if (a->L && a->scoring)
+        snprintf(s.calib, sizeof s.calib, "%s", fmq_calib_state_name(a->L->cal.state));
     s.ts = fmq_now();
     if (fmq_wire_encode_status(&s, &a->out) == 0)
         fmq_mq_publish(a->mq, a->t_status, a->out.data, a->out.len, 1, 1);
@@ -179,72 +205,33 @@ static void report_bad(struct agent *a, const char *topic, const char *why)
 
 /* ---- alerts ---- */
 
-struct reason {
-    int feat;
-    float value, contrib;
-};
-
-size_t agent_json_escape(char *dst, size_t cap, const char *s)
+/* One alert: the flow's identity, the verdict (which channels fired, at which thresholds, in
+ * which calibration state) and the learner's own explanation. */
+static void publish_alert(struct agent *a, const struct fmq_flow *f, uint32_t slot,
+                          const struct fmq_verdict *v)
 {
-    size_t n = 0;
-    for (; *s && n + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            dst[n++] = '\\', dst[n++] = (char)c;
-        else if (c < 0x20)
-            n += (size_t)snprintf(dst + n, cap - n, "\\u%04x", c);
-        else
-            dst[n++] = (char)c;
-    }
-    dst[n] = 0;
-    return n;
-}
+    char buf[4096], uid[96], oh[100], rh[100], svc[70], st[20], text[900], etext[1400],
+        members[1800];
+    size_t n;
 
-/* Publishes one alert: flow identity, score, and the three features that pushed the score up
- * most (gradient x input on the normalised features). */
-static void publish_alert(struct agent *a, const struct fmq_flow *f, float p)
-{
-    char buf[2048], uid[96], oh[100], rh[100], svc[70], st[20], text[512];
-    struct reason top[3] = {{-1, 0, 0}, {-1, 0, 0}, {-1, 0, 0}};
-    float dx[FMQ_FEAT_DIM];
-    const float *xn = a->ws.acts; /* normalised input of the last forward */
-    size_t n = 0, tn = 0;
-
-    fmq_mlp_input_grad(&a->cur, &a->ws, dx);
-    for (int k = 0; k < FMQ_FEAT_DIM; k++) {
-        float c = dx[k] * xn[k];
-        for (int j = 0; j < 3; j++)
-            if (top[j].feat < 0 || c > top[j].contrib) {
-                memmove(&top[j + 1], &top[j], (size_t)(2 - j) * sizeof top[0]);
-                top[j] = (struct reason){k, 0, c};
-                break;
-            }
-    }
-    agent_json_escape(uid, sizeof uid, f->uid);
-    agent_json_escape(oh, sizeof oh, f->orig_h);
-    agent_json_escape(rh, sizeof rh, f->resp_h);
-    agent_json_escape(svc, sizeof svc, f->service);
-    agent_json_escape(st, sizeof st, f->conn_state);
-    tn = (size_t)snprintf(text, sizeof text, "P(malicious)=%.4f >= %.2f; top factors:", p,
-                          a->cfg.threshold);
-    n = (size_t)snprintf(buf, sizeof buf,
-                         "{\"agent\":\"%s\",\"device\":\"%s\",\"ts\":%.6f,\"uid\":\"%s\","
-                         "\"id.orig_h\":\"%s\",\"id.orig_p\":%d,\"id.resp_h\":\"%s\","
-                         "\"id.resp_p\":%d,\"proto\":\"%s\",\"service\":\"%s\","
-                         "\"conn_state\":\"%s\",\"score\":%.6f,\"threshold\":%.4f,"
-                         "\"model_version\":%llu,\"reasons\":[",
-                         a->cfg.id, oh, f->ts, uid, oh, f->orig_p, rh, f->resp_p, f->proto, svc, st,
-                         p, a->cfg.threshold, (unsigned long long)a->version);
-    for (int j = 0; j < 3 && top[j].feat >= 0 && n < sizeof buf; j++) {
-        const char *name = fmq_feat_name(top[j].feat);
-        n += (size_t)snprintf(buf + n, sizeof buf - n,
-                              "%s{\"feature\":\"%s\",\"normalised\":%.3f,\"contribution\":%.3f}",
-                              j ? "," : "", name, xn[top[j].feat], top[j].contrib);
-        if (tn < sizeof text)
-            tn += (size_t)snprintf(text + tn, sizeof text - tn, "%s %s (z=%.2f, %+.2f)",
-                                   j ? "," : "", name, xn[top[j].feat], top[j].contrib);
-    }
-    if (n < sizeof buf) n += (size_t)snprintf(buf + n, sizeof buf - n, "],\"text\":\"%s\"}", text);
+    a->L->ops->explain(a->L, slot, v, members, sizeof members, text, sizeof text);
+    fmq_json_escape(uid, sizeof uid, f->uid);
+    fmq_json_escape(oh, sizeof oh, f->orig_h);
+    fmq_json_escape(rh, sizeof rh, f->resp_h);
+    fmq_json_escape(svc, sizeof svc, f->service);
+    fmq_json_escape(st, sizeof st, f->conn_state);
+    fmq_json_escape(etext, sizeof etext, text);
+    n = (size_t)snprintf(
+        buf, sizeof buf,
+        "{\"agent\":\"%s\",\"device\":\"%s\",\"ts\":%.6f,\"uid\":\"%s\",\"id.orig_h\":\"%s\","
+        "\"id.orig_p\":%d,\"id.resp_h\":\"%s\",\"id.resp_p\":%d,\"proto\":\"%s\","
+        "\"service\":\"%s\",\"conn_state\":\"%s\",\"model\":\"%s\",\"model_version\":%llu,"
+        "\"calibration\":\"%s\",\"why\":[%s%s%s]%s,\"text\":\"%s\"}",
+        a->cfg.id, oh, f->ts, uid, oh, f->orig_p, rh, f->resp_p, f->proto, svc, st,
+        a->L->ops->name, (unsigned long long)a->version, fmq_calib_state_name(v->state),
+        v->why & FMQ_CH_BIT(FMQ_CH_SUP) ? "\"supervised\"" : "",
+        (v->why & FMQ_CH_BIT(FMQ_CH_SUP)) && (v->why & FMQ_CH_BIT(FMQ_CH_NOV)) ? "," : "",
+        v->why & FMQ_CH_BIT(FMQ_CH_NOV) ? "\"novelty\"" : "", members, etext);
     if (n >= sizeof buf) return; /* cannot happen with the field limits above */
     fmq_mq_publish(a->mq, a->t_alerts, buf, n, 0, 0);
     a->alerts++;
@@ -255,7 +242,7 @@ static void publish_alert(struct agent *a, const struct fmq_flow *f, float p)
 static void on_sensor(struct agent *a, const struct fmq_mq_msg *m)
 {
     struct fmq_flow f;
-    float x[FMQ_FEAT_DIM];
+    struct fmq_verdict v;
     char err[200];
 
     if (fmq_flow_from_json((const char *)m->payload, m->len, &f, err, sizeof err) != 0) {
@@ -263,29 +250,32 @@ static void on_sensor(struct agent *a, const struct fmq_mq_msg *m)
         return;
     }
     a->flows++;
-    if (a->kind == FMQ_MODEL_GIOT) { /* the stream holds every flow; no labels needed */
-        agent_giot_on_flow(a, &f);
-        if (f.label != FMQ_LABEL_UNKNOWN) a->labelled++;
-        return;
+    if (f.label != FMQ_LABEL_UNKNOWN) {
+        a->labelled++;
+        if (a->cfg.attack == AGENT_ATTACK_LABEL_FLIP) f.label = !f.label;
     }
-    fmq_giot_stream_push(&a->gs, &f); /* ready should a GIoT model arrive */
-    fmq_feat_extract(&a->fz, &f, x);
-    if (a->have_model && a->round >= 1) {
-        float p = fmq_model_score(&a->cur, &a->ws, x);
-        if (p >= (float)a->cfg.threshold) publish_alert(a, &f, p);
+    for (int i = 0; i < a->nlrn; i++) { /* every learner's data stays current */
+        struct fmq_learner *l = &a->lrn[i];
+        uint32_t slot;
+        if (l != a->L || !a->scoring) {
+            fmq_learner_ingest(l, &f);
+            continue;
+        }
+        slot = fmq_learner_observe(l, &f, &v);
+        if (v.alert) publish_alert(a, &f, slot, &v);
+        if (a->on_verdict) a->on_verdict(a->on_verdict_ud, &f, &v);
+        if (l->cal.state != a->last_calib) {
+            fmq_log(FMQ_LOG_INFO, "calibration %s after %llu flows: thresholds sup %.4g nov %.4g",
+                    fmq_calib_state_name(l->cal.state), (unsigned long long)l->cal.seen,
+                    l->cal.thr[FMQ_CH_SUP], l->cal.thr[FMQ_CH_NOV]);
+            a->last_calib = l->cal.state;
+        }
     }
-    if (f.label == FMQ_LABEL_UNKNOWN) return;
-    a->labelled++;
-    memcpy(a->X + a->head * FMQ_FEAT_DIM, x, sizeof x);
-    a->y[a->head] = f.label == FMQ_LABEL_MALICIOUS ? 1.0f : 0.0f;
-    if (a->cfg.attack == AGENT_ATTACK_LABEL_FLIP) a->y[a->head] = 1.0f - a->y[a->head];
-    a->head = (a->head + 1) % (size_t)a->cfg.buffer;
-    if (a->count < (size_t)a->cfg.buffer) a->count++;
 }
 
 /* ---- global model ---- */
 
-void agent_take_plan(struct agent *a, const struct fmq_global *g)
+static void take_plan(struct agent *a, const struct fmq_global *g)
 {
     snprintf(a->run, sizeof a->run, "%s", g->run);
     a->version = g->version;
@@ -303,37 +293,17 @@ void agent_take_plan(struct agent *a, const struct fmq_global *g)
     a->gsfs_active = 0;
 }
 
-static int adopt(struct agent *a, struct fmq_model *m, const struct fmq_global *g)
+/* The codec workspace and error-feedback residual follow the trainable size. */
+static int size_update_state(struct agent *a, size_t n)
 {
-    int rc, same = a->have_model && a->kind != FMQ_MODEL_GIOT &&
-                   memcmp(&m->cfg, &a->cur.cfg, sizeof m->cfg) == 0;
-
-    if (!same) {
-        agent_free_model_state(a);
-        if ((rc = fmq_model_copy(&a->cur, m)) || (rc = fmq_model_copy(&a->local, m)) ||
-            (rc = fmq_trainer_init(&a->tr, m, &a->cfg.train, (size_t)a->cfg.buffer)) ||
-            (rc = fmq_mlp_ws_init(&a->ws, m, 1)))
-            return rc;
-        if (!(a->delta = malloc(m->nparams * sizeof(float)))) return FMQ_ENOMEM;
-        if ((rc = fmq_codec_ws_init(&a->cws, (uint32_t)m->nparams, a->cfg.train.seed)) ||
-            (rc = fmq_ef_init(&a->ef, (uint32_t)m->nparams)))
-            return rc;
-        fmq_gsfs_trigger_init(&a->trig, m->nlayers);
-        if (m->cfg.window != a->fz.window) {
-            fmq_feat_free(&a->fz);
-            if ((rc = fmq_feat_init(&a->fz, (size_t)a->cfg.max_devices, m->cfg.window)) != 0)
-                return rc;
-        }
-        a->have_model = 1;
-        a->kind = m->cfg.kind;
-        a->dim = m->nparams;
-    } else {
-        memcpy(a->cur.params, m->params, m->nparams * sizeof(float));
-        memcpy(a->cur.norm_mean, m->norm_mean, (size_t)m->cfg.in_dim * sizeof(float));
-        memcpy(a->cur.norm_std, m->norm_std, (size_t)m->cfg.in_dim * sizeof(float));
-        a->cur.has_norm = m->has_norm;
-    }
-    agent_take_plan(a, g);
+    int rc;
+    if (n == a->dim && a->delta) return 0;
+    free_update_state(a);
+    if (!(a->delta = malloc(n * sizeof(float)))) return FMQ_ENOMEM;
+    if ((rc = fmq_codec_ws_init(&a->cws, (uint32_t)n, a->cfg.train_opts.seed)) ||
+        (rc = fmq_ef_init(&a->ef, (uint32_t)n)))
+        return rc;
+    a->dim = n;
     return 0;
 }
 
@@ -354,12 +324,22 @@ static void resend(struct agent *a, const char *why)
     fmq_mq_publish(a->mq, a->t_update, a->sent.data, a->sent.len, 1, 0);
 }
 
+static struct fmq_learner *learner_of(struct agent *a, int kind)
+{
+    const struct fmq_learner_ops *ops = fmq_learner_find(kind);
+    for (int i = 0; i < a->nlrn; i++)
+        if (a->lrn[i].ops == ops) return &a->lrn[i];
+    return NULL;
+}
+
 static void on_global(struct agent *a, const struct fmq_mq_msg *m)
 {
     struct fmq_model scratch = {0};
     struct fmq_gpt gscratch = {0};
     struct fmq_global g = {0};
+    struct fmq_learner *l;
     char err[256];
+    size_t n;
     int rc;
 
     if (m->len == 0) return; /* retained model cleared */
@@ -375,13 +355,12 @@ static void on_global(struct agent *a, const struct fmq_mq_msg *m)
         report_bad(a, m->topic, "global model for another task");
         goto out;
     }
-    if (g.kind != FMQ_MODEL_GIOT &&
-        (scratch.cfg.feat_version != FMQ_FEAT_VERSION || scratch.cfg.in_dim != FMQ_FEAT_DIM)) {
-        report_bad(a, m->topic, "global model uses another feature version or width");
+    if (!(l = learner_of(a, g.kind))) {
+        report_bad(a, m->topic, "global model of a kind this agent has no learner for");
         goto out;
     }
-    if (a->have_model && strcmp(g.run, a->run) == 0 && g.version == a->version &&
-        g.ts > a->global_ts && a->sent_version == a->version && a->sent.len > 0) {
+    if (a->L && strcmp(g.run, a->run) == 0 && g.version == a->version && g.ts > a->global_ts &&
+        a->sent_version == a->version && a->sent.len > 0) {
         /* the same version published again: the coordinator restarted or reconnected and may
          * have lost what it had not yet aggregated; the update goes again (same seq: it is
          * accepted once, and a receipt settles it) */
@@ -389,59 +368,40 @@ static void on_global(struct agent *a, const struct fmq_mq_msg *m)
         if (!a->sent_confirmed) resend(a, "global model republished");
         goto out;
     }
-    if (a->have_model && strcmp(g.run, a->run) == 0 && g.version <= a->version) goto out;
-    rc = g.kind == FMQ_MODEL_GIOT ? agent_giot_adopt(a, &gscratch, &g) : adopt(a, &scratch, &g);
-    if (rc != 0) {
-        fmq_log(FMQ_LOG_ERROR, "cannot adopt global model v%llu: %s", (unsigned long long)g.version,
-                fmq_strerror(rc));
-        agent_free_model_state(a);
+    if (a->L && strcmp(g.run, a->run) == 0 && g.version <= a->version) goto out;
+    if ((rc = fmq_learner_adopt(l, &g, &g.rule, err, sizeof err)) != 0) {
+        report_bad(a, m->topic, err);
         goto out;
     }
+    l->ops->params(l, 0, &n);
+    if ((rc = size_update_state(a, n)) != 0) {
+        fmq_log(FMQ_LOG_ERROR, "cannot adopt global model v%llu: %s", (unsigned long long)g.version,
+                fmq_strerror(rc));
+        a->L = NULL;
+        goto out;
+    }
+    if (l != a->L || a->kind != g.kind) /* another model: the norm statistics start over */
+        fmq_gsfs_trigger_init(&a->trig, 0);
+    a->L = l;
+    a->kind = g.kind;
+    /* the model is deployed for scoring once it has been trained: round 0's is random */
+    a->scoring = g.round >= 1;
+    take_plan(a, &g);
     a->global_ts = g.ts;
     fmq_log(FMQ_LOG_INFO,
-            "adopted global %s model v%llu (round %llu, phase %s, %s, codec %s%s, run %s)",
-            g.kind == FMQ_MODEL_GIOT ? (gscratch.lora_rank ? "GIoT+LoRA" : "GIoT") : "MLP",
-            (unsigned long long)g.version, (unsigned long long)g.round,
-            g.phase == FMQ_PHASE_STATS ? "stats" : "train", g.strategy,
-            fmq_codec_name(g.client.codec), g.self_selected ? "" : ", not sampled", g.run);
+            "adopted global %s model v%llu (round %llu, phase %s, %s, codec %s%s, run %s, %s)",
+            l->ops->name, (unsigned long long)g.version, (unsigned long long)g.round,
+            g.phase == FMQ_PHASE_STATS   ? "stats"
+            : g.phase == FMQ_PHASE_CALIB ? "calib"
+                                         : "train",
+            g.strategy, fmq_codec_name(g.client.codec), g.self_selected ? "" : ", not sampled",
+            g.run, g.rule.channels ? "fleet rule" : "no fleet rule yet");
 out:
     fmq_model_free(&scratch);
     fmq_gpt_free(&gscratch);
 }
 
-/* ---- local round ---- */
-
-/* Oldest (1 - val_fraction) of the buffer into idx[0..ntrain), the newest after it. */
-static void split(struct agent *a, size_t *ntrain, size_t *nval)
-{
-    size_t cap = (size_t)a->cfg.buffer, start = (a->head + cap - a->count) % cap;
-    *nval = (size_t)floor((double)a->count * a->cfg.val_fraction);
-    *ntrain = a->count - *nval;
-    for (size_t i = 0; i < a->count; i++) a->idx[i] = (uint32_t)((start + i) % cap);
-}
-
-/* The validation metric GSFS watches and the update reports: F1 when the validation split holds
- * malicious flows, else accuracy (a benign-only site has no F1). */
-static double validate(struct agent *a, const struct fmq_model *m, size_t ntrain, size_t nval,
-                       struct fmq_scores *sc)
-{
-    struct fmq_confusion cm = {0};
-    for (size_t i = 0; i < nval; i++) {
-        uint32_t k = a->idx[ntrain + i];
-        float p = fmq_model_score(m, &a->ws, a->X + (size_t)k * FMQ_FEAT_DIM);
-        fmq_confusion_add(&cm, a->y[k] > 0.5f, p >= (float)a->cfg.threshold);
-    }
-    fmq_scores_from(&cm, sc);
-    return cm.tp + cm.fn > 0 ? sc->f1 : sc->accuracy;
-}
-
-static void train_opts_for(struct agent *a, struct fmq_train_opts *o)
-{
-    *o = a->cfg.train;
-    if (a->plan.lr > 0) o->lr = a->plan.lr;
-    o->proximal_mu = a->plan.proximal_mu;
-    o->prox_ref = a->plan.proximal_mu > 0 ? a->cur.params : NULL;
-}
+/* ---- updates ---- */
 
 /* Test mode: a slow uplink holds the update for len/bps seconds after its send timestamp. */
 static void simulate_uplink(struct agent *a, size_t len)
@@ -453,7 +413,8 @@ static void simulate_uplink(struct agent *a, size_t len)
     }
 }
 
-/* Fields every update carries: identity, base version, sequence number, examples, send time. */
+/* Fields every update carries: identity, base version, sequence number, examples, send time,
+ * and the sketch of the global model when there is one. */
 static void update_header(struct agent *a, struct fmq_update *u, size_t ntrain)
 {
     memset(u, 0, sizeof *u);
@@ -465,6 +426,10 @@ static void update_header(struct agent *a, struct fmq_update *u, size_t ntrain)
     u->ts = fmq_now();
     u->no_ids = !a->plan.ids; /* the update topic names agent and task */
     u->compact = a->plan.envelope == FMQ_WIRE_UPDATE_COMPACT;
+    if (a->sketch.n) {
+        u->has_sketch = 1;
+        u->sketch = a->sketch;
+    }
 }
 
 static int publish_update(struct agent *a, const struct fmq_update *u)
@@ -532,11 +497,14 @@ static void apply_attack(struct agent *a, float *d, size_t n)
     }
 }
 
-int agent_send_delta(struct agent *a, const float *local, const float *cur, size_t n, size_t ntrain,
-                     const struct fmq_local_metrics *lm, double sps, int trigger)
+/* Publishes local - global as an update with the announced codec and error feedback. */
+static int send_delta(struct agent *a, size_t ntrain, const struct fmq_local_metrics *lm,
+                      double sps, int trigger)
 {
     struct fmq_update u;
     struct fmq_codec_opts co;
+    size_t n;
+    const float *local = a->L->ops->params(a->L, 1, &n), *cur = a->L->ops->params(a->L, 0, &n);
     int rc;
 
     for (size_t i = 0; i < n; i++) a->delta[i] = local[i] - cur[i];
@@ -580,29 +548,21 @@ int agent_send_delta(struct agent *a, const float *local, const float *cur, size
     return 0;
 }
 
-/* MLP: delta = local - global, encoded with the announced codec (error feedback keeps what
- * top-k and quantization left out). */
-static int send_update(struct agent *a, size_t ntrain, size_t nval, float loss, double sps,
-                       int trigger)
-{
-    struct fmq_scores sc;
-    struct fmq_local_metrics lm;
-    validate(a, &a->local, ntrain, nval, &sc);
-    lm = (struct fmq_local_metrics){loss, (float)sc.accuracy, (float)sc.f1, nval};
-    return agent_send_delta(a, a->local.params, a->cur.params, a->cur.nparams, ntrain, &lm, sps,
-                            trigger);
-}
-
-static int send_stats(struct agent *a, size_t ntrain)
+static int send_stats(struct agent *a)
 {
     struct fmq_update u;
+    struct fmq_moments mo, ben;
+    size_t ntrain;
     int rc;
-    fmq_moments_clear(&a->moments);
-    for (size_t i = 0; i < ntrain; i++)
-        fmq_moments_add(&a->moments, a->X + (size_t)a->idx[i] * FMQ_FEAT_DIM);
+    if ((rc = a->L->ops->stats(a->L, &mo, &ben, &ntrain)) != 0) {
+        fmq_log(FMQ_LOG_ERROR, "a %s model has no statistics round", a->L->ops->name);
+        return rc;
+    }
     update_header(a, &u, ntrain);
     u.has_stats = 1;
-    u.stats = &a->moments;
+    u.stats = &mo;
+    u.has_benign = ben.n > 0;
+    u.benign = &ben;
     u.codec = FMQ_CODEC_NONE;
     if ((rc = publish_update(a, &u)) != 0) return rc;
     fmq_log(FMQ_LOG_INFO, "sent statistics of %zu flows for v%llu, %zu bytes", ntrain,
@@ -610,56 +570,63 @@ static int send_stats(struct agent *a, size_t ntrain)
     return 0;
 }
 
-/* Synchronous strategies: train E epochs from the global model, send one update. */
+/* The calibration round: the model as it is, measured on this site's benign validation flows
+ * (an empty sketch says there are none, so the round need not wait for this agent). */
+static int send_sketch(struct agent *a)
+{
+    struct fmq_update u;
+    struct fmq_local_metrics gm;
+    int rc;
+    fmq_learner_validate(a->L, 0, &gm, &a->sketch);
+    update_header(a, &u, gm.n_val ? gm.n_val : 1);
+    u.has_sketch = 1;
+    u.codec = FMQ_CODEC_NONE;
+    if ((rc = publish_update(a, &u)) != 0) return rc;
+    fmq_log(FMQ_LOG_INFO, "sent the sketch of v%llu (%u benign validation flows), %zu bytes",
+            (unsigned long long)a->version, a->sketch.n, a->out.len);
+    return 0;
+}
+
+/* Local copy of the global model, the split, and the global model's validation metric and
+ * sketch (the GSFS reference, and what the coordinator's fleet rule is made of). */
+static int begin_local(struct agent *a, size_t *ntrain, struct fmq_local_metrics *gm)
+{
+    int rc = a->L->ops->train_begin(a->L, &a->plan, ntrain);
+    if (rc != 0) {
+        fmq_log(FMQ_LOG_WARN, "no training flows yet for v%llu", (unsigned long long)a->version);
+        return rc;
+    }
+    fmq_learner_validate(a->L, 0, gm, &a->sketch);
+    return 0;
+}
+
+/* Synchronous strategies: one round of local training from the global model, one update. */
 static int do_round(struct agent *a)
 {
-    struct fmq_train_opts o;
-    size_t ntrain, nval;
+    struct fmq_local_metrics gm, lm;
+    size_t ntrain;
     double t0 = fmq_mono();
     float loss = 0;
-    int rc;
+    long steps;
+    int rc, batch;
 
-    split(a, &ntrain, &nval);
-    if (a->phase == FMQ_PHASE_STATS) return send_stats(a, ntrain);
-    memcpy(a->local.params, a->cur.params, a->cur.nparams * sizeof(float));
-    memcpy(a->local.norm_mean, a->cur.norm_mean, FMQ_FEAT_DIM * sizeof(float));
-    memcpy(a->local.norm_std, a->cur.norm_std, FMQ_FEAT_DIM * sizeof(float));
-    train_opts_for(a, &o);
-    o.seed = a->cfg.train.seed * 6364136223846793005ULL + a->version;
-    if ((rc = fmq_train(&a->tr, &a->local, &o, a->X, a->y, a->idx, ntrain, &loss)) != 0) {
+    if (a->phase == FMQ_PHASE_STATS) return send_stats(a);
+    if (a->phase == FMQ_PHASE_CALIB) return send_sketch(a);
+    if ((rc = begin_local(a, &ntrain, &gm)) != 0) return rc;
+    steps = a->L->ops->round_steps(a->L, &batch);
+    if ((rc = a->L->ops->train_steps(a->L, 0, &loss)) != 0) {
         fmq_log(FMQ_LOG_ERROR, "local training failed (%s); no update sent for v%llu",
                 fmq_strerror(rc), (unsigned long long)a->version);
         return rc;
     }
-    return send_update(a, ntrain, nval, loss, (double)ntrain * o.epochs / (fmq_mono() - t0 + 1e-9),
-                       0);
+    fmq_learner_validate(a->L, 1, &lm, NULL);
+    lm.loss = loss;
+    return send_delta(a, ntrain, &lm, (double)steps * batch / (fmq_mono() - t0 + 1e-9), 0);
 }
 
-/* GSFS: start a session for the new global model (reference metric = the global model's). */
-static void gsfs_start(struct agent *a)
-{
-    struct fmq_scores sc;
-    size_t ntrain, nval;
-    split(a, &ntrain, &nval);
-    memcpy(a->local.params, a->cur.params, a->cur.nparams * sizeof(float));
-    memcpy(a->local.norm_mean, a->cur.norm_mean, FMQ_FEAT_DIM * sizeof(float));
-    memcpy(a->local.norm_std, a->cur.norm_std, FMQ_FEAT_DIM * sizeof(float));
-    fmq_gsfs_trigger_reference(&a->trig, validate(a, &a->cur, ntrain, nval, &sc));
-    agent_gsfs_begin(
-        a, (long)a->cfg.train.epochs *
-               (long)((ntrain + (size_t)a->cfg.train.batch - 1) / (size_t)a->cfg.train.batch));
-}
+/* ---- GSFS sessions: chunked local training between the paper's trigger checks ---- */
 
-void agent_gsfs_begin(struct agent *a, long budget)
-{
-    a->gsfs_budget = budget;
-    a->gsfs_uploads = 0;
-    a->gsfs_checks = 0;
-    a->gsfs_active = 1;
-    a->gsfs_deadline = a->time_budget > 0 ? fmq_mono() + a->time_budget : 0;
-}
-
-void agent_gsfs_end_check(struct agent *a)
+static void gsfs_end_check(struct agent *a)
 {
     if (a->gsfs_budget <= 0 || (a->gsfs_deadline > 0 && fmq_mono() > a->gsfs_deadline) ||
         (a->plan.max_uploads > 0 && a->gsfs_uploads >= a->plan.max_uploads)) {
@@ -670,53 +637,63 @@ void agent_gsfs_end_check(struct agent *a)
     }
 }
 
-int agent_gsfs_check(struct agent *a, const double *layer_norms, double metric)
+/* Starts a session for the new global model (reference metric = the global model's). */
+static void gsfs_start(struct agent *a)
 {
-    struct fmq_gsfs_params gp;
-    fmq_gsfs_params_default(&gp);
-    gp.alpha = a->plan.alpha;
-    gp.beta = a->plan.beta;
-    gp.delta_perf = a->plan.delta_perf;
-    gp.warmup = a->plan.warmup;
-    return fmq_gsfs_trigger_check(&a->trig, &gp, layer_norms, metric);
+    struct fmq_local_metrics gm;
+    size_t ntrain;
+    if (begin_local(a, &ntrain, &gm) != 0) return;
+    fmq_gsfs_trigger_reference(&a->trig, gm.f1);
+    a->gsfs_budget = a->L->ops->round_steps(a->L, &a->gsfs_batch);
+    a->gsfs_uploads = 0;
+    a->gsfs_checks = 0;
+    a->gsfs_active = 1;
+    a->gsfs_deadline = a->time_budget > 0 ? fmq_mono() + a->time_budget : 0;
 }
 
-/* One chunk of eval_every mini-batches, then the triggers. */
+/* One chunk of eval_every optimizer steps, then the triggers with the announced constants. */
 static void gsfs_chunk(struct agent *a)
 {
-    struct fmq_train_opts o;
-    struct fmq_scores sc;
-    double norms[FMQ_MLP_MAXHIDDEN + 1], metric, t0 = fmq_mono();
-    size_t ntrain, nval;
+    struct fmq_local_metrics lm;
+    struct fmq_gsfs_params gp;
+    double norms[FMQ_MLP_MAXHIDDEN + 1], t0 = fmq_mono();
+    long steps = a->plan.eval_every < a->gsfs_budget ? a->plan.eval_every : a->gsfs_budget;
+    size_t ntrain;
     float loss = 0;
-    int fired;
+    int fired, nl;
 
-    split(a, &ntrain, &nval);
-    train_opts_for(a, &o);
-    o.epochs = 1;
-    o.max_steps = a->plan.eval_every < a->gsfs_budget ? a->plan.eval_every : a->gsfs_budget;
-    o.resume = a->gsfs_checks > 0;
-    o.seed = a->cfg.train.seed * 6364136223846793005ULL + a->version * 1000003ULL +
-             (uint64_t)a->gsfs_checks;
-    if (fmq_train(&a->tr, &a->local, &o, a->X, a->y, a->idx, ntrain, &loss) != 0) {
+    if (steps < 1) steps = 1;
+    if (a->L->ops->train_steps(a->L, steps, &loss) != 0) {
         fmq_log(FMQ_LOG_ERROR, "local training diverged; GSFS session for v%llu ends",
                 (unsigned long long)a->version);
         a->gsfs_active = 0;
         return;
     }
-    a->gsfs_budget -= o.max_steps;
+    a->gsfs_budget -= steps;
     a->gsfs_checks++;
-    fmq_model_layer_norms(&a->local, a->tr.ws.grads, norms);
-    metric = validate(a, &a->local, ntrain, nval, &sc);
-    fired = agent_gsfs_check(a, norms, metric);
+    nl = a->L->ops->layer_norms(a->L, norms, FMQ_MLP_MAXHIDDEN + 1);
+    if (a->trig.nlayers != nl) { /* sized by the model's layers (or groups); reference kept */
+        double ref = a->trig.m_ref;
+        fmq_gsfs_trigger_init(&a->trig, nl);
+        fmq_gsfs_trigger_reference(&a->trig, ref);
+    }
+    fmq_learner_validate(a->L, 1, &lm, NULL);
+    lm.loss = loss;
+    fmq_gsfs_params_default(&gp);
+    gp.alpha = a->plan.alpha;
+    gp.beta = a->plan.beta;
+    gp.delta_perf = a->plan.delta_perf;
+    gp.warmup = a->plan.warmup;
+    fired = fmq_gsfs_trigger_check(&a->trig, &gp, norms, lm.f1);
+    ntrain = a->L->ops->held(a->L) - lm.n_val;
     if (fired && (a->plan.max_uploads == 0 || a->gsfs_uploads < a->plan.max_uploads)) {
-        double sps = (double)o.max_steps * o.batch / (fmq_mono() - t0 + 1e-9);
-        if (send_update(a, ntrain, nval, loss, sps, fired) == 0) {
+        double sps = (double)steps * a->gsfs_batch / (fmq_mono() - t0 + 1e-9);
+        if (send_delta(a, ntrain, &lm, sps, fired) == 0) {
             a->gsfs_uploads++;
-            fmq_gsfs_trigger_reference(&a->trig, metric);
+            fmq_gsfs_trigger_reference(&a->trig, lm.f1);
         }
     }
-    agent_gsfs_end_check(a);
+    gsfs_end_check(a);
 }
 
 int agent_step(struct agent *a, int timeout_ms)
@@ -747,21 +724,18 @@ int agent_step(struct agent *a, int timeout_ms)
         resend(a, why);
         if (a->retry_wait < 16 * a->cfg.update_retry) a->retry_wait *= 2;
     }
-    if (a->kind == FMQ_MODEL_GIOT) agent_giot_due(a);
-    if (a->pending && agent_held(a) >= (size_t)a->cfg.min_train && agent_held(a) >= 2) {
+    if (a->pending && !a->cfg.train) a->pending = 0; /* detection only */
+    if (a->pending && held(a) >= (size_t)a->cfg.min_train && held(a) >= 2) {
         a->pending = 0;
         if (!a->selected && a->phase == FMQ_PHASE_TRAIN)
             fmq_log(FMQ_LOG_INFO, "not sampled for v%llu", (unsigned long long)a->version);
         else if (a->phase == FMQ_PHASE_TRAIN && a->plan.gsfs)
-            a->kind == FMQ_MODEL_GIOT ? (void)agent_giot_gsfs_start(a) : gsfs_start(a);
-        else if (a->kind == FMQ_MODEL_GIOT)
-            agent_giot_round(a);
+            gsfs_start(a);
         else
             do_round(a);
         agent_publish_status(a, "online");
     }
-    if (a->gsfs_active && (rc != 0 || a->flows % 64 == 0))
-        a->kind == FMQ_MODEL_GIOT ? agent_giot_gsfs_chunk(a) : gsfs_chunk(a);
+    if (a->gsfs_active && (rc != 0 || a->flows % 64 == 0)) gsfs_chunk(a);
     if (fmq_mono() - a->last_status >= a->cfg.status_interval) agent_publish_status(a, "online");
     return 0;
 }

@@ -1,18 +1,17 @@
-/* fedmq-agent: the edge daemon. It subscribes to sensor topics, featurizes and scores every
- * flow with the current global model, publishes explained alerts, keeps a bounded buffer of
- * recent labelled flows split by time into train and validation, and when a new global model
- * arrives trains on it and publishes its update (or, in the statistics phase, its feature
- * moments). agent.c holds the logic, main.c the configuration and the loop. */
+/* fedmq-agent: the edge daemon. It subscribes to sensor topics and hands every flow to its
+ * learners (learner.h: one per model kind, the one whose global model is in use scores it
+ * through the site's calibration), publishes explained alerts, and when a new global model
+ * arrives trains the learner on it and publishes its update (or, in the statistics phase, its
+ * feature moments; in the calibration phase, its sketch). agent.c holds the logic, main.c the
+ * configuration and the loop; nothing here depends on the model kind. */
 #ifndef FMQ_AGENT_H
 #define FMQ_AGENT_H
 
 #include <signal.h>
 
 #include "fedmq/codec.h"
-#include "fedmq/featurize.h"
-#include "fedmq/giot.h"
 #include "fedmq/gsfs.h"
-#include "fedmq/model.h"
+#include "fedmq/learner.h"
 #include "fedmq/mq.h"
 #include "fedmq/wire.h"
 
@@ -32,6 +31,8 @@ enum agent_attack {
 };
 int agent_attack_parse(const char *s, int *attack);
 
+#define AGENT_MAX_KINDS 4 /* learners kept ready, one per registered model kind */
+
 struct agent_cfg {
     char broker[256]; /* MQTT URI: tcp://, or ssl:// with tls */
     struct fmq_tls_cfg tls;
@@ -40,10 +41,11 @@ struct agent_cfg {
     char root[64];                        /* topic root, "fedmq" */
     char sensors[AGENT_MAX_SENSORS][128]; /* sensor topic filters */
     int nsensors;
-    long buffer;                 /* labelled flows kept (ring) */
+    long buffer;                 /* labelled flows (mlp) or flows (giot) kept for training */
     double val_fraction;         /* newest share of the buffer held out for validation */
-    long min_train;              /* labelled flows needed before training */
-    double threshold;            /* alert when P(malicious) >= threshold */
+    long min_train;              /* flows needed before training */
+    double threshold;            /* P(malicious) alert threshold when the model has no fleet
+                                    rule (calib.h); also the validation metrics' cut */
     long max_devices;            /* featurizer device table bound */
     double status_interval;      /* seconds between status messages */
     double update_retry;         /* seconds without a receipt before the update goes again
@@ -51,18 +53,19 @@ struct agent_cfg {
                                     republished model */
     int clean_session;           /* 0: the broker keeps the session and queues QoS 1 messages
                                     (sensor records, models, receipts) while the agent is away */
+    int train;                   /* 0: score and alert only, never train or send updates */
     double simulate_uplink_bps;  /* test mode: hold each update len/bps seconds */
     double dp_clip, dp_noise;    /* local DP: clip the update to dp_clip, add N(0, (z dp_clip)^2) */
     int attack;                  /* test mode: enum agent_attack (Byzantine behaviour) */
     double attack_scale;         /* its strength; 0 = the attack's default */
     uint64_t attack_seed;        /* colluding attackers share it (alie) */
-    struct fmq_train_opts train; /* local training */
-    /* GIoT (agent_giot.c) */
+    struct fmq_train_opts train_opts; /* local training (mlp) */
+    struct fmq_calib_cfg calib;  /* the site's calibration (calib.h); budget is fp_budget */
+    /* GIoT */
     long giot_steps;        /* optimizer steps per round */
     int giot_batch;         /* windows per step */
     float giot_lr;          /* AdamW rate when the coordinator announces none */
-    double fp_budget;       /* alert threshold: this share of validation flows would alert */
-    long giot_val_max;      /* newest flows scored to calibrate and validate */
+    long giot_val_max;      /* newest flows scored to validate */
     double predict_rate;    /* alerts per second that get a predicted next flow (0 = all) */
     int explain_fields;     /* least likely fields named in an alert */
     float giot_cls_weight;  /* weight of the supervised head's loss on labelled flows */
@@ -70,40 +73,39 @@ struct agent_cfg {
     int log_level;
 };
 
+/* Called with every scored flow and its verdict (fedmq-sim's new-site evaluation); NULL = none. */
+typedef void (*agent_verdict_fn)(void *ud, const struct fmq_flow *f, const struct fmq_verdict *v);
+
 struct agent {
     struct agent_cfg cfg;
     const volatile sig_atomic_t *stop; /* set by a signal: long work ends early (may be NULL) */
     struct fmq_mq *mq;                 /* owned */
     struct fmq_wire_dec dec;
     struct fmq_buf out; /* encoded messages, reused */
-    struct fmq_featurizer fz;
-    /* ring buffer of labelled flows: rows of FMQ_FEAT_DIM raw features */
-    float *X, *y;       /* owned, cfg.buffer rows */
-    size_t head, count; /* next write slot, rows held */
-    uint32_t *idx;      /* owned, cfg.buffer */
-    /* models */
-    struct fmq_model cur; /* global model in use */
-    int have_model;
-    char run[FMQ_ID_MAX]; /* coordinator run of cur */
+    /* one learner per model kind; L is the one whose model is in use (NULL: none yet) */
+    struct fmq_learner lrn[AGENT_MAX_KINDS];
+    int nlrn;
+    struct fmq_learner *L;
+    int kind;             /* FMQ_MODEL_* in use, 0 = none */
+    size_t dim;           /* trainable parameters of the model in use */
+    char run[FMQ_ID_MAX]; /* coordinator run of the model in use */
     uint64_t version, round;
     int phase;
-    int pending;            /* cur arrived and our contribution is still due */
-    struct fmq_model local; /* training copy */
-    struct fmq_trainer tr;
-    struct fmq_mlp_ws ws; /* scoring, batch 1 */
-    float *delta;         /* owned, nparams */
-    struct fmq_moments moments;
+    int pending;                 /* a model arrived and our contribution is still due */
+    int scoring;                 /* the model in use has been trained (round >= 1): score */
+    float *delta;                /* owned, dim */
     struct fmq_client_plan plan; /* what the coordinator asked for this version */
     int selected;                /* sampled for this round */
     float time_budget;           /* seconds of training allowed (sensing), 0 = none */
-    double sps;                  /* measured training examples/s, 0 = unknown */
     double gsfs_deadline;        /* monotonic time the GSFS session must end by */
-    struct fmq_codec_ws cws;     /* codec workspace, nparams */
+    struct fmq_codec_ws cws;     /* codec workspace, dim */
     struct fmq_ef ef;            /* error-feedback residual, kept across versions */
     struct fmq_buf tensor;       /* encoded update tensor, reused */
+    struct fmq_sketch sketch;    /* the global model's benign quantiles, for this version */
     /* GSFS session: chunked local training between trigger checks */
     int gsfs_active;
     long gsfs_budget; /* optimizer steps left for this version */
+    int gsfs_batch;   /* examples per step */
     int gsfs_uploads; /* uploads made for this version */
     long gsfs_checks;
     struct fmq_gsfs_trigger trig;
@@ -115,22 +117,14 @@ struct agent {
     uint64_t resent;
     double sent_at, retry_wait; /* monotonic time of the last (re)send; wait before the next */
     double global_ts;           /* send time of the global model in use */
-    /* GIoT */
-    int kind;                         /* FMQ_MODEL_* of the model in use, 0 = none */
-    size_t dim;                       /* trainable parameters of the model in use */
-    struct fmq_giot_stream gs;        /* every flow, tokenized and linked per device */
-    struct fmq_gpt gcur, glocal;      /* global and training copy */
-    struct fmq_giot_trainer gtr, gsc; /* training (giot_batch) and scoring (batch 1) */
-    float gthr;                       /* calibrated NLL threshold (nats) */
-    int gthr_ok, gcal_due;
-    float *gscore, *glab, *gscratch; /* owned, giot_val_max each */
-    struct fmq_ratelimit predict_rl;
-    uint64_t predicted;
+    agent_verdict_fn on_verdict; /* test and evaluation hook */
+    void *on_verdict_ud;
     /* counters */
     uint64_t flows, labelled, alerts, bad, updates;
     uint64_t bytes_sent; /* update payload bytes */
     struct fmq_ratelimit bad_log;
     double last_status;
+    int last_calib; /* calibration state last logged */
     char t_global[256], t_update[256], t_status[256], t_alerts[256], t_receipt[256];
 };
 
@@ -139,36 +133,12 @@ void agent_cfg_default(struct agent_cfg *c);
 int agent_cfg_set(void *cfg, const char *k, const char *v, char *err, size_t errlen);
 extern const char *const agent_bool_keys[];
 int agent_init(struct agent *a, const struct agent_cfg *cfg);
+/* Long work (training) ends early once *stop is set (a signal handler's flag). */
+void agent_set_stop(struct agent *a, const volatile sig_atomic_t *stop);
 void agent_free(struct agent *a);
 int agent_connect(struct agent *a);
 /* One turn of the loop: handles at most one message, then due work (training, status). */
 int agent_step(struct agent *a, int timeout_ms);
 void agent_publish_status(struct agent *a, const char *state);
-
-/* shared by agent.c and agent_giot.c */
-size_t agent_held(const struct agent *a);
-void agent_free_model_state(struct agent *a); /* flows held for training and validation */
-void agent_take_plan(struct agent *a, const struct fmq_global *g);
-/* Publishes local - cur (n floats) as an update with the announced codec and error feedback. */
-int agent_send_delta(struct agent *a, const float *local, const float *cur, size_t n, size_t ntrain,
-                     const struct fmq_local_metrics *lm, double sps, int trigger);
-size_t agent_json_escape(char *dst, size_t cap, const char *s);
-
-int agent_giot_init(struct agent *a);
-void agent_giot_free(struct agent *a);
-void agent_giot_free_model(struct agent *a);
-int agent_giot_adopt(struct agent *a, struct fmq_gpt *m, const struct fmq_global *g);
-void agent_giot_on_flow(struct agent *a, const struct fmq_flow *f);
-void agent_giot_due(struct agent *a);
-int agent_giot_round(struct agent *a);
-/* GSFS sessions with GIoT: chunks of eval_every optimizer steps, the paper's triggers. */
-int agent_giot_gsfs_start(struct agent *a);
-/* A GSFS session for the current version: budget optimizer steps, the plan's time budget. */
-void agent_gsfs_begin(struct agent *a, long budget);
-/* Ends the session when its budget, time or upload cap is spent (after each chunk). */
-void agent_gsfs_end_check(struct agent *a);
-/* The paper's triggers with the announced plan's constants (either model). */
-int agent_gsfs_check(struct agent *a, const double *layer_norms, double metric);
-void agent_giot_gsfs_chunk(struct agent *a);
 
 #endif

@@ -5,8 +5,10 @@
 
 #include "agent.h"
 #include "fedmq/config.h"
+#include "fedmq/tokenize.h"
 
-const char *const agent_bool_keys[] = {"check", "tls_verify_hostname", "clean_session", NULL};
+const char *const agent_bool_keys[] = {"check", "tls_verify_hostname", "clean_session", "train",
+                                       "calib_tighten", NULL};
 
 int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errlen)
 {
@@ -37,23 +39,23 @@ int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "threshold")) return fmq_parse_double(v, 0.0, 1.0, &c->threshold);
     if (!strcmp(k, "status_interval")) return fmq_parse_double(v, 0.1, 3600, &c->status_interval);
     if (!strcmp(k, "update_retry")) return fmq_parse_double(v, 0, 86400, &c->update_retry);
-    if (!strcmp(k, "epochs")) return fmq_parse_int(v, 1, 1000, &c->train.epochs);
-    if (!strcmp(k, "batch")) return fmq_parse_int(v, 1, 65536, &c->train.batch);
-    if (!strcmp(k, "max_steps")) return fmq_parse_long(v, 0, 100000000, &c->train.max_steps);
+    if (!strcmp(k, "epochs")) return fmq_parse_int(v, 1, 1000, &c->train_opts.epochs);
+    if (!strcmp(k, "batch")) return fmq_parse_int(v, 1, 65536, &c->train_opts.batch);
+    if (!strcmp(k, "max_steps")) return fmq_parse_long(v, 0, 100000000, &c->train_opts.max_steps);
     if (!strcmp(k, "seed")) {
         rc = fmq_parse_long(v, 0, 0x7fffffffL, &l);
-        c->train.seed = (uint64_t)l;
+        c->train_opts.seed = (uint64_t)l;
         return rc;
     }
-    if (!strcmp(k, "lr")) return fmq_parse_float(v, 1e-7, 10, &c->train.lr);
-    if (!strcmp(k, "momentum")) return fmq_parse_float(v, 0, 0.999, &c->train.momentum);
-    if (!strcmp(k, "weight_decay")) return fmq_parse_float(v, 0, 1, &c->train.weight_decay);
-    if (!strcmp(k, "pos_weight")) return fmq_parse_float(v, 0, 1000, &c->train.pos_weight);
+    if (!strcmp(k, "lr")) return fmq_parse_float(v, 1e-7, 10, &c->train_opts.lr);
+    if (!strcmp(k, "momentum")) return fmq_parse_float(v, 0, 0.999, &c->train_opts.momentum);
+    if (!strcmp(k, "weight_decay")) return fmq_parse_float(v, 0, 1, &c->train_opts.weight_decay);
+    if (!strcmp(k, "pos_weight")) return fmq_parse_float(v, 0, 1000, &c->train_opts.pos_weight);
     if (!strcmp(k, "optimizer")) {
         if (!strcmp(v, "adam"))
-            c->train.optim = FMQ_OPT_ADAM;
+            c->train_opts.optim = FMQ_OPT_ADAM;
         else if (!strcmp(v, "sgd"))
-            c->train.optim = FMQ_OPT_SGD;
+            c->train_opts.optim = FMQ_OPT_SGD;
         else {
             snprintf(err, errlen, "expected adam or sgd");
             return FMQ_EINVAL;
@@ -61,12 +63,23 @@ int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
         return 0;
     }
     if (!strcmp(k, "clean_session")) return fmq_parse_bool(v, &c->clean_session);
+    if (!strcmp(k, "train")) return fmq_parse_bool(v, &c->train);
+    if (!strcmp(k, "calib_min_flows")) return fmq_parse_long(v, 0, 10000000, &c->calib.min_flows);
+    if (!strcmp(k, "calib_min_span")) return fmq_parse_double(v, 0, 86400 * 30, &c->calib.min_span);
+    if (!strcmp(k, "calib_window")) return fmq_parse_long(v, 10, 1000000, &c->calib.window);
+    if (!strcmp(k, "calib_every")) return fmq_parse_long(v, 1, 1000000, &c->calib.every);
+    if (!strcmp(k, "calib_max_step")) return fmq_parse_double(v, 0, 100, &c->calib.max_step);
+    if (!strcmp(k, "calib_rise_period"))
+        return fmq_parse_double(v, 1, 86400 * 365, &c->calib.rise_period);
+    if (!strcmp(k, "calib_min_eligible"))
+        return fmq_parse_long(v, 1, 1000000, &c->calib.min_eligible);
+    if (!strcmp(k, "calib_tighten")) return fmq_parse_bool(v, &c->calib.tighten);
     if (!strcmp(k, "giot_steps")) return fmq_parse_long(v, 1, 1000000, &c->giot_steps);
     if (!strcmp(k, "giot_batch")) return fmq_parse_int(v, 1, 1024, &c->giot_batch);
     if (!strcmp(k, "giot_cls_weight")) return fmq_parse_float(v, 0, 100, &c->giot_cls_weight);
     if (!strcmp(k, "giot_cls_balance")) return fmq_parse_float(v, 0, 0.9f, &c->giot_cls_balance);
     if (!strcmp(k, "giot_lr")) return fmq_parse_float(v, 1e-7, 1, &c->giot_lr);
-    if (!strcmp(k, "fp_budget")) return fmq_parse_double(v, 1e-6, 0.5, &c->fp_budget);
+    if (!strcmp(k, "fp_budget")) return fmq_parse_double(v, 1e-6, 0.5, &c->calib.budget);
     if (!strcmp(k, "giot_val_max")) return fmq_parse_long(v, 1, 1000000, &c->giot_val_max);
     if (!strcmp(k, "predict_rate")) return fmq_parse_double(v, 0, 1e6, &c->predict_rate);
     if (!strcmp(k, "explain_fields"))

@@ -47,8 +47,8 @@ int main(int argc, char **argv)
                "buffer %ld, threshold %.3f, %s lr %g, %d epochs, batch %d\n",
                cfg.id, cfg.task, cfg.broker, cfg.nsensors ? cfg.nsensors : 1,
                cfg.nsensors ? cfg.sensors[0] : "sensors/+/+/conn", cfg.buffer, cfg.threshold,
-               cfg.train.optim == FMQ_OPT_ADAM ? "adam" : "sgd", cfg.train.lr, cfg.train.epochs,
-               cfg.train.batch);
+               cfg.train_opts.optim == FMQ_OPT_ADAM ? "adam" : "sgd", cfg.train_opts.lr,
+               cfg.train_opts.epochs, cfg.train_opts.batch);
         return 0;
     }
     snprintf(prefix, sizeof prefix, "fedmq-agent[%s]", cfg.id);
@@ -58,7 +58,7 @@ int main(int argc, char **argv)
         agent_free(&a);
         return 1;
     }
-    a.stop = &stop;
+    agent_set_stop(&a, &stop);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);

@@ -36,6 +36,9 @@ void coord_cfg_default(struct coord_cfg *c)
     c->sensing = 0;
     c->sensing_p = (struct fmq_sensing_params){30.0, 0.25, 0.2};
     c->threshold = 0.5;
+    c->fp_budget = 0.01;
+    c->calib_round = 1;
+    c->rule_min_benign = 50;
     c->test_from = 0.7;
     c->log_level = FMQ_LOG_INFO;
     c->giot = (struct fmq_gpt_config){0, 0, 2, 4, 32, 0}; /* the benchmarked edge config */
@@ -72,7 +75,8 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     c->bad_log = (struct fmq_ratelimit){10.0, 5, 0, 0, 0};
     if ((rc = fmq_wire_dec_init(&c->dec)) || (rc = coord_model_init(c)) ||
         (rc = fmq_fedavg_init(&c->agg, c->dim)) ||
-        (rc = fmq_robust_init(&c->rob, cfg->robust, c->dim)))
+        (rc = fmq_robust_init(&c->rob, cfg->robust, c->dim)) ||
+        (rc = fmq_rule_acc_init(&c->racc, COORD_MAX_AGENTS)))
         return rc;
     c->rob.clip_mult = cfg->robust_clip;
     c->rob.trim = cfg->robust_trim;
@@ -98,7 +102,8 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     c->round = 0;
     c->phase = c->kind == FMQ_MODEL_GIOT ? FMQ_PHASE_TRAIN : FMQ_PHASE_STATS; /* no features */
     if ((rc = coord_state_load(c)) < 0) return rc;
-    if (cfg->rounds > 0 && c->round >= (uint64_t)cfg->rounds) c->done = 1;
+    if (cfg->rounds > 0 && c->round >= (uint64_t)cfg->rounds && c->phase != FMQ_PHASE_CALIB)
+        c->done = 1;
     return 0;
 }
 
@@ -108,6 +113,7 @@ void coord_free(struct coord *c)
     coord_model_free(c);
     fmq_fedavg_free(&c->agg);
     fmq_robust_free(&c->rob);
+    fmq_rule_acc_free(&c->racc);
     fmq_wire_dec_free(&c->dec);
     fmq_buf_free(&c->out);
     free(c->delta);
@@ -129,7 +135,9 @@ static double process_cpu_s(void)
 /* The number of the round being collected, as the logs and metrics name it (0 = statistics). */
 static unsigned long long open_round(const struct coord *c)
 {
-    return c->phase == FMQ_PHASE_STATS ? 0 : (unsigned long long)c->round + 1;
+    return c->phase == FMQ_PHASE_STATS   ? 0
+           : c->phase == FMQ_PHASE_CALIB ? (unsigned long long)c->round
+                                         : (unsigned long long)c->round + 1;
 }
 
 static void publish_global(struct coord *c)
@@ -164,6 +172,7 @@ static void publish_global(struct coord *c)
     g.nplans = c->nplans;
     g.selected = (const char(*)[FMQ_ID_MAX])c->selected;
     g.nselected = c->phase == FMQ_PHASE_TRAIN ? c->nselected : 0;
+    g.rule = c->rule;
     if (fmq_wire_encode_global(&g, &c->out) != 0) {
         fmq_log(FMQ_LOG_ERROR, "cannot encode global model");
         return;
@@ -220,6 +229,7 @@ static struct coord_agent *find_agent(struct coord *c, const char *id, int creat
     struct coord_agent *a = &c->agents[c->nagents++];
     memset(a, 0, sizeof *a);
     snprintf(a->id, sizeof a->id, "%s", id);
+    a->calib = -1;
     return a;
 }
 
@@ -257,6 +267,9 @@ static void on_status(struct coord *c, const struct fmq_mq_msg *m)
     }
     if (!(a = find_agent(c, s.agent, 1))) return;
     a->online = strcmp(s.state, "offline") != 0;
+    a->calib = -1;
+    for (int k = FMQ_CALIB_LEARNING; k <= FMQ_CALIB_RECALIBRATING; k++)
+        if (!strcmp(s.calib, fmq_calib_state_name(k))) a->calib = k;
 }
 
 static int is_selected(const struct coord *c, const char *id)
@@ -317,6 +330,7 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
     u.delta = c->delta;
     u.delta_cap = c->dim;
     u.stats = &c->upd_moments;
+    u.benign = &c->upd_bmoments;
     rc = fmq_wire_decode_update(&c->dec, m->payload, m->len, (uint32_t)c->dim, &u, err, sizeof err);
     if (rc != 0) {
         reject(c, &c->rej_bad, m->topic, err);
@@ -341,7 +355,8 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
             return;
         }
     }
-    if ((c->phase == FMQ_PHASE_STATS) != (u.has_stats && u.codec == FMQ_CODEC_NONE)) {
+    if ((c->phase == FMQ_PHASE_STATS) != (u.has_stats && u.codec == FMQ_CODEC_NONE) ||
+        (c->phase == FMQ_PHASE_CALIB) != (u.codec == FMQ_CODEC_NONE && !u.has_stats)) {
         reject(c, &c->rej_phase, m->topic, "update kind does not match the round phase");
         return;
     }
@@ -377,8 +392,12 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
             reject(c, &c->rej_phase, m->topic, "agent was not sampled for this round");
             return;
         }
-        if (c->phase == FMQ_PHASE_STATS)
+        if (c->phase == FMQ_PHASE_STATS) {
             fmq_moments_merge(&c->moments, &c->upd_moments);
+            if (u.has_benign) fmq_moments_merge(&c->bmoments, &c->upd_bmoments);
+        }
+        else if (c->phase == FMQ_PHASE_CALIB)
+            ; /* a sketch, nothing to aggregate */
         else {
             double w = c->cfg.sp.uniform || c->cfg.dp_clip > 0 ? 1.0 : (double)u.n_examples;
             if (c->cfg.dp_clip > 0) /* DP-FedAvg: bounded, equally weighted contributions */
@@ -389,6 +408,12 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
             }
             if (c->cfg.robust == FMQ_ROBUST_NONE) fmq_fedavg_add(&c->agg, c->delta, w);
         }
+    }
+    if (u.has_sketch && u.base_version == c->version) { /* the model being replaced, measured */
+        fmq_rule_acc_add(&c->racc, &u.sketch, (uint32_t)c->cfg.rule_min_benign);
+        fmq_log(FMQ_LOG_DEBUG, "sketch from %s of v%llu: %u benign, sup q99 %.4g q99.5 %.4g, "
+                "nov q99 %.4g q99.5 %.4g", u.agent, (unsigned long long)u.base_version,
+                u.sketch.n, u.sketch.q[0][2], u.sketch.q[0][3], u.sketch.q[1][2], u.sketch.q[1][3]);
     }
     if (!a->in_round) {
         c->participants++;
@@ -463,17 +488,23 @@ static void close_round(struct coord *c)
     struct fmq_confusion cm = {0};
     struct fmq_scores sc = {0};
     struct coord_eval ev;
-    char json[8192], ids[1024], per[3072], sens[1536];
+    char json[16384], ids[1024], det[8192], sens[1536];
     size_t sn = 0;
-    size_t pn = 0;
     size_t idn = 0;
     double round_s = fmq_mono() - c->round_start;
     int online = 0, was_stats = c->phase == FMQ_PHASE_STATS, finite = 1;
+    int was_calib = c->phase == FMQ_PHASE_CALIB;
     uint64_t down;
 
     if (was_stats) {
         fmq_moments_finish(&c->moments, c->model.norm_mean, c->model.norm_std);
         c->model.has_norm = 1;
+        if (c->bmoments.n > 0) { /* the fleet's benign profile: the novelty channel */
+            fmq_moments_finish(&c->bmoments, c->model.prof_mean, c->model.prof_std);
+            c->model.has_prof = 1;
+        }
+        c->phase = FMQ_PHASE_TRAIN;
+    } else if (was_calib) { /* the model as it is, with the rule measured on it exactly */
         c->phase = FMQ_PHASE_TRAIN;
     } else {
         int rc;
@@ -511,21 +542,21 @@ static void close_round(struct coord *c)
                     "round %llu: %s; model unchanged", (unsigned long long)c->round + 1,
                     c->participants ? "every update was dropped" : "no update");
         c->round++;
+        if (c->cfg.rounds > 0 && c->round >= (uint64_t)c->cfg.rounds && c->cfg.calib_round)
+            c->phase = FMQ_PHASE_CALIB; /* one more round: sketches of the final model */
+    }
+    { /* the fleet rule the next model carries: this round's sketches of the model it replaces */
+        struct fmq_rule r;
+        fmq_rule_acc_finish(&c->racc, c->cfg.fp_budget, c->version, &r);
+        if (r.channels) c->rule = r;
+        fmq_rule_acc_reset(&c->racc);
     }
     c->version++;
-    coord_evaluate(c, &ev);
+    coord_evaluate(c, &c->rule, &ev);
     for (size_t i = 0; i < c->dim; i++) finite &= isfinite(c->trainable[i]) != 0;
     cm = ev.cm;
     fmq_scores_from(&cm, &sc);
-    per[0] = 0;
-    for (int f = 0; f < c->cfg.ntest && pn + 200 < sizeof per; f++) {
-        const struct fmq_confusion fc = ev.per_file[f];
-        pn += (size_t)snprintf(
-            per + pn, sizeof per - pn,
-            "%s{\"file\":\"%s\",\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,\"fn\":%llu}", f ? "," : "",
-            c->test_name[f], (unsigned long long)fc.tp, (unsigned long long)fc.fp,
-            (unsigned long long)fc.tn, (unsigned long long)fc.fn);
-    }
+    coord_eval_json(c, &ev, det, sizeof det);
     sens[0] = 0;
     for (int i = 0; i < c->nagents && sn + 200 < sizeof sens; i++) {
         const struct coord_agent *ag = &c->agents[i];
@@ -570,17 +601,18 @@ static void close_round(struct coord *c)
         "\"bytes_down_round\":%llu,"
         "\"bytes_down_total\":%llu,\"model_bytes\":%zu,\"update_bytes_mean\":%.1f,"
         "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
-        "\"task\":%llu,\"phase\":%llu,\"replay\":%llu},\"per_test_file\":[%s],\"links\":[%s],"
+        "\"task\":%llu,\"phase\":%llu,\"replay\":%llu},%s,\"links\":[%s],"
         "\"plans\":%d,"
         "\"eval_s\":%.6f,\"model_hash\":\"%016llx\",\"agent_val\":{\"n\":%d,\"accuracy\":%.6f,"
         "\"f1\":%.6f},\"process_cpu_s\":%.3f,\"ts\":%.3f}",
         c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
-        was_stats ? "stats" : "train", coord_model_name(c), coord_model_params(c), c->dim,
+        was_stats ? "stats" : was_calib ? "calib" : "train", coord_model_name(c),
+        coord_model_params(c), c->dim,
         fmq_strategy_name(c->cfg.strategy), fmq_robust_name(c->cfg.robust), c->rob.last_used,
         c->rob.last_clipped, c->cfg.dp_clip, c->cfg.dp_noise, c->cfg.dp_delta,
         (unsigned long long)c->dp_rounds,
         c->cfg.dp_clip > 0 && isfinite(c->dp_eps) ? c->dp_eps : -1.0, c->dp_clipped,
-        fmq_codec_name(was_stats ? FMQ_CODEC_NONE : c->codec_last), c->nselected,
+        fmq_codec_name(was_stats || was_calib ? FMQ_CODEC_NONE : c->codec_last), c->nselected,
         fmq_gsfs_quorum(&c->cfg.gsfs, online), c->pool.last_used, c->pool.last_dropped,
         c->pool.last_clipped, c->pool.last_deferred, (unsigned long long)c->pool.superseded,
         c->participants, ids, online, (unsigned long long)c->examples, c->ntest, sc.accuracy,
@@ -594,7 +626,7 @@ static void close_round(struct coord *c)
         (double)c->bytes_up_round / (c->updates_round ? c->updates_round : 1), round_s,
         (unsigned long long)c->rej_bad, (unsigned long long)c->rej_stale,
         (unsigned long long)c->rej_dup, (unsigned long long)c->rej_task,
-        (unsigned long long)c->rej_phase, (unsigned long long)c->rej_replay, per, sens, c->nplans,
+        (unsigned long long)c->rej_phase, (unsigned long long)c->rej_replay, det, sens, c->nplans,
         ev.eval_s, (unsigned long long)ev.model_hash, c->val_n,
         c->val_n ? c->val_accuracy / c->val_n : 0.0, c->val_n ? c->val_f1 / c->val_n : 0.0,
         process_cpu_s(), fmq_now());
@@ -603,7 +635,15 @@ static void close_round(struct coord *c)
         fprintf(c->metrics, "%s\n", json);
         fflush(c->metrics);
     }
-    if (was_stats)
+    if (was_calib)
+        fmq_log(FMQ_LOG_INFO,
+                "calibration round -> v%llu: %d agents, fleet rule from %u sites (budget %.3g): "
+                "deployed test recall %.4f, FPR %.4f",
+                (unsigned long long)c->version, c->participants, c->rule.sites, c->rule.budget,
+                ev.dep.tp + ev.dep.fn ? (double)ev.dep.tp / (double)(ev.dep.tp + ev.dep.fn) : 0.0,
+                ev.dep.fp + ev.dep.tn ? (double)ev.dep.fp / (double)(ev.dep.fp + ev.dep.tn)
+                                      : 0.0);
+    else if (was_stats)
         fmq_log(FMQ_LOG_INFO,
                 "round 0 (statistics) -> v%llu: %d agents, %llu flows, up %llu B, down %llu B, "
                 "%.2f s",
@@ -629,12 +669,14 @@ static void close_round(struct coord *c)
     fmq_robust_reset(&c->rob);
     c->dp_clipped = 0;
     fmq_moments_clear(&c->moments);
+    fmq_moments_clear(&c->bmoments);
     c->participants = 0;
     c->examples = 0;
     c->bytes_up_round = 0;
     c->bytes_in_round = 0;
     c->updates_round = 0;
-    if (c->cfg.rounds > 0 && c->round >= (uint64_t)c->cfg.rounds) c->done = 1;
+    if (c->cfg.rounds > 0 && c->round >= (uint64_t)c->cfg.rounds && c->phase != FMQ_PHASE_CALIB)
+        c->done = 1;
 }
 
 void coord_expire_deadline(struct coord *c)

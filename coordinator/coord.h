@@ -12,6 +12,7 @@
 #include "fedmq/featurize.h"
 #include "fedmq/giot.h"
 #include "fedmq/gsfs.h"
+#include "fedmq/learner.h"
 #include "fedmq/sensing.h"
 #include "fedmq/model.h"
 #include "fedmq/mq.h"
@@ -51,6 +52,9 @@ struct coord_cfg {
     double dp_noise;  /* noise multiplier z: std z x dp_clip / m on the mean of m updates */
     double dp_delta;  /* delta of the reported (epsilon, delta) */
     double threshold; /* decision threshold for test metrics */
+    double fp_budget; /* the fleet rule's false-positive budget (calib.h) */
+    int calib_round;  /* after the last training round, a calibration round (phase calib) */
+    long rule_min_benign; /* benign validation flows a site's sketch needs to count */
     char test[COORD_MAX_TEST][256]; /* labelled conn logs for evaluation */
     int ntest;
     double test_from;       /* evaluate on each file's flows after this time fraction */
@@ -78,6 +82,7 @@ struct coord_agent {
     uint64_t updates;         /* accepted updates, all rounds */
     uint64_t last_seq;        /* highest sequence number accepted: anything not above is a replay */
     uint64_t last_base;       /* base version of that update (for its receipt) */
+    int calib;                /* calibration state its status reports, -1 unknown */
 };
 
 #define COORD_HISTORY 4096
@@ -92,7 +97,8 @@ struct coord_round {
 
 /* One evaluation of the global model on the test set. */
 struct coord_eval {
-    struct fmq_confusion cm, per_file[COORD_MAX_TEST];
+    struct fmq_confusion cm, per_file[COORD_MAX_TEST];   /* at the configured threshold */
+    struct fmq_confusion dep, dep_file[COORD_MAX_TEST];  /* at the deployed (fleet) rule */
     double recall_at_fpr;        /* at 1% false-positive rate, -1 without malicious test flows */
     double head_recall_at_fpr;   /* GIoT's supervised head, -1 without one */
     double either_recall_at_fpr; /* GIoT's likelihood or head, at 1% together; -1 without */
@@ -107,16 +113,17 @@ struct coord {
     size_t dim;       /* trainable parameters: what updates carry */
     float *trainable; /* borrowed view: model.params, gpt.params or gpt.lora */
     struct fmq_gpt gpt;
-    struct fmq_giot_trainer etr; /* GIoT evaluation */
-    struct fmq_giot_data td;     /* GIoT test flows as tokens */
-    uint32_t *tidx;              /* owned: GIoT test rows -> td flow */
-    float *tscore, *tscratch;    /* owned: test scores, ntest each */
-    float *thead;                /* owned: GIoT head's P(malicious), ntest */
+    struct fmq_learner ev;       /* evaluation: the agents' scoring path over the test flows */
+    uint32_t *tslot;             /* owned: test rows -> ev slots */
+    float *tscore;               /* owned: ntest x FMQ_NCH channel scores */
+    float *tch;                  /* owned: the supervised then the novelty scores, 2 x ntest */
+    float *tscratch;             /* owned: 3 x ntest */
+    struct fmq_rule_acc racc;    /* this round's sketches */
+    struct fmq_rule rule;        /* the fleet rule the next global model carries */
     struct fmq_mq *mq;
     struct fmq_wire_dec dec;
     struct fmq_buf out;
     struct fmq_model model; /* the global model */
-    struct fmq_mlp_ws ws;   /* evaluation */
     struct fmq_fedavg agg;
     struct fmq_robust rob;        /* robust rules keep every update of the round */
     struct fmq_server_opt opt;    /* server-side step of the chosen strategy */
@@ -134,11 +141,13 @@ struct coord {
     struct fmq_agent_plan *plans;   /* owned: tailored plans announced with the model */
     int nplans;                     /* codec of the last accepted update, for the metrics */
     struct fmq_moments moments;     /* stats phase accumulator */
+    struct fmq_moments bmoments;    /* the same, benign rows only: the profile */
     struct fmq_moments upd_moments; /* decode storage */
+    struct fmq_moments upd_bmoments;
     float *delta;                   /* decode storage, nparams */
-    float *Xt, *yt;                 /* owned test set, raw features */
+    float *yt;                      /* owned: test labels, 1 malicious */
     size_t ntest;
-    size_t test_start[COORD_MAX_TEST + 1]; /* first row of each test file in Xt */
+    size_t test_start[COORD_MAX_TEST + 1]; /* first test row of each file */
     char test_name[COORD_MAX_TEST][96];    /* file base names, JSON-safe */
     char run[FMQ_ID_MAX];
     uint64_t version, round;
@@ -191,8 +200,13 @@ void coord_model_free(struct coord *c);
 const char *coord_model_name(const struct coord *c);
 size_t coord_model_params(const struct coord *c);
 void coord_model_to_global(struct coord *c, struct fmq_global *g);
-void coord_evaluate(struct coord *c, struct coord_eval *e);
+/* Scores the test set with the global model; deployed figures at `rule` (the one it carries). */
+void coord_evaluate(struct coord *c, const struct fmq_rule *rule, struct coord_eval *e);
 int coord_model_save(struct coord *c, const uint8_t *buf, size_t len);
+/* The metrics' detection members: "per_test_file" (configured threshold and deployed rule per
+ * file), "deployed" (fpr, recall, precision, f1, alerts per 1,000 benign flows), "rule" and
+ * "calibration" (agents per state), without braces. */
+void coord_eval_json(const struct coord *c, const struct coord_eval *e, char *buf, size_t cap);
 
 /* coord_state.c */
 int coord_state_save(struct coord *c, const uint8_t *model, size_t model_len);

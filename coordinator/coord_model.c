@@ -1,11 +1,18 @@
 /* The model a coordinator trains and how it is judged: an MLP or logistic model over flow
  * features, or a GIoT transformer over flow tokens (optionally a frozen base loaded from a
- * saved global model plus LoRA adapters, so agents train and send only the adapters). The test
- * set is every labelled flow after test_from of each test file, read with the earlier flows as
- * context (feature windows or token windows); eval_max thins it evenly per file. Evaluation
- * scores every test flow: the MLP's P(malicious) is cut at the configured threshold, GIoT's
- * negative log-likelihood at the threshold that lets 1% of the benign test flows through; both
- * report recall at 1% false-positive rate. */
+ * saved global model plus LoRA adapters, so agents train and send only the adapters).
+ *
+ * Evaluation goes through the same learner an agent scores with (learner.h): every test file's
+ * flows are ingested in time order into one evaluation learner, each file a context of its own
+ * (so its devices' earlier flows are warm, as on an agent that saw them), and the labelled rows
+ * after test_from are scored with each new global model. Unlabelled rows are context, never
+ * counted. eval_max thins the scored rows evenly per file. Three views of the same scores:
+ *   - deployed: the verdict of fmq_rule_verdict with the fleet rule the published model carries,
+ *     what an agent at a new site alerts on before it has calibrated (calib.h);
+ *   - the configured decision threshold (MLP: P(malicious) >= threshold; GIoT: its NLL above the
+ *     threshold that lets 1% of the benign test flows through, or the head at >= threshold),
+ *     comparable round to round and with earlier runs;
+ *   - recall at 1% false-positive rate of each score, a ranking diagnostic. */
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,47 +22,6 @@
 
 #include "coord.h"
 #include "fedmq/connlog.h"
-
-static int grow(struct coord *c, size_t need, size_t *cap)
-{
-    float *ny, *nx = NULL;
-    uint32_t *ni = NULL;
-    if (need <= *cap) return 0;
-    *cap = need * 2;
-    if (!(ny = realloc(c->yt, *cap * sizeof(float)))) return FMQ_ENOMEM;
-    c->yt = ny;
-    if (c->kind == FMQ_MODEL_GIOT) {
-        if (!(ni = realloc(c->tidx, *cap * sizeof(uint32_t)))) return FMQ_ENOMEM;
-        c->tidx = ni;
-    } else {
-        if (!(nx = realloc(c->Xt, *cap * FMQ_FEAT_DIM * sizeof(float)))) return FMQ_ENOMEM;
-        c->Xt = nx;
-    }
-    return 0;
-}
-
-/* Appends one file's token data to c->td (links shifted by the flows already there, so each
- * file's devices stay apart). */
-static int append_tokens(struct coord *c, const struct fmq_giot_data *d)
-{
-    struct fmq_giot_data *t = &c->td;
-    size_t n = t->n + d->n;
-    uint16_t *tok = realloc(t->tok, (n ? n : 1) * FMQ_TOK_PER_FLOW * sizeof *tok);
-    int32_t *prev;
-    int8_t *lab;
-    if (tok) t->tok = tok;
-    prev = realloc(t->prev, (n ? n : 1) * sizeof *prev);
-    if (prev) t->prev = prev;
-    lab = realloc(t->label, n ? n : 1);
-    if (lab) t->label = lab;
-    if (!tok || !prev || !lab) return FMQ_ENOMEM;
-    memcpy(t->tok + t->n * FMQ_TOK_PER_FLOW, d->tok, d->n * FMQ_TOK_PER_FLOW * sizeof *tok);
-    memcpy(t->label + t->n, d->label, d->n);
-    for (size_t i = 0; i < d->n; i++)
-        t->prev[t->n + i] = d->prev[i] < 0 ? -1 : d->prev[i] + (int32_t)t->n;
-    t->n = n;
-    return 0;
-}
 
 static void base_name(char *dst, size_t cap, const char *path)
 {
@@ -75,11 +41,7 @@ static void thin(struct coord *c)
         c->test_start[f] = w;
         for (size_t r = a0; r < a1; r += stride, w++) {
             c->yt[w] = c->yt[r];
-            if (c->kind == FMQ_MODEL_GIOT)
-                c->tidx[w] = c->tidx[r];
-            else
-                memmove(c->Xt + w * FMQ_FEAT_DIM, c->Xt + r * FMQ_FEAT_DIM,
-                        FMQ_FEAT_DIM * sizeof(float));
+            c->tslot[w] = c->tslot[r];
         }
     }
     c->test_start[c->cfg.ntest] = w;
@@ -88,40 +50,67 @@ static void thin(struct coord *c)
     c->ntest = w;
 }
 
-/* Reads each test file in time order so device context is warm, as on an agent that saw the
- * earlier flows, and keeps the labelled rows after test_from. */
+/* Reads the test files once (flows, labels) to size the evaluation learner. */
+static int count_test(struct coord *c, size_t *total)
+{
+    *total = 0;
+    for (int i = 0; i < c->cfg.ntest; i++) {
+        struct fmq_flow *v;
+        size_t n;
+        long bad = 0;
+        int rc = fmq_connlog_read_all(c->cfg.test[i], &v, &n, &bad);
+        if (rc != 0) return rc;
+        free(v);
+        *total += n;
+    }
+    return 0;
+}
+
+/* Every test file into the evaluation learner, in time order, each its own context; the
+ * labelled rows after test_from become test rows. */
 static int load_test(struct coord *c)
 {
-    struct fmq_featurizer fz;
-    size_t cap = 0;
-    int rc, giot = c->kind == FMQ_MODEL_GIOT;
+    struct fmq_learner_cfg lc;
+    size_t total = 0, cap = 0;
+    int rc;
 
-    if ((rc = fmq_feat_init(&fz, 4096, giot ? 1 : c->cfg.model.window)) != 0) return rc;
+    if (c->cfg.ntest == 0) return 0;
+    if ((rc = count_test(c, &total)) != 0) return rc;
+    fmq_learner_cfg_default(&lc);
+    lc.buffer = 1;       /* the coordinator trains nothing */
+    lc.recent = total;   /* every test flow stays scorable */
+    lc.val_max = 1;
+    lc.calib.window = 16; /* no calibration: verdicts use the fleet rule itself */
+    lc.giot_batch = 16;
+    lc.max_devices = 4096;
+    lc.calib.static_sup = fmq_calib_logit(c->cfg.threshold);
+    if ((rc = fmq_learner_init(&c->ev, c->kind, &lc)) != 0) return rc;
     for (int i = 0; i < c->cfg.ntest && rc == 0; i++) {
-        struct fmq_giot_data d = {0};
         struct fmq_flow *v;
-        size_t n, from, base = c->td.n;
+        size_t n, from;
         long bad = 0;
         if ((rc = fmq_connlog_read_all(c->cfg.test[i], &v, &n, &bad)) != 0) break;
         from = (size_t)floor((double)n * c->cfg.test_from);
-        if ((rc = grow(c, c->ntest + (n - from), &cap)) != 0 ||
-            (giot && ((rc = fmq_giot_data_build(&d, v, n)) || (rc = append_tokens(c, &d))))) {
-            fmq_giot_data_free(&d);
-            free(v);
-            break;
+        if (c->ntest + n > cap) {
+            size_t nc = (c->ntest + n) * 2;
+            float *ny = realloc(c->yt, nc * sizeof *ny);
+            uint32_t *ns = ny ? realloc(c->tslot, nc * sizeof *ns) : NULL;
+            if (ny) c->yt = ny;
+            if (ns) c->tslot = ns;
+            if (!ny || !ns) {
+                free(v);
+                rc = FMQ_ENOMEM;
+                break;
+            }
+            cap = nc;
         }
-        fmq_giot_data_free(&d);
-        fmq_feat_reset(&fz);
+        c->ev.ops->new_context(&c->ev);
         c->test_start[i] = c->ntest;
         base_name(c->test_name[i], sizeof c->test_name[i], c->cfg.test[i]);
         for (size_t k = 0; k < n; k++) {
-            float x[FMQ_FEAT_DIM];
-            if (!giot) fmq_feat_extract(&fz, &v[k], x);
-            if (k < from || v[k].label == FMQ_LABEL_UNKNOWN) continue;
-            if (giot)
-                c->tidx[c->ntest] = (uint32_t)(base + k);
-            else
-                memcpy(c->Xt + c->ntest * FMQ_FEAT_DIM, x, sizeof x);
+            uint32_t slot = fmq_learner_ingest(&c->ev, &v[k]);
+            if (k < from || v[k].label == FMQ_LABEL_UNKNOWN) continue; /* context only */
+            c->tslot[c->ntest] = slot;
             c->yt[c->ntest++] = v[k].label == FMQ_LABEL_MALICIOUS;
         }
         fmq_log(FMQ_LOG_INFO, "test set: %s: %zu of %zu flows (after %.0f%%), %ld bad lines",
@@ -129,12 +118,11 @@ static int load_test(struct coord *c)
         free(v);
     }
     c->test_start[c->cfg.ntest] = c->ntest;
-    fmq_feat_free(&fz);
     if (rc == 0 && c->cfg.eval_max > 0 && c->ntest > (size_t)c->cfg.eval_max) thin(c);
     if (rc == 0 && c->ntest &&
-        (!(c->tscore = malloc(c->ntest * sizeof(float))) ||
+        (!(c->tscore = malloc(c->ntest * FMQ_NCH * sizeof(float))) ||
          !(c->tscratch = malloc(3 * c->ntest * sizeof(float))) ||
-         !(c->thead = malloc(c->ntest * sizeof(float)))))
+         !(c->tch = malloc(2 * c->ntest * sizeof(float)))))
         rc = FMQ_ENOMEM;
     return rc;
 }
@@ -192,7 +180,7 @@ static int init_giot(struct coord *c)
     if (c->cfg.lora_rank &&
         (rc = fmq_gpt_lora_init(&c->gpt, c->cfg.lora_rank, c->cfg.lora_alpha, c->cfg.seed)) != 0)
         return rc;
-    return fmq_giot_trainer_init(&c->etr, &c->gpt, 16, c->cfg.giot_context, 1e-3f, 0, 0);
+    return 0;
 }
 
 int coord_model_init(struct coord *c)
@@ -212,7 +200,6 @@ int coord_model_init(struct coord *c)
             return rc;
         }
         fmq_model_init_params(&c->model, c->cfg.seed);
-        if ((rc = fmq_mlp_ws_init(&c->ws, &c->model, 1)) != 0) return rc;
         c->trainable = c->model.params;
         c->dim = c->model.nparams;
     }
@@ -222,17 +209,12 @@ int coord_model_init(struct coord *c)
 void coord_model_free(struct coord *c)
 {
     fmq_model_free(&c->model);
-    fmq_mlp_ws_free(&c->ws);
     fmq_gpt_free(&c->gpt);
-    fmq_giot_trainer_free(&c->etr);
-    free(c->td.tok);
-    free(c->td.prev);
-    free(c->td.label);
-    free(c->tidx);
+    fmq_learner_free(&c->ev);
+    free(c->tslot);
     free(c->tscore);
     free(c->tscratch);
-    free(c->thead);
-    free(c->Xt);
+    free(c->tch);
     free(c->yt);
 }
 
@@ -249,6 +231,7 @@ size_t coord_model_params(const struct coord *c)
 
 void coord_model_to_global(struct coord *c, struct fmq_global *g)
 {
+    g->kind = c->kind;
     if (c->kind == FMQ_MODEL_GIOT) {
         g->gpt = &c->gpt;
         g->giot_context = c->cfg.giot_context;
@@ -257,61 +240,72 @@ void coord_model_to_global(struct coord *c, struct fmq_global *g)
         g->model = &c->model;
 }
 
-/* The agents' alert rule: the MLP flags P(malicious) >= threshold; GIoT flags an NLL above the
- * 1%-FPR threshold, or, with a supervised head, a head probability >= threshold. */
-static void confusion(const struct coord *c, size_t a0, size_t a1, float thr,
-                      struct fmq_confusion *cm)
-{
-    int giot = c->kind == FMQ_MODEL_GIOT, head = giot && c->gpt.cfg.classes >= 2;
-    float pthr = (float)c->cfg.threshold;
-    for (size_t i = a0; i < a1; i++)
-        fmq_confusion_add(cm, c->yt[i] > 0.5f,
-                          giot ? c->tscore[i] > thr || (head && c->thead[i] >= pthr)
-                               : c->tscore[i] >= thr);
-}
-
-void coord_evaluate(struct coord *c, struct coord_eval *e)
+/* FNV-1a 64 over the trainable parameters (and the MLP's input normalisation): equal models,
+ * equal hash. */
+static uint64_t model_hash(const struct coord *c)
 {
     const uint8_t *p = (const uint8_t *)c->trainable;
-    double t0 = fmq_mono();
-    float thr;
-    memset(e, 0, sizeof *e);
-    e->model_hash = 1469598103934665603ULL; /* FNV-1a 64 */
-    for (size_t i = 0; p && i < c->dim * sizeof(float); i++)
-        e->model_hash = (e->model_hash ^ p[i]) * 1099511628211ULL;
-    if (c->kind != FMQ_MODEL_GIOT && c->model.has_norm) /* the MLP's input normalisation too */
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; p && i < c->dim * sizeof(float); i++) h = (h ^ p[i]) * 1099511628211ULL;
+    if (c->kind != FMQ_MODEL_GIOT && c->model.has_norm)
         for (int k = 0; k < 2; k++) {
             p = (const uint8_t *)(k ? c->model.norm_std : c->model.norm_mean);
             for (size_t i = 0; i < (size_t)c->model.cfg.in_dim * sizeof(float); i++)
-                e->model_hash = (e->model_hash ^ p[i]) * 1099511628211ULL;
+                h = (h ^ p[i]) * 1099511628211ULL;
         }
+    return h;
+}
+
+void coord_evaluate(struct coord *c, const struct fmq_rule *rule, struct coord_eval *e)
+{
+    struct fmq_global g;
+    double t0 = fmq_mono();
+    float *sup = c->tch, *nov = c->tch + c->ntest, thr = 0, pthr;
+    int channels, prim;
+    char err[200];
+    size_t n = c->ntest;
+
+    memset(e, 0, sizeof *e);
+    e->model_hash = model_hash(c);
     e->recall_at_fpr = e->head_recall_at_fpr = e->either_recall_at_fpr = -1;
-    if (!c->ntest) return;
-    if (c->kind == FMQ_MODEL_GIOT && c->gpt.cfg.classes >= 2) { /* the supervised head first */
-        fmq_giot_classify(&c->etr, &c->gpt, &c->td, c->tidx, c->ntest, c->thead);
-        e->head_recall_at_fpr =
-            fmq_recall_at_fpr(c->thead, c->yt, c->ntest, 0.01, c->tscratch, NULL, NULL);
+    if (!n) return;
+    memset(&g, 0, sizeof g);
+    coord_model_to_global(c, &g);
+    if (fmq_learner_adopt(&c->ev, &g, rule, err, sizeof err) != 0) {
+        fmq_log(FMQ_LOG_ERROR, "cannot evaluate the global model: %s", err);
+        return;
     }
-    if (c->kind == FMQ_MODEL_GIOT)
-        fmq_giot_score(&c->etr, &c->gpt, &c->td, c->tidx, c->ntest, c->tscore);
-    else
-        for (size_t i = 0; i < c->ntest; i++)
-            c->tscore[i] = fmq_model_logit(&c->model, &c->ws, c->Xt + i * FMQ_FEAT_DIM);
-    e->recall_at_fpr = fmq_recall_at_fpr(c->tscore, c->yt, c->ntest, 0.01, c->tscratch, &thr, NULL);
-    if (e->head_recall_at_fpr >= 0) /* as agents alert: unlikely, or the head says attack */
-        e->either_recall_at_fpr =
-            fmq_recall_at_fpr_either(c->tscore, c->thead, c->yt, c->ntest, 0.01, c->tscratch);
-    e->threshold = c->kind == FMQ_MODEL_GIOT ? thr : (float)c->cfg.threshold;
-    if (c->kind != FMQ_MODEL_GIOT) { /* MLP scores are logits: P >= p is logit >= log(p/(1-p)) */
-        double pt = c->cfg.threshold <= 0   ? 1e-9
-                    : c->cfg.threshold >= 1 ? 1 - 1e-9
-                                            : c->cfg.threshold;
-        thr = (float)log(pt / (1 - pt));
-    } else
-        thr = e->threshold;
-    confusion(c, 0, c->ntest, thr, &e->cm);
+    channels = c->ev.ops->channels(&c->ev);
+    prim = channels & FMQ_CH_BIT(FMQ_CH_NOV) ? FMQ_CH_NOV : FMQ_CH_SUP;
+    c->ev.ops->score(&c->ev, c->tslot, n, c->tscore);
+    for (size_t i = 0; i < n; i++) {
+        sup[i] = c->tscore[i * FMQ_NCH + FMQ_CH_SUP];
+        nov[i] = c->tscore[i * FMQ_NCH + FMQ_CH_NOV];
+    }
+    e->recall_at_fpr = fmq_recall_at_fpr(prim == FMQ_CH_NOV ? nov : sup, c->yt, n, 0.01,
+                                         c->tscratch, &thr, NULL);
+    if (prim == FMQ_CH_NOV && (channels & FMQ_CH_BIT(FMQ_CH_SUP))) {
+        e->head_recall_at_fpr = fmq_recall_at_fpr(sup, c->yt, n, 0.01, c->tscratch, NULL, NULL);
+        e->either_recall_at_fpr = fmq_recall_at_fpr_either(nov, sup, c->yt, n, 0.01, c->tscratch);
+    }
+    /* the configured threshold: the MLP's static one, GIoT's NLL at 1% of the benign test
+     * flows (or its head at the static one) */
+    pthr = c->ev.cal.cfg.static_sup;
+    if (prim == FMQ_CH_SUP) thr = pthr;
+    e->threshold = prim == FMQ_CH_SUP ? (float)c->cfg.threshold : thr;
     for (int f = 0; f < c->cfg.ntest; f++)
-        confusion(c, c->test_start[f], c->test_start[f + 1], thr, &e->per_file[f]);
+        for (size_t i = c->test_start[f]; i < c->test_start[f + 1]; i++) {
+            struct fmq_verdict v;
+            int truth = c->yt[i] > 0.5f;
+            int cut = prim == FMQ_CH_NOV ? nov[i] > thr ||
+                                               ((channels & FMQ_CH_BIT(FMQ_CH_SUP)) && sup[i] >= pthr)
+                                         : sup[i] >= pthr;
+            fmq_confusion_add(&e->cm, truth, cut);
+            fmq_confusion_add(&e->per_file[f], truth, cut);
+            fmq_rule_verdict(rule, channels, pthr, c->tscore + i * FMQ_NCH, &v);
+            fmq_confusion_add(&e->dep, truth, v.alert);
+            fmq_confusion_add(&e->dep_file[f], truth, v.alert);
+        }
     e->eval_s = fmq_mono() - t0;
 }
 
@@ -332,4 +326,62 @@ int coord_model_save(struct coord *c, const uint8_t *buf, size_t len)
     if (rc == 0 && rename(tmp, c->cfg.model_out) != 0) rc = FMQ_EIO;
     if (rc != 0) fmq_log(FMQ_LOG_ERROR, "%s: cannot save the global model", c->cfg.model_out);
     return rc;
+}
+
+/* fpr, recall, precision, f1 and alerts per 1,000 benign flows of a confusion matrix, as JSON
+ * members; a rate with nothing to count is null, not 0. */
+static size_t rates_json(char *buf, size_t cap, const struct fmq_confusion *m)
+{
+    double ben = (double)(m->fp + m->tn), mal = (double)(m->tp + m->fn), al = (double)(m->tp + m->fp);
+    char f[4][24];
+    if (ben > 0) snprintf(f[0], sizeof f[0], "%.6f", m->fp / ben); else strcpy(f[0], "null");
+    if (mal > 0) snprintf(f[1], sizeof f[1], "%.6f", m->tp / mal); else strcpy(f[1], "null");
+    if (al > 0) snprintf(f[2], sizeof f[2], "%.6f", m->tp / al); else strcpy(f[2], "null");
+    if (mal > 0) snprintf(f[3], sizeof f[3], "%.6f", 2.0 * m->tp / (2.0 * m->tp + m->fp + m->fn));
+    else strcpy(f[3], "null");
+    return (size_t)snprintf(buf, cap,
+                            "\"fpr\":%s,\"recall\":%s,\"precision\":%s,\"f1\":%s,"
+                            "\"alerts_per_1k_benign\":%s%s%.3f,\"tp\":%llu,\"fp\":%llu,"
+                            "\"tn\":%llu,\"fn\":%llu",
+                            f[0], f[1], f[2], f[3], "", "", ben > 0 ? 1000.0 * m->fp / ben : 0.0,
+                            (unsigned long long)m->tp, (unsigned long long)m->fp,
+                            (unsigned long long)m->tn, (unsigned long long)m->fn);
+}
+
+void coord_eval_json(const struct coord *c, const struct coord_eval *e, char *buf, size_t cap)
+{
+    size_t n = (size_t)snprintf(buf, cap, "\"per_test_file\":[");
+    int st[3] = {0, 0, 0};
+    for (int f = 0; f < c->cfg.ntest && n + 600 < cap; f++) {
+        const struct fmq_confusion *fc = &e->per_file[f];
+        n += (size_t)snprintf(buf + n, cap - n,
+                              "%s{\"file\":\"%s\",\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,"
+                              "\"fn\":%llu,\"deployed\":{",
+                              f ? "," : "", c->test_name[f], (unsigned long long)fc->tp,
+                              (unsigned long long)fc->fp, (unsigned long long)fc->tn,
+                              (unsigned long long)fc->fn);
+        n += rates_json(buf + n, cap - n, &e->dep_file[f]);
+        n += (size_t)snprintf(buf + n, cap - n, "}}");
+    }
+    if (n + 400 < cap) {
+        n += (size_t)snprintf(buf + n, cap - n, "],\"deployed\":{");
+        n += rates_json(buf + n, cap - n, &e->dep);
+    }
+    if (n + 300 < cap) {
+        const struct fmq_rule *r = &c->rule;
+        n += (size_t)snprintf(buf + n, cap - n, "},\"rule\":{\"budget\":%.6g,\"version\":%llu,"
+                              "\"sites\":%u", c->cfg.fp_budget, (unsigned long long)r->version,
+                              r->sites);
+        for (int ch = 0; ch < FMQ_NCH; ch++)
+            if (r->channels & FMQ_CH_BIT(ch))
+                n += (size_t)snprintf(buf + n, cap - n, ",\"%s\":{\"threshold\":%.6g,\"cap\":%.6g}",
+                                      ch == FMQ_CH_SUP ? "supervised" : "novelty", r->thr[ch],
+                                      r->cap[ch]);
+    }
+    for (int i = 0; i < c->nagents; i++)
+        if (c->agents[i].calib >= 0 && c->agents[i].calib < 3) st[c->agents[i].calib]++;
+    if (n + 120 < cap)
+        snprintf(buf + n, cap - n,
+                 "},\"calibration\":{\"learning\":%d,\"calibrated\":%d,\"recalibrating\":%d}",
+                 st[0], st[1], st[2]);
 }

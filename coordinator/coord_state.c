@@ -201,6 +201,7 @@ int coord_state_load(struct coord *c)
             fmq_log(FMQ_LOG_ERROR, "%s: the saved global model: %s", c->cfg.state_file, err);
             goto out;
         }
+        c->rule = g.rule; /* the fleet rule it carried */
     }
     c->version = version;
     c->round = round;

@@ -14,11 +14,22 @@
  * when every agent has sent (expected_agents = the number of agents, deadline effectively off)
  * unless set otherwise: single-threaded stepping makes wall-clock deadlines meaningless here.
  *
+ * New sites (--new-site FILE): once the federation is done, one more agent per file joins it
+ * as a new site would: it adopts the final global model (retained on the bus), receives the
+ * file's flows in time order without their labels, and scores and judges each live through its
+ * own calibration (learning on the fleet rule, then its own thresholds), exactly as
+ * fedmq-agent does; it trains nothing. Its verdicts are compared with the file's labels
+ * (unlabelled flows are scored but left out of the rates) and written to the summary's
+ * "new_sites": the deployed rule's confusion matrix and rates, the calibration state each flow
+ * was judged in, the final thresholds, and recall at 1% FPR of each score as a diagnostic.
+ *
  * Usage: fedmq-sim --agent FILE[,FILE...]... [--agent-set KEY=VALUE]... [--coord-set KEY=VALUE]...
- *                  [--order random|fixed] [--summary FILE]
+ *                  [--new-site FILE]... [--new-site-set KEY=VALUE]... [--order random|fixed]
+ *                  [--summary FILE]
  * KEYs are those of deploy/agent.conf.example and deploy/coordinator.conf.example. The
  * coordinator writes its per-round metrics where `metrics_file` says; --summary gets one JSON
  * object with the CPU seconds of the coordinator and of each agent, and the wall time. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +48,11 @@
 struct sim_opts {
     const char **files;
     int nfiles;
+    const char **new_sites;
+    int nnew;
+    const char *new_sets[SIM_MAX_SETS];
+    int nnew_sets;
+    const char *trace; /* per-flow verdicts of the new sites (one file, appended) */
     const char *agent_sets[SIM_MAX_SETS], *coord_sets[SIM_MAX_SETS];
     int nagent_sets, ncoord_sets;
     const char *summary;
@@ -85,7 +101,9 @@ static int parse_args(int argc, char **argv, struct sim_opts *o)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: fedmq-sim --agent FILE[,FILE...]... [--agent-set KEY=VALUE]...\n"
-                   "                 [--coord-set KEY=VALUE]... [--order random|fixed]\n"
+                   "                 [--coord-set KEY=VALUE]... [--new-site FILE]...\n"
+                   "                 [--new-site-set KEY=VALUE]... [--new-site-trace FILE]\n"
+                   "                 [--order random|fixed]\n"
                    "                 [--summary FILE]\n"
                    "KEYs: deploy/agent.conf.example, deploy/coordinator.conf.example\n");
             exit(0);
@@ -96,6 +114,12 @@ static int parse_args(int argc, char **argv, struct sim_opts *o)
         }
         if (!strcmp(a, "--agent"))
             o->files[o->nfiles++] = v;
+        else if (!strcmp(a, "--new-site"))
+            o->new_sites[o->nnew++] = v;
+        else if (!strcmp(a, "--new-site-set") && o->nnew_sets < SIM_MAX_SETS)
+            o->new_sets[o->nnew_sets++] = v;
+        else if (!strcmp(a, "--new-site-trace"))
+            o->trace = v;
         else if (!strcmp(a, "--agent-set") && o->nagent_sets < SIM_MAX_SETS)
             o->agent_sets[o->nagent_sets++] = v;
         else if (!strcmp(a, "--coord-set") && o->ncoord_sets < SIM_MAX_SETS)
@@ -142,9 +166,51 @@ static int cmp_item(const void *x, const void *y)
     return a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
+/* What a new site's agent said of each flow, against the flow's label. */
+struct site_eval {
+    int8_t *truth; /* owned: labels in the order the flows were published */
+    size_t n, k;   /* published, judged */
+    float *score;  /* owned: n x FMQ_NCH, the scores each flow was judged on */
+    int8_t *lab;   /* owned: n, as truth but only for judged flows */
+    struct fmq_confusion cm, state_cm[3];
+    uint64_t unlabelled, unlabelled_alerts, judged_in[3], alerts, unmatched;
+    int channels;
+    FILE *trace; /* optional: one line per judged flow */
+};
+
+static void on_verdict(void *ud, const struct fmq_flow *f, const struct fmq_verdict *v)
+{
+    struct site_eval *e = ud;
+    int t;
+    if (e->k >= e->n) {
+        e->unmatched++;
+        return;
+    }
+    t = e->truth[e->k];
+    if (e->trace)
+        fprintf(e->trace, "%zu\t%.6f\t%d\t%s\t%g\t%g\t%g\t%g\t%d\n", e->k, f->ts, t,
+                fmq_calib_state_name(v->state), v->score[0], v->thr[0], v->score[1], v->thr[1],
+                v->alert);
+    memcpy(e->score + e->k * FMQ_NCH, v->score, FMQ_NCH * sizeof(float));
+    e->lab[e->k] = (int8_t)t;
+    e->k++;
+    e->alerts += v->alert != 0;
+    if (v->state >= 0 && v->state < 3) e->judged_in[v->state]++;
+    if (t == FMQ_LABEL_UNKNOWN) {
+        e->unlabelled++;
+        e->unlabelled_alerts += v->alert != 0;
+        return;
+    }
+    fmq_confusion_add(&e->cm, t == FMQ_LABEL_MALICIOUS, v->alert);
+    if (v->state >= 0 && v->state < 3)
+        fmq_confusion_add(&e->state_cm[v->state], t == FMQ_LABEL_MALICIOUS, v->alert);
+}
+
 /* Publishes every flow of the agent's files (comma-separated) to its sensor topics, in the
- * order fedmq-replay would, and lets the agent take them in. */
-static int feed(struct fmq_mq *bus, struct agent *a, const char *list, double *cpu)
+ * order fedmq-replay would, and lets the agent take them in; with_labels 0 leaves the labels
+ * out of the messages and records them in ev (a new site's evaluation). */
+static int feed(struct fmq_mq *bus, struct agent *a, const char *list, double *cpu,
+                int with_labels, struct site_eval *ev)
 {
     struct fmq_flow *flows[SIM_MAX_FILES] = {0};
     size_t n[SIM_MAX_FILES] = {0}, nitems = 0, k = 0;
@@ -172,11 +238,17 @@ static int feed(struct fmq_mq *bus, struct agent *a, const char *list, double *c
         for (size_t i = 0; i < n[f]; i++)
             items[k++] = (struct item){flows[f][i].ts - flows[f][0].ts, f, i};
     qsort(items, nitems, sizeof *items, cmp_item);
+    if (ev && (!(ev->truth = malloc(nitems + 1)) || !(ev->lab = malloc(nitems + 1)) ||
+               !(ev->score = malloc((nitems + 1) * FMQ_NCH * sizeof(float))))) {
+        rc = FMQ_ENOMEM;
+        goto out;
+    }
     for (size_t i = 0; i < nitems; i++) {
         const struct fmq_flow *fl = &flows[items[i].file][items[i].idx];
         char dev[sizeof fl->orig_h];
-        int len = fmq_flow_to_json(fl, 1, json, sizeof json);
+        int len = fmq_flow_to_json(fl, with_labels, json, sizeof json);
         if (len < 0) continue;
+        if (ev) ev->truth[ev->n++] = (int8_t)fl->label;
         snprintf(dev, sizeof dev, "%s", fl->orig_h);
         for (char *q = dev; *q; q++) /* as fedmq-replay: no wildcard or level in a level */
             if (*q == '+' || *q == '#' || *q == '/') *q = '_';
@@ -189,6 +261,99 @@ out:
     for (int f = 0; f < nf; f++) free(flows[f]);
     free(items);
     return rc;
+}
+
+static double rate(uint64_t a, uint64_t b)
+{
+    return b ? (double)a / (double)b : -1.0;
+}
+
+/* recall at 1% FPR of one channel over the judged labelled flows; -1 when undefined */
+static double channel_recall(const struct site_eval *e, int ch, float *x, float *y, float *scratch)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < e->k; i++)
+        if (e->lab[i] >= 0 && !isnan(e->score[i * FMQ_NCH + ch])) {
+            x[m] = e->score[i * FMQ_NCH + ch];
+            y[m++] = e->lab[i] == FMQ_LABEL_MALICIOUS;
+        }
+    return m ? fmq_recall_at_fpr(x, y, m, 0.01, scratch, NULL, NULL) : -1.0;
+}
+
+/* v as a JSON number, null when not finite (a channel the model does not have). */
+static const char *jnum(char *b, double v)
+{
+    if (isfinite(v))
+        snprintf(b, 32, "%.6g", v);
+    else
+        strcpy(b, "null");
+    return b;
+}
+
+/* One new site's figures as a JSON object. */
+static void site_json(FILE *f, const char *file, const struct site_eval *e, const struct agent *a)
+{
+    const struct fmq_confusion *m = &e->cm;
+    uint64_t ben = m->fp + m->tn, mal = m->tp + m->fn;
+    size_t k = e->k ? e->k : 1;
+    float *x = malloc(k * sizeof *x), *y = malloc(k * sizeof *y), *sc = malloc(3 * k * sizeof *sc);
+    double r[FMQ_NCH] = {-1, -1}, either = -1;
+    const struct fmq_calib *cal = a->L ? &a->L->cal : NULL;
+    char nb[8][32];
+    if (x && y && sc) {
+        for (int ch = 0; ch < FMQ_NCH; ch++) r[ch] = channel_recall(e, ch, x, y, sc);
+        if (r[0] >= 0 && r[1] >= 0) { /* both channels: rank fusion as the coordinator reports */
+            float *b = malloc(k * sizeof *b);
+            size_t n = 0;
+            if (b) {
+                for (size_t i = 0; i < e->k; i++)
+                    if (e->lab[i] >= 0) {
+                        x[n] = e->score[i * FMQ_NCH + FMQ_CH_NOV];
+                        b[n] = e->score[i * FMQ_NCH + FMQ_CH_SUP];
+                        y[n++] = e->lab[i] == FMQ_LABEL_MALICIOUS;
+                    }
+                either = fmq_recall_at_fpr_either(x, b, y, n, 0.01, sc);
+                free(b);
+            }
+        }
+    }
+    fprintf(f,
+            "{\"test_file\":\"%s\",\"model\":\"%s\",\"malicious\":%llu,\"benign\":%llu,"
+            "\"unlabelled\":%llu,\"judged\":%zu,\"tp\":%llu,\"fp\":%llu,\"tn\":%llu,"
+            "\"fn\":%llu,\"fpr_deployed\":%.6f,\"recall_deployed\":%.6f,"
+            "\"precision_deployed\":%.6f,\"f1_deployed\":%.6f,\"alerts_per_1k_benign\":%.3f,"
+            "\"alerts\":%llu,\"unlabelled_alerts\":%llu,"
+            "\"recall_at_1pct_fpr_supervised\":%.6f,\"recall_at_1pct_fpr_novelty\":%.6f,"
+            "\"recall_at_1pct_fpr_either\":%.6f,"
+            "\"judged_in\":{\"learning\":%llu,\"calibrated\":%llu,\"recalibrating\":%llu},"
+            "\"fp_in\":{\"learning\":%llu,\"calibrated\":%llu,\"recalibrating\":%llu},"
+            "\"tp_in\":{\"learning\":%llu,\"calibrated\":%llu,\"recalibrating\":%llu},"
+            "\"final_state\":\"%s\",\"thr_supervised\":%s,\"thr_novelty\":%s,"
+            "\"rule_supervised\":[%s,%s],\"rule_novelty\":[%s,%s],\"target\":[%s,%s],"
+            "\"unmatched\":%llu}",
+            file, a->L ? a->L->ops->name : "none", (unsigned long long)mal, (unsigned long long)ben,
+            (unsigned long long)e->unlabelled, e->k, (unsigned long long)m->tp,
+            (unsigned long long)m->fp, (unsigned long long)m->tn, (unsigned long long)m->fn,
+            rate(m->fp, ben), rate(m->tp, mal), rate(m->tp, m->tp + m->fp),
+            mal ? 2.0 * (double)m->tp / (double)(2 * m->tp + m->fp + m->fn) : -1.0,
+            ben ? 1000.0 * (double)m->fp / (double)ben : -1.0, (unsigned long long)e->alerts,
+            (unsigned long long)e->unlabelled_alerts, r[FMQ_CH_SUP], r[FMQ_CH_NOV], either,
+            (unsigned long long)e->judged_in[0], (unsigned long long)e->judged_in[1],
+            (unsigned long long)e->judged_in[2], (unsigned long long)e->state_cm[0].fp,
+            (unsigned long long)e->state_cm[1].fp, (unsigned long long)e->state_cm[2].fp,
+            (unsigned long long)e->state_cm[0].tp, (unsigned long long)e->state_cm[1].tp,
+            (unsigned long long)e->state_cm[2].tp, cal ? fmq_calib_state_name(cal->state) : "none",
+            jnum(nb[0], cal ? cal->thr[FMQ_CH_SUP] : NAN),
+            jnum(nb[1], cal ? cal->thr[FMQ_CH_NOV] : NAN),
+            jnum(nb[2], cal && (cal->rule.channels & 1) ? cal->rule.thr[FMQ_CH_SUP] : NAN),
+            jnum(nb[3], cal && (cal->rule.channels & 1) ? cal->rule.cap[FMQ_CH_SUP] : NAN),
+            jnum(nb[4], cal && (cal->rule.channels & 2) ? cal->rule.thr[FMQ_CH_NOV] : NAN),
+            jnum(nb[5], cal && (cal->rule.channels & 2) ? cal->rule.cap[FMQ_CH_NOV] : NAN),
+            jnum(nb[6], cal ? cal->target[0] : NAN), jnum(nb[7], cal ? cal->target[1] : NAN),
+            (unsigned long long)e->unmatched);
+    free(x);
+    free(y);
+    free(sc);
 }
 
 /* Changes whenever the coordinator took an update in, refused one or closed a round (status
@@ -212,12 +377,16 @@ int main(int argc, char **argv)
     char bus_uri[64];
     int rc = 1, n = 0, explicit_expected = 0, explicit_deadline = 0, stalled = 0;
     int *order = NULL; /* this pass's stepping order */
+    struct site_eval *sites = NULL;
+    struct agent **site_agents = NULL;
+    int nsites = 0;
     struct fmq_rng rng;
     FILE *f;
 
     fmq_log_use_stderr("fedmq-sim", FMQ_LOG_WARN);
     o.files = calloc((size_t)argc, sizeof *o.files);
-    if (!o.files || parse_args(argc, argv, &o) != 0) return 2;
+    o.new_sites = calloc((size_t)argc, sizeof *o.new_sites);
+    if (!o.files || !o.new_sites || parse_args(argc, argv, &o) != 0) return 2;
     snprintf(bus_uri, sizeof bus_uri, "mem://sim-%ld", (long)getpid());
     agents = calloc((size_t)o.nfiles, sizeof *agents);
     agent_cpu = calloc((size_t)o.nfiles, sizeof *agent_cpu);
@@ -236,7 +405,8 @@ int main(int argc, char **argv)
     if (!explicit_expected) cc.expected_agents = o.nfiles;
     if (!explicit_deadline) cc.deadline = deadline_default;
     snprintf(cc.broker, sizeof cc.broker, "%s", bus_uri);
-    fmq_log_use_stderr("fedmq-sim", cc.log_level > FMQ_LOG_WARN ? FMQ_LOG_WARN : cc.log_level);
+    /* warnings and errors by default: a sweep runs many; log_level=debug asks for more */
+    fmq_log_use_stderr("fedmq-sim", cc.log_level == FMQ_LOG_INFO ? FMQ_LOG_WARN : cc.log_level);
 
     fmq_mq_opts_default(&mo);
     mo.uri = bus_uri;
@@ -263,7 +433,7 @@ int main(int argc, char **argv)
             n++;
             goto out;
         }
-        if (feed(bus, agents[n], o.files[n], &agent_cpu[n]) != 0) {
+        if (feed(bus, agents[n], o.files[n], &agent_cpu[n], 1, NULL) != 0) {
             n++;
             goto out;
         }
@@ -307,6 +477,49 @@ int main(int argc, char **argv)
         goto out;
     }
     coord_print_summary(&c, stdout);
+    if (o.nnew) {
+        if (!(sites = calloc((size_t)o.nnew, sizeof *sites)) ||
+            !(site_agents = calloc((size_t)o.nnew, sizeof *site_agents)))
+            goto out;
+        for (nsites = 0; nsites < o.nnew; nsites++) {
+            struct agent_cfg ac;
+            char id[FMQ_ID_MAX];
+            double cpu = 0;
+            agent_cfg_default(&ac);
+            ac.update_retry = 0;
+            for (int i = 0; i < o.nagent_sets; i++)
+                if (apply_set(o.agent_sets[i], agent_cfg_set, &ac, agent_bool_keys) != 0) goto out;
+            for (int i = 0; i < o.nnew_sets; i++)
+                if (apply_set(o.new_sets[i], agent_cfg_set, &ac, agent_bool_keys) != 0) goto out;
+            ac.train = 0; /* a new site joins to detect: the federation is done */
+            snprintf(ac.broker, sizeof ac.broker, "%s", bus_uri);
+            fmq_site_of(o.new_sites[nsites], id, sizeof id);
+            snprintf(ac.id, sizeof ac.id, "new-%.50s", id);
+            snprintf(ac.sensors[0], sizeof ac.sensors[0], "sensors/%s/+/conn", ac.id);
+            ac.nsensors = 1;
+            if (!(site_agents[nsites] = calloc(1, sizeof **site_agents))) goto out;
+            if (agent_init(site_agents[nsites], &ac) != 0 ||
+                agent_connect(site_agents[nsites]) != 0) {
+                fmq_log(FMQ_LOG_ERROR, "%s: cannot start the new site's agent",
+                        o.new_sites[nsites]);
+                nsites++;
+                goto out;
+            }
+            drain_agent(site_agents[nsites], &cpu); /* the retained global model first */
+            site_agents[nsites]->on_verdict = on_verdict;
+            site_agents[nsites]->on_verdict_ud = &sites[nsites];
+            if (o.trace && !(sites[nsites].trace = fopen(o.trace, "a"))) {
+                fmq_log(FMQ_LOG_ERROR, "%s: cannot write", o.trace);
+                nsites++;
+                goto out;
+            }
+            if (feed(bus, site_agents[nsites], o.new_sites[nsites], &cpu, 0, &sites[nsites]) !=
+                0) {
+                nsites++;
+                goto out;
+            }
+        }
+    }
     if (o.summary) {
         double sum = 0, max = 0;
         if (!(f = fopen(o.summary, "w"))) {
@@ -320,13 +533,35 @@ int main(int argc, char **argv)
         fprintf(f,
                 "{\"agents\":%d,\"rounds\":%llu,\"version\":%llu,\"wall_s\":%.3f,"
                 "\"coordinator_cpu_s\":%.4f,\"agent_cpu_s_mean\":%.4f,\"agent_cpu_s_max\":%.4f,"
-                "\"peak_rss_kb\":%ld}\n",
+                "\"peak_rss_kb\":%ld,\"new_sites\":[",
                 n, (unsigned long long)c.round, (unsigned long long)c.version, fmq_mono() - t0,
                 coord_cpu, n ? sum / n : 0.0, max, fmq_peak_rss_kb());
+        for (int i = 0; i < nsites; i++) {
+            char base[256];
+            const char *b = strrchr(o.new_sites[i], '/');
+            fmq_json_escape(base, sizeof base, b ? b + 1 : o.new_sites[i]);
+            if (i) fputc(',', f);
+            site_json(f, base, &sites[i], site_agents[i]);
+        }
+        fprintf(f, "]}\n");
         fclose(f);
     }
     rc = 0;
 out:
+    for (int i = 0; site_agents && i < nsites; i++)
+        if (site_agents[i]) {
+            agent_free(site_agents[i]);
+            free(site_agents[i]);
+        }
+    for (int i = 0; sites && i < o.nnew; i++) {
+        if (sites[i].trace) fclose(sites[i].trace);
+        free(sites[i].truth);
+        free(sites[i].lab);
+        free(sites[i].score);
+    }
+    free(sites);
+    free(site_agents);
+    free(o.new_sites);
     coord_free(&c);
     for (int i = 0; i < n; i++)
         if (agents[i]) {

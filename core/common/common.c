@@ -197,3 +197,20 @@ long fmq_peak_rss_kb(void)
     fclose(f);
     return kb;
 }
+
+size_t fmq_json_escape(char *dst, size_t cap, const char *s)
+{
+    size_t n = 0;
+    if (cap == 0) return 0;
+    for (; *s && n + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            dst[n++] = '\\', dst[n++] = (char)c;
+        else if (c < 0x20)
+            n += (size_t)snprintf(dst + n, cap - n, "\\u%04x", c);
+        else
+            dst[n++] = (char)c;
+    }
+    dst[n] = 0;
+    return n;
+}

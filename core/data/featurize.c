@@ -131,6 +131,11 @@ const char *fmq_feat_name(int i)
     return i >= 0 && i < FMQ_FEAT_DIM ? feat_names[i] : "?";
 }
 
+int fmq_feat_is_binary(int i)
+{
+    return i == 1 || (i >= F_PROTO && i < F_HIST + 16) || (i >= F_RPORT && i <= F_CTX);
+}
+
 static uint32_t fnv1a(const char *s)
 {
     uint32_t h = 2166136261u;

@@ -129,16 +129,29 @@ static int parse_iso8601(const char *v, size_t n, double *out)
     return 0;
 }
 
-int fmq_flow_parse_label(const char *s, size_t n, int *label)
+int fmq_flow_parse_label(const char *s, size_t n, int *label, size_t *detail)
 {
-    if (is_unset(s, n))
-        *label = FMQ_LABEL_UNKNOWN;
-    else if (n == 6 && strncasecmp(s, "benign", 6) == 0)
+    size_t w = 0;
+    while (w < n && s[w] != ' ' && s[w] != '\t') w++; /* the label's first word */
+    *detail = w;
+    while (*detail < n && (s[*detail] == ' ' || s[*detail] == '\t')) (*detail)++;
+    if (w == 6 && strncasecmp(s, "benign", 6) == 0)
         *label = FMQ_LABEL_BENIGN;
-    else if (n == 9 && strncasecmp(s, "malicious", 9) == 0)
+    else if (w == 9 && strncasecmp(s, "malicious", 9) == 0)
         *label = FMQ_LABEL_MALICIOUS;
-    else
-        return FMQ_EFORMAT;
+    else { /* '-', Background, Unknown, ...: scored, never trained on, left out of rates */
+        *label = FMQ_LABEL_UNKNOWN;
+        *detail = n;
+    }
+    return *label;
+}
+
+int fmq_flow_is_detail_key(const char *key, size_t n)
+{
+    static const char *const names[] = {"detailed-label", "detailed_label", "detailedlabel",
+                                        "det_label"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strlen(names[i]) == n && memcmp(key, names[i], n) == 0) return 1;
     return 0;
 }
 
@@ -166,6 +179,19 @@ static int set_bool(int8_t *dst, const char *v, size_t n, const char *key, char 
     return 0;
 }
 
+/* A detailed label is a description, not a measurement: one longer than the field is cut to
+ * it (at a UTF-8 character boundary) rather than costing the record. */
+static int set_detail(struct fmq_flow *f, const char *v, size_t n, char *err, size_t errlen)
+{
+    size_t cap = sizeof f->detailed_label - 1;
+    if (n > cap) {
+        n = cap;
+        while (n > 0 && ((unsigned char)v[n] & 0xc0) == 0x80) n--;
+    }
+    return set_str(f->detailed_label, sizeof f->detailed_label, v, n, "detailed-label", err,
+                   errlen);
+}
+
 #define KEY(s) (klen == sizeof(s) - 1 && memcmp(key, s, sizeof(s) - 1) == 0)
 
 int fmq_flow_set(struct fmq_flow *f, const char *key, const char *v, size_t n, char *err,
@@ -184,7 +210,11 @@ int fmq_flow_set(struct fmq_flow *f, const char *key, const char *v, size_t n, c
             f->ts = t;
             return 0;
         }
-        snprintf(err, errlen, "ts is not a timestamp: '%.*s'", (int)(n > 32 ? 32 : n), v);
+        if (n >= 10 && strspn(v, "X.") >= n) /* btest-canonified: the time was removed */
+            snprintf(err, errlen, "ts is canonified ('%.*s', a Zeek test baseline): the record "
+                     "has no time to order it by", (int)(n > 32 ? 32 : n), v);
+        else
+            snprintf(err, errlen, "ts is not a timestamp: '%.*s'", (int)(n > 32 ? 32 : n), v);
         return FMQ_EFORMAT;
     }
     if (KEY("uid")) return set_str(f->uid, sizeof f->uid, v, n, key, err, errlen);
@@ -207,14 +237,18 @@ int fmq_flow_set(struct fmq_flow *f, const char *key, const char *v, size_t n, c
     if (KEY("orig_ip_bytes")) return set_i64(&f->orig_ip_bytes, v, n, CMAX, key, err, errlen);
     if (KEY("resp_pkts")) return set_i64(&f->resp_pkts, v, n, CMAX, key, err, errlen);
     if (KEY("resp_ip_bytes")) return set_i64(&f->resp_ip_bytes, v, n, CMAX, key, err, errlen);
-    if (KEY("label")) {
-        if (fmq_flow_parse_label(v, n, &f->label) == 0) return 0;
-        snprintf(err, errlen, "label is not Benign/Malicious: '%.*s'", (int)(n > 32 ? 32 : n), v);
-        return FMQ_EFORMAT;
+    if (KEY("label")) { /* never refused: an unknown label means "unlabelled" */
+        size_t d;
+        fmq_flow_parse_label(v, n, &f->label, &d);
+        if (d < n && !f->detailed_label[0]) /* raw IoT-23 "Malicious   PartOfA...PortScan" */
+            return set_detail(f, v + d, n - d, err, errlen);
+        return 0;
     }
-    if (KEY("detailed-label") || KEY("detailed_label") || KEY("det_label"))
-        return set_str(f->detailed_label, sizeof f->detailed_label, v, n, "detailed-label", err,
-                       errlen);
+    if (fmq_flow_is_detail_key(key, klen)) {
+        if (is_unset(v, n) || (n == 7 && memcmp(v, "(empty)", 7) == 0))
+            return 0; /* keeps a detail the label field carried */
+        return set_detail(f, v, n, err, errlen);
+    }
     return 0; /* tunnel_parents and fields of newer Zeek versions */
 }
 

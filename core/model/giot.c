@@ -217,6 +217,29 @@ void fmq_giot_score(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
     }
 }
 
+void fmq_giot_score_both(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
+                         const struct fmq_giot_data *d, const uint32_t *idx, size_t n, float *nll,
+                         float *head, size_t stride)
+{
+    int K = m->cfg.classes;
+    for (size_t s = 0; s < n; s += (size_t)t->B) {
+        int nb = (int)(n - s < (size_t)t->B ? n - s : (size_t)t->B);
+        for (int b = 0; b < t->B; b++) /* a short last batch repeats its last window */
+            fmq_giot_window(d, idx[s + (size_t)(b < nb ? b : nb - 1)], t->K,
+                            t->inputs + (size_t)b * t->T, t->targets + (size_t)b * t->T);
+        fmq_gpt_forward(m, &t->acts, t->inputs, NULL, NULL, t->T, 1.0f, 0.0f);
+        for (int b = 0; b < nb; b++) {
+            size_t o = (s + (size_t)b) * stride;
+            nll[o] = window_nll(t, m, b);
+            if (head) {
+                /* malicious against benign before the softmax: ranks without saturating */
+                const float *z = t->acts.cls_logits + (size_t)b * K;
+                head[o] = K >= 2 ? z[1] - z[0] : NAN;
+            }
+        }
+    }
+}
+
 void fmq_giot_classify(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
                        const struct fmq_giot_data *d, const uint32_t *idx, size_t n, float *out)
 {
@@ -316,6 +339,12 @@ void fmq_giot_stream_free(struct fmq_giot_stream *s)
     free(s->last);
     free(s->last_gen);
     memset(s, 0, sizeof *s);
+}
+
+void fmq_giot_stream_forget_devices(struct fmq_giot_stream *s)
+{
+    memset(s->keys, 0, s->tcap * sizeof *s->keys);
+    s->ndev = 0;
 }
 
 size_t fmq_giot_stream_push(struct fmq_giot_stream *s, const struct fmq_flow *f)

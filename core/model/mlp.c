@@ -2,6 +2,7 @@
  * the MLP with no hidden layer, so both share every kernel. Parameter layout, layer l:
  * W_l (dims[l+1], dims[l]) then b_l (dims[l+1]); the update vector is exactly this array. */
 #include "fedmq/model.h"
+#include "fedmq/featurize.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -53,11 +54,13 @@ int fmq_model_init(struct fmq_model *m, const struct fmq_model_config *cfg)
     m->params = calloc(off, sizeof *m->params);
     m->norm_mean = calloc((size_t)cfg->in_dim, sizeof *m->norm_mean);
     m->norm_std = malloc((size_t)cfg->in_dim * sizeof *m->norm_std);
-    if (!m->params || !m->norm_mean || !m->norm_std) {
+    m->prof_mean = calloc((size_t)cfg->in_dim, sizeof *m->prof_mean);
+    m->prof_std = malloc((size_t)cfg->in_dim * sizeof *m->prof_std);
+    if (!m->params || !m->norm_mean || !m->norm_std || !m->prof_mean || !m->prof_std) {
         fmq_model_free(m);
         return FMQ_ENOMEM;
     }
-    for (int i = 0; i < cfg->in_dim; i++) m->norm_std[i] = 1.0f;
+    for (int i = 0; i < cfg->in_dim; i++) m->norm_std[i] = m->prof_std[i] = 1.0f;
     return 0;
 }
 
@@ -66,7 +69,9 @@ void fmq_model_free(struct fmq_model *m)
     free(m->params);
     free(m->norm_mean);
     free(m->norm_std);
-    m->params = m->norm_mean = m->norm_std = NULL;
+    free(m->prof_mean);
+    free(m->prof_std);
+    m->params = m->norm_mean = m->norm_std = m->prof_mean = m->prof_std = NULL;
 }
 
 int fmq_model_copy(struct fmq_model *dst, const struct fmq_model *src)
@@ -77,6 +82,9 @@ int fmq_model_copy(struct fmq_model *dst, const struct fmq_model *src)
     memcpy(dst->norm_mean, src->norm_mean, (size_t)src->cfg.in_dim * sizeof(float));
     memcpy(dst->norm_std, src->norm_std, (size_t)src->cfg.in_dim * sizeof(float));
     dst->has_norm = src->has_norm;
+    memcpy(dst->prof_mean, src->prof_mean, (size_t)src->cfg.in_dim * sizeof(float));
+    memcpy(dst->prof_std, src->prof_std, (size_t)src->cfg.in_dim * sizeof(float));
+    dst->has_prof = src->has_prof;
     return 0;
 }
 
@@ -189,6 +197,26 @@ float fmq_model_logit(const struct fmq_model *m, struct fmq_mlp_ws *ws, const fl
     float x[4096];
     fmq_model_normalize(m, raw, x, 1);
     return fmq_mlp_forward(m, ws, x, 1)[0];
+}
+
+float fmq_model_novelty(const struct fmq_model *m, const float *raw, float *contrib)
+{
+    double nll = 0;
+    for (int j = 0; j < m->cfg.in_dim; j++) {
+        double v;
+        if (j < FMQ_FEAT_DIM && fmq_feat_is_binary(j)) {
+            double p = m->prof_mean[j];
+            p = p < 1e-3 ? 1e-3 : p > 1 - 1e-3 ? 1 - 1e-3 : p;
+            v = raw[j] > 0.5f ? -log(p) : -log1p(-p);
+        } else {
+            double z = (raw[j] - m->prof_mean[j]) / m->prof_std[j];
+            v = 0.5 * z * z;
+        }
+        if (v > FMQ_NOVELTY_MAX) v = FMQ_NOVELTY_MAX; /* a feature says "rare", no more */
+        if (contrib) contrib[j] = (float)v;
+        nll += v;
+    }
+    return (float)nll;
 }
 
 float fmq_model_score(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *raw)

@@ -149,6 +149,39 @@ static int finish(struct fmq_buf *out, size_t start_len)
                : FMQ_ENOMEM;
 }
 
+static const char *const ch_key[FMQ_NCH] = {"sup", "nov"};
+
+/* {"n": benign flows, "sup": [5 x f32], "nov": [5 x f32]}, present channels only */
+static void pk_sketch(msgpack_packer *pk, const struct fmq_sketch *s)
+{
+    int k = 0;
+    for (int c = 0; c < FMQ_NCH; c++) k += (s->channels & FMQ_CH_BIT(c)) != 0;
+    msgpack_pack_map(pk, 1 + (size_t)k);
+    pk_kv_u64(pk, "n", s->n);
+    for (int c = 0; c < FMQ_NCH; c++)
+        if (s->channels & FMQ_CH_BIT(c)) {
+            pk_str(pk, ch_key[c]);
+            pk_f32s(pk, s->q[c], FMQ_SKETCH_LEVELS);
+        }
+}
+
+/* {"budget", "version", "sites", "sup": [thr, cap], "nov": [thr, cap]} */
+static void pk_rule(msgpack_packer *pk, const struct fmq_rule *r)
+{
+    int k = 0;
+    for (int c = 0; c < FMQ_NCH; c++) k += (r->channels & FMQ_CH_BIT(c)) != 0;
+    msgpack_pack_map(pk, 3 + (size_t)k);
+    pk_kv_f32(pk, "budget", r->budget);
+    pk_kv_u64(pk, "version", r->version);
+    pk_kv_u64(pk, "sites", r->sites);
+    for (int c = 0; c < FMQ_NCH; c++)
+        if (r->channels & FMQ_CH_BIT(c)) {
+            float tc[2] = {r->thr[c], r->cap[c]};
+            pk_str(pk, ch_key[c]);
+            pk_f32s(pk, tc, 2);
+        }
+}
+
 /* Update keys: envelope 1 spells them out; the compact envelope 2 uses a letter or two and puts
  * the tensor's keys at the top level (about 25 bytes less per update). "n" is the same in both. */
 struct upd_keys {
@@ -168,12 +201,14 @@ int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
     if (u->codec < FMQ_CODEC_NONE || u->codec > FMQ_CODEC_LAST) return FMQ_EINVAL;
     if (u->codec != FMQ_CODEC_NONE && !u->tensor && u->codec != FMQ_CODEC_DENSE_F32)
         return FMQ_EINVAL;
-    if (u->codec == FMQ_CODEC_NONE && !u->has_stats) return FMQ_EINVAL;
+    if (u->codec == FMQ_CODEC_NONE && !u->has_stats && !u->has_sketch) return FMQ_EINVAL;
     out->len = 0;
     msgpack_packer_init(&pk, out, buf_write);
     /* stats and tensor are each sent only when present: absent means nil */
     pk_header_v(
-        &pk, 6 + 2 * ids + !u->no_metrics + (u->has_stats ? 1 : 0) + tensor * (u->compact ? 3 : 1),
+        &pk,
+        6 + 2 * ids + !u->no_metrics + (u->has_stats ? 1 : 0) + (u->has_sketch ? 1 : 0) +
+            tensor * (u->compact ? 3 : 1),
         "update", u->compact ? FMQ_WIRE_UPDATE_COMPACT : FMQ_WIRE_VERSION);
     if (ids) { /* else the topic names them: 40-60 bytes less per update */
         pk_kv_str(&pk, "agent", u->agent);
@@ -194,13 +229,27 @@ int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
         if (u->trigger > 0) pk_kv_u64(&pk, "trigger", (uint64_t)u->trigger);
     }
     if (u->has_stats) {
+        int bn = u->has_benign && u->benign && u->benign->n > 0;
         pk_str(&pk, k->stats);
-        msgpack_pack_map(&pk, 3);
+        msgpack_pack_map(&pk, 3 + (size_t)bn);
         pk_kv_f64(&pk, "n", u->stats->n);
         pk_str(&pk, "mean");
         pk_f64s(&pk, u->stats->mean, FMQ_FEAT_DIM);
         pk_str(&pk, "m2");
         pk_f64s(&pk, u->stats->m2, FMQ_FEAT_DIM);
+        if (bn) { /* the benign rows alone: the fleet's benign profile (model.h) */
+            pk_str(&pk, "benign");
+            msgpack_pack_map(&pk, 3);
+            pk_kv_f64(&pk, "n", u->benign->n);
+            pk_str(&pk, "mean");
+            pk_f64s(&pk, u->benign->mean, FMQ_FEAT_DIM);
+            pk_str(&pk, "m2");
+            pk_f64s(&pk, u->benign->m2, FMQ_FEAT_DIM);
+        }
+    }
+    if (u->has_sketch) {
+        pk_str(&pk, "q");
+        pk_sketch(&pk, &u->sketch);
     }
     if (tensor) {
         if (!u->compact) {
@@ -261,12 +310,18 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     out->len = 0;
     msgpack_packer_init(&pk, out, buf_write);
     if (!fmq_id_valid(g->run)) return FMQ_EINVAL;
-    pk_header(&pk, !(m && m->params) && gm->lora_rank ? 16 : 15, "global");
+    pk_header(&pk,
+              (!(m && m->params) && gm->lora_rank ? 16 : 15) + (g->rule.channels != 0) +
+                  (m && m->params && m->has_prof),
+              "global");
     pk_kv_str(&pk, "task", g->task);
     pk_kv_str(&pk, "run", g->run);
     pk_kv_u64(&pk, "version", g->version);
     pk_kv_u64(&pk, "round", g->round);
-    pk_kv_str(&pk, "phase", g->phase == FMQ_PHASE_STATS ? "stats" : "train");
+    pk_kv_str(&pk, "phase",
+              g->phase == FMQ_PHASE_STATS   ? "stats"
+              : g->phase == FMQ_PHASE_CALIB ? "calib"
+                                            : "train");
     pk_kv_str(&pk, "strategy", g->strategy);
     pk_kv_f64(&pk, "ts", g->ts);
     pk_str(&pk, "model");
@@ -283,6 +338,14 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
         pk_f32s(&pk, m->norm_std, (size_t)m->cfg.in_dim);
     } else
         msgpack_pack_nil(&pk);
+    if (m && m->params && m->has_prof) { /* the benign profile: the novelty channel */
+        pk_str(&pk, "profile");
+        msgpack_pack_map(&pk, 2);
+        pk_str(&pk, "mean");
+        pk_f32s(&pk, m->prof_mean, (size_t)m->cfg.in_dim);
+        pk_str(&pk, "std");
+        pk_f32s(&pk, m->prof_std, (size_t)m->cfg.in_dim);
+    }
     pk_str(&pk, "client");
     /* report, ids and envelope only when not the default: older vectors hold */
     msgpack_pack_map(&pk, 13 + !g->client.report + !g->client.ids +
@@ -322,6 +385,10 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
         }
     } else
         msgpack_pack_nil(&pk);
+    if (g->rule.channels) { /* absent until the coordinator has sketches */
+        pk_str(&pk, "rule");
+        pk_rule(&pk, &g->rule);
+    }
     pk_str(&pk, "params");
     if (m && m->params)
         pk_f32s(&pk, m->params, m->nparams);
@@ -341,7 +408,7 @@ int fmq_wire_encode_status(const struct fmq_status *s, struct fmq_buf *out)
     if (!fmq_id_valid(s->agent) || !fmq_id_valid(s->task)) return FMQ_EINVAL;
     out->len = 0;
     msgpack_packer_init(&pk, out, buf_write);
-    pk_header(&pk, 12, "status");
+    pk_header(&pk, 12 + (s->calib[0] != 0), "status");
     pk_kv_str(&pk, "agent", s->agent);
     pk_kv_str(&pk, "task", s->task);
     pk_kv_str(&pk, "state", s->state);
@@ -351,6 +418,7 @@ int fmq_wire_encode_status(const struct fmq_status *s, struct fmq_buf *out)
     pk_kv_u64(&pk, "buffered", s->buffered);
     pk_kv_u64(&pk, "alerts", s->alerts);
     pk_kv_u64(&pk, "bad", s->bad);
+    if (s->calib[0]) pk_kv_str(&pk, "calib", s->calib);
     pk_kv_f64(&pk, "ts", s->ts);
     return finish(out, 0);
 }
@@ -465,6 +533,61 @@ static int rd_floats(struct rd *r, const msgpack_object *o, const char *key, siz
             ((double *)out)[i] = f;
         }
     }
+    return 0;
+}
+
+/* An optional sketch ("q" of an update): present channels finite and non-decreasing. */
+static int rd_sketch(struct rd *r, const msgpack_object *o, struct fmq_sketch *s)
+{
+    const char *msg = r->msg;
+    uint64_t n;
+    int rc;
+    memset(s, 0, sizeof *s);
+    if (o->type != MSGPACK_OBJECT_MAP) return fail(r, FMQ_ETYPE, "q", "not a map");
+    r->msg = "update.q";
+    if ((rc = rd_u64(r, o, "n", UINT32_MAX, &n))) return rc;
+    s->n = (uint32_t)n;
+    for (int c = 0; c < FMQ_NCH; c++)
+        if (get(o, ch_key[c])) {
+            if ((rc = rd_floats(r, get(o, ch_key[c]), ch_key[c], FMQ_SKETCH_LEVELS, 4, s->q[c])))
+                return rc;
+            s->channels |= FMQ_CH_BIT(c);
+        }
+    if (!s->channels || fmq_sketch_check(s) != 0)
+        return fail(r, FMQ_ERANGE, "q", "no channel, or quantiles out of order or range");
+    r->msg = msg;
+    return 0;
+}
+
+/* An optional fleet rule ("rule" of a global model): budget in (0, 0.5], each channel's
+ * threshold and cap finite with thr <= cap, measured on no later version than this one. */
+static int rd_rule(struct rd *r, const msgpack_object *o, uint64_t version, struct fmq_rule *rule)
+{
+    const char *msg = r->msg;
+    uint64_t v;
+    double b;
+    int rc;
+    memset(rule, 0, sizeof *rule);
+    if (!o || o->type == MSGPACK_OBJECT_NIL) return 0;
+    if (o->type != MSGPACK_OBJECT_MAP) return fail(r, FMQ_ETYPE, "rule", "not a map");
+    r->msg = "global.rule";
+    if ((rc = rd_f64(r, o, "budget", &b)) || (rc = rd_u64(r, o, "version", version, &rule->version)) ||
+        (rc = rd_u64(r, o, "sites", UINT32_MAX, &v)))
+        return rc;
+    if (!(b > 0) || b > 0.5) return fail(r, FMQ_ERANGE, "budget", "not in (0, 0.5]");
+    rule->budget = (float)b;
+    rule->sites = (uint32_t)v;
+    for (int c = 0; c < FMQ_NCH; c++)
+        if (get(o, ch_key[c])) {
+            float tc[2];
+            if ((rc = rd_floats(r, get(o, ch_key[c]), ch_key[c], 2, 4, tc))) return rc;
+            if (tc[0] > tc[1] || fabsf(tc[1]) > 1e6f)
+                return fail(r, FMQ_ERANGE, ch_key[c], "threshold above its cap or out of range");
+            rule->thr[c] = tc[0];
+            rule->cap[c] = tc[1];
+            rule->channels |= FMQ_CH_BIT(c);
+        }
+    r->msg = msg;
     return 0;
 }
 
@@ -626,6 +749,10 @@ int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
         }
     }
     r.msg = "update";
+    o = get(&root, "q"); /* absent or nil: no sketch */
+    u->has_sketch = o && o->type != MSGPACK_OBJECT_NIL;
+    if (u->has_sketch && (rc = rd_sketch(&r, o, &u->sketch)) != 0) return rc;
+    if (!u->has_sketch) memset(&u->sketch, 0, sizeof u->sketch);
     o = get(&root, k->stats); /* absent or nil: no statistics */
     u->has_stats = o && o->type != MSGPACK_OBJECT_NIL;
     if (u->has_stats) {
@@ -639,13 +766,30 @@ int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
             return rc;
         for (int i = 0; i < FMQ_FEAT_DIM; i++)
             if (u->stats->m2[i] < 0) return fail(&r, FMQ_ERANGE, "m2", "negative");
+        u->has_benign = 0;
+        if (get(o, "benign")) {
+            const msgpack_object *b = get(o, "benign");
+            if (b->type != MSGPACK_OBJECT_MAP) return fail(&r, FMQ_ETYPE, "benign", "not a map");
+            if (!u->benign) return fail(&r, FMQ_EINVAL, "benign", "no storage given");
+            r.msg = "update.stats.benign";
+            if ((rc = rd_f64(&r, b, "n", &u->benign->n))) return rc;
+            if (u->benign->n < 1 || u->benign->n > u->stats->n)
+                return fail(&r, FMQ_ERANGE, "n", "not in [1, stats.n]");
+            if ((rc = rd_floats(&r, get(b, "mean"), "mean", FMQ_FEAT_DIM, 8, u->benign->mean)) ||
+                (rc = rd_floats(&r, get(b, "m2"), "m2", FMQ_FEAT_DIM, 8, u->benign->m2)))
+                return rc;
+            for (int i = 0; i < FMQ_FEAT_DIM; i++)
+                if (u->benign->m2[i] < 0) return fail(&r, FMQ_ERANGE, "m2", "negative");
+            u->has_benign = 1;
+        }
         r.msg = "update";
     }
     /* absent or nil: no tensor; the compact envelope has its keys at the top level */
     t = u->compact ? (get(&root, k->codec) ? &root : NULL) : get(&root, "tensor");
     if (!t || t->type == MSGPACK_OBJECT_NIL) {
-        if (!u->has_stats)
-            return fail(&r, FMQ_EFORMAT, u->compact ? k->codec : "tensor", "nil without stats");
+        if (!u->has_stats && !u->has_sketch)
+            return fail(&r, FMQ_EFORMAT, u->compact ? k->codec : "tensor",
+                        "nil without stats or sketch");
         u->codec = FMQ_CODEC_NONE;
         u->dim = 0;
         return 0;
@@ -875,6 +1019,7 @@ static int decode_giot(struct rd *r, const msgpack_object *root, const msgpack_o
         return fail(r, FMQ_EDIM, "lora_rank", "adapters expected, the message has none");
     g->kind = FMQ_MODEL_GIOT;
     g->giot_context = (int)v[6];
+    if ((rc = rd_rule(r, get(root, "rule"), g->version, &g->rule)) != 0) return rc;
     if ((rc = rd_client(r, get(root, "client"), &g->client)) != 0) return rc;
     if ((rc = rd_selected(r, get(root, "selected"), g)) != 0) return rc;
     if ((rc = rd_plans(r, get(root, "plan"), g)) != 0) return rc;
@@ -906,8 +1051,10 @@ int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
         g->phase = FMQ_PHASE_STATS;
     else if (strcmp(phase, "train") == 0)
         g->phase = FMQ_PHASE_TRAIN;
+    else if (strcmp(phase, "calib") == 0)
+        g->phase = FMQ_PHASE_CALIB;
     else
-        return fail(&r, FMQ_EFORMAT, "phase", "not stats or train");
+        return fail(&r, FMQ_EFORMAT, "phase", "not stats, train or calib");
     if (!(o = get(&root, "model")) || o->type != MSGPACK_OBJECT_MAP)
         return fail(&r, FMQ_ETYPE, "model", "missing or not a map");
     {
@@ -942,6 +1089,19 @@ int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
         for (int i = 0; i < cfg.in_dim; i++) m->norm_mean[i] = 0, m->norm_std[i] = 1;
     } else
         return fail(&r, FMQ_ETYPE, "norm", "not a map or nil");
+    m->has_prof = 0;
+    if ((o = get(&root, "profile")) && o->type != MSGPACK_OBJECT_NIL) {
+        if (o->type != MSGPACK_OBJECT_MAP) return fail(&r, FMQ_ETYPE, "profile", "not a map");
+        r.msg = "global.profile";
+        if ((rc = rd_floats(&r, get(o, "mean"), "mean", (size_t)cfg.in_dim, 4, m->prof_mean)) ||
+            (rc = rd_floats(&r, get(o, "std"), "std", (size_t)cfg.in_dim, 4, m->prof_std)))
+            return rc;
+        for (int i = 0; i < cfg.in_dim; i++)
+            if (!(m->prof_std[i] > 0)) return fail(&r, FMQ_ERANGE, "std", "not positive");
+        m->has_prof = 1;
+        r.msg = "global";
+    }
+    if ((rc = rd_rule(&r, get(&root, "rule"), g->version, &g->rule)) != 0) return rc;
     if ((rc = rd_client(&r, get(&root, "client"), &g->client)) != 0) return rc;
     if ((rc = rd_selected(&r, get(&root, "selected"), g)) != 0) return rc;
     if ((rc = rd_plans(&r, get(&root, "plan"), g)) != 0) return rc;
@@ -967,6 +1127,10 @@ int fmq_wire_decode_status(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
         (rc = rd_u64(&r, &root, "alerts", UINT64_MAX, &s->alerts)) ||
         (rc = rd_u64(&r, &root, "bad", UINT64_MAX, &s->bad)) ||
         (rc = rd_f64(&r, &root, "ts", &s->ts)))
+        return rc;
+    s->calib[0] = 0;
+    if (get(&root, "calib") &&
+        (rc = rd_str(&r, &root, "calib", s->calib, sizeof s->calib, 0)) != 0)
         return rc;
     return 0;
 }

@@ -76,7 +76,7 @@ static void test_hostile_json(void)
         "{\"ts\":1,\"id.orig_h\":\"a\\u0001\",\"id.resp_h\":\"b\"}",
         "{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"id.orig_p\":-1}",
         "{\"ts\":1e999,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\"}",
-        "{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"maybe\"}",
+        "{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"x\\u0002\"}",
         "{\"ts\":1,\"id.orig_h\":\"0123456789012345678901234567890123456789012345678\","
         "\"id.resp_h\":\"b\"}",
         NULL};
@@ -94,11 +94,61 @@ static void test_hostile_json(void)
                     FMQ_EFORMAT);
 }
 
+/* Any label but Benign or Malicious means unlabelled: scored, never trained on, left out of
+ * rates; never a reason to drop the record. Detailed labels come from every column name the
+ * logs use, or from the raw IoT-23 label itself. */
+static void test_labels(void)
+{
+    static const struct {
+        const char *json;
+        int label;
+        const char *detail;
+    } c[] = {
+        {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"Background\"}",
+         FMQ_LABEL_UNKNOWN, ""},
+        {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"Unknown\","
+         "\"detailedlabel\":\"dns-google\"}",
+         FMQ_LABEL_UNKNOWN, "dns-google"},
+        {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"maybe\"}",
+         FMQ_LABEL_UNKNOWN, ""},
+        {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\","
+         "\"label\":\"Malicious   PartOfAHorizontalPortScan\"}",
+         FMQ_LABEL_MALICIOUS, "PartOfAHorizontalPortScan"},
+        {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"Malicious   C&C\","
+         "\"detailed-label\":\"-\"}",
+         FMQ_LABEL_MALICIOUS, "C&C"},
+        {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"benign\","
+         "\"detailed_label\":\"ntp\"}",
+         FMQ_LABEL_BENIGN, "ntp"},
+        {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"Malicious\","
+         "\"det_label\":\"DDoS\"}",
+         FMQ_LABEL_MALICIOUS, "DDoS"},
+        {NULL, 0, NULL}};
+    struct fmq_flow f;
+    char err[200], longlab[200];
+    for (int i = 0; c[i].json; i++) {
+        err[0] = 0;
+        CU_ASSERT_EQUAL_FATAL(fmq_flow_from_json(c[i].json, strlen(c[i].json), &f, err, sizeof err),
+                              0);
+        CU_ASSERT_EQUAL(f.label, c[i].label);
+        CU_ASSERT_STRING_EQUAL(f.detailed_label, c[i].detail);
+    }
+    /* a detailed label longer than the field is cut, the record kept */
+    snprintf(longlab, sizeof longlab,
+             "{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"Malicious\","
+             "\"detailed-label\":\"%s\"}",
+             "C&C-HeartBeat-FileDownload-PartOfAHorizontalPortScan-Attack-Okiru");
+    CU_ASSERT_EQUAL_FATAL(fmq_flow_from_json(longlab, strlen(longlab), &f, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(strlen(f.detailed_label), sizeof f.detailed_label - 1);
+    CU_ASSERT(strncmp(f.detailed_label, "C&C-HeartBeat", 13) == 0);
+}
+
 int init_flow_tests(void)
 {
     static const struct fmq_test t[] = {{"json round trip", test_roundtrip},
                                         {"labels only when asked", test_labels_only_when_asked},
                                         {"hostile json", test_hostile_json},
+                                        {"labels", test_labels},
                                         {NULL, NULL}};
     return fmq_add_suite("flow", t);
 }

@@ -64,6 +64,10 @@ double fmq_rng_uniform(struct fmq_rng *r);             /* [0, 1) */
 uint32_t fmq_rng_below(struct fmq_rng *r, uint32_t n); /* [0, n), unbiased */
 double fmq_rng_normal(struct fmq_rng *r);              /* standard normal (Box-Muller) */
 
+/* Writes s as the body of a JSON string (quotes and backslashes escaped, control characters as
+ * \u00XX) into dst, cut short rather than overflowing cap; returns the length written. */
+size_t fmq_json_escape(char *dst, size_t cap, const char *s);
+
 double fmq_now(void);       /* wall clock, seconds since the Unix epoch */
 double fmq_mono(void);      /* monotonic clock, seconds */
 long fmq_peak_rss_kb(void); /* VmHWM of this process in kB, -1 if unknown */

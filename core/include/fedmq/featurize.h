@@ -36,6 +36,8 @@ void fmq_feat_reset(struct fmq_featurizer *fz); /* forget every device's context
  * context. No allocation. */
 void fmq_feat_extract(struct fmq_featurizer *fz, const struct fmq_flow *f, float *x);
 const char *fmq_feat_name(int i);
+/* 1 when feature i only takes the values 0 and 1 (one-hots, flags), 0 for counts and shares. */
+int fmq_feat_is_binary(int i);
 
 /* Streaming mean/variance (Welford), mergeable across agents (Chan et al. 1979). */
 struct fmq_moments {

@@ -46,8 +46,15 @@ void fmq_flow_clear(struct fmq_flow *f);
 int fmq_flow_set(struct fmq_flow *f, const char *key, const char *val, size_t len, char *err,
                  size_t errlen);
 
-/* Parses an IoT-23 label ("benign", "Benign", "Malicious", "-" for none). */
-int fmq_flow_parse_label(const char *s, size_t len, int *label);
+/* Reads a label: its first word "benign" or "malicious" (any case) gives FMQ_LABEL_BENIGN or
+ * FMQ_LABEL_MALICIOUS, anything else ("-", "Background", "Unknown", ...) FMQ_LABEL_UNKNOWN,
+ * which means unlabelled: such a flow is scored but neither trained on nor counted in rates.
+ * *detail is the offset of a detailed label written after the first word (the raw IoT-23 form
+ * "Malicious   PartOfAHorizontalPortScan"), len when there is none. Returns *label. */
+int fmq_flow_parse_label(const char *s, size_t len, int *label, size_t *detail);
+/* 1 when key (n bytes) names a detailed-label column: detailed-label, detailed_label,
+ * detailedlabel (Stratosphere's IDPS logs) or det_label (IoT-23 34-1). */
+int fmq_flow_is_detail_key(const char *key, size_t n);
 
 /* Parses one Zeek JSON object (as Zeek's LogAscii::use_json writes it) into f. Hostile input:
  * bounded nesting, every string checked, ts as number or ISO 8601. Requires ts, id.orig_h and

@@ -47,6 +47,8 @@ struct fmq_giot_stream {
 };
 int fmq_giot_stream_init(struct fmq_giot_stream *s, size_t cap, size_t max_devices);
 void fmq_giot_stream_free(struct fmq_giot_stream *s);
+/* The next flow of every device starts without context (flows of another capture follow). */
+void fmq_giot_stream_forget_devices(struct fmq_giot_stream *s);
 /* Tokenizes f into the next slot and links it to its device's previous flow; returns the slot. */
 size_t fmq_giot_stream_push(struct fmq_giot_stream *s, const struct fmq_flow *f);
 
@@ -96,6 +98,13 @@ void fmq_giot_classify(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
  * idx[k]'s tokens given its context, in nats. */
 void fmq_giot_score(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
                     const struct fmq_giot_data *d, const uint32_t *idx, size_t n, float *out);
+
+/* Both scores from one forward per batch: nll[k * stride] as fmq_giot_score and, when head is
+ * not NULL, head[k * stride] = the head's logit of malicious against benign (NAN without a
+ * head), which ranks flows without saturating as P(malicious) does. */
+void fmq_giot_score_both(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
+                         const struct fmq_giot_data *d, const uint32_t *idx, size_t n, float *nll,
+                         float *head, size_t stride);
 
 /* For flow i: per field, the probability of the observed token and the model's most likely
  * token; writes up to `worst` least likely fields as text, e.g.

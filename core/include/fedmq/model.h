@@ -50,6 +50,14 @@ struct fmq_model {
     float *norm_mean; /* owned, in_dim; 0 until set */
     float *norm_std;  /* owned, in_dim; 1 until set */
     int has_norm;     /* normalisation came from training data */
+    /* The fleet's benign profile: per feature, the mean (for a 0/1 feature its rate) and std
+     * (floored) of the training sites' benign flows, merged in the statistics round. It scores
+     * novelty: the negative log-likelihood of a flow under independent per-feature laws
+     * (Bernoulli for 0/1 features, Gaussian for the others), a factorised density ("naive
+     * Bayes") model of normal traffic. */
+    float *prof_mean; /* owned, in_dim */
+    float *prof_std;  /* owned, in_dim */
+    int has_prof;
 };
 
 /* Checks a config (kinds, sizes, limits) without allocating. */
@@ -85,6 +93,13 @@ float fmq_mlp_backward(const struct fmq_model *m, struct fmq_mlp_ws *ws, const f
 void fmq_mlp_input_grad(const struct fmq_model *m, struct fmq_mlp_ws *ws, float *dx);
 /* probability of malicious for one raw (unnormalised) feature vector */
 float fmq_model_score(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *raw);
+/* Novelty of one raw feature vector under the model's benign profile (has_prof): the sum over
+ * features of their negative log-likelihood, in nats (Gaussian without its constant), each
+ * feature's at most FMQ_NOVELTY_MAX (-log 0.001: a value the fleet's benign flows show a
+ * thousandth of the time is "rare", and no rarer), so the score counts how many ways a flow is
+ * rare rather than how far one feature strays; contrib (may be NULL) gets each feature's. */
+#define FMQ_NOVELTY_MAX 6.9078
+float fmq_model_novelty(const struct fmq_model *m, const float *raw, float *contrib);
 /* The same before the sigmoid: the logit, which ranks flows without saturating (P rounds to
  * exactly 1.0f above a logit of about 17, and ties break a false-positive-rate threshold). */
 float fmq_model_logit(const struct fmq_model *m, struct fmq_mlp_ws *ws, const float *raw);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fedmq/calib.h"
 #include "fedmq/codec.h"
 #include "fedmq/featurize.h"
 #include "fedmq/gpt.h"
@@ -51,7 +52,11 @@ struct fmq_update {
     int compact;    /* envelope version 2 (client.envelope 2): one-letter keys, the tensor's keys
                        at the top level, never agent or task (implies no_ids) */
     int has_stats;  /* stats present (normalisation round) */
+    int has_sketch; /* sketch present: the agent's benign score quantiles under base_version */
+    struct fmq_sketch sketch;
     struct fmq_moments *stats; /* borrowed storage, required when decoding */
+    int has_benign;            /* stats also hold the benign rows' own moments (the profile) */
+    struct fmq_moments *benign; /* borrowed storage, required when decoding such stats */
     int codec;                 /* enum fmq_codec; FMQ_CODEC_NONE when no tensor */
     uint32_t dim;              /* tensor length */
     float *delta;              /* borrowed storage of delta_cap floats */
@@ -60,7 +65,9 @@ struct fmq_update {
     size_t tensor_len;
 };
 
-enum fmq_phase { FMQ_PHASE_STATS = 1, FMQ_PHASE_TRAIN = 2 };
+/* stats: agents send feature moments; train: model updates; calib: only sketches of the
+ * model as it is (after the last training round), for an exact fleet rule. */
+enum fmq_phase { FMQ_PHASE_STATS = 1, FMQ_PHASE_TRAIN = 2, FMQ_PHASE_CALIB = 3 };
 
 /* What the coordinator asks of every agent for the next round ("client" in the global model). */
 struct fmq_client_plan {
@@ -117,6 +124,7 @@ struct fmq_global {
     int nplans;
     struct fmq_agent_plan self_plan;
     int has_self_plan;
+    struct fmq_rule rule; /* the fleet alert rule (calib.h); rule.channels 0 = none */
 };
 
 struct fmq_status {
@@ -129,6 +137,7 @@ struct fmq_status {
     uint64_t buffered;      /* records in the training buffer */
     uint64_t alerts;        /* alerts published */
     uint64_t bad;           /* malformed messages dropped */
+    char calib[16];         /* calibration state (fmq_calib_state_name); "" = not reported */
     double ts;
 };
 
