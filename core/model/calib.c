@@ -252,7 +252,7 @@ void fmq_calib_cfg_default(struct fmq_calib_cfg *c)
     c->every = 100;
     c->max_step = 0.25;
     c->rise_period = 3600; /* an hour of traffic to loosen by a quarter of the window's spread */
-    c->tighten = 0;
+    c->tighten = 1; /* a quiet site alerts on what is unusual for it, not only for the fleet */
     c->min_eligible = 50;
     c->static_sup = 0.0f; /* P(malicious) >= 0.5 */
 }
