@@ -254,10 +254,11 @@ static void on_sensor(struct agent *a, const struct fmq_mq_msg *m)
         a->labelled++;
         if (a->cfg.attack == AGENT_ATTACK_LABEL_FLIP) f.label = !f.label;
     }
-    for (int i = 0; i < a->nlrn; i++) { /* every learner's data stays current */
+    for (int i = 0; i < a->nlrn; i++) {
         struct fmq_learner *l = &a->lrn[i];
         uint32_t slot;
-        if (l != a->L || !a->scoring) {
+        if (a->L && l != a->L) continue; /* a model is in use: only its learner holds data */
+        if (l != a->L || !a->scoring) { /* no model yet: every kind's data, for the first one */
             fmq_learner_ingest(l, &f);
             continue;
         }
@@ -426,7 +427,10 @@ static void update_header(struct agent *a, struct fmq_update *u, size_t ntrain)
     u->ts = fmq_now();
     u->no_ids = !a->plan.ids; /* the update topic names agent and task */
     u->compact = a->plan.envelope == FMQ_WIRE_UPDATE_COMPACT;
-    if (a->sketch.n) {
+    /* the sketch travels with the validation metrics (client.report: agent_metrics on the
+     * coordinator), so a byte-lean configuration sends none until a calibration round asks;
+     * that round sends even an empty one (send_sketch) */
+    if (a->sketch.n && a->plan.report) {
         u->has_sketch = 1;
         u->sketch = a->sketch;
     }

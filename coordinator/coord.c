@@ -37,7 +37,7 @@ void coord_cfg_default(struct coord_cfg *c)
     c->sensing_p = (struct fmq_sensing_params){30.0, 0.25, 0.2};
     c->threshold = 0.5;
     c->fp_budget = 0.01;
-    c->calib_round = 1;
+    c->calib_round = 0; /* rounds > 0: one more round measures the final model (calib.h) */
     c->rule_min_benign = 50;
     c->test_from = 0.7;
     c->log_level = FMQ_LOG_INFO;

@@ -101,7 +101,8 @@ struct coord_eval {
     struct fmq_confusion dep, dep_file[COORD_MAX_TEST];  /* at the deployed (fleet) rule */
     double recall_at_fpr;        /* at 1% false-positive rate, -1 without malicious test flows */
     double head_recall_at_fpr;   /* GIoT's supervised head, -1 without one */
-    double either_recall_at_fpr; /* GIoT's likelihood or head, at 1% together; -1 without */
+    double either_recall_at_fpr; /* either channel, at 1% together; -1 without two */
+    double recall_ch[FMQ_NCH];   /* each channel's own, -1 without it */
     float threshold;             /* decision threshold used for cm */
     double eval_s;               /* wall seconds to score the test set (the paper's latency) */
     uint64_t model_hash;         /* FNV-1a of the trainable parameters: equal models, equal hash */

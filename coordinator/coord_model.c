@@ -268,6 +268,7 @@ void coord_evaluate(struct coord *c, const struct fmq_rule *rule, struct coord_e
     memset(e, 0, sizeof *e);
     e->model_hash = model_hash(c);
     e->recall_at_fpr = e->head_recall_at_fpr = e->either_recall_at_fpr = -1;
+    e->recall_ch[0] = e->recall_ch[1] = -1;
     if (!n) return;
     memset(&g, 0, sizeof g);
     coord_model_to_global(c, &g);
@@ -276,7 +277,7 @@ void coord_evaluate(struct coord *c, const struct fmq_rule *rule, struct coord_e
         return;
     }
     channels = c->ev.ops->channels(&c->ev);
-    prim = channels & FMQ_CH_BIT(FMQ_CH_NOV) ? FMQ_CH_NOV : FMQ_CH_SUP;
+    prim = c->ev.ops->primary;
     c->ev.ops->score(&c->ev, c->tslot, n, c->tscore);
     for (size_t i = 0; i < n; i++) {
         sup[i] = c->tscore[i * FMQ_NCH + FMQ_CH_SUP];
@@ -284,10 +285,14 @@ void coord_evaluate(struct coord *c, const struct fmq_rule *rule, struct coord_e
     }
     e->recall_at_fpr = fmq_recall_at_fpr(prim == FMQ_CH_NOV ? nov : sup, c->yt, n, 0.01,
                                          c->tscratch, &thr, NULL);
-    if (prim == FMQ_CH_NOV && (channels & FMQ_CH_BIT(FMQ_CH_SUP))) {
-        e->head_recall_at_fpr = fmq_recall_at_fpr(sup, c->yt, n, 0.01, c->tscratch, NULL, NULL);
+    for (int ch = 0; ch < FMQ_NCH; ch++)
+        e->recall_ch[ch] = channels & FMQ_CH_BIT(ch)
+                               ? fmq_recall_at_fpr(ch == FMQ_CH_NOV ? nov : sup, c->yt, n, 0.01,
+                                                   c->tscratch, NULL, NULL)
+                               : -1;
+    if (channels == (FMQ_CH_BIT(FMQ_CH_SUP) | FMQ_CH_BIT(FMQ_CH_NOV)))
         e->either_recall_at_fpr = fmq_recall_at_fpr_either(nov, sup, c->yt, n, 0.01, c->tscratch);
-    }
+    if (prim == FMQ_CH_NOV) e->head_recall_at_fpr = e->recall_ch[FMQ_CH_SUP]; /* GIoT's head */
     /* the configured threshold: the MLP's static one, GIoT's NLL at 1% of the benign test
      * flows (or its head at the static one) */
     pthr = c->ev.cal.cfg.static_sup;
@@ -364,7 +369,10 @@ void coord_eval_json(const struct coord *c, const struct coord_eval *e, char *bu
         n += (size_t)snprintf(buf + n, cap - n, "}}");
     }
     if (n + 400 < cap) {
-        n += (size_t)snprintf(buf + n, cap - n, "],\"deployed\":{");
+        n += (size_t)snprintf(buf + n, cap - n,
+                              "],\"supervised_recall_at_1pct_fpr\":%.6f,"
+                              "\"novelty_recall_at_1pct_fpr\":%.6f,\"deployed\":{",
+                              e->recall_ch[FMQ_CH_SUP], e->recall_ch[FMQ_CH_NOV]);
         n += rates_json(buf + n, cap - n, &e->dep);
     }
     if (n + 300 < cap) {

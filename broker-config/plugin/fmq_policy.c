@@ -282,6 +282,7 @@ static int check_update(struct fmq_policy *p, const char *u, const char *topic, 
     up.delta = p->delta;
     up.delta_cap = p->dim ? p->dim : p->delta_cap; /* observe() sized delta for dim */
     up.stats = &p->moments;
+    up.benign = &p->bmoments;
     rc = fmq_wire_decode_update(&p->dec, payload, len, p->dim, &up, err, sizeof err);
     if (rc == FMQ_EDIM) return FMQ_DENY_DIM;
     if (rc != 0) return FMQ_DENY_MALFORMED;

@@ -82,6 +82,7 @@ struct fmq_policy {
     float *delta; /* owned decode storage, delta_cap floats */
     size_t delta_cap;
     struct fmq_moments moments; /* decode storage for statistics updates */
+    struct fmq_moments bmoments; /* the same, the benign rows (the profile) */
 };
 
 void fmq_policy_default(struct fmq_policy *p);

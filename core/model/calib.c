@@ -3,6 +3,7 @@
  * allocated after init. */
 #include "fedmq/calib.h"
 #include "fedmq/common.h"
+#include "fedmq/flow.h"
 #include "fedmq/model.h"
 
 #include <math.h>
@@ -217,7 +218,9 @@ void fmq_rule_acc_finish(struct fmq_rule_acc *a, double budget, uint64_t version
          * that a few sites (or liars) cannot open every new site's threshold */
         skip = k / 10;
         rule->cap[c] = v[k - 1 - skip].v;
-        if (rule->cap[c] < rule->thr[c]) rule->cap[c] = rule->thr[c];
+        /* a pooled quantile is at most the largest site's; above the cap only when the sites
+         * set aside drive it, which is what the cap is for */
+        if (rule->thr[c] > rule->cap[c]) rule->thr[c] = rule->cap[c];
         rule->channels |= FMQ_CH_BIT(c);
         if (k > rule->sites) rule->sites = (uint32_t)k;
     }
@@ -345,7 +348,7 @@ int fmq_calib_push(struct fmq_calib *c, uint32_t slot, double ts, const float *s
 static int eligible(const struct fmq_calib *c, size_t i, int ch)
 {
     const float *s = c->score + i * FMQ_NCH;
-    if (c->lab[i] == 1) return 0; /* FMQ_LABEL_MALICIOUS */
+    if (c->lab[i] == FMQ_LABEL_MALICIOUS) return 0;
     for (int o = 0; o < FMQ_NCH; o++)
         if (o != ch && (c->rule.channels & FMQ_CH_BIT(o)) && s[o] > c->rule.thr[o]) return 0;
     return 1;
@@ -434,11 +437,12 @@ int fmq_calib_recompute(struct fmq_calib *c, int now)
              * followed */
             double allow = c->cfg.max_step * (spread > 0 ? spread : 0) * dt / c->cfg.rise_period;
             float d = target - c->thr[ch];
-            if (d <= allow) {
+            if (d <= allow)
                 c->thr[ch] = target;
-            } else {
+            else {
                 c->thr[ch] += (float)allow;
-                moving = 1;
+                /* still short by more than a tenth of the spread: a move, not noise */
+                moving |= target - c->thr[ch] > 0.1f * spread;
             }
             changed = 1;
         }

@@ -121,15 +121,15 @@ uint32_t fmq_learner_observe(struct fmq_learner *l, const struct fmq_flow *f,
 }
 
 /* Validation keeps its meaning across fleet rules (GSFS's performance trigger and the agents'
- * reported metrics compare it round to round): a novelty channel is cut at the threshold that
- * lets the budget of the validation split's flows not labelled malicious through, a
- * supervised-only model at its static threshold. F1 when malicious flows are labelled, else
+ * reported metrics compare it round to round) and is read off the learner's primary channel: a
+ * novelty channel cut at the threshold that lets the budget of the validation split's flows not
+ * labelled malicious through, a supervised channel at its static threshold. F1 when malicious flows are labelled, else
  * accuracy; unlabelled flows count as normal, as the threshold takes them. */
 void fmq_learner_validate(struct fmq_learner *l, int local, struct fmq_local_metrics *m,
                           struct fmq_sketch *sk)
 {
     size_t n = l->ops->val_scores(l, local, l->vscore, l->vlab, l->vcap), nb = 0;
-    int ch = l->ops->channels(l) & FMQ_CH_BIT(FMQ_CH_NOV) ? FMQ_CH_NOV : FMQ_CH_SUP;
+    int ch = l->ops->primary;
     struct fmq_confusion cm = {0};
     struct fmq_scores sc;
     float thr = l->cfg.calib.static_sup;

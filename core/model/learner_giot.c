@@ -273,7 +273,7 @@ static int giot_stats(struct fmq_learner *l, struct fmq_moments *m, struct fmq_m
 }
 
 const struct fmq_learner_ops fmq_learner_giot = {
-    FMQ_LEARNER_OPS_VERSION, "giot", FMQ_MODEL_GIOT, giot_init, giot_free, giot_adopt,
+    FMQ_LEARNER_OPS_VERSION, "giot", FMQ_MODEL_GIOT, FMQ_CH_NOV, giot_init, giot_free, giot_adopt,
     giot_channels, giot_ingest, giot_new_context, giot_score, giot_val_scores, giot_explain, giot_held,
     giot_train_begin, giot_train_steps, giot_round_steps, giot_layer_norms, giot_params,
     giot_stats,

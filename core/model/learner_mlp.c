@@ -327,7 +327,7 @@ static int mlp_stats(struct fmq_learner *l, struct fmq_moments *mo, struct fmq_m
 }
 
 const struct fmq_learner_ops fmq_learner_mlp = {
-    FMQ_LEARNER_OPS_VERSION, "mlp", FMQ_MODEL_MLP, mlp_init, mlp_free, mlp_adopt, mlp_channels,
+    FMQ_LEARNER_OPS_VERSION, "mlp", FMQ_MODEL_MLP, FMQ_CH_SUP, mlp_init, mlp_free, mlp_adopt, mlp_channels,
     mlp_ingest, mlp_new_context, mlp_score, mlp_val_scores, mlp_explain, mlp_held, mlp_train_begin,
     mlp_train_steps, mlp_round_steps, mlp_layer_norms, mlp_params, mlp_stats,
 };

@@ -553,8 +553,10 @@ static int rd_sketch(struct rd *r, const msgpack_object *o, struct fmq_sketch *s
                 return rc;
             s->channels |= FMQ_CH_BIT(c);
         }
-    if (!s->channels || fmq_sketch_check(s) != 0)
-        return fail(r, FMQ_ERANGE, "q", "no channel, or quantiles out of order or range");
+    /* an empty sketch (n 0, no channel) says the site has no benign labels to measure on */
+    if ((s->n > 0 && !s->channels) || (s->n == 0 && s->channels) || fmq_sketch_check(s) != 0)
+        return fail(r, FMQ_ERANGE, "q", "channels do not match n, or quantiles out of order or "
+                                        "range");
     r->msg = msg;
     return 0;
 }

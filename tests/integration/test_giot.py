@@ -84,7 +84,7 @@ def main():
                                         "--id", new, "--sensors", "sensors/%s/+/conn" % new,
                                         "--min-train", "2000", "--val-fraction", "0.5",
                                         "--status-interval", "1"])
-        wait_for(lambda: "adopted global GIoT model" in h.log("agent-" + new), 20,
+        wait_for(lambda: "adopted global giot model" in h.log("agent-" + new), 20,
                  "the new site's agent to adopt the fleet model")
         r = h.spawn("replay-new", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast",
                                    "--with-labels", heldout])

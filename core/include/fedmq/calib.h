@@ -14,7 +14,9 @@
  * weighted by its benign flows but at most 3x the median site, so one site claiming a huge
  * count cannot make the fleet's threshold its own) and a cap (the largest of the sites'
  * quantiles once the top tenth of the sites is set aside: how far the most unusual benign
- * sites of the fleet need their thresholds to go, which a few sites or liars cannot set). The next global
+ * sites of the fleet need their thresholds to go, which a few sites or liars cannot set; the
+ * fleet threshold is never above it). A tenth of the sites may lie about their sketches
+ * without opening any site's thresholds beyond what the honest sites' largest needs. The next global
  * model carries the rule; after the last training round a calibration round measures the final
  * model itself, so the rule a run ends with is exact.
  *

@@ -50,6 +50,7 @@ struct fmq_learner_ops {
     int version;      /* FMQ_LEARNER_OPS_VERSION */
     const char *name; /* "mlp", "giot": alerts and status name it */
     int kind;         /* FMQ_MODEL_* of the global models it takes */
+    int primary;      /* FMQ_CH_* validation metrics and GSFS's performance trigger watch */
     /* the implementation's state in l->impl, from l->cfg; 0 or FMQ_E* */
     int (*init)(struct fmq_learner *l);
     void (*free)(struct fmq_learner *l); /* safe after a failed init */
