@@ -487,22 +487,28 @@ static int counts_online(const struct coord *c, const struct coord_agent *a)
     return a->in_round || (a->online && !silent(c, a));
 }
 
-/* With the table full, the entry to forget: not in the open round, offline or silent, never
- * aggregated before ever aggregated, then the longest unheard. Its replay key goes with it,
- * which is safe: its last update's base version is long past, so a replay is refused as stale. */
-static struct coord_agent *evictable(struct coord *c)
+/* With the table full, the entry to forget: never one in the open round; first one that is
+ * offline or silent, then (only for an agent that sent an update: a status alone displaces
+ * nothing that counts) one that never sent an update; never aggregated before aggregated, then
+ * the longest unheard. Its replay key goes with it, which is safe: its last update's base
+ * version is long past, so a replay is refused as stale. */
+static struct coord_agent *evictable(struct coord *c, int for_update)
 {
     struct coord_agent *best = NULL;
+    int best_rank = 0;
     for (int i = 0; i < c->nagents; i++) {
         struct coord_agent *a = &c->agents[i];
-        if (a->in_round || counts_online(c, a)) continue;
-        if (!best || (a->app_seq == 0) > (best->app_seq == 0) ||
-            ((a->app_seq == 0) == (best->app_seq == 0) && a->last_heard < best->last_heard))
-            best = a;
+        int rank = a->in_round                   ? 0
+                   : !counts_online(c, a)        ? (a->app_seq == 0 ? 4 : 3)
+                   : for_update && !a->updates   ? 2
+                                                 : 0;
+        if (rank > best_rank || (rank && rank == best_rank && a->last_heard < best->last_heard))
+            best = a, best_rank = rank;
     }
     return best;
 }
 
+/* create: 0 look up only, 1 for a status, 2 for an update (see evictable). */
 static struct coord_agent *find_agent(struct coord *c, const char *id, int create)
 {
     struct coord_agent *a;
@@ -511,9 +517,10 @@ static struct coord_agent *find_agent(struct coord *c, const char *id, int creat
     if (!create) return NULL;
     if (c->nagents < COORD_MAX_AGENTS)
         a = &c->agents[c->nagents++];
-    else if ((a = evictable(c)) != NULL)
-        fmq_log(FMQ_LOG_INFO, "agent table full: %s (silent) makes room for %s", a->id, id);
-    else
+    else if ((a = evictable(c, create == 2)) != NULL && fmq_ratelimit_ok(&c->wire_log))
+        fmq_log(FMQ_LOG_INFO, "agent table full: %s (%s) makes room for %s", a->id,
+                a->updates ? "silent" : "never sent an update", id);
+    else if (!a)
         return NULL;
     memset(a, 0, sizeof *a);
     snprintf(a->id, sizeof a->id, "%s", id);
@@ -694,7 +701,7 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
         refuse(c, &c->rej_phase, m, &u, "update kind does not match the round phase");
         return;
     }
-    if (!a && !(a = find_agent(c, u.agent, 1))) {
+    if (!a && !(a = find_agent(c, u.agent, 2))) {
         refuse(c, &c->rej_bad, m, &u, "too many agents");
         return;
     }

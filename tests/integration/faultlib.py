@@ -20,20 +20,28 @@ CAPTURES = ["CTU-IoT-Malware-Capture-34-1.conn.log.labeled",
 
 
 class Fleet:
-    def __init__(self, h, args, agent_args=None, env=None, watch="fedmq/#"):
-        """Broker, inspector on `watch`, three agents (agent_args: site -> extra flags, env:
-        site -> environment), and their training records replayed."""
+    def __init__(self, h, args, agent_args=None, env=None, watch="fedmq/#", start=3, before=None):
+        """Broker, inspector on `watch`, the first `start` of three agents (agent_args: site ->
+        extra flags, env: site -> environment), and their training records replayed. before(h),
+        if given, runs once the broker is up."""
         self.h, self.args = h, args
         self.broker = h.start_broker()
         self.files = [os.path.join(args.source, "data", "iot23", c) for c in CAPTURES]
         self.sites = [site(os.path.basename(f)) for f in self.files]
+        if before:
+            before(h)
         self.bus = h.inspect("bus", watch)
         self.agent_args, self.env = agent_args or {}, env or {}
-        self.procs = {s: self.agent(s) for s in self.sites}
-        h.wait_online(self.bus, len(self.sites), 30)
-        self.replay(self.files)
+        self.procs = {s: self.agent(s) for s in self.sites[:start]}
+        self.wait_online(self.sites[:start])
+        self.replay(self.files[:start])
         self.metrics = os.path.join(h.work, "metrics.jsonl")
         self.state = os.path.join(h.work, "coordinator.state")
+
+    def wait_online(self, sites, timeout=30):
+        """Until each of these agents published a status (it follows its subscriptions)."""
+        wait_for(lambda: set(sites) <= {m["agent"] for m in self.seen("status")}, timeout,
+                 "agents %s online" % sites)
 
     def agent(self, s, tag=""):
         return self.h.spawn("agent-" + s + tag,
