@@ -232,6 +232,8 @@ int coord_state_load(struct coord *c); /* 0 loaded, 1 none, < 0 unusable */
  * Nothing in c changes unless the whole state is valid, except the model's parameters, which
  * may be partly overwritten before an error (the coordinator then refuses to start). */
 int coord_state_decode(struct coord *c, const uint8_t *buf, size_t len, char *err, size_t errlen);
+/* FNV-1a 64 of the state's bytes before its last 8 (which hold it). */
+uint64_t coord_state_checksum(const uint8_t *p, size_t n);
 /* metrics_file: drops a torn last line (a crash mid-write), then appends the saved round's
  * metrics when the file does not end with that version (a crash between save and write). */
 int coord_metrics_recover(struct coord *c);

@@ -47,7 +47,7 @@ static void put(struct wbuf *b, const void *v, size_t n)
     b->n += n;
 }
 
-static uint64_t fnv(const uint8_t *p, size_t n)
+uint64_t coord_state_checksum(const uint8_t *p, size_t n)
 {
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ULL;
@@ -140,7 +140,7 @@ int coord_state_save(struct coord *c, const uint8_t *model, size_t model_len, ch
     if (n > STATE_MAX_JSON) n = 0;
     put(&b, &n, sizeof n);
     if (n) put(&b, c->round_json, n);
-    sum = b.oom ? 0 : fnv(b.p, b.n);
+    sum = b.oom ? 0 : coord_state_checksum(b.p, b.n);
     put(&b, &sum, sizeof sum);
     if (b.oom) {
         snprintf(err, errlen, "%s: out of memory", c->cfg.state_file);
@@ -185,7 +185,7 @@ int coord_state_decode(struct coord *c, const uint8_t *buf, size_t len, char *er
         return FMQ_EFORMAT;
     }
     memcpy(&sum, buf + len - 8, 8);
-    r = (struct rbuf){buf, len - 8, 0, fnv(buf, len - 8) != sum};
+    r = (struct rbuf){buf, len - 8, 0, coord_state_checksum(buf, len - 8) != sum};
     get(&r, magic, 8);
     get(&r, &layout, sizeof layout);
     if (r.bad || memcmp(magic, STATE_MAGIC, 8) != 0 || layout < 1 || layout > STATE_LAYOUT) {
