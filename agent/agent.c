@@ -376,6 +376,17 @@ static void resend(struct agent *a, const char *why)
     fmq_mq_publish(a->mq, a->t_update, a->sent.data, a->sent.len, 1, 0);
 }
 
+/* Where update send times are counted from (update_header): our wall clock when it agrees
+ * with the coordinator's within a second (the link delay measured is then the uplink's, as
+ * before), else the model's send time, on the coordinator's clock (the delay then also holds the
+ * downlink, a small error next to a skewed clock's hours). */
+static void anchor_clock(struct agent *a, double model_ts)
+{
+    double now = fmq_now();
+    a->global_anchor = fabs(now - model_ts) <= 1.0 ? now : model_ts;
+    a->global_mono = fmq_mono();
+}
+
 static void on_global(struct agent *a, const struct fmq_mq_msg *m)
 {
     struct fmq_model scratch = {0};
@@ -413,7 +424,7 @@ static void on_global(struct agent *a, const struct fmq_mq_msg *m)
          * accepted once, and a receipt settles it). It is also the coordinator's current
          * version, whatever a stale receipt said before. */
         a->global_ts = g.ts;
-        a->global_mono = fmq_mono();
+        anchor_clock(a, g.ts);
         if (a->behind > a->version) { /* we were told of a newer one that never came */
             a->behind = 0;
             if (a->sent_version != a->version) a->pending = 1;
@@ -432,7 +443,7 @@ static void on_global(struct agent *a, const struct fmq_mq_msg *m)
         goto out;
     }
     a->global_ts = g.ts;
-    a->global_mono = fmq_mono();
+    anchor_clock(a, g.ts);
     a->rewind = 0;
     if (a->behind <= g.version) a->behind = 0;
     fmq_log(FMQ_LOG_INFO,
@@ -492,9 +503,9 @@ static void simulate_uplink(struct agent *a, size_t len)
 
 /* Fields every update carries: identity, base version, sequence number, examples, send time.
  * The sequence number is keyed by the coordinator's version, (base << 16) + k for the k-th
- * update on that base, so no clock can make it run backwards, and the send time is on the
- * coordinator's clock (the model's send time plus our monotonic time since it arrived), so a
- * skewed agent clock does not look like a slow link. */
+ * update on that base, so no clock can make it run backwards, and the send time is counted on
+ * the monotonic clock from the model's arrival (anchor_clock), so neither a clock step nor a
+ * skewed agent clock looks like a slow link. */
 static void update_header(struct agent *a, struct fmq_update *u, size_t ntrain)
 {
     memset(u, 0, sizeof *u);
@@ -505,7 +516,7 @@ static void update_header(struct agent *a, struct fmq_update *u, size_t ntrain)
     if (a->seq_k < 0xffff) a->seq_k++;
     u->seq = a->seq = (a->version << 16) + a->seq_k;
     u->n_examples = ntrain;
-    u->ts = a->global_ts > 0 ? a->global_ts + (fmq_mono() - a->global_mono) : fmq_now();
+    u->ts = a->global_anchor > 0 ? a->global_anchor + (fmq_mono() - a->global_mono) : fmq_now();
     u->no_ids = !a->plan.ids; /* the update topic names agent and task */
     u->compact = a->plan.envelope == FMQ_WIRE_UPDATE_COMPACT;
 }

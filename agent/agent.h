@@ -122,6 +122,8 @@ struct agent {
     double sent_at, retry_wait; /* monotonic time of the last (re)send; wait before the next */
     double global_ts;           /* send time of the global model in use (coordinator's clock) */
     double global_mono;         /* our monotonic time when it arrived */
+    double global_anchor;       /* wall time then: ours, or the model's ts when our clock is off
+                                   by more than a second (update_header) */
     /* GIoT */
     int kind;                         /* FMQ_MODEL_* of the model in use, 0 = none */
     size_t dim;                       /* trainable parameters of the model in use */
