@@ -85,9 +85,6 @@ int agent_init(struct agent *a, const struct agent_cfg *cfg)
     snprintf(a->t_receipt, sizeof a->t_receipt, "%s/%s/receipt/%s", cfg->root, cfg->task, cfg->id);
     a->bad_log = (struct fmq_ratelimit){10.0, 5, 0, 0, 0};
     a->last_calib = -1;
-    /* sequence numbers start at the start time in microseconds, so they keep increasing across
-     * restarts and the coordinator can refuse every replayed (agent, seq) */
-    a->seq = (uint64_t)(fmq_now() * 1e6);
     if (cfg->attack)
         fmq_log(FMQ_LOG_WARN, "TEST MODE: this agent is Byzantine (attack %d, scale %g)",
                 cfg->attack, cfg->attack_scale);
@@ -308,12 +305,37 @@ static int size_update_state(struct agent *a, size_t n)
     return 0;
 }
 
-/* {"seq":N,...} from the coordinator: the update with that sequence number is settled. */
+/* {"seq":N,"status":S,"current":V,...} from the coordinator (schemas/topics.md). applied and
+ * duplicate: in a saved model, settled. accepted: held in the open round, so the timer waits
+ * again. stale: settled, and when the coordinator is ahead an older queued model is not
+ * trained on; when it is behind our model its next one is taken. refused: dropped for good. */
 static void on_receipt(struct agent *a, const struct fmq_mq_msg *m)
 {
-    const char *p = strstr((const char *)m->payload, "\"seq\":"); /* payload ends in NUL */
-    unsigned long long seq;
-    if (p && sscanf(p + 6, "%llu", &seq) == 1 && seq == a->sent_seq) a->sent_confirmed = 1;
+    const char *text = (const char *)m->payload; /* payload ends in NUL */
+    const char *p = strstr(text, "\"seq\":"), *st = strstr(text, "\"status\":\"");
+    const char *cur = strstr(text, "\"current\":"), *why = strstr(text, "\"reason\":\"");
+    unsigned long long seq, current = 0;
+    char status[16] = "";
+    if (!p || sscanf(p + 6, "%llu", &seq) != 1 || seq != a->sent_seq || a->sent_confirmed) return;
+    if (st) sscanf(st + 10, "%15[a-z]", status);
+    if (cur) sscanf(cur + 10, "%llu", &current);
+    if (!strcmp(status, "accepted")) {
+        a->sent_at = fmq_mono();
+        return;
+    }
+    a->sent_confirmed = 1;
+    if (!strcmp(status, "stale") && current > a->version) {
+        a->behind = current;
+        fmq_log(FMQ_LOG_INFO, "update #%llu for v%llu is stale: the coordinator is at v%llu",
+                seq, (unsigned long long)a->version, current);
+    } else if (!strcmp(status, "stale") && current && current < a->version) {
+        a->rewind = 1;
+        fmq_log(FMQ_LOG_WARN, "the coordinator is at v%llu, behind our v%llu: taking its next "
+                "model", current, (unsigned long long)a->version);
+    } else if (!strcmp(status, "refused"))
+        fmq_log(FMQ_LOG_WARN, "update #%llu for v%llu refused: %.*s", seq,
+                (unsigned long long)a->version,
+                why ? (int)strcspn(why + 10, "\"") : 7, why ? why + 10 : "no reason");
 }
 
 static void resend(struct agent *a, const char *why)
@@ -331,6 +353,17 @@ static struct fmq_learner *learner_of(struct agent *a, int kind)
     for (int i = 0; i < a->nlrn; i++)
         if (a->lrn[i].ops == ops) return &a->lrn[i];
     return NULL;
+}
+
+/* Where update send times are counted from (update_header): our wall clock when it agrees
+ * with the coordinator's within a second (the link delay measured is then the uplink's, as
+ * before), else the model's send time, on the coordinator's clock (the delay then also holds the
+ * downlink, a small error next to a skewed clock's hours). */
+static void anchor_clock(struct agent *a, double model_ts)
+{
+    double now = fmq_now();
+    a->global_anchor = fabs(now - model_ts) <= 1.0 ? now : model_ts;
+    a->global_mono = fmq_mono();
 }
 
 static void on_global(struct agent *a, const struct fmq_mq_msg *m)
@@ -360,16 +393,27 @@ static void on_global(struct agent *a, const struct fmq_mq_msg *m)
         report_bad(a, m->topic, "global model of a kind this agent has no learner for");
         goto out;
     }
-    if (a->L && strcmp(g.run, a->run) == 0 && g.version == a->version && g.ts > a->global_ts &&
-        a->sent_version == a->version && a->sent.len > 0) {
-        /* the same version published again: the coordinator restarted or reconnected and may
-         * have lost what it had not yet aggregated; the update goes again (same seq: it is
-         * accepted once, and a receipt settles it) */
-        a->global_ts = g.ts;
-        if (!a->sent_confirmed) resend(a, "global model republished");
+    if (g.version > FMQ_VERSION_MAX) {
+        report_bad(a, m->topic, "global model version out of range");
         goto out;
     }
-    if (a->L && strcmp(g.run, a->run) == 0 && g.version <= a->version) goto out;
+    if (a->L && strcmp(g.run, a->run) == 0 && g.version == a->version && g.ts > a->global_ts &&
+        !a->rewind) {
+        /* the same version published again: the coordinator restarted or reconnected and may
+         * have lost what it had not yet aggregated; the update goes again (same seq: it is
+         * accepted once, and a receipt settles it). It is also the coordinator's current
+         * version, whatever a stale receipt said before. */
+        a->global_ts = g.ts;
+        anchor_clock(a, g.ts);
+        if (a->behind > a->version) { /* we were told of a newer one that never came */
+            a->behind = 0;
+            if (a->sent_version != a->version) a->pending = 1;
+        }
+        if (a->sent_version == a->version && a->sent.len > 0 && !a->sent_confirmed)
+            resend(a, "global model republished");
+        goto out;
+    }
+    if (a->L && strcmp(g.run, a->run) == 0 && g.version <= a->version && !a->rewind) goto out;
     if ((rc = fmq_learner_adopt(l, &g, &g.rule, err, sizeof err)) != 0) {
         report_bad(a, m->topic, err);
         goto out;
@@ -389,6 +433,9 @@ static void on_global(struct agent *a, const struct fmq_mq_msg *m)
     a->scoring = g.round >= 1;
     take_plan(a, &g);
     a->global_ts = g.ts;
+    anchor_clock(a, g.ts);
+    a->rewind = 0;
+    if (a->behind <= g.version) a->behind = 0;
     fmq_log(FMQ_LOG_INFO,
             "adopted global %s model v%llu (round %llu, phase %s, %s, codec %s%s, run %s, %s)",
             l->ops->name, (unsigned long long)g.version, (unsigned long long)g.round,
@@ -415,16 +462,22 @@ static void simulate_uplink(struct agent *a, size_t len)
 }
 
 /* Fields every update carries: identity, base version, sequence number, examples, send time,
- * and the sketch of the global model when there is one. */
+ * and the sketch of the global model when there is one. The sequence number is keyed by the
+ * coordinator's version, (base << 16) + k for the k-th update on that base, so no clock can
+ * make it run backwards, and the send time is counted on the monotonic clock from the model's
+ * arrival (anchor_clock), so neither a clock step nor a skewed agent clock looks like a slow
+ * link. */
 static void update_header(struct agent *a, struct fmq_update *u, size_t ntrain)
 {
     memset(u, 0, sizeof *u);
     strcpy(u->agent, a->cfg.id);
     strcpy(u->task, a->cfg.task);
     u->base_version = a->version;
-    u->seq = ++a->seq;
+    if (a->seq_base != a->version) a->seq_base = a->version, a->seq_k = 0;
+    if (a->seq_k < 0xffff) a->seq_k++;
+    u->seq = a->seq = (a->version << 16) + a->seq_k;
     u->n_examples = ntrain;
-    u->ts = fmq_now();
+    u->ts = a->global_anchor > 0 ? a->global_anchor + (fmq_mono() - a->global_mono) : fmq_now();
     u->no_ids = !a->plan.ids; /* the update topic names agent and task */
     u->compact = a->plan.envelope == FMQ_WIRE_UPDATE_COMPACT;
     /* the sketch travels with the validation metrics (client.report: agent_metrics on the
@@ -443,13 +496,7 @@ static int publish_update(struct agent *a, const struct fmq_update *u)
     simulate_uplink(a, a->out.len);
     if ((rc = fmq_mq_publish(a->mq, a->t_update, a->out.data, a->out.len, 1, 0)) != 0) return rc;
     { /* keep it until the next version: a restarted coordinator may need it again */
-        if (a->sent.cap < a->out.len) {
-            uint8_t *p = realloc(a->sent.data, a->out.len);
-            if (p) a->sent.data = p, a->sent.cap = a->out.len;
-        }
-        if (a->sent.cap >= a->out.len) {
-            memcpy(a->sent.data, a->out.data, a->out.len);
-            a->sent.len = a->out.len;
+        if (fmq_buf_set(&a->sent, a->out.data, a->out.len) == 0) {
             a->sent_version = a->version;
             a->sent_seq = u->seq;
             a->sent_confirmed = 0;
@@ -727,6 +774,14 @@ int agent_step(struct agent *a, int timeout_ms)
         snprintf(why, sizeof why, "no receipt after %.0f s", a->retry_wait);
         resend(a, why);
         if (a->retry_wait < 16 * a->cfg.update_retry) a->retry_wait *= 2;
+    }
+    /* catch-up: a newer model waiting in the queue (a persistent session's backlog, a freeze)
+     * makes this one moot: train once, on the newest */
+    if (a->pending && fmq_mq_queued_on(a->mq, a->t_global) > 0) return 0;
+    if (a->pending && a->behind > a->version) {
+        fmq_log(FMQ_LOG_INFO, "v%llu is behind v%llu, the coordinator's: waiting for it",
+                (unsigned long long)a->version, (unsigned long long)a->behind);
+        a->pending = 0;
     }
     if (a->pending && !a->cfg.train) a->pending = 0; /* detection only */
     if (a->pending && held(a) >= (size_t)a->cfg.min_train && held(a) >= 2) {

@@ -109,14 +109,23 @@ struct agent {
     int gsfs_uploads; /* uploads made for this version */
     long gsfs_checks;
     struct fmq_gsfs_trigger trig;
-    uint64_t seq;        /* update sequence number */
+    uint64_t seq;        /* last update's sequence number: (base version << 16) + seq_k */
+    uint64_t seq_base;   /* base version seq_k counts for */
+    uint64_t seq_k;      /* updates sent for seq_base, from 1 */
+    uint64_t behind;     /* a stale receipt said the coordinator is at this version (same run):
+                            an older pending model is not trained on (0 = none) */
+    int rewind;          /* a stale receipt said the coordinator is behind our model: take its
+                            next model even if not newer */
     struct fmq_buf sent; /* the last update published, kept until its receipt */
     uint64_t sent_version, sent_seq;
     int sent_confirmed;  /* the coordinator's receipt for sent_seq arrived */
     uint64_t reconnects; /* seen in the MQTT client's counters */
     uint64_t resent;
     double sent_at, retry_wait; /* monotonic time of the last (re)send; wait before the next */
-    double global_ts;           /* send time of the global model in use */
+    double global_ts;           /* send time of the global model in use (coordinator's clock) */
+    double global_mono;         /* our monotonic time when it arrived */
+    double global_anchor;       /* wall time then: ours, or the model's ts when our clock is off
+                                   by more than a second (update_header) */
     agent_verdict_fn on_verdict; /* test and evaluation hook */
     void *on_verdict_ud;
     /* counters */

@@ -2,8 +2,12 @@
  * collect at most one update per agent whose base version is the current one, close the round
  * when every online agent (or expected_agents) has sent, or at the deadline once
  * min_participants have, then aggregate (moments merge in the stats phase, FedAvg afterwards),
- * evaluate, publish model and metrics. Rejected updates are counted by reason and never stop
- * the coordinator. */
+ * evaluate, and commit: save the state durably, then publish the model, then confirm the
+ * updates in it, then publish the metrics (commit). A coordinator that cannot save holds the
+ * new version (not published, nothing confirmed) and retries, saying so on its status topic.
+ * At start it learns the retained model's version and never publishes a lower one. Rejected
+ * updates are counted by reason, answered with a receipt that says why, and never stop the
+ * coordinator. */
 #include "coord.h"
 
 #include <math.h>
@@ -41,6 +45,8 @@ void coord_cfg_default(struct coord_cfg *c)
     c->rule_min_benign = 50;
     c->test_from = 0.7;
     c->log_level = FMQ_LOG_INFO;
+    c->resume_wait = 5.0;
+    c->silent_rounds = 3;
     c->giot = (struct fmq_gpt_config){0, 0, 2, 4, 32, 0}; /* the benchmarked edge config */
     c->giot_context = 4;
     c->robust = FMQ_ROBUST_KRUM_FILTER; /* bench/byzantine.py, bench/sim_sweep.py: README */
@@ -70,9 +76,20 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     snprintf(c->t_update_filter, sizeof c->t_update_filter, "%s/%s/update/+", cfg->root, cfg->task);
     snprintf(c->t_status_filter, sizeof c->t_status_filter, "%s/%s/status/+", cfg->root, cfg->task);
     snprintf(c->t_metrics, sizeof c->t_metrics, "%s/%s/metrics", cfg->root, cfg->task);
+    snprintf(c->t_coord, sizeof c->t_coord, "%s/%s/coordinator", cfg->root, cfg->task);
+    {
+        const char *hook = getenv("FMQ_TEST_EXIT_AT"); /* tests only: POINT[:N] */
+        if (hook && *hook) {
+            const char *colon = strchr(hook, ':');
+            snprintf(c->test_exit_at, sizeof c->test_exit_at, "%.*s",
+                     (int)(colon ? (size_t)(colon - hook) : strlen(hook)), hook);
+            c->test_exit_n = colon ? strtol(colon + 1, NULL, 10) : 1;
+        }
+    }
     fmq_rng_seed(&r, (uint64_t)(fmq_now() * 1e6), (uint64_t)getpid());
     snprintf(c->run, sizeof c->run, "r%lld-%08x", (long long)fmq_now(), fmq_rng_u32(&r));
     c->bad_log = (struct fmq_ratelimit){10.0, 5, 0, 0, 0};
+    c->wire_log = (struct fmq_ratelimit){60.0, 2, 0, 0, 0};
     if ((rc = fmq_wire_dec_init(&c->dec)) || (rc = coord_model_init(c)) ||
         (rc = fmq_fedavg_init(&c->agg, c->dim)) ||
         (rc = fmq_robust_init(&c->rob, cfg->robust, c->dim)) ||
@@ -94,14 +111,15 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
         return rc;
     fmq_rng_seed(&c->rng, cfg->seed, 0x73616d706c65ULL);
     fmq_rng_seed(&c->dp_rng, (uint64_t)(fmq_now() * 1e6) ^ (uint64_t)getpid(), 0x6470ULL);
-    if (cfg->metrics_file[0] && !(c->metrics = fopen(cfg->metrics_file, "a"))) {
-        fmq_log(FMQ_LOG_ERROR, "%s: cannot open metrics file", cfg->metrics_file);
-        return FMQ_EIO;
-    }
     c->version = 1;
     c->round = 0;
     c->phase = c->kind == FMQ_MODEL_GIOT ? FMQ_PHASE_TRAIN : FMQ_PHASE_STATS; /* no features */
     if ((rc = coord_state_load(c)) < 0) return rc;
+    if ((rc = coord_metrics_recover(c)) != 0) return rc;
+    if (cfg->metrics_file[0] && !(c->metrics = fopen(cfg->metrics_file, "a"))) {
+        fmq_log(FMQ_LOG_ERROR, "%s: cannot open metrics file", cfg->metrics_file);
+        return FMQ_EIO;
+    }
     if (cfg->rounds > 0 && c->round >= (uint64_t)cfg->rounds && c->phase != FMQ_PHASE_CALIB)
         c->done = 1;
     return 0;
@@ -116,6 +134,9 @@ void coord_free(struct coord *c)
     fmq_rule_acc_free(&c->racc);
     fmq_wire_dec_free(&c->dec);
     fmq_buf_free(&c->out);
+    fmq_buf_free(&c->pub);
+    free(c->round_body);
+    free(c->round_json);
     free(c->delta);
     free(c->mean);
     free(c->selected);
@@ -140,7 +161,8 @@ static unsigned long long open_round(const struct coord *c)
                                          : (unsigned long long)c->round + 1;
 }
 
-static void publish_global(struct coord *c)
+/* Encodes the current global model into c->out (a fresh send time, plans and sample). */
+static int encode_global(struct coord *c)
 {
     struct fmq_global g;
     memset(&g, 0, sizeof g);
@@ -175,15 +197,149 @@ static void publish_global(struct coord *c)
     g.rule = c->rule;
     if (fmq_wire_encode_global(&g, &c->out) != 0) {
         fmq_log(FMQ_LOG_ERROR, "cannot encode global model");
+        return FMQ_ENOMEM;
+    }
+    c->last_model_bytes = c->out.len;
+    return 0;
+}
+
+/* Tests only (FMQ_TEST_EXIT_AT=POINT[:N]): dies at the N-th pass through POINT as a kill -9
+ * would, after what was published so far reached the broker (the worst case for the window). */
+static void test_exit(struct coord *c, const char *point)
+{
+    if (!c->test_exit_at[0] || strcmp(c->test_exit_at, point) != 0 || --c->test_exit_n > 0)
+        return;
+    fmq_log(FMQ_LOG_WARN, "FMQ_TEST_EXIT_AT=%s: exiting at v%llu", point,
+            (unsigned long long)c->version);
+    if (c->mq) fmq_mq_flush(c->mq, 3.0);
+    _exit(70);
+}
+
+/* The retained status on <root>/<task>/coordinator: whether it can save, what is on the wire. */
+static void publish_status(struct coord *c, const char *state)
+{
+    char body[512], err[200];
+    int n;
+    {
+        size_t j = 0;
+        for (const char *p = c->save_error; *p && j + 2 < sizeof err; p++)
+            if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) err[j++] = *p;
+        err[j] = 0;
+    }
+    n = snprintf(body, sizeof body,
+                 "{\"state\":\"%s\",\"run\":\"%s\",\"version\":%llu,\"held_version\":%llu,"
+                 "\"saved_version\":%llu,\"save_failures\":%llu,\"error\":\"%s\",\"ts\":%.3f}",
+                 state, c->run, (unsigned long long)c->published_version,
+                 (unsigned long long)(c->blocked ? c->version : 0),
+                 (unsigned long long)c->saved_version, (unsigned long long)c->save_failures,
+                 c->blocked ? err : "", fmq_now());
+    if (c->mq && n > 0 && (size_t)n < sizeof body)
+        fmq_mq_publish(c->mq, c->t_coord, body, (size_t)n, 1, 1);
+}
+
+/* Publishes the current model (retained) without a new version: republish after a reconnect or
+ * a deadline, or at start. The round's start, and so its deadline, stays. While a version is
+ * held (blocked) the last published envelope goes again as it was. */
+static void publish_model(struct coord *c)
+{
+    if (c->blocked) {
+        if (c->pub.len) fmq_mq_publish(c->mq, c->t_global, c->pub.data, c->pub.len, 1, 1);
         return;
     }
+    if (encode_global(c) != 0) return;
     fmq_mq_publish(c->mq, c->t_global, c->out.data, c->out.len, 1, 1);
-    coord_model_save(c, c->out.data, c->out.len);
-    coord_state_save(c, c->out.data, c->out.len);
-    c->last_model_bytes = c->out.len;
+    c->published_version = c->version;
+    c->last_publish = fmq_mono();
+    fmq_buf_set(&c->pub, c->out.data, c->out.len);
+}
+
+/* "applied" for every agent whose newest aggregated update is not yet confirmed: called only
+ * once the state holding those updates is durable. */
+static void confirm(struct coord *c);
+
+/* The closed round's metrics with the state part: what was saved, how long this commit waited. */
+static int compose_metrics(struct coord *c)
+{
+    size_t n = strlen(c->round_body);
+    char *j = realloc(c->round_json, n + 256);
+    if (!j) return FMQ_ENOMEM;
+    c->round_json = j;
+    snprintf(j + n, 256,
+             ",\"state\":{\"durable\":%s,\"saved_version\":%llu,\"save_failures\":%llu,"
+             "\"blocked_s\":%.3f}}",
+             c->cfg.state_file[0] ? "true" : "false",
+             (unsigned long long)(c->cfg.state_file[0] ? c->version : 0),
+             (unsigned long long)c->save_failures,
+             c->blocked ? fmq_mono() - c->blocked_since : 0.0);
+    memcpy(j, c->round_body, n);
+    return 0;
+}
+
+/* A new version (a closed round, or a jump above the wire's): save the state durably, then
+ * publish the model, then confirm what it holds, then publish the round's metrics. When the
+ * save fails the version is held: not published, nothing confirmed, the round not counted;
+ * coord_step retries (1 s, doubling to 8 s) and the status topic says why. */
+static int commit(struct coord *c)
+{
+    double now = fmq_mono();
+    char err[160] = "";
+    int rc;
+
+    if (c->round_new && c->round_body && (rc = compose_metrics(c)) != 0) {
+        snprintf(err, sizeof err, "out of memory");
+    } else if ((rc = encode_global(c)) == 0)
+        rc = coord_state_save(c, c->out.data, c->out.len, err, sizeof err);
+    if (rc != 0) {
+        c->save_failures++;
+        snprintf(c->save_error, sizeof c->save_error, "%s", err);
+        if (!c->blocked) {
+            c->blocked = 1;
+            c->blocked_since = now;
+            c->retry_wait = 1.0;
+            fmq_log(FMQ_LOG_ERROR,
+                    "cannot save the coordinator state (%s): v%llu is held, not published, and "
+                    "nothing is confirmed until a save succeeds",
+                    err, (unsigned long long)c->version);
+            publish_status(c, "blocked");
+        } else if (fmq_ratelimit_ok(&c->bad_log))
+            fmq_log(FMQ_LOG_ERROR, "still cannot save the state (%s); v%llu held for %.0f s", err,
+                    (unsigned long long)c->version, now - c->blocked_since);
+        c->retry_at = now + c->retry_wait;
+        c->retry_wait = c->retry_wait < 8 ? 2 * c->retry_wait : 8;
+        return rc;
+    }
+    if (c->cfg.state_file[0]) c->saved_version = c->version;
+    test_exit(c, "saved");
+    coord_model_save(c, c->out.data, c->out.len); /* operators' copy; the state is what resumes */
+    fmq_mq_publish(c->mq, c->t_global, c->out.data, c->out.len, 1, 1);
+    fmq_buf_set(&c->pub, c->out.data, c->out.len);
+    c->published_version = c->version;
     c->round_start = c->last_publish = fmq_mono();
     c->republish_wait = c->cfg.republish;
     c->deadline_warned = c->deadline_expired = 0;
+    test_exit(c, "published");
+    confirm(c);
+    test_exit(c, "confirmed");
+    if (c->blocked) {
+        c->blocked_s = now - c->blocked_since;
+        c->blocked = 0;
+        c->save_error[0] = 0;
+        fmq_log(FMQ_LOG_INFO, "state saved again after %.1f s: v%llu published and confirmed",
+                c->blocked_s, (unsigned long long)c->version);
+        publish_status(c, "running");
+    }
+    if (c->round_new && c->round_json) {
+        fmq_mq_publish(c->mq, c->t_metrics, c->round_json, strlen(c->round_json), 1, 1);
+        if (c->metrics) {
+            fprintf(c->metrics, "%s\n", c->round_json);
+            fflush(c->metrics);
+            fdatasync(fileno(c->metrics));
+        }
+        c->round_new = 0;
+    }
+    if (c->cfg.rounds > 0 && c->round >= (uint64_t)c->cfg.rounds && c->phase != FMQ_PHASE_CALIB)
+        c->done = 1;
+    return 0;
 }
 
 /* A round past its deadline without the updates it needs: an agent may have missed the model
@@ -193,43 +349,194 @@ static void publish_global(struct coord *c)
 static void nudge(struct coord *c)
 {
     double start = c->round_start, now = fmq_mono(), wait = c->republish_wait;
-    if (c->done || wait <= 0 || now - start < c->cfg.deadline || now - c->last_publish < wait)
+    if (c->done || c->blocked || wait <= 0 || now - start < c->cfg.deadline || now - c->last_publish < wait)
         return;
     fmq_log(FMQ_LOG_WARN, "round %llu open for %.0f s with %d update(s): publishing v%llu again",
             open_round(c), now - start, c->participants, (unsigned long long)c->version);
-    publish_global(c);
-    c->round_start = start;
+    publish_model(c);
     c->republish_wait = wait < 16 * c->cfg.republish ? 2 * wait : wait;
+}
+
+/* Clears what the open round collected (after it closed, or when its version was overtaken). */
+static void reset_round(struct coord *c)
+{
+    for (int i = 0; i < c->nagents; i++) c->agents[i].in_round = 0;
+    c->val_n = 0;
+    c->val_accuracy = c->val_f1 = 0;
+    fmq_fedavg_reset(&c->agg);
+    fmq_robust_reset(&c->rob);
+    c->dp_clipped = 0;
+    fmq_moments_clear(&c->moments);
+    fmq_moments_clear(&c->bmoments);
+    c->participants = 0;
+    c->examples = 0;
+    c->bytes_up_round = 0;
+    c->bytes_in_round = 0;
+    c->updates_round = 0;
+}
+
+/* A global model on our topic: our own echo, the retained model at start, or someone ahead of
+ * us. At start the highest version is noted (coord_connect resumes above it); later a model of
+ * our run with a higher version (a retained model that arrived late, a second process of the
+ * same run) makes us jump above it, and one of another run is reported. */
+static void on_global_seen(struct coord *c, const struct fmq_mq_msg *m, int starting)
+{
+    struct fmq_model scratch = {0};
+    struct fmq_gpt gs = {0};
+    struct fmq_global g = {0};
+    char err[256];
+    if (m->len == 0) goto out;
+    g.model = &scratch;
+    g.gpt = &gs;
+    if (fmq_wire_decode_global(&c->dec, m->payload, m->len, &g, err, sizeof err) != 0 ||
+        strcmp(g.task, c->cfg.task) != 0 || g.version > FMQ_VERSION_MAX)
+        goto out;
+    if (starting) {
+        if (g.version > c->seen_version) {
+            c->seen_version = g.version;
+            snprintf(c->seen_run, sizeof c->seen_run, "%s", g.run);
+        }
+    } else if (g.version > c->version || (g.version == c->version && strcmp(g.run, c->run))) {
+        c->wire_ahead++;
+        if (strcmp(g.run, c->run) == 0 && !c->blocked) {
+            fmq_log(FMQ_LOG_WARN, "v%llu of our run is on %s, ahead of ours (v%llu): going on at "
+                    "v%llu", (unsigned long long)g.version, c->t_global,
+                    (unsigned long long)c->version, (unsigned long long)g.version + 1);
+            reset_round(c);
+            c->version = g.version + 1;
+            commit(c);
+        } else if (fmq_ratelimit_ok(&c->wire_log))
+            fmq_log(FMQ_LOG_WARN, "another coordinator (run %s, v%llu) publishes on %s", g.run,
+                    (unsigned long long)g.version, c->t_global);
+    }
+out:
+    fmq_model_free(&scratch);
+    fmq_gpt_free(&gs);
+}
+
+static void on_status(struct coord *c, const struct fmq_mq_msg *m);
+
+/* Before the first publish: waits for the broker to acknowledge the subscriptions (it sends the
+ * retained model with them), takes what arrives until the link is quiet for 0.3 s (within
+ * resume_wait), and resumes above the highest version seen, so the retained version never goes
+ * back. Updates wait: agents send theirs again when the model is published. */
+static void resume(struct coord *c)
+{
+    double end = fmq_mono() + c->cfg.resume_wait;
+    int quiet = strncmp(c->cfg.broker, "mem://", 6) == 0 ? 0 : 300, sub, skipped = 0;
+    struct fmq_mq_msg *m;
+    while ((sub = fmq_mq_subscribed(c->mq)) == 0 && fmq_mono() < end) usleep(5000);
+    if (sub != 1)
+        fmq_log(FMQ_LOG_WARN, "subscriptions not acknowledged within %.1f s: the retained "
+                "model's version is not known", c->cfg.resume_wait);
+    while (fmq_mono() < end && fmq_mq_poll(c->mq, &m, quiet) == 0) {
+        if (strcmp(m->topic, c->t_global) == 0)
+            on_global_seen(c, m, 1);
+        else if (fmq_topic_match(c->t_status_filter, m->topic))
+            on_status(c, m);
+        else
+            skipped++;
+    }
+    c->round_start = c->last_publish = fmq_mono();
+    c->republish_wait = c->cfg.republish;
+    if (c->seen_version > c->version ||
+        (c->seen_version == c->version && c->seen_version && strcmp(c->seen_run, c->run))) {
+        fmq_log(FMQ_LOG_WARN, "the retained model is v%llu (run %s), ours v%llu: going on at v%llu",
+                (unsigned long long)c->seen_version, c->seen_run, (unsigned long long)c->version,
+                (unsigned long long)c->seen_version + 1);
+        c->version = c->seen_version + 1;
+        commit(c);
+    } else if (c->cfg.state_file[0] && c->saved_version != c->version)
+        commit(c); /* a new run: its id is saved before anyone sees it */
+    else
+        publish_model(c);
+    publish_status(c, c->blocked ? "blocked" : "running");
+    if (skipped)
+        fmq_log(FMQ_LOG_INFO, "%d update(s) arrived before the model was out; agents send them "
+                "again", skipped);
 }
 
 int coord_connect(struct coord *c)
 {
     struct fmq_mq_opts o;
+    char will[160];
     int rc;
     fmq_mq_opts_default(&o);
     o.uri = c->cfg.broker;
     o.tls = &c->cfg.tls;
     o.client_id = c->cfg.client_id;
+    o.will_topic = c->t_coord;
+    o.will_len = (size_t)snprintf(will, sizeof will, "{\"state\":\"offline\",\"run\":\"%s\"}",
+                                  c->run);
+    o.will_payload = will;
+    o.will_retained = 1;
     if ((rc = fmq_mq_create(&c->mq, &o)) != 0) return rc;
     if ((rc = fmq_mq_subscribe(c->mq, c->t_update_filter, 1)) ||
-        (rc = fmq_mq_subscribe(c->mq, c->t_status_filter, 1)))
+        (rc = fmq_mq_subscribe(c->mq, c->t_status_filter, 1)) ||
+        (rc = fmq_mq_subscribe(c->mq, c->t_global, 1)))
         return rc;
     if ((rc = fmq_mq_connect(c->mq, 30.0)) != 0) return rc;
     fmq_log(FMQ_LOG_INFO, "connected to %s; run %s; model %s %zu parameters; %zu test flows",
             c->cfg.broker, c->run, coord_model_name(c), coord_model_params(c), c->ntest);
-    publish_global(c);
+    resume(c);
     return 0;
 }
 
+/* An agent that stopped counting as online: it missed silent_rounds rounds it was due in. */
+static int silent(const struct coord *c, const struct coord_agent *a)
+{
+    /* under GSFS an agent whose triggers do not fire is quiet by design: only one that never
+     * sent an update is forgotten */
+    int gsfs = c->cfg.strategy == FMQ_STRAT_GSFS && c->phase == FMQ_PHASE_TRAIN;
+    return c->cfg.silent_rounds > 0 && a->missed >= c->cfg.silent_rounds &&
+           (!gsfs || a->updates == 0);
+}
+
+/* Counts toward "every online agent has sent". */
+static int counts_online(const struct coord *c, const struct coord_agent *a)
+{
+    return a->in_round || (a->online && !silent(c, a));
+}
+
+/* With the table full, the entry to forget: never one in the open round; first one that is
+ * offline or silent, then (only for an agent that sent an update: a status alone displaces
+ * nothing that counts) one that never sent an update; never aggregated before aggregated, then
+ * the longest unheard. Its replay key goes with it, which is safe: its last update's base
+ * version is long past, so a replay is refused as stale. */
+static struct coord_agent *evictable(struct coord *c, int for_update)
+{
+    struct coord_agent *best = NULL;
+    int best_rank = 0;
+    for (int i = 0; i < c->nagents; i++) {
+        struct coord_agent *a = &c->agents[i];
+        int rank = a->in_round                   ? 0
+                   : !counts_online(c, a)        ? (a->app_seq == 0 ? 4 : 3)
+                   : for_update && !a->updates   ? 2
+                                                 : 0;
+        if (rank > best_rank || (rank && rank == best_rank && a->last_heard < best->last_heard))
+            best = a, best_rank = rank;
+    }
+    return best;
+}
+
+/* create: 0 look up only, 1 for a status, 2 for an update (see evictable). */
 static struct coord_agent *find_agent(struct coord *c, const char *id, int create)
 {
+    struct coord_agent *a;
     for (int i = 0; i < c->nagents; i++)
         if (strcmp(c->agents[i].id, id) == 0) return &c->agents[i];
-    if (!create || c->nagents == COORD_MAX_AGENTS) return NULL;
-    struct coord_agent *a = &c->agents[c->nagents++];
+    if (!create) return NULL;
+    if (c->nagents < COORD_MAX_AGENTS)
+        a = &c->agents[c->nagents++];
+    else if ((a = evictable(c, create == 2)) != NULL && fmq_ratelimit_ok(&c->wire_log))
+        fmq_log(FMQ_LOG_INFO, "agent table full: %s (%s) makes room for %s", a->id,
+                a->updates ? "silent" : "never sent an update", id);
+    else if (!a)
+        return NULL;
     memset(a, 0, sizeof *a);
     snprintf(a->id, sizeof a->id, "%s", id);
     a->calib = -1;
+    a->last_heard = fmq_mono();
     return a;
 }
 
@@ -270,6 +577,7 @@ static void on_status(struct coord *c, const struct fmq_mq_msg *m)
     a->calib = -1;
     for (int k = FMQ_CALIB_LEARNING; k <= FMQ_CALIB_RECALIBRATING; k++)
         if (!strcmp(s.calib, fmq_calib_state_name(k))) a->calib = k;
+    a->last_heard = fmq_mono(); /* a status does not revive a silent agent: an update does */
 }
 
 static int is_selected(const struct coord *c, const char *id)
@@ -287,7 +595,7 @@ static void sample_agents(struct coord *c)
     c->nselected = 0;
     if (c->cfg.fraction_fit >= 1.0 || c->cfg.strategy == FMQ_STRAT_GSFS) return;
     for (int i = 0; i < c->nagents; i++)
-        if (c->agents[i].online) online[n++] = i;
+        if (c->agents[i].online && !silent(c, &c->agents[i])) online[n++] = i;
     if (n == 0) return;
     k = (int)ceil(c->cfg.fraction_fit * n);
     if (k < c->cfg.min_participants) k = (int)c->cfg.min_participants;
@@ -301,21 +609,49 @@ static void sample_agents(struct coord *c)
     c->nselected = k;
 }
 
-/* End-to-end receipt on the agent's own topic: the agent keeps an update until it sees one. */
+/* End-to-end receipt on the agent's own topic (schemas/topics.md): the agent keeps an update
+ * until it is settled. "applied" is sent only once the state holding it is durable. */
 static void receipt(struct coord *c, const char *agent, uint64_t seq, uint64_t base,
-                    const char *status)
+                    const char *status, const char *reason)
 {
-    char topic[256], body[160];
+    char topic[256], body[384], extra[256] = "";
     int n;
     snprintf(topic, sizeof topic, "%s/%s/receipt/%s", c->cfg.root, c->cfg.task, agent);
-    n = snprintf(body, sizeof body, "{\"seq\":%llu,\"version\":%llu,\"status\":\"%s\"}",
-                 (unsigned long long)seq, (unsigned long long)base, status);
-    fmq_mq_publish(c->mq, topic, body, (size_t)n, 1, 0);
+    if (strcmp(status, "applied") == 0) /* the version holding it, saved */
+        snprintf(extra, sizeof extra, ",\"model\":%llu", (unsigned long long)c->version);
+    else if (reason)
+        snprintf(extra, sizeof extra, ",\"reason\":\"%s\"", reason);
+    n = snprintf(body, sizeof body,
+                 "{\"seq\":%llu,\"version\":%llu,\"status\":\"%s\",\"current\":%llu%s}",
+                 (unsigned long long)seq, (unsigned long long)base, status,
+                 (unsigned long long)c->version, extra);
+    if (n > 0 && (size_t)n < sizeof body) fmq_mq_publish(c->mq, topic, body, (size_t)n, 1, 0);
 }
 
-static void send_receipt(struct coord *c, const struct fmq_update *u, const char *status)
+static void send_receipt(struct coord *c, const struct fmq_update *u, const char *status,
+                         const char *reason)
 {
-    receipt(c, u->agent, u->seq, u->base_version, status);
+    receipt(c, u->agent, u->seq, u->base_version, status, reason);
+}
+
+static void confirm(struct coord *c)
+{
+    for (int i = 0; i < c->nagents; i++) {
+        struct coord_agent *a = &c->agents[i];
+        if (a->app_seq == 0 || (a->app_seq == a->rcpt_seq && a->app_base == a->rcpt_base))
+            continue;
+        receipt(c, a->id, a->app_seq, a->app_base, "applied", NULL);
+        a->rcpt_seq = a->app_seq;
+        a->rcpt_base = a->app_base;
+    }
+}
+
+/* Refused for good: the agent drops the update instead of sending it again. */
+static void refuse(struct coord *c, uint64_t *counter, const struct fmq_mq_msg *m,
+                   const struct fmq_update *u, const char *why)
+{
+    reject(c, counter, m->topic, why);
+    send_receipt(c, u, "refused", why);
 }
 
 static void on_update(struct coord *c, const struct fmq_mq_msg *m)
@@ -344,35 +680,50 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
         reject(c, &c->rej_task, m->topic, "update for another task");
         return;
     }
+    if ((a = find_agent(c, u.agent, 0)) != NULL) { /* an update, even a late one, is a sign of life */
+        a->missed = 0;
+        a->last_heard = fmq_mono();
+    }
     {
         int gsfs = c->cfg.strategy == FMQ_STRAT_GSFS && c->phase == FMQ_PHASE_TRAIN;
         uint64_t lag = (uint64_t)(gsfs ? c->cfg.gsfs.max_staleness : 0);
-        if (u.base_version > c->version || c->version - u.base_version > lag) {
+        if (c->blocked || u.base_version > c->version || c->version - u.base_version > lag) {
             snprintf(err, sizeof err, "base version %llu, current is %llu",
                      (unsigned long long)u.base_version, (unsigned long long)c->version);
             reject(c, &c->rej_stale, m->topic, err);
-            send_receipt(c, &u, "stale"); /* settled: the agent need not send it again */
+            /* settled: the agent drops it and waits for the current version (the receipt's
+             * "current"; while a version is held, the one that will be published) */
+            send_receipt(c, &u, "stale", NULL);
             return;
         }
     }
-    if ((c->phase == FMQ_PHASE_STATS) != (u.has_stats && u.codec == FMQ_CODEC_NONE) ||
-        (c->phase == FMQ_PHASE_CALIB) != (u.codec == FMQ_CODEC_NONE && !u.has_stats)) {
-        reject(c, &c->rej_phase, m->topic, "update kind does not match the round phase");
+    if (a && !coord_key_after(u.base_version, u.seq, a->app_base, a->app_seq)) {
+        /* (base, seq) at or below the newest aggregated one: saved with the model */
+        snprintf(err, sizeof err, "update %llu of v%llu already applied: replay",
+                 (unsigned long long)u.seq, (unsigned long long)u.base_version);
+        reject(c, &c->rej_replay, m->topic, err);
+        send_receipt(c, &u, "duplicate", NULL); /* durable before: settled, apply never */
         return;
     }
-    if (!(a = find_agent(c, u.agent, 1))) {
-        reject(c, &c->rej_bad, m->topic, "too many agents");
+    if (a && !coord_key_after(u.base_version, u.seq, a->last_base, a->last_seq)) {
+        snprintf(err, sizeof err, "update %llu of v%llu already accepted: replay",
+                 (unsigned long long)u.seq, (unsigned long long)u.base_version);
+        reject(c, &c->rej_replay, m->topic, err);
+        /* held in the open round, not yet durable: the agent keeps it until "applied" */
+        send_receipt(c, &u, "accepted", NULL);
+        return;
+    }
+    if ((c->phase == FMQ_PHASE_STATS) != (u.has_stats && u.codec == FMQ_CODEC_NONE) ||
+        (c->phase == FMQ_PHASE_CALIB) != (u.codec == FMQ_CODEC_NONE && !u.has_stats)) {
+        refuse(c, &c->rej_phase, m, &u, "update kind does not match the round phase");
+        return;
+    }
+    if (!a && !(a = find_agent(c, u.agent, 2))) {
+        refuse(c, &c->rej_bad, m, &u, "too many agents");
         return;
     }
     if (u.n_examples == 0) {
-        reject(c, &c->rej_bad, m->topic, "zero examples");
-        return;
-    }
-    if (u.seq <= a->last_seq) {
-        snprintf(err, sizeof err, "sequence number %llu already seen (last accepted %llu): replay",
-                 (unsigned long long)u.seq, (unsigned long long)a->last_seq);
-        reject(c, &c->rej_replay, m->topic, err);
-        send_receipt(c, &u, "duplicate"); /* accepted before: confirm again, apply never */
+        refuse(c, &c->rej_bad, m, &u, "zero examples");
         return;
     }
     if (c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS) {
@@ -380,16 +731,20 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
         rc = fmq_gsfs_pool_add(&c->pool, u.agent, u.base_version, c->version, u.n_examples,
                                c->delta);
         if (rc != 0) {
-            reject(c, rc == FMQ_ESTALE ? &c->rej_stale : &c->rej_bad, m->topic, fmq_strerror(rc));
+            if (rc == FMQ_ESTALE) {
+                reject(c, &c->rej_stale, m->topic, fmq_strerror(rc));
+                send_receipt(c, &u, "stale", NULL);
+            } else
+                refuse(c, &c->rej_bad, m, &u, fmq_strerror(rc));
             return;
         }
     } else {
         if (a->in_round) {
-            reject(c, &c->rej_dup, m->topic, "second update in this round");
+            refuse(c, &c->rej_dup, m, &u, "second update in this round");
             return;
         }
         if (c->phase == FMQ_PHASE_TRAIN && c->nselected > 0 && !is_selected(c, u.agent)) {
-            reject(c, &c->rej_phase, m->topic, "agent was not sampled for this round");
+            refuse(c, &c->rej_phase, m, &u, "agent was not sampled for this round");
             return;
         }
         if (c->phase == FMQ_PHASE_STATS) {
@@ -403,7 +758,7 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
             if (c->cfg.dp_clip > 0) /* DP-FedAvg: bounded, equally weighted contributions */
                 c->dp_clipped += fmq_dp_clip(c->delta, c->dim, c->cfg.dp_clip);
             if (c->cfg.robust != FMQ_ROBUST_NONE && fmq_robust_add(&c->rob, c->delta, w) != 0) {
-                reject(c, &c->rej_bad, m->topic, "non-finite update");
+                refuse(c, &c->rej_bad, m, &u, "non-finite update");
                 return;
             }
             if (c->cfg.robust == FMQ_ROBUST_NONE) fmq_fedavg_add(&c->agg, c->delta, w);
@@ -423,6 +778,7 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
     a->last_seq = u.seq;
     a->last_base = u.base_version;
     a->online = 1;
+    a->missed = 0;
     a->updates++;
     fmq_link_observe(&a->link, u.ts, fmq_now(), m->len, u.sps);
     a->n_examples = u.n_examples;
@@ -446,12 +802,12 @@ static int round_ready(struct coord *c)
 
     if (c->participants == 0 && !(c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS))
         return 0;
-    for (int i = 0; i < c->nagents; i++) online += c->agents[i].online || c->agents[i].in_round;
+    for (int i = 0; i < c->nagents; i++) online += counts_online(c, &c->agents[i]);
     if (c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS) {
         /* GSFS: M = ceil(quorum x agents online) distinct agents in the pool */
         uint64_t total = 0;
         for (int i = 0; i < c->nagents; i++)
-            if (c->agents[i].online || c->agents[i].in_round) total += c->agents[i].n_examples;
+            if (counts_online(c, &c->agents[i])) total += c->agents[i].n_examples;
         if (fmq_gsfs_pool_distinct(&c->pool) >= fmq_gsfs_quorum(&c->cfg.gsfs, online) &&
             (double)fmq_gsfs_pool_examples(&c->pool) >= c->cfg.gsfs.quorum_examples * (double)total)
             return 1;
@@ -492,7 +848,7 @@ static void close_round(struct coord *c)
     size_t sn = 0;
     size_t idn = 0;
     double round_s = fmq_mono() - c->round_start;
-    int online = 0, was_stats = c->phase == FMQ_PHASE_STATS, finite = 1;
+    int online = 0, was_stats = c->phase == FMQ_PHASE_STATS, finite = 1, n, nsilent = 0;
     int was_calib = c->phase == FMQ_PHASE_CALIB;
     uint64_t down;
 
@@ -569,21 +925,28 @@ static void close_round(struct coord *c)
     ids[0] = 0;
     for (int i = 0; i < c->nagents; i++) {
         online += c->agents[i].online;
+        nsilent += c->agents[i].online && silent(c, &c->agents[i]);
         if (c->agents[i].in_round && idn + FMQ_ID_MAX + 4 < sizeof ids)
             idn += (size_t)snprintf(ids + idn, sizeof ids - idn, "%s\"%s\"", idn ? "," : "",
                                     c->agents[i].id);
     }
+    for (int i = 0; i < c->nagents; i++) { /* in the new model: confirmed once it is saved */
+        struct coord_agent *a = &c->agents[i];
+        int due = a->online && !a->in_round && (c->nselected == 0 || is_selected(c, a->id));
+        if (a->in_round) {
+            a->app_base = a->last_base;
+            a->app_seq = a->last_seq;
+        }
+        if (due && a->missed < 1000000) a->missed++; /* silent_rounds: forgotten until it sends */
+    }
     sample_agents(c);
-    publish_global(c);                   /* also the durable checkpoint (state_file) */
-    for (int i = 0; i < c->nagents; i++) /* only now is an aggregated update safe: confirm it */
-        if (c->agents[i].in_round)
-            receipt(c, c->agents[i].id, c->agents[i].last_seq, c->agents[i].last_base, "applied");
+    encode_global(c); /* its size, for the downlink bytes; commit encodes it again */
     /* the broker sends the model once to every subscribed agent */
     down = (uint64_t)c->last_model_bytes *
            (uint64_t)(online > c->participants ? online : c->participants);
     c->bytes_up_total += c->bytes_up_round;
     c->bytes_down_total += down;
-    snprintf(
+    n = snprintf(
         json, sizeof json,
         "{\"task\":\"%s\",\"run\":\"%s\",\"round\":%llu,\"version\":%llu,\"phase\":\"%s\","
         "\"model\":\"%s\",\"params\":%zu,\"trainable\":%zu,\"strategy\":\"%s\",\"robust\":{"
@@ -604,7 +967,7 @@ static void close_round(struct coord *c)
         "\"task\":%llu,\"phase\":%llu,\"replay\":%llu},%s,\"links\":[%s],"
         "\"plans\":%d,"
         "\"eval_s\":%.6f,\"model_hash\":\"%016llx\",\"agent_val\":{\"n\":%d,\"accuracy\":%.6f,"
-        "\"f1\":%.6f},\"process_cpu_s\":%.3f,\"ts\":%.3f}",
+        "\"f1\":%.6f},\"process_cpu_s\":%.3f,\"ts\":%.3f,\"silent\":%d",
         c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
         was_stats ? "stats" : was_calib ? "calib" : "train", coord_model_name(c),
         coord_model_params(c), c->dim,
@@ -629,12 +992,10 @@ static void close_round(struct coord *c)
         (unsigned long long)c->rej_phase, (unsigned long long)c->rej_replay, det, sens, c->nplans,
         ev.eval_s, (unsigned long long)ev.model_hash, c->val_n,
         c->val_n ? c->val_accuracy / c->val_n : 0.0, c->val_n ? c->val_f1 / c->val_n : 0.0,
-        process_cpu_s(), fmq_now());
-    fmq_mq_publish(c->mq, c->t_metrics, json, strlen(json), 1, 1);
-    if (c->metrics) {
-        fprintf(c->metrics, "%s\n", json);
-        fflush(c->metrics);
-    }
+        process_cpu_s(), fmq_now(), nsilent);
+    free(c->round_body); /* commit adds the "state" part and publishes it after the model */
+    c->round_body = n > 0 && (size_t)n < sizeof json ? strdup(json) : NULL;
+    c->round_new = c->round_body != NULL;
     if (was_calib)
         fmq_log(FMQ_LOG_INFO,
                 "calibration round -> v%llu: %d agents, fleet rule from %u sites (budget %.3g): "
@@ -662,21 +1023,8 @@ static void close_round(struct coord *c)
         c->hist[c->nhist++] =
             (struct coord_round){c->round,     c->version, c->participants,   sc.f1, sc.accuracy,
                                  sc.precision, sc.recall,  c->bytes_up_round, down,  round_s};
-    for (int i = 0; i < c->nagents; i++) c->agents[i].in_round = 0;
-    c->val_n = 0;
-    c->val_accuracy = c->val_f1 = 0;
-    fmq_fedavg_reset(&c->agg);
-    fmq_robust_reset(&c->rob);
-    c->dp_clipped = 0;
-    fmq_moments_clear(&c->moments);
-    fmq_moments_clear(&c->bmoments);
-    c->participants = 0;
-    c->examples = 0;
-    c->bytes_up_round = 0;
-    c->bytes_in_round = 0;
-    c->updates_round = 0;
-    if (c->cfg.rounds > 0 && c->round >= (uint64_t)c->cfg.rounds && c->phase != FMQ_PHASE_CALIB)
-        c->done = 1;
+    reset_round(c);
+    commit(c);
 }
 
 void coord_expire_deadline(struct coord *c)
@@ -694,17 +1042,22 @@ int coord_step(struct coord *c, int timeout_ms)
          * messages): publish the current version again; agents that had sent an update for it
          * and saw no receipt send it again */
         c->reconnects = st.reconnects;
-        fmq_log(FMQ_LOG_INFO, "reconnected: publishing v%llu again",
-                (unsigned long long)c->version);
-        publish_global(c);
+        fmq_log(FMQ_LOG_INFO, "reconnected: publishing v%llu again (the round keeps its deadline)",
+                (unsigned long long)c->published_version);
+        publish_model(c);
+        publish_status(c, c->blocked ? "blocked" : "running");
     }
-    if (fmq_mq_poll(c->mq, &m, timeout_ms) == 0) {
+    if (c->blocked && fmq_mono() >= c->retry_at) commit(c);
+    if (fmq_mq_poll(c->mq, &m, c->blocked ? (timeout_ms < 100 ? timeout_ms : 100) : timeout_ms) ==
+        0) {
         if (fmq_topic_match(c->t_update_filter, m->topic))
             on_update(c, m);
         else if (fmq_topic_match(c->t_status_filter, m->topic))
             on_status(c, m);
+        else if (strcmp(m->topic, c->t_global) == 0)
+            on_global_seen(c, m, 0);
     }
-    if (!c->done && round_ready(c)) close_round(c);
+    if (!c->done && !c->blocked && round_ready(c)) close_round(c);
     nudge(c);
     return 0;
 }

@@ -69,6 +69,9 @@ struct coord_cfg {
     char init_model[256]; /* start from this saved global model (the frozen base) */
     char model_out[256];  /* save every global model here (atomic replace) */
     char state_file[256]; /* crash-safe state: resume from it after a restart ("" = none) */
+    double resume_wait;   /* seconds at start to learn the retained model's version (its SUBACK) */
+    long silent_rounds;   /* an agent that sent nothing for this many rounds it was due in stops
+                             counting as online until it sends again (0 = never forget) */
     long eval_max;        /* evaluate on at most this many test flows (0 = all) */
     int log_level;
 };
@@ -80,8 +83,12 @@ struct coord_agent {
     int online;               /* last status said online */
     int in_round;             /* update accepted this round */
     uint64_t updates;         /* accepted updates, all rounds */
-    uint64_t last_seq;        /* highest sequence number accepted: anything not above is a replay */
-    uint64_t last_base;       /* base version of that update (for its receipt) */
+    uint64_t last_seq;        /* newest update accepted: (last_base, last_seq); an update whose */
+    uint64_t last_base;       /* (base, seq) is not above it is a replay (coord_key_after) */
+    uint64_t app_seq, app_base; /* newest update aggregated into the model (saved with it) */
+    uint64_t rcpt_seq, rcpt_base; /* newest update confirmed "applied" to the agent */
+    double last_heard;        /* monotonic time of its last update or status */
+    int missed;               /* consecutive closed rounds it was due in and sent nothing */
     int calib;                /* calibration state its status reports, -1 unknown */
 };
 
@@ -176,6 +183,25 @@ struct coord {
     int nhist;
     char t_global[256], t_update_filter[256], t_status_filter[256], t_metrics[256];
     uint64_t reconnects; /* seen in the MQTT client's counters */
+    /* crash safety (coord_commit): save durably, then publish, then confirm */
+    uint64_t published_version; /* newest version on the wire from this process (0 = none) */
+    uint64_t saved_version;     /* version of the newest state saved durably (0 = none) */
+    uint64_t save_failures;     /* state saves that failed, all time */
+    int blocked;                /* a closed round waits for its state to be saved */
+    double blocked_since, retry_at, retry_wait; /* monotonic */
+    double blocked_s;           /* seconds the last committed round waited for its save */
+    char save_error[160];       /* why the last save failed ("" = it did not) */
+    char *round_body;           /* owned: the closed round's metrics JSON, without its "state" */
+    int round_new;              /* round_body is not yet published */
+    char *round_json;           /* owned: the committed round's metrics (saved with the state) */
+    struct fmq_buf pub;         /* the global model envelope last published */
+    uint64_t seen_version;      /* highest version seen on the model topic, and its run */
+    char seen_run[FMQ_ID_MAX];
+    struct fmq_ratelimit wire_log;
+    char t_coord[256];          /* <root>/<task>/coordinator: retained status (JSON) */
+    uint64_t wire_ahead;        /* global models seen on the topic ahead of ours */
+    char test_exit_at[32];      /* FMQ_TEST_EXIT_AT=POINT[:N]: _exit(70) there (tests only) */
+    long test_exit_n;
 };
 
 void coord_cfg_default(struct coord_cfg *c);
@@ -210,7 +236,26 @@ int coord_model_save(struct coord *c, const uint8_t *buf, size_t len);
 void coord_eval_json(const struct coord *c, const struct coord_eval *e, char *buf, size_t cap);
 
 /* coord_state.c */
-int coord_state_save(struct coord *c, const uint8_t *model, size_t model_len);
+/* Writes the state (with the encoded model and the round's metrics) to a temporary file, fsyncs
+ * it, renames it over state_file and fsyncs the directory. 0 only when all of that succeeded;
+ * otherwise why in err. FMQ_TEST_SAVE_FAIL=PATH (tests only): fails with ENOSPC while PATH
+ * exists. */
+int coord_state_save(struct coord *c, const uint8_t *model, size_t model_len, char *err,
+                     size_t errlen);
 int coord_state_load(struct coord *c); /* 0 loaded, 1 none, < 0 unusable */
+/* Decodes a saved state (hostile input: every length and count is checked; fuzz/fuzz_state.c).
+ * Nothing in c changes unless the whole state is valid, except the model's parameters, which
+ * may be partly overwritten before an error (the coordinator then refuses to start). */
+int coord_state_decode(struct coord *c, const uint8_t *buf, size_t len, char *err, size_t errlen);
+/* FNV-1a 64 of the state's bytes before its last 8 (which hold it). */
+uint64_t coord_state_checksum(const uint8_t *p, size_t n);
+/* metrics_file: drops a torn last line (a crash mid-write), then appends the saved round's
+ * metrics when the file does not end with that version (a crash between save and write). */
+int coord_metrics_recover(struct coord *c);
+/* (b1, s1) after (b0, s0): a newer base version, or the same base and a higher seq. */
+static inline int coord_key_after(uint64_t b1, uint64_t s1, uint64_t b0, uint64_t s0)
+{
+    return b1 > b0 || (b1 == b0 && s1 > s0);
+}
 
 #endif

@@ -203,6 +203,8 @@ int coord_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
         return fmq_parse_long(v, 0, COORD_MAX_AGENTS, &c->expected_agents);
     if (!strcmp(k, "deadline")) return fmq_parse_double(v, 0.1, 86400, &c->deadline);
     if (!strcmp(k, "republish")) return fmq_parse_double(v, 0, 86400, &c->republish);
+    if (!strcmp(k, "resume_wait")) return fmq_parse_double(v, 0, 600, &c->resume_wait);
+    if (!strcmp(k, "silent_rounds")) return fmq_parse_long(v, 0, 1000000, &c->silent_rounds);
     if (!strcmp(k, "threshold")) return fmq_parse_double(v, 0, 1, &c->threshold);
     if (!strcmp(k, "fp_budget")) return fmq_parse_double(v, 1e-6, 0.5, &c->fp_budget);
     if (!strcmp(k, "calib_round")) return fmq_parse_bool(v, &c->calib_round);

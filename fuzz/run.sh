@@ -17,7 +17,7 @@ if ! { CC=clang cmake -S "$SRC" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFMQ_
     exit 1
 fi
 status=0
-for t in ${FMQ_FUZZ_ONLY:-wire codec flow_json connlog config}; do
+for t in ${FMQ_FUZZ_ONLY:-wire codec flow_json connlog config state}; do
     mkdir -p "$B/corpus/$t" "$SRC/fuzz/regressions/$t"
     log="$B/fuzz_$t.log"
     if "$B/fuzz/fuzz_$t" -max_total_time="$SECS" -rss_limit_mb=1024 -malloc_limit_mb=64 \

@@ -2,6 +2,9 @@
  * object per flow on sensors/<site>/<device>/conn (template configurable), at the recorded pace
  * times --speed or as fast as possible (--fast). Several files play side by side, each from its
  * own start, as if each were a site going live at once. Labels travel only with --with-labels.
+ * It counts what the broker confirmed (QoS 1 acknowledgements), never drops a flow it was given
+ * (a full send buffer waits), and exits 1 when some flows were not confirmed within
+ * --confirm-timeout seconds (the broker went away): their number is printed.
  * Usage: fedmq-replay [options] FILE... */
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +32,7 @@ struct opts {
     long limit;      /* stop after N flows, 0 = all */
     int qos;
     double progress; /* seconds between progress lines */
+    double confirm_timeout; /* seconds without progress before unconfirmed flows count lost */
     char *files[MAX_FILES];
     int nfiles;
 };
@@ -70,6 +74,8 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     if (!strcmp(k, "with_labels")) return fmq_parse_bool(v, &o->with_labels);
     if (!strcmp(k, "limit")) return fmq_parse_long(v, 0, 1L << 40, &o->limit);
     if (!strcmp(k, "progress")) return fmq_parse_double(v, 0.1, 3600, &o->progress);
+    if (!strcmp(k, "confirm_timeout"))
+        return fmq_parse_double(v, 0.1, 86400, &o->confirm_timeout);
     if (!strcmp(k, "qos")) {
         rc = fmq_parse_long(v, 0, 1, &l);
         o->qos = (int)l;
@@ -117,6 +123,21 @@ static int cmp_item(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
+/* True once the broker has confirmed nothing for `timeout` seconds while publishes wait. */
+static int stalled(struct fmq_mq *mq, double timeout)
+{
+    static uint64_t acked;
+    static double since;
+    struct fmq_mq_stats st;
+    fmq_mq_get_stats(mq, &st);
+    if (st.acked != acked || since == 0) {
+        acked = st.acked;
+        since = fmq_mono();
+        return 0;
+    }
+    return fmq_mono() - since > timeout;
+}
+
 static void sleep_until(double t)
 {
     double d = t - fmq_mono();
@@ -150,10 +171,12 @@ int main(int argc, char **argv)
     o.to = 1.0;
     o.qos = 1;
     o.progress = 1.0;
+    o.confirm_timeout = 60.0;
     fmq_log_use_stderr("fedmq-replay", FMQ_LOG_INFO);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         printf("usage: fedmq-replay [--broker URI] [--speed X | --fast] [--with-labels]\n"
                "       [--range A:B] [--limit N] [--site NAME] [--topic TEMPLATE] [--qos 0|1]\n"
+               "       [--confirm-timeout S]\n"
                "       FILE...\n"
                "TEMPLATE defaults to sensors/{site}/{device}/conn; {device} is id.orig_h and\n"
                "{site} the file name up to its first '.' (or --site). --range 0:0.7 plays the\n"
@@ -190,6 +213,7 @@ int main(int argc, char **argv)
     mo.tls = &o.tls;
     mo.client_id = o.client_id;
     mo.max_buffered = 8192;
+    mo.drop_oldest = 0; /* a full buffer refuses (and the loop waits): nothing handed over is lost */
     if (fmq_mq_create(&mq, &mo) || fmq_mq_connect(mq, 30.0)) goto out;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -201,9 +225,12 @@ int main(int argc, char **argv)
         n = fmq_flow_to_json(fl, o.with_labels, json, sizeof json);
         if (n < 0) continue;
         make_topic(o.topic, sites[items[i].file], fl->orig_h, topic, sizeof topic);
-        /* never drop a flow: when Paho's buffer is full, wait for it to drain and retry */
-        while ((prc = fmq_mq_publish(mq, topic, json, (size_t)n, o.qos, 0)) == FMQ_EFULL && !stop)
+        /* never drop a flow: when Paho's buffer is full, wait for it to drain and retry, but
+         * not forever: a broker gone for confirm_timeout seconds ends the replay */
+        while ((prc = fmq_mq_publish(mq, topic, json, (size_t)n, o.qos, 0)) == FMQ_EFULL && !stop &&
+               !stalled(mq, o.confirm_timeout))
             sleep_until(fmq_mono() + 0.002);
+        if (prc == FMQ_EFULL) break;
         if (prc != 0) {
             failed++;
             continue;
@@ -211,7 +238,8 @@ int main(int argc, char **argv)
         sent++;
         /* keep Paho's queue bounded when publishing as fast as possible */
         if ((sent & 63) == 0)
-            while (fmq_mq_pending(mq) > 2048 && !stop) sleep_until(fmq_mono() + 0.002);
+            while (fmq_mq_pending(mq) > 2048 && !stop && !stalled(mq, o.confirm_timeout))
+                sleep_until(fmq_mono() + 0.002);
         if (fmq_mono() - last_progress >= o.progress) {
             fmq_mq_get_stats(mq, &st);
             fprintf(stderr,
@@ -222,14 +250,20 @@ int main(int argc, char **argv)
             last_progress = fmq_mono();
         }
     }
-    if (fmq_mq_flush(mq, 60.0) != 0) fmq_log(FMQ_LOG_WARN, "not every publish was acknowledged");
+    while (fmq_mq_pending(mq) > 0 && !stalled(mq, o.confirm_timeout))
+        sleep_until(fmq_mono() + 0.02);
     fmq_mq_get_stats(mq, &st);
     if (tty) fputc('\n', stderr);
-    fmq_log(FMQ_LOG_INFO, "published %zu of %zu flows (%llu payload bytes) in %.2f s%s", sent,
-            nitems, (unsigned long long)st.bytes_out, fmq_mono() - t0,
-            stop ? " (interrupted)" : "");
+    fmq_log(FMQ_LOG_INFO,
+            "published %zu of %zu flows (%llu payload bytes) in %.2f s; the broker confirmed "
+            "%llu%s",
+            sent, nitems, (unsigned long long)st.bytes_out, fmq_mono() - t0,
+            (unsigned long long)st.acked, stop ? " (interrupted)" : "");
     if (failed) fmq_log(FMQ_LOG_ERROR, "%zu flows could not be published", failed);
-    rc = stop || failed ? 1 : 0;
+    if (st.acked < nitems)
+        fmq_log(FMQ_LOG_ERROR, "%llu of %zu flows were not confirmed by the broker: lost",
+                (unsigned long long)(nitems - st.acked), nitems);
+    rc = stop || failed || st.acked < nitems ? 1 : 0;
 out:
     fmq_mq_destroy(mq);
     for (int f = 0; f < o.nfiles; f++) free(flows[f]);

@@ -14,6 +14,13 @@
 #include <unistd.h>
 
 #define MAX_SUBS 32
+/* A released slot keeps a buffer of at most SLOT_KEEP bytes (sensor records, statuses and
+ * receipts fit, so the steady state allocates nothing) and all idle slots together at most
+ * IDLE_KEEP: a large message (a model, an update) gives its memory back once it is consumed, so
+ * what the queue holds no longer ratchets up to nslots x the largest message ever seen. */
+#define SLOT_KEEP 4096
+#define TOPIC_KEEP 256
+#define IDLE_KEEP (8u << 20)
 
 struct fmq_mq {
     MQTTAsync client;        /* NULL on a mem:// bus */
@@ -21,7 +28,11 @@ struct fmq_mq {
     pthread_mutex_t lock;
     pthread_cond_t cond;       /* queue not empty / not full / connect result */
     struct fmq_mq_msg **slots; /* owned ring of owned slots (slots never move when it grows) */
-    size_t nslots, max_slots, head, count;
+    size_t nslots, min_slots, max_slots, head, count;
+    size_t held;         /* bytes of slot buffers (payload and topic capacities) */
+    size_t queued_bytes; /* payload bytes of messages waiting (and the one lent out) */
+    size_t max_bytes;    /* queued_bytes bound: beyond it a message waits in Paho */
+    int subs_acked;      /* 0 pending, 1 the broker acknowledged the subscriptions, -1 refused */
     int borrowed; /* slot at head lent to the consumer */
     int woken;
     int closing; /* destroy began: the callback stops waiting for slots */
@@ -73,6 +84,8 @@ void fmq_mq_opts_default(struct fmq_mq_opts *o)
     o->queue_slots = 4096;
     o->queue_max = 1u << 20;
     o->max_buffered = 1000;
+    o->drop_oldest = 1;
+    o->queue_bytes_max = 256u << 20;
 }
 
 int fmq_topic_match(const char *f, const char *t)
@@ -99,9 +112,51 @@ int fmq_topic_match(const char *f, const char *t)
     return !*t;
 }
 
+static void on_subscribed(void *ctx, MQTTAsync_successData *resp)
+{
+    struct fmq_mq *mq = ctx;
+    pthread_mutex_lock(&mq->lock);
+    mq->subs_acked = 1;
+    mq->st.subacks++;
+    pthread_cond_broadcast(&mq->cond);
+    pthread_mutex_unlock(&mq->lock);
+}
+
+static void on_subscribe_failed(void *ctx, MQTTAsync_failureData *resp)
+{
+    struct fmq_mq *mq = ctx;
+    pthread_mutex_lock(&mq->lock);
+    mq->subs_acked = -1;
+    pthread_cond_broadcast(&mq->cond);
+    pthread_mutex_unlock(&mq->lock);
+    fmq_log(FMQ_LOG_WARN, "mqtt: the broker refused a subscription");
+}
+
+static void on_published(void *ctx, MQTTAsync_successData *resp)
+{
+    struct fmq_mq *mq = ctx;
+    pthread_mutex_lock(&mq->lock);
+    mq->st.acked++;
+    pthread_mutex_unlock(&mq->lock);
+}
+
+static void on_publish_failed(void *ctx, MQTTAsync_failureData *resp)
+{
+    struct fmq_mq *mq = ctx;
+    pthread_mutex_lock(&mq->lock);
+    mq->st.failed++;
+    pthread_mutex_unlock(&mq->lock);
+}
+
 static void resubscribe(struct fmq_mq *mq)
 {
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    ro.onSuccess = on_subscribed;
+    ro.onFailure = on_subscribe_failed;
+    ro.context = mq;
+    pthread_mutex_lock(&mq->lock);
+    mq->subs_acked = mq->nsubs == 0;
+    pthread_mutex_unlock(&mq->lock);
     if (mq->nsubs == 0) return;
     if (MQTTAsync_subscribeMany(mq->client, mq->nsubs, mq->subs, mq->sub_qos, &ro) !=
         MQTTASYNC_SUCCESS)
@@ -144,22 +199,48 @@ static void on_connect_failure(void *ctx, MQTTAsync_failureData *resp)
     pthread_mutex_unlock(&mq->lock);
 }
 
+/* Condition waits run on CLOCK_MONOTONIC (fmq_mq_create sets the condvar's clock): a wall clock
+ * stepped back by hours must not turn a 200 ms poll into hours. */
 static void deadline(struct timespec *ts, int ms)
 {
-    clock_gettime(CLOCK_REALTIME, ts);
+    clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += ms / 1000;
     ts->tv_nsec += (long)(ms % 1000) * 1000000L;
     if (ts->tv_nsec >= 1000000000L) ts->tv_sec++, ts->tv_nsec -= 1000000000L;
 }
 
-static int grow(void **p, size_t *cap, size_t need)
+static int grow(struct fmq_mq *mq, void **p, size_t *cap, size_t need)
 {
     void *n;
     if (need <= *cap) return 0;
     if (!(n = realloc(*p, need))) return -1;
+    mq->held += need - *cap;
     *p = n;
     *cap = need;
     return 0;
+}
+
+/* Frees a slot's buffers (lock held). */
+static void drop_buffers(struct fmq_mq *mq, struct fmq_mq_msg *s)
+{
+    mq->held -= s->cap + s->topic_cap;
+    free(s->payload);
+    free(s->topic);
+    s->payload = NULL;
+    s->topic = NULL;
+    s->cap = s->topic_cap = 0;
+}
+
+/* Frees every slot beyond the first n (lock held, queue empty). */
+static void trim_ring(struct fmq_mq *mq, size_t n)
+{
+    for (size_t i = n; i < mq->nslots; i++) {
+        drop_buffers(mq, mq->slots[i]);
+        free(mq->slots[i]);
+        mq->slots[i] = NULL;
+    }
+    mq->nslots = n;
+    mq->head = 0;
 }
 
 /* Doubles the ring (lock held), keeping the order: head becomes 0. */
@@ -189,9 +270,10 @@ static int enqueue_locked(struct fmq_mq *mq, const char *topic, size_t tl, const
 {
     struct fmq_mq_msg *s;
     if (mq->count == mq->nslots && grow_ring(mq) != 0) return FMQ_EFULL;
+    if (mq->count > 0 && mq->queued_bytes + n > mq->max_bytes) return FMQ_EFULL;
     s = mq->slots[(mq->head + mq->count) % mq->nslots];
-    if (grow((void **)&s->topic, &s->topic_cap, tl + 1) ||
-        grow((void **)&s->payload, &s->cap, n + 1))
+    if (grow(mq, (void **)&s->topic, &s->topic_cap, tl + 1) ||
+        grow(mq, (void **)&s->payload, &s->cap, n + 1))
         return FMQ_ENOMEM;
     memcpy(s->topic, topic, tl);
     s->topic[tl] = 0;
@@ -200,6 +282,7 @@ static int enqueue_locked(struct fmq_mq *mq, const char *topic, size_t tl, const
     s->len = n;
     s->retained = retained;
     mq->count++;
+    mq->queued_bytes += n;
     mq->st.msgs_in++;
     mq->st.bytes_in += n;
     pthread_cond_broadcast(&mq->cond);
@@ -274,8 +357,9 @@ int fmq_mq_create(struct fmq_mq **out, const struct fmq_mq_opts *o)
         mq->tls = *o->tls;
         mq->opts.tls = &mq->tls;
     }
-    mq->nslots = o->queue_slots ? o->queue_slots : 4096;
+    mq->nslots = mq->min_slots = o->queue_slots ? o->queue_slots : 4096;
     mq->max_slots = o->queue_max > mq->nslots ? o->queue_max : mq->nslots;
+    mq->max_bytes = o->queue_bytes_max ? o->queue_bytes_max : 256u << 20;
     mq->slots = calloc(mq->nslots, sizeof *mq->slots);
     for (size_t i = 0; mq->slots && i < mq->nslots; i++)
         if (!(mq->slots[i] = calloc(1, sizeof **mq->slots))) {
@@ -296,7 +380,13 @@ int fmq_mq_create(struct fmq_mq **out, const struct fmq_mq_opts *o)
         if (mq->will_payload) memcpy(mq->will_payload, o->will_payload, o->will_len);
     }
     pthread_mutex_init(&mq->lock, NULL);
-    pthread_cond_init(&mq->cond, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&mq->cond, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     if (!mq->slots || !mq->uri || !mq->client_id || (o->will_topic && !mq->will_topic)) {
         fmq_mq_destroy(mq);
         return FMQ_ENOMEM;
@@ -307,7 +397,9 @@ int fmq_mq_create(struct fmq_mq **out, const struct fmq_mq_opts *o)
     }
     co.sendWhileDisconnected = 1; /* queued in Paho while the link is down */
     co.maxBufferedMessages = o->max_buffered > 0 ? o->max_buffered : 1000;
-    co.deleteOldestMessages = 1; /* full while offline: the oldest goes, sending never blocks */
+    /* full while offline: the oldest goes and sending never blocks, or (drop_oldest = 0) the
+     * publish is refused with FMQ_EFULL and the caller waits */
+    co.deleteOldestMessages = o->drop_oldest;
     rc = MQTTAsync_createWithOptions(&mq->client, mq->uri, mq->client_id,
                                      MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
     if (rc != MQTTASYNC_SUCCESS) {
@@ -329,6 +421,9 @@ int fmq_mq_subscribe(struct fmq_mq *mq, const char *filter, int qos)
     if (mq->nsubs == MAX_SUBS) return FMQ_EFULL;
     if (!(mq->subs[mq->nsubs] = strdup(filter))) return FMQ_ENOMEM;
     mq->sub_qos[mq->nsubs++] = qos;
+    ro.onSuccess = on_subscribed;
+    ro.onFailure = on_subscribe_failed;
+    ro.context = mq;
     if (mq->mem) {
         fmq_mem_send_retained(mq->mem, mq, filter);
         return 0;
@@ -347,7 +442,7 @@ int fmq_mq_connect(struct fmq_mq *mq, double timeout_s)
     if (!mq->client) { /* mem://NAME */
         if (!mq->mem && !(mq->mem = fmq_mem_attach(mq->uri + 6, mq))) return FMQ_ENOMEM;
         pthread_mutex_lock(&mq->lock);
-        mq->connected = mq->ever_connected = 1;
+        mq->connected = mq->ever_connected = mq->subs_acked = 1;
         pthread_mutex_unlock(&mq->lock);
         for (int i = 0; i < mq->nsubs; i++) fmq_mem_send_retained(mq->mem, mq, mq->subs[i]);
         return 0;
@@ -435,12 +530,16 @@ int fmq_mq_publish(struct fmq_mq *mq, const char *topic, const void *p, size_t n
     if (mq->mem) {
         rc = fmq_mem_publish(mq->mem, topic, p, n, retained);
         pthread_mutex_lock(&mq->lock);
+        mq->st.acked += rc == 0;
         mq->st.msgs_out++;
         mq->st.bytes_out += n;
         pthread_mutex_unlock(&mq->lock);
         return rc;
     }
     if (!mq->client) return FMQ_ENET; /* mem:// before connect */
+    ro.onSuccess = on_published;
+    ro.onFailure = on_publish_failed;
+    ro.context = mq;
     rc = MQTTAsync_sendMessage(mq->client, topic, &m, &ro);
     pthread_mutex_lock(&mq->lock);
     if (rc == MQTTASYNC_SUCCESS) {
@@ -465,9 +564,14 @@ int fmq_mq_poll(struct fmq_mq *mq, struct fmq_mq_msg **msg, int timeout_ms)
     deadline(&ts, timeout_ms);
     pthread_mutex_lock(&mq->lock);
     if (mq->borrowed) {
+        struct fmq_mq_msg *s = mq->slots[mq->head];
+        mq->queued_bytes -= s->len;
+        if (s->cap > SLOT_KEEP || s->topic_cap > TOPIC_KEEP || mq->held > IDLE_KEEP)
+            drop_buffers(mq, s);
         mq->head = (mq->head + 1) % mq->nslots;
         mq->count--;
         mq->borrowed = 0;
+        if (mq->count == 0 && mq->nslots > mq->min_slots) trim_ring(mq, mq->min_slots);
         pthread_cond_broadcast(&mq->cond);
     }
     while (mq->count == 0 && !mq->woken)
@@ -528,7 +632,29 @@ void fmq_mq_get_stats(struct fmq_mq *mq, struct fmq_mq_stats *s)
 {
     pthread_mutex_lock(&mq->lock);
     *s = mq->st;
+    s->held_bytes = mq->held;
+    s->queued_bytes = mq->queued_bytes;
+    s->slots = mq->nslots;
     pthread_mutex_unlock(&mq->lock);
+}
+
+int fmq_mq_subscribed(struct fmq_mq *mq)
+{
+    int r;
+    pthread_mutex_lock(&mq->lock);
+    r = mq->connected ? mq->subs_acked : 0;
+    pthread_mutex_unlock(&mq->lock);
+    return r;
+}
+
+size_t fmq_mq_queued_on(struct fmq_mq *mq, const char *topic)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&mq->lock);
+    for (size_t i = (size_t)mq->borrowed; i < mq->count; i++)
+        n += strcmp(mq->slots[(mq->head + i) % mq->nslots]->topic, topic) == 0;
+    pthread_mutex_unlock(&mq->lock);
+    return n;
 }
 
 void fmq_mq_destroy(struct fmq_mq *mq)

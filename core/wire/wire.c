@@ -17,6 +17,19 @@ void fmq_buf_free(struct fmq_buf *b)
     memset(b, 0, sizeof *b);
 }
 
+int fmq_buf_set(struct fmq_buf *b, const void *p, size_t n)
+{
+    if (b->cap < n) {
+        uint8_t *q = realloc(b->data, n);
+        if (!q) return FMQ_ENOMEM;
+        b->data = q;
+        b->cap = n;
+    }
+    if (n) memcpy(b->data, p, n);
+    b->len = n;
+    return 0;
+}
+
 static int buf_write(void *data, const char *p, size_t n)
 {
     struct fmq_buf *b = data;

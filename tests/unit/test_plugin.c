@@ -184,6 +184,15 @@ static void test_plugin(void)
         MOSQ_ERR_SUCCESS);
     CU_ASSERT_EQUAL(acl("coord", "coord", MOSQ_ACL_SUBSCRIBE, "fedmq/+/update/+", NULL, 0),
                     MOSQ_ERR_SUCCESS);
+    /* the coordinator reads the retained model (it resumes above it) and owns its status */
+    CU_ASSERT_EQUAL(acl("coord", "coord", MOSQ_ACL_SUBSCRIBE, "fedmq/iot23/model/global", NULL, 0),
+                    MOSQ_ERR_SUCCESS);
+    CU_ASSERT_EQUAL(acl("coord", "coord", MOSQ_ACL_WRITE, "fedmq/iot23/coordinator", "{}", 2),
+                    MOSQ_ERR_SUCCESS);
+    CU_ASSERT_EQUAL(acl("a1", "a1", MOSQ_ACL_WRITE, "fedmq/iot23/coordinator", "{}", 2),
+                    MOSQ_ERR_ACL_DENIED);
+    CU_ASSERT_EQUAL(acl("dash", "dash", MOSQ_ACL_SUBSCRIBE, "fedmq/iot23/coordinator", NULL, 0),
+                    MOSQ_ERR_SUCCESS);
     CU_ASSERT_EQUAL(acl("dash", "dash", MOSQ_ACL_SUBSCRIBE, "fedmq/#", NULL, 0),
                     MOSQ_ERR_ACL_DENIED);
     CU_ASSERT_EQUAL(acl("dash", "dash", MOSQ_ACL_SUBSCRIBE, "fedmq/iot23/alerts/#", NULL, 0),

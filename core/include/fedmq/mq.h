@@ -39,11 +39,14 @@ struct fmq_mq_opts {
     int will_retained;
     const char *username; /* NULL: none */
     const char *password;
-    size_t queue_slots; /* inbound queue slots at start, messages */
+    size_t queue_slots; /* inbound queue slots at start, messages (it shrinks back when empty) */
     size_t queue_max;   /* the queue doubles when full, up to this many messages */
+    size_t queue_bytes_max; /* payload bytes the inbound queue holds at most (256 MiB) */
     int max_buffered;   /* outbound messages Paho holds while disconnected; when full the
                            oldest is dropped (an agent's update is still kept until its receipt
                            and sent again after the reconnect) */
+    int drop_oldest;    /* 1 (default): as above; 0: a publish to a full buffer is refused with
+                           FMQ_EFULL instead, so nothing handed over is ever dropped */
 };
 void fmq_mq_opts_default(struct fmq_mq_opts *o);
 
@@ -52,7 +55,7 @@ struct fmq_mq_msg {
     uint8_t *payload; /* owned by the queue; valid until the next fmq_mq_poll */
     size_t len;
     int retained;
-    size_t topic_cap, cap; /* slot capacities (grow, never shrink) */
+    size_t topic_cap, cap; /* slot capacities (a large one is freed once consumed) */
 };
 
 struct fmq_mq_stats {
@@ -62,6 +65,12 @@ struct fmq_mq_stats {
     uint64_t reconnects;
     uint64_t backpressure; /* times the inbound queue was full at queue_max */
     uint64_t queue_grown;  /* times the inbound queue doubled */
+    uint64_t subacks;      /* subscribe requests the broker acknowledged */
+    uint64_t acked;        /* publishes the broker confirmed (QoS 1: PUBACK; QoS 0: sent) */
+    uint64_t failed;       /* publishes Paho gave up on (link lost before the confirmation) */
+    size_t held_bytes;     /* bytes of the inbound queue's buffers, waiting or idle */
+    size_t queued_bytes;   /* payload bytes waiting in the inbound queue */
+    size_t slots;          /* inbound queue slots now */
 };
 
 struct fmq_mq;
@@ -86,6 +95,11 @@ void fmq_mq_wake(struct fmq_mq *mq);
 int fmq_mq_pending(struct fmq_mq *mq);
 /* Messages waiting in the inbound queue (not counting the one fmq_mq_poll lent out). */
 size_t fmq_mq_queued(struct fmq_mq *mq);
+/* Of those, how many are on exactly this topic. */
+size_t fmq_mq_queued_on(struct fmq_mq *mq, const char *topic);
+/* 1 once the broker acknowledged the subscriptions made at the last (re)connect (retained
+ * messages for them follow at once), 0 while pending or disconnected, -1 if it refused one. */
+int fmq_mq_subscribed(struct fmq_mq *mq);
 /* Waits until every publish so far is acknowledged (QoS 1) or timeout. */
 int fmq_mq_flush(struct fmq_mq *mq, double timeout_s);
 void fmq_mq_get_stats(struct fmq_mq *mq, struct fmq_mq_stats *s);

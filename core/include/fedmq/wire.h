@@ -20,6 +20,9 @@
 #define FMQ_WIRE_MAX_PAYLOAD (64u << 20) /* bytes; a larger message is refused unread */
 #define FMQ_WIRE_MAX_DEPTH 6
 #define FMQ_ID_MAX 64 /* agent ids and task names, including NUL */
+/* Global model versions above this are refused: an update's sequence number is
+ * (base version << 16) + k (schemas/wire.md), which must not overflow. */
+#define FMQ_VERSION_MAX (1ULL << 40)
 
 /* Growable output buffer, reused across messages (grows, never shrinks). */
 struct fmq_buf {
@@ -27,6 +30,8 @@ struct fmq_buf {
     size_t len, cap;
 };
 void fmq_buf_free(struct fmq_buf *b);
+/* Copies n bytes of p into b (growing it); b keeps its old contents when that fails. */
+int fmq_buf_set(struct fmq_buf *b, const void *p, size_t n);
 
 struct fmq_local_metrics {
     float loss;     /* mean training loss of the last epoch */
