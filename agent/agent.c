@@ -672,7 +672,11 @@ static int do_round(struct agent *a)
     }
     fmq_learner_validate(a->L, 1, &lm, NULL);
     lm.loss = loss;
-    return send_delta(a, ntrain, &lm, (double)steps * batch / (fmq_mono() - t0 + 1e-9), 0);
+    rc = send_delta(a, ntrain, &lm, (double)steps * batch / (fmq_mono() - t0 + 1e-9), 0);
+    if (a->plan.personal == FMQ_PERSONAL_FINETUNE) /* score with our fine-tuned copy */
+        if (fmq_learner_personalise(a->L) != 0 && a->L->personal == 0)
+            fmq_log(FMQ_LOG_DEBUG, "too few benign labels to personalise; the global model scores");
+    return rc;
 }
 
 /* ---- GSFS sessions: chunked local training between the paper's trigger checks ---- */

@@ -116,6 +116,17 @@ int coord_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "int8_block")) return fmq_parse_int(v, 8, 4096, &c->plan.block);
     if (!strcmp(k, "stochastic_rounding")) return fmq_parse_bool(v, &c->plan.stochastic);
     if (!strcmp(k, "agent_metrics")) return fmq_parse_bool(v, &c->plan.report);
+    if (!strcmp(k, "personalise")) {
+        if (!strcmp(v, "none"))
+            c->plan.personal = FMQ_PERSONAL_NONE;
+        else if (!strcmp(v, "finetune"))
+            c->plan.personal = FMQ_PERSONAL_FINETUNE;
+        else {
+            snprintf(err, errlen, "expected none or finetune");
+            return FMQ_EINVAL;
+        }
+        return 0;
+    }
     if (!strcmp(k, "update_ids")) return fmq_parse_bool(v, &c->plan.ids);
     if (!strcmp(k, "update_envelope"))
         return fmq_parse_int(v, FMQ_WIRE_VERSION, FMQ_WIRE_UPDATE_COMPACT, &c->plan.envelope);

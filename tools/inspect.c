@@ -68,7 +68,7 @@ static void put_escaped(const uint8_t *p, size_t n)
 static void print_msg(struct fmq_wire_dec *d, const struct fmq_mq_msg *m)
 {
     static float delta[FMQ_MODEL_MAXPARAMS / 64];
-    static struct fmq_moments mo;
+    static struct fmq_moments mo, bmo;
     char type[16], err[256];
 
     printf("{\"topic\":");
@@ -87,15 +87,16 @@ static void print_msg(struct fmq_wire_dec *d, const struct fmq_mq_msg *m)
         u.delta = delta;
         u.delta_cap = sizeof delta / sizeof delta[0];
         u.stats = &mo;
+        u.benign = &bmo;
         if (fmq_wire_decode_update(d, m->payload, m->len, 0, &u, err, sizeof err) == 0 &&
             fmq_update_topic_ids(&u, m->topic, err, sizeof err) == 0)
             printf("\"kind\":\"update\",\"agent\":\"%s\",\"task\":\"%s\",\"base\":%llu,"
                    "\"seq\":%llu,\"n\":%llu,\"codec\":\"%s\",\"dim\":%u,\"stats\":%s,"
-                   "\"loss\":%.6f,\"val_acc\":%.6f,\"val_f1\":%.6f",
+                   "\"loss\":%.6f,\"val_acc\":%.6f,\"val_f1\":%.6f,\"sketch_benign\":%ld",
                    u.agent, u.task, (unsigned long long)u.base_version, (unsigned long long)u.seq,
                    (unsigned long long)u.n_examples, fmq_codec_name(u.codec), u.dim,
                    u.has_stats ? "true" : "false", u.metrics.loss, u.metrics.accuracy,
-                   u.metrics.f1);
+                   u.metrics.f1, u.has_sketch ? (long)u.sketch.n : -1L);
         else {
             printf("\"kind\":\"invalid\",\"error\":");
             put_escaped((const uint8_t *)err, strlen(err));
@@ -107,11 +108,14 @@ static void print_msg(struct fmq_wire_dec *d, const struct fmq_mq_msg *m)
         if (fmq_wire_decode_global(d, m->payload, m->len, &g, err, sizeof err) == 0)
             printf("\"kind\":\"global\",\"task\":\"%s\",\"run\":\"%s\",\"version\":%llu,"
                    "\"round\":%llu,\"phase\":\"%s\",\"strategy\":\"%s\",\"model\":\"%s\","
-                   "\"params\":%zu,\"norm\":%s",
+                   "\"params\":%zu,\"norm\":%s,\"profile\":%s,\"rule_sites\":%u",
                    g.task, g.run, (unsigned long long)g.version, (unsigned long long)g.round,
-                   g.phase == FMQ_PHASE_STATS ? "stats" : "train", g.strategy,
-                   mdl.cfg.kind == FMQ_MODEL_MLP ? "mlp" : "logreg", mdl.nparams,
-                   mdl.has_norm ? "true" : "false");
+                   g.phase == FMQ_PHASE_STATS   ? "stats"
+                   : g.phase == FMQ_PHASE_CALIB ? "calib"
+                                                : "train",
+                   g.strategy, mdl.cfg.kind == FMQ_MODEL_MLP ? "mlp" : "logreg", mdl.nparams,
+                   mdl.has_norm ? "true" : "false", mdl.has_prof ? "true" : "false",
+                   g.rule.channels ? g.rule.sites : 0);
         else {
             printf("\"kind\":\"invalid\",\"error\":");
             put_escaped((const uint8_t *)err, strlen(err));
@@ -122,11 +126,11 @@ static void print_msg(struct fmq_wire_dec *d, const struct fmq_mq_msg *m)
         if (fmq_wire_decode_status(d, m->payload, m->len, &s, err, sizeof err) == 0)
             printf("\"kind\":\"status\",\"agent\":\"%s\",\"state\":\"%s\",\"model\":%llu,"
                    "\"flows\":%llu,\"labelled\":%llu,\"buffered\":%llu,\"alerts\":%llu,"
-                   "\"bad\":%llu",
+                   "\"bad\":%llu,\"calib\":\"%s\"",
                    s.agent, s.state, (unsigned long long)s.model_version,
                    (unsigned long long)s.flows, (unsigned long long)s.labelled,
                    (unsigned long long)s.buffered, (unsigned long long)s.alerts,
-                   (unsigned long long)s.bad);
+                   (unsigned long long)s.bad, s.calib);
         else {
             printf("\"kind\":\"invalid\",\"error\":");
             put_escaped((const uint8_t *)err, strlen(err));

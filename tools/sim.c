@@ -23,7 +23,13 @@
  * "new_sites": the deployed rule's confusion matrix and rates, the calibration state each flow
  * was judged in, the final thresholds, and recall at 1% FPR of each score as a diagnostic.
  *
- * Usage: fedmq-sim --agent FILE[,FILE...]... [--agent-set KEY=VALUE]... [--coord-set KEY=VALUE]...
+ * A site's own later traffic (--agent-test FILE[,FILE...] after an --agent): once the
+ * federation is done, that agent (with its model, personalised or not, and its calibration as
+ * they are) receives each FILE's flows without labels, each file a context of its own, and is
+ * judged the same way; the summary's "agent_tests", one per file.
+ *
+ * Usage: fedmq-sim --agent FILE[,FILE...] [--agent-test FILE]... [--agent-set KEY=VALUE]...
+ *                  [--coord-set KEY=VALUE]...
  *                  [--new-site FILE]... [--new-site-set KEY=VALUE]... [--order random|fixed]
  *                  [--summary FILE]
  * KEYs are those of deploy/agent.conf.example and deploy/coordinator.conf.example. The
@@ -50,6 +56,7 @@ struct sim_opts {
     int nfiles;
     const char **new_sites;
     int nnew;
+    const char **agent_tests; /* per agent (index of --agent), NULL = none */
     const char *new_sets[SIM_MAX_SETS];
     int nnew_sets;
     const char *trace; /* per-flow verdicts of the new sites (one file, appended) */
@@ -101,7 +108,8 @@ static int parse_args(int argc, char **argv, struct sim_opts *o)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: fedmq-sim --agent FILE[,FILE...]... [--agent-set KEY=VALUE]...\n"
-                   "                 [--coord-set KEY=VALUE]... [--new-site FILE]...\n"
+                   "                 [--agent-test FILE]... [--coord-set KEY=VALUE]...\n"
+                   "                 [--new-site FILE]...\n"
                    "                 [--new-site-set KEY=VALUE]... [--new-site-trace FILE]\n"
                    "                 [--order random|fixed]\n"
                    "                 [--summary FILE]\n"
@@ -114,6 +122,8 @@ static int parse_args(int argc, char **argv, struct sim_opts *o)
         }
         if (!strcmp(a, "--agent"))
             o->files[o->nfiles++] = v;
+        else if (!strcmp(a, "--agent-test") && o->nfiles > 0)
+            o->agent_tests[o->nfiles - 1] = v;
         else if (!strcmp(a, "--new-site"))
             o->new_sites[o->nnew++] = v;
         else if (!strcmp(a, "--new-site-set") && o->nnew_sets < SIM_MAX_SETS)
@@ -377,7 +387,9 @@ int main(int argc, char **argv)
     char bus_uri[64];
     int rc = 1, n = 0, explicit_expected = 0, explicit_deadline = 0, stalled = 0;
     int *order = NULL; /* this pass's stepping order */
-    struct site_eval *sites = NULL;
+    struct site_eval *sites = NULL, *tests = NULL;
+    int ntests = 0, *test_agent = NULL;
+    char **test_file = NULL;
     struct agent **site_agents = NULL;
     int nsites = 0;
     struct fmq_rng rng;
@@ -386,7 +398,8 @@ int main(int argc, char **argv)
     fmq_log_use_stderr("fedmq-sim", FMQ_LOG_WARN);
     o.files = calloc((size_t)argc, sizeof *o.files);
     o.new_sites = calloc((size_t)argc, sizeof *o.new_sites);
-    if (!o.files || !o.new_sites || parse_args(argc, argv, &o) != 0) return 2;
+    o.agent_tests = calloc((size_t)argc, sizeof *o.agent_tests);
+    if (!o.files || !o.new_sites || !o.agent_tests || parse_args(argc, argv, &o) != 0) return 2;
     snprintf(bus_uri, sizeof bus_uri, "mem://sim-%ld", (long)getpid());
     agents = calloc((size_t)o.nfiles, sizeof *agents);
     agent_cpu = calloc((size_t)o.nfiles, sizeof *agent_cpu);
@@ -520,6 +533,32 @@ int main(int argc, char **argv)
             }
         }
     }
+    for (int i = 0; i < n; i++) /* a test file per listed name, comma-separated */
+        for (const char *q = o.agent_tests[i]; q && *q; q += strcspn(q, ",") + (q[strcspn(q, ",")] == ','))
+            ntests++;
+    if (!(tests = calloc((size_t)(ntests ? ntests : 1), sizeof *tests)) ||
+        !(test_agent = calloc((size_t)(ntests ? ntests : 1), sizeof *test_agent)) ||
+        !(test_file = calloc((size_t)(ntests ? ntests : 1), sizeof *test_file)))
+        goto out;
+    ntests = 0;
+    for (int i = 0; i < n; i++) {
+        const char *q = o.agent_tests[i];
+        while (q && *q) {
+            size_t len = strcspn(q, ",");
+            double cpu = 0;
+            struct site_eval *e = &tests[ntests];
+            if (!(test_file[ntests] = strndup(q, len))) goto out;
+            test_agent[ntests++] = i;
+            q += len + (q[len] == ',');
+            agents[i]->cfg.train = 0; /* the federation is done: the site only detects now */
+            agents[i]->on_verdict = on_verdict;
+            agents[i]->on_verdict_ud = e;
+            for (int k = 0; k < agents[i]->nlrn; k++) /* each file a site of its own */
+                agents[i]->lrn[k].ops->new_context(&agents[i]->lrn[k]);
+            if (feed(bus, agents[i], test_file[ntests - 1], &cpu, 0, e) != 0) goto out;
+            agents[i]->on_verdict = NULL;
+        }
+    }
     if (o.summary) {
         double sum = 0, max = 0;
         if (!(f = fopen(o.summary, "w"))) {
@@ -543,6 +582,14 @@ int main(int argc, char **argv)
             if (i) fputc(',', f);
             site_json(f, base, &sites[i], site_agents[i]);
         }
+        fprintf(f, "],\"agent_tests\":[");
+        for (int t = 0; t < ntests; t++) {
+            char base[256];
+            const char *b = strrchr(test_file[t], '/');
+            fmq_json_escape(base, sizeof base, b ? b + 1 : test_file[t]);
+            if (t) fputc(',', f);
+            site_json(f, base, &tests[t], agents[test_agent[t]]);
+        }
         fprintf(f, "]}\n");
         fclose(f);
     }
@@ -559,9 +606,19 @@ out:
         free(sites[i].lab);
         free(sites[i].score);
     }
+    for (int t = 0; tests && t < ntests; t++) {
+        free(tests[t].truth);
+        free(tests[t].lab);
+        free(tests[t].score);
+        free(test_file[t]);
+    }
+    free(tests);
+    free(test_agent);
+    free(test_file);
     free(sites);
     free(site_agents);
     free(o.new_sites);
+    free(o.agent_tests);
     coord_free(&c);
     for (int i = 0; i < n; i++)
         if (agents[i]) {

@@ -299,7 +299,9 @@ void fmq_calib_free(struct fmq_calib *c)
     c->scratch = NULL;
 }
 
-/* Thresholds of a site that has not calibrated: the fleet's, or without a fleet rule the
+/* Thresholds of a site that has not calibrated: the fleet's cap, what its most unusual benign
+ * sites need (a new site is not flooded with alerts while it learns, and what scores above
+ * every benign site's quantile still alerts from the first flow); without a fleet rule the
  * static supervised threshold and no novelty alert. */
 static void fleet_thresholds(const struct fmq_rule *r, int channels, float static_sup, float *thr)
 {
@@ -307,14 +309,24 @@ static void fleet_thresholds(const struct fmq_rule *r, int channels, float stati
         if (!(channels & FMQ_CH_BIT(ch)))
             thr[ch] = INFINITY;
         else if (r && (r->channels & FMQ_CH_BIT(ch)))
-            thr[ch] = r->thr[ch];
+            thr[ch] = r->cap[ch];
         else
             thr[ch] = ch == FMQ_CH_SUP ? static_sup : INFINITY;
     }
 }
 
+void fmq_calib_fix(struct fmq_calib *c, int channels, const float *thr)
+{
+    c->channels = channels;
+    for (int ch = 0; ch < FMQ_NCH; ch++)
+        c->thr[ch] = c->target[ch] = channels & FMQ_CH_BIT(ch) ? thr[ch] : INFINITY;
+    c->state = FMQ_CALIB_CALIBRATED;
+    c->fixed = 1;
+}
+
 void fmq_calib_set_model(struct fmq_calib *c, int channels, const struct fmq_rule *rule)
 {
+    c->fixed = 0;
     c->channels = channels;
     if (rule)
         c->rule = *rule;
@@ -386,6 +398,7 @@ int fmq_calib_recompute(struct fmq_calib *c, int now)
                                                                    : 0;
     double share = fmq_rule_share(c->cfg.budget, c->channels);
     c->since = 0;
+    if (c->fixed) return 0; /* set from labels */
     if (c->state == FMQ_CALIB_LEARNING &&
         (c->seen < (uint64_t)c->cfg.min_flows || span < c->cfg.min_span)) {
         float thr[FMQ_NCH];

@@ -87,6 +87,13 @@ int fmq_learner_adopt(struct fmq_learner *l, const struct fmq_global *g, const s
 {
     struct fmq_calib *c = &l->cal;
     int rc;
+    if (l->personal) { /* the personal model keeps scoring until it is trained anew */
+        rc = l->ops->adopt(l, g, err, errlen);
+        if (rc != 0) return rc;
+        l->version = g->version;
+        if (l->ops->personalise(l, -1)) return 0;
+        l->personal = 0; /* another shape: back to the global model and the fleet's rule */
+    }
     fmq_calib_remember_ranks(c); /* with the old model's scores, before they are replaced */
     rc = l->ops->adopt(l, g, err, errlen);
     if (rc != 0) return rc;
@@ -118,6 +125,29 @@ uint32_t fmq_learner_observe(struct fmq_learner *l, const struct fmq_flow *f,
     fmq_calib_verdict(&l->cal, s, v);
     fmq_calib_push(&l->cal, slot, f->ts, s, f->label);
     return slot;
+}
+
+int fmq_learner_personalise(struct fmq_learner *l)
+{
+    size_t n = l->ops->val_scores(l, 1, l->vscore, l->vlab, l->vcap);
+    int channels = l->ops->channels(l);
+    double share = fmq_rule_share(l->cfg.calib.budget, channels);
+    float thr[FMQ_NCH];
+    for (int ch = 0; ch < FMQ_NCH; ch++) {
+        size_t k = 0;
+        thr[ch] = INFINITY;
+        if (!(channels & FMQ_CH_BIT(ch))) continue;
+        for (size_t i = 0; i < n; i++)
+            if (l->vlab[i] == FMQ_LABEL_BENIGN && isfinite(l->vscore[i * FMQ_NCH + ch]))
+                l->scratch[k++] = l->vscore[i * FMQ_NCH + ch];
+        if (k < (size_t)l->cfg.calib.min_eligible) return FMQ_EINVAL; /* too few to know */
+        thr[ch] = fmq_quantile(l->scratch, k, 1.0 - share);
+    }
+    l->ops->personalise(l, 1);
+    l->personal = 1;
+    l->have_model = 1;
+    fmq_calib_fix(&l->cal, channels, thr);
+    return 0;
 }
 
 /* Validation keeps its meaning across fleet rules (GSFS's performance trigger and the agents'

@@ -18,6 +18,8 @@
 struct giot {
     struct fmq_giot_stream gs;
     struct fmq_gpt cur, local;    /* global model in use, training copy */
+    struct fmq_gpt pers;          /* personal model (fmq_learner_personalise) */
+    int use_pers;
     struct fmq_giot_trainer tr;   /* training and batch scoring (giot_batch windows) */
     struct fmq_giot_trainer sc;   /* live scoring and explanations (one window) */
     uint32_t *idx;                /* owned: buffer, the split (train, then validation) */
@@ -47,6 +49,8 @@ static int giot_init(struct fmq_learner *l)
 
 static void drop_model(struct giot *g)
 {
+    fmq_gpt_free(&g->pers);
+    g->use_pers = 0;
     fmq_gpt_free(&g->cur);
     fmq_gpt_free(&g->local);
     fmq_giot_trainer_free(&g->tr);
@@ -137,7 +141,19 @@ static void score_with(struct giot *g, const struct fmq_gpt *m, const uint32_t *
 static void giot_score(struct fmq_learner *l, const uint32_t *slots, size_t n, float *out)
 {
     struct giot *g = G(l);
-    score_with(g, &g->cur, slots, n, out);
+    score_with(g, g->use_pers ? &g->pers : &g->cur, slots, n, out);
+}
+
+static int giot_personalise(struct fmq_learner *l, int on)
+{
+    struct giot *g = G(l);
+    if (on == 1 && g->local.params) {
+        if (!g->pers.params && fmq_gpt_copy(&g->pers, &g->local) != 0) return g->use_pers = 0;
+        copy_weights(&g->pers, &g->local);
+        g->use_pers = 1;
+    } else if (on == 0)
+        g->use_pers = 0;
+    return g->use_pers;
 }
 
 /* The newest min(val_max, n x val_fraction) flows of the stream (at least one) validate; the
@@ -172,7 +188,8 @@ static size_t giot_explain(struct fmq_learner *l, uint32_t slot, const struct fm
 {
     struct giot *g = G(l);
     char why[600], next[600], esc[700];
-    float nll = fmq_giot_explain(&g->sc, &g->cur, &g->gs.d, slot, l->cfg.explain_fields, why,
+    const struct fmq_gpt *mod = g->use_pers ? &g->pers : &g->cur;
+    float nll = fmq_giot_explain(&g->sc, mod, &g->gs.d, slot, l->cfg.explain_fields, why,
                                  sizeof why);
     float thr = v->thr[FMQ_CH_NOV], head = v->score[FMQ_CH_SUP];
     int predict = l->cfg.predict_rate <= 0 || fmq_ratelimit_ok(&g->predict_rl);
@@ -184,7 +201,7 @@ static size_t giot_explain(struct fmq_learner *l, uint32_t slot, const struct fm
              isfinite(thr) ? thr : INFINITY,
              v->why & FMQ_CH_BIT(FMQ_CH_SUP) ? "; supervised head: attack" : "", why);
     if (predict) {
-        fmq_giot_predict_next(&g->sc, &g->cur, &g->gs.d, slot, next, sizeof next);
+        fmq_giot_predict_next(&g->sc, mod, &g->gs.d, slot, next, sizeof next);
         g->predicted++;
         fmq_json_escape(esc, sizeof esc, next);
         if (n < cap) n += (size_t)snprintf(json + n, cap - n, ",\"predicted_next\":\"%s\"", esc);
@@ -273,8 +290,25 @@ static int giot_stats(struct fmq_learner *l, struct fmq_moments *m, struct fmq_m
 }
 
 const struct fmq_learner_ops fmq_learner_giot = {
-    FMQ_LEARNER_OPS_VERSION, "giot", FMQ_MODEL_GIOT, FMQ_CH_NOV, giot_init, giot_free, giot_adopt,
-    giot_channels, giot_ingest, giot_new_context, giot_score, giot_val_scores, giot_explain, giot_held,
-    giot_train_begin, giot_train_steps, giot_round_steps, giot_layer_norms, giot_params,
-    giot_stats,
+    .version = FMQ_LEARNER_OPS_VERSION,
+    .name = "giot",
+    .kind = FMQ_MODEL_GIOT,
+    .primary = FMQ_CH_NOV,
+    .init = giot_init,
+    .free = giot_free,
+    .adopt = giot_adopt,
+    .channels = giot_channels,
+    .ingest = giot_ingest,
+    .new_context = giot_new_context,
+    .score = giot_score,
+    .val_scores = giot_val_scores,
+    .explain = giot_explain,
+    .held = giot_held,
+    .train_begin = giot_train_begin,
+    .train_steps = giot_train_steps,
+    .round_steps = giot_round_steps,
+    .layer_norms = giot_layer_norms,
+    .params = giot_params,
+    .personalise = giot_personalise,
+    .stats = giot_stats,
 };

@@ -13,6 +13,8 @@
 
 struct mlp {
     struct fmq_model cur, local; /* global model in use, training copy */
+    struct fmq_model pers;       /* personal model (fmq_learner_personalise) */
+    int use_pers;                /* pers scores instead of cur */
     struct fmq_trainer tr;
     struct fmq_mlp_ws ws; /* scoring, batch 1 */
     struct fmq_featurizer fz;
@@ -48,6 +50,8 @@ static int mlp_init(struct fmq_learner *l)
 
 static void drop_model(struct mlp *m)
 {
+    fmq_model_free(&m->pers);
+    m->use_pers = 0;
     fmq_model_free(&m->cur);
     fmq_model_free(&m->local);
     fmq_trainer_free(&m->tr);
@@ -131,15 +135,39 @@ static void mlp_new_context(struct fmq_learner *l)
     fmq_feat_reset(&M(l)->fz);
 }
 
+/* The model live scoring uses: the personal one when on, else the global one. */
+static struct fmq_model *scorer(struct mlp *m)
+{
+    return m->use_pers ? &m->pers : &m->cur;
+}
+
 static void mlp_score(struct fmq_learner *l, const uint32_t *slots, size_t n, float *out)
 {
     struct mlp *m = M(l);
+    struct fmq_model *mod = scorer(m);
     for (size_t i = 0; i < n; i++) {
         const float *x = m->R + (size_t)slots[i] * FMQ_FEAT_DIM;
-        out[i * FMQ_NCH + FMQ_CH_SUP] = fmq_model_logit(&m->cur, &m->ws, x);
-        out[i * FMQ_NCH + FMQ_CH_NOV] =
-            m->cur.has_prof ? fmq_model_novelty(&m->cur, x, NULL) : NAN;
+        out[i * FMQ_NCH + FMQ_CH_SUP] = fmq_model_logit(mod, &m->ws, x);
+        out[i * FMQ_NCH + FMQ_CH_NOV] = mod->has_prof ? fmq_model_novelty(mod, x, NULL) : NAN;
     }
+}
+
+static int mlp_personalise(struct fmq_learner *l, int on)
+{
+    struct mlp *m = M(l);
+    if (on == 1 && m->local.params) {
+        if (!m->pers.params && fmq_model_copy(&m->pers, &m->local) != 0) return m->use_pers = 0;
+        memcpy(m->pers.params, m->local.params, m->local.nparams * sizeof(float));
+        memcpy(m->pers.norm_mean, m->local.norm_mean, FMQ_FEAT_DIM * sizeof(float));
+        memcpy(m->pers.norm_std, m->local.norm_std, FMQ_FEAT_DIM * sizeof(float));
+        memcpy(m->pers.prof_mean, m->local.prof_mean, FMQ_FEAT_DIM * sizeof(float));
+        memcpy(m->pers.prof_std, m->local.prof_std, FMQ_FEAT_DIM * sizeof(float));
+        m->pers.has_norm = m->local.has_norm;
+        m->pers.has_prof = m->local.has_prof;
+        m->use_pers = 1;
+    } else if (on == 0)
+        m->use_pers = 0;
+    return m->use_pers;
 }
 
 /* Oldest (1 - val_fraction) of the labelled rows into idx[0..ntrain), the newest after them. */
@@ -180,13 +208,14 @@ static size_t mlp_explain(struct fmq_learner *l, uint32_t slot, const struct fmq
 {
     struct mlp *m = M(l);
     struct reason top[3] = {{-1, 0}, {-1, 0}, {-1, 0}};
-    float dx[FMQ_FEAT_DIM], z = fmq_model_logit(&m->cur, &m->ws, m->R + (size_t)slot * FMQ_FEAT_DIM);
+    struct fmq_model *mod = scorer(m);
+    float dx[FMQ_FEAT_DIM], z = fmq_model_logit(mod, &m->ws, m->R + (size_t)slot * FMQ_FEAT_DIM);
     const float *xn = m->ws.acts; /* normalised input of that forward */
     float thr = v->thr[FMQ_CH_SUP];
     double pthr = isfinite(thr) ? fmq_sigmoid(thr) : 1.0;
     size_t n, tn;
 
-    fmq_mlp_input_grad(&m->cur, &m->ws, dx);
+    fmq_mlp_input_grad(mod, &m->ws, dx);
     for (int k = 0; k < FMQ_FEAT_DIM; k++) {
         float c = dx[k] * xn[k];
         for (int j = 0; j < 3; j++)
@@ -211,9 +240,9 @@ static size_t mlp_explain(struct fmq_learner *l, uint32_t slot, const struct fmq
                                    name, xn[top[j].feat], top[j].contrib);
     }
     if (n < cap) n += (size_t)snprintf(json + n, cap - n, "]");
-    if (m->cur.has_prof && n < cap) { /* the features least like the fleet's benign traffic */
+    if (mod->has_prof && n < cap) { /* the features least like the fleet's benign traffic */
         const float *raw = m->R + (size_t)slot * FMQ_FEAT_DIM;
-        float c[FMQ_FEAT_DIM], nov = fmq_model_novelty(&m->cur, raw, c);
+        float c[FMQ_FEAT_DIM], nov = fmq_model_novelty(mod, raw, c);
         int un[3] = {-1, -1, -1};
         for (int k = 0; k < FMQ_FEAT_DIM; k++)
             for (int j = 0; j < 3; j++)
@@ -235,7 +264,7 @@ static size_t mlp_explain(struct fmq_learner *l, uint32_t slot, const struct fmq
                                   m->cur.prof_mean[un[j]], c[un[j]]);
             if (v->why & FMQ_CH_BIT(FMQ_CH_NOV) && tn < tcap)
                 tn += (size_t)snprintf(text + tn, tcap - tn, "%s %s=%.3g (benign mean %.3g)",
-                                       j ? "," : "", name, raw[un[j]], m->cur.prof_mean[un[j]]);
+                                       j ? "," : "", name, raw[un[j]], mod->prof_mean[un[j]]);
         }
         if (n < cap) n += (size_t)snprintf(json + n, cap - n, "]");
     }
@@ -327,7 +356,25 @@ static int mlp_stats(struct fmq_learner *l, struct fmq_moments *mo, struct fmq_m
 }
 
 const struct fmq_learner_ops fmq_learner_mlp = {
-    FMQ_LEARNER_OPS_VERSION, "mlp", FMQ_MODEL_MLP, FMQ_CH_SUP, mlp_init, mlp_free, mlp_adopt, mlp_channels,
-    mlp_ingest, mlp_new_context, mlp_score, mlp_val_scores, mlp_explain, mlp_held, mlp_train_begin,
-    mlp_train_steps, mlp_round_steps, mlp_layer_norms, mlp_params, mlp_stats,
+    .version = FMQ_LEARNER_OPS_VERSION,
+    .name = "mlp",
+    .kind = FMQ_MODEL_MLP,
+    .primary = FMQ_CH_SUP,
+    .init = mlp_init,
+    .free = mlp_free,
+    .adopt = mlp_adopt,
+    .channels = mlp_channels,
+    .ingest = mlp_ingest,
+    .new_context = mlp_new_context,
+    .score = mlp_score,
+    .val_scores = mlp_val_scores,
+    .explain = mlp_explain,
+    .held = mlp_held,
+    .train_begin = mlp_train_begin,
+    .train_steps = mlp_train_steps,
+    .round_steps = mlp_round_steps,
+    .layer_norms = mlp_layer_norms,
+    .params = mlp_params,
+    .personalise = mlp_personalise,
+    .stats = mlp_stats,
 };

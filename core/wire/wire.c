@@ -362,7 +362,7 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     pk_str(&pk, "client");
     /* report, ids and envelope only when not the default: older vectors hold */
     msgpack_pack_map(&pk, 13 + !g->client.report + !g->client.ids +
-                              (g->client.envelope != FMQ_WIRE_VERSION));
+                              (g->client.envelope != FMQ_WIRE_VERSION) + (g->client.personal != 0));
     pk_kv_f32(&pk, "lr", g->client.lr);
     pk_kv_f32(&pk, "proximal_mu", g->client.proximal_mu);
     pk_kv_str(&pk, "codec", fmq_codec_name(g->client.codec));
@@ -380,6 +380,7 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     if (!g->client.ids) pk_kv_u64(&pk, "ids", 0);
     if (g->client.envelope != FMQ_WIRE_VERSION)
         pk_kv_u64(&pk, "envelope", (uint64_t)g->client.envelope);
+    if (g->client.personal) pk_kv_u64(&pk, "personal", (uint64_t)g->client.personal);
     pk_str(&pk, "selected");
     if (g->nselected > 0 && g->selected) {
         msgpack_pack_array(&pk, (size_t)g->nselected);
@@ -920,7 +921,9 @@ static int rd_client(struct rd *r, const msgpack_object *o, struct fmq_client_pl
         (get(o, "report") && (rc = rd_int_in(r, o, "report", 1, &c->report))) ||
         (get(o, "ids") && (rc = rd_int_in(r, o, "ids", 1, &c->ids))) ||
         (get(o, "envelope") &&
-         (rc = rd_int_in(r, o, "envelope", FMQ_WIRE_UPDATE_COMPACT, &c->envelope))))
+         (rc = rd_int_in(r, o, "envelope", FMQ_WIRE_UPDATE_COMPACT, &c->envelope))) ||
+        (get(o, "personal") &&
+         (rc = rd_int_in(r, o, "personal", FMQ_PERSONAL_FINETUNE, &c->personal))))
         return rc;
     if (c->block < 8 || c->eval_every < 1)
         return fail(r, FMQ_ERANGE, "block", "block below 8 or eval_every 0");

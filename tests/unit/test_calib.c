@@ -60,13 +60,16 @@ static void test_fleet_default_first(void)
     fmq_calib_set_model(&c, FMQ_CH_BIT(FMQ_CH_NOV), &r);
     fmq_calib_verdict(&c, s, &v);
     CU_ASSERT_EQUAL(v.state, FMQ_CALIB_LEARNING);
-    CU_ASSERT_EQUAL(v.alert, 1); /* 12 > the fleet's 10, scored from the first flow */
+    CU_ASSERT_EQUAL(v.alert, 0); /* 12: unusual for the fleet, not beyond its cap of 20 */
+    s[FMQ_CH_NOV] = 21;
+    fmq_calib_verdict(&c, s, &v);
+    CU_ASSERT_EQUAL(v.alert, 1); /* beyond every benign site: alerts from the first flow */
     CU_ASSERT_EQUAL(v.why, FMQ_CH_BIT(FMQ_CH_NOV));
     fmq_rng_seed(&g, 7, 1);
     /* 300 flows in 100 s: enough flows, not enough time: still the fleet's threshold */
     for (int i = 0; i < 300; i++) push(&c, (uint32_t)i, i / 3.0, (float)(4 + fmq_rng_normal(&g)), -1);
     CU_ASSERT_EQUAL(c.state, FMQ_CALIB_LEARNING);
-    CU_ASSERT_EQUAL(c.thr[FMQ_CH_NOV], 10.0f);
+    CU_ASSERT_EQUAL(c.thr[FMQ_CH_NOV], 20.0f);
     for (int i = 300; i < 600; i++) push(&c, (uint32_t)i, i, (float)(4 + fmq_rng_normal(&g)), -1);
     CU_ASSERT_EQUAL(c.state, FMQ_CALIB_CALIBRATED);
     /* a quiet site tightens to its own 1% quantile (4 + 2.33 sigma), below the fleet's 10 */

@@ -76,12 +76,12 @@ static void same_judgement(const struct fmq_global *g, const struct fmq_flow *v,
     for (size_t i = 0; i < n; i++) slots[i] = fmq_learner_ingest(&coord, &v[i]);
     CU_ASSERT_FATAL(fmq_learner_adopt(&coord, g, NULL, err, sizeof err) == 0);
     coord.ops->score(&coord, slots, n, eval);
-    for (int ch = 0; ch < FMQ_NCH; ch++) { /* a rule that flags about a tenth of each score */
+    for (int ch = 0; ch < FMQ_NCH; ch++) { /* a rule that flags about a tenth at each cap */
         float *t = malloc(n * sizeof *t);
         CU_ASSERT_FATAL(t != NULL);
         for (size_t i = 0; i < n; i++) t[i] = eval[i * FMQ_NCH + ch];
-        r.thr[ch] = fmq_quantile(t, n, 0.9);
-        r.cap[ch] = r.thr[ch] + 1;
+        r.thr[ch] = fmq_quantile(t, n, 0.8);
+        r.cap[ch] = fmq_quantile(t, n, 0.9); /* what a learning site applies */
         free(t);
     }
     /* the agent: the same flows live */

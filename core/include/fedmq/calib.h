@@ -22,8 +22,10 @@
  *
  * A site's calibration (one per agent), on the scores of its own newest flows, unlabelled:
  *   LEARNING       fewer than min_flows flows or under min_span seconds of traffic (by flow
- *                  time): the fleet rule's thresholds. A model without a fleet rule: the
- *                  static P(malicious) threshold, and no novelty alert.
+ *                  time): the fleet rule's caps, what its most unusual benign sites need, so
+ *                  a new site is not flooded while it learns and what is above every benign
+ *                  site's quantile alerts from the first flow. A model without a fleet rule:
+ *                  the static P(malicious) threshold, and no novelty alert.
  *   CALIBRATED     per channel, the (1 - budget / k) quantile of the window's eligible flows,
  *                  clamped to [floor, cap]: floor is the fleet threshold (a site only loosens it,
  *                  for traffic the fleet finds unusual but the site sends all the time) unless
@@ -153,6 +155,7 @@ struct fmq_calib {
     uint64_t seen, since;    /* flows seen; since the last recomputation */
     uint64_t recomputed;     /* recomputations */
     double recomputed_ts;    /* newest flow time at the last one */
+    int fixed;               /* thresholds from labels (fmq_calib_fix): no recomputation */
     double rank[FMQ_NCH];    /* share of the window above each threshold before a new model
                                 (fmq_calib_remember_ranks), -1 none */
 };
@@ -165,6 +168,9 @@ void fmq_calib_remember_ranks(struct fmq_calib *c);
 /* A new model: its channels and fleet rule (NULL or channels 0 for none). The caller rescores
  * the window's slots into c->score, then calls fmq_calib_recompute(c, 1). */
 void fmq_calib_set_model(struct fmq_calib *c, int channels, const struct fmq_rule *rule);
+/* Thresholds set from labels (a personalised site): CALIBRATED at thr, kept until the next
+ * fmq_calib_set_model; the window still records flows. */
+void fmq_calib_fix(struct fmq_calib *c, int channels, const float *thr);
 /* Records one scored flow (label: FMQ_LABEL_*, a flow labelled malicious is never normal);
  * returns 1 when the thresholds were recomputed. */
 int fmq_calib_push(struct fmq_calib *c, uint32_t slot, double ts, const float *scores, int label);
@@ -173,7 +179,8 @@ int fmq_calib_push(struct fmq_calib *c, uint32_t slot, double ts, const float *s
 int fmq_calib_recompute(struct fmq_calib *c, int now);
 /* The one alert rule, for agents and the coordinator alike: fills v from scores (FMQ_NCH). */
 void fmq_calib_verdict(const struct fmq_calib *c, const float *scores, struct fmq_verdict *v);
-/* The fleet rule's own verdict, as a site in LEARNING applies it (the coordinator's view). */
+/* The fleet rule's own verdict, as a site in LEARNING applies it (the coordinator's view):
+ * each channel at its cap. */
 void fmq_rule_verdict(const struct fmq_rule *r, int channels, float static_sup,
                       const float *scores, struct fmq_verdict *v);
 

@@ -88,6 +88,10 @@ struct fmq_learner_ops {
     int (*layer_norms)(const struct fmq_learner *l, double *norms, int max);
     /* What federated training moves: global or local, n floats (borrowed). */
     float *(*params)(struct fmq_learner *l, int local, size_t *n);
+    /* Personalisation: on 1, scoring moves to a copy of the local model (after train_steps);
+     * on 0, back to the global one; on -1 only asks. Returns whether the personal model scores
+     * (an adopted model of another shape drops it). */
+    int (*personalise)(struct fmq_learner *l, int on);
     /* Round 0: moments of the training split's features, all and the benign rows alone (the
      * fleet's benign profile); FMQ_EINVAL for a kind without a statistics round. */
     int (*stats)(struct fmq_learner *l, struct fmq_moments *all, struct fmq_moments *benign,
@@ -107,6 +111,7 @@ struct fmq_learner {
     struct fmq_learner_cfg cfg;
     void *impl; /* owned by ops */
     int have_model;
+    int personal;          /* scoring with the personal model at its own thresholds */
     uint64_t version;      /* of the adopted model */
     struct fmq_calib cal;  /* the site's calibration */
     size_t vcap;           /* validation flows the buffers below hold */
@@ -131,6 +136,11 @@ uint32_t fmq_learner_ingest(struct fmq_learner *l, const struct fmq_flow *f);
  * (and recorded in its window). Returns the slot; v is all-NAN and no alert without a model. */
 uint32_t fmq_learner_observe(struct fmq_learner *l, const struct fmq_flow *f,
                              struct fmq_verdict *v);
+/* Scores with the site's fine-tuned local model from now on (after a round's training), at
+ * thresholds set on its own labelled benign validation flows (each channel's 1 - budget / k
+ * quantile): exact calibration where a site has labels, so no site pays for joining. Returns 0,
+ * or FMQ_EINVAL when the site has too few benign labels (the global model stays in use). */
+int fmq_learner_personalise(struct fmq_learner *l);
 /* The validation metrics of the global (local 0) or local model at the site's rule, and the
  * sketch of its benign validation flows' scores (may be NULL). */
 void fmq_learner_validate(struct fmq_learner *l, int local, struct fmq_local_metrics *m,

@@ -91,7 +91,12 @@ struct fmq_client_plan {
     int report;        /* agents send validation metrics with updates (1) or not (0) */
     int ids;           /* agents name agent and task in updates (1) or leave them to the topic */
     int envelope;      /* update envelope version: 1, or 2 (compact, FMQ_WIRE_UPDATE_COMPACT) */
+    int personal;      /* enum fmq_personal: how a site with labels personalises its scoring */
 };
+/* Personalisation (learner.h): none, or finetune: a site with labelled benign validation flows
+ * scores with its own fine-tuned copy of the global model (the local model of its last round,
+ * trained from the global one) at thresholds set on those flows. */
+enum fmq_personal { FMQ_PERSONAL_NONE = 0, FMQ_PERSONAL_FINETUNE = 1 };
 void fmq_client_plan_default(struct fmq_client_plan *c);
 
 #define FMQ_MAX_SELECTED 1024
