@@ -341,8 +341,13 @@ static int adopt(struct agent *a, struct fmq_model *m, const struct fmq_global *
 static void on_receipt(struct agent *a, const struct fmq_mq_msg *m)
 {
     const char *p = strstr((const char *)m->payload, "\"seq\":"); /* payload ends in NUL */
+    const char *why = strstr((const char *)m->payload, "\"reason\":\"");
     unsigned long long seq;
-    if (p && sscanf(p + 6, "%llu", &seq) == 1 && seq == a->sent_seq) a->sent_confirmed = 1;
+    if (!p || sscanf(p + 6, "%llu", &seq) != 1 || seq != a->sent_seq) return;
+    if (!a->sent_confirmed && why) /* settled all the same: the same bytes would fare the same */
+        fmq_log(FMQ_LOG_WARN, "update #%llu refused by the coordinator: %.*s", seq,
+                (int)strcspn(why + 10, "\""), why + 10);
+    a->sent_confirmed = 1;
 }
 
 static void resend(struct agent *a, const char *why)
@@ -378,6 +383,20 @@ static void on_global(struct agent *a, const struct fmq_mq_msg *m)
     if (g.kind != FMQ_MODEL_GIOT &&
         (scratch.cfg.feat_version != FMQ_FEAT_VERSION || scratch.cfg.in_dim != FMQ_FEAT_DIM)) {
         report_bad(a, m->topic, "global model uses another feature version or width");
+        goto out;
+    }
+    /* a corrupt or poisoned model (non-finite or absurd parameters, a normalisation no real
+     * features give) is refused: the agent keeps the model it has, and the next valid one
+     * replaces it */
+    if ((g.kind == FMQ_MODEL_GIOT
+             ? fmq_params_check(gscratch.params, gscratch.nparams, err, sizeof err) ||
+                   (gscratch.lora &&
+                    fmq_params_check(gscratch.lora, gscratch.lora_n, err, sizeof err))
+             : fmq_model_check(&scratch, err, sizeof err)) != 0) {
+        char why[300];
+        snprintf(why, sizeof why, "global model v%llu refused: %s", (unsigned long long)g.version,
+                 err);
+        report_bad(a, m->topic, why);
         goto out;
     }
     if (a->have_model && strcmp(g.run, a->run) == 0 && g.version == a->version &&
@@ -462,6 +481,14 @@ static void update_header(struct agent *a, struct fmq_update *u, size_t ntrain)
     u->base_version = a->version;
     u->seq = ++a->seq;
     u->n_examples = ntrain;
+    { /* test mode: the count an attack claims */
+        int at = a->cfg.attack;
+        uint64_t claim = a->cfg.attack_count;
+        if (!claim && (at == AGENT_ATTACK_REPLACE || at == AGENT_ATTACK_HUGE_COUNT ||
+                       at == AGENT_ATTACK_HUGE_VALUES))
+            claim = (uint64_t)1 << 40;
+        if (claim) u->n_examples = claim;
+    }
     u->ts = fmq_now();
     u->no_ids = !a->plan.ids; /* the update topic names agent and task */
     u->compact = a->plan.envelope == FMQ_WIRE_UPDATE_COMPACT;
@@ -495,9 +522,11 @@ static int publish_update(struct agent *a, const struct fmq_update *u)
 
 int agent_attack_parse(const char *s, int *attack)
 {
-    static const char *const names[] = {"none",       "sign-flip", "scale",
-                                        "label-flip", "noise",     "alie"};
-    for (int i = 0; i < 6; i++)
+    static const char *const names[] = {
+        "none",         "sign-flip",         "scale",      "label-flip",  "noise",
+        "alie",         "model-replacement", "huge-count", "huge-values", "stats-poison",
+        "stats-extreme"};
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (!strcmp(s, names[i])) {
             *attack = i;
             return 0;
@@ -512,7 +541,14 @@ static void apply_attack(struct agent *a, float *d, size_t n)
     struct fmq_rng r;
     switch (a->cfg.attack) {
     case AGENT_ATTACK_SIGN_FLIP:
+    case AGENT_ATTACK_HUGE_COUNT:
         for (size_t i = 0; i < n; i++) d[i] *= (float)-(s > 0 ? s : 1.0);
+        break;
+    case AGENT_ATTACK_REPLACE: /* the change already came from inverted labels */
+        for (size_t i = 0; i < n; i++) d[i] *= (float)(s > 0 ? s : 1.0);
+        break;
+    case AGENT_ATTACK_HUGE_VALUES:
+        for (size_t i = 0; i < n; i++) d[i] = (float)(s > 0 ? s : 3e38);
         break;
     case AGENT_ATTACK_SCALE:
         for (size_t i = 0; i < n; i++) d[i] *= (float)(s > 0 ? s : 10.0);
@@ -593,6 +629,29 @@ static int send_update(struct agent *a, size_t ntrain, size_t nval, float loss, 
                             trigger);
 }
 
+/* Test mode: the statistics a poisoning agent sends instead of its own (agent.h). */
+static void poison_stats(struct agent *a)
+{
+    struct fmq_moments *m = &a->moments;
+    int extreme = a->cfg.attack == AGENT_ATTACK_STATS_EXTREME;
+    double n = a->cfg.attack_count ? (double)a->cfg.attack_count : extreme ? 1e12 : 1;
+    m->n = n < 1e12 ? n : 1e12;
+    for (int i = 0; i < FMQ_FEAT_DIM; i++) {
+        double lo, hi;
+        fmq_feat_range(i, &lo, &hi);
+        m->mean[i] = extreme ? hi : a->cfg.attack_scale > 0 ? a->cfg.attack_scale : 1e300;
+        m->m2[i] = extreme ? (hi - lo) * (hi - lo) / 4 * m->n : 0;
+    }
+}
+
+/* Test mode: model replacement trains on the inverted labels of the buffer (flipped before
+ * training, flipped back after). */
+static void attack_flip_labels(struct agent *a, size_t ntrain)
+{
+    if (a->cfg.attack != AGENT_ATTACK_REPLACE) return;
+    for (size_t i = 0; i < ntrain; i++) a->y[a->idx[i]] = 1.0f - a->y[a->idx[i]];
+}
+
 static int send_stats(struct agent *a, size_t ntrain)
 {
     struct fmq_update u;
@@ -600,7 +659,10 @@ static int send_stats(struct agent *a, size_t ntrain)
     fmq_moments_clear(&a->moments);
     for (size_t i = 0; i < ntrain; i++)
         fmq_moments_add(&a->moments, a->X + (size_t)a->idx[i] * FMQ_FEAT_DIM);
+    if (a->cfg.attack == AGENT_ATTACK_STATS_POISON || a->cfg.attack == AGENT_ATTACK_STATS_EXTREME)
+        poison_stats(a);
     update_header(a, &u, ntrain);
+    u.n_examples = (uint64_t)a->moments.n;
     u.has_stats = 1;
     u.stats = &a->moments;
     u.codec = FMQ_CODEC_NONE;
@@ -626,7 +688,10 @@ static int do_round(struct agent *a)
     memcpy(a->local.norm_std, a->cur.norm_std, FMQ_FEAT_DIM * sizeof(float));
     train_opts_for(a, &o);
     o.seed = a->cfg.train.seed * 6364136223846793005ULL + a->version;
-    if ((rc = fmq_train(&a->tr, &a->local, &o, a->X, a->y, a->idx, ntrain, &loss)) != 0) {
+    attack_flip_labels(a, ntrain);
+    rc = fmq_train(&a->tr, &a->local, &o, a->X, a->y, a->idx, ntrain, &loss);
+    attack_flip_labels(a, ntrain);
+    if (rc != 0) {
         fmq_log(FMQ_LOG_ERROR, "local training failed (%s); no update sent for v%llu",
                 fmq_strerror(rc), (unsigned long long)a->version);
         return rc;

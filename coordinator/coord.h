@@ -47,6 +47,15 @@ struct coord_cfg {
     double server_lr; /* FedAvg server step, 1.0 = plain FedAvg */
     int robust;       /* enum fmq_robust_rule for synchronous rounds */
     double robust_clip, robust_trim, robust_f, robust_krum_tau, robust_krum_cos, robust_majority;
+
+    /* no client's numbers are trusted (README, Security) */
+    double count_cap;       /* example counts capped at count_cap x the round's median (robust.h,
+                               also in the statistics round); 0 = off */
+    double max_update_norm; /* an update whose L2 norm exceeds this is refused (receipt
+                               "refused"); 0 = no bound */
+    double max_step_norm;   /* a global model that moved further than this (L2) from the last
+                               is not published: the round keeps the old model; 0 = no bound */
+
     double dp_clip;   /* DP-FedAvg: L2 bound of every update, 0 = off */
     double dp_noise;  /* noise multiplier z: std z x dp_clip / m on the mean of m updates */
     double dp_delta;  /* delta of the reported (epsilon, delta) */
@@ -78,6 +87,7 @@ struct coord_agent {
     uint64_t updates;         /* accepted updates, all rounds */
     uint64_t last_seq;        /* highest sequence number accepted: anything not above is a replay */
     uint64_t last_base;       /* base version of that update (for its receipt) */
+    int refused;              /* an update of this round was refused: it has had its say */
 };
 
 #define COORD_HISTORY 4096
@@ -115,10 +125,9 @@ struct coord {
     struct fmq_mq *mq;
     struct fmq_wire_dec dec;
     struct fmq_buf out;
-    struct fmq_model model; /* the global model */
-    struct fmq_mlp_ws ws;   /* evaluation */
-    struct fmq_fedavg agg;
-    struct fmq_robust rob;        /* robust rules keep every update of the round */
+    struct fmq_model model;       /* the global model */
+    struct fmq_mlp_ws ws;         /* evaluation */
+    struct fmq_robust rob;        /* every update of the round, aggregated by cfg.robust */
     struct fmq_server_opt opt;    /* server-side step of the chosen strategy */
     struct fmq_gsfs_pool pool;    /* GSFS */
     double *mean;                 /* aggregate change, nparams */
@@ -133,7 +142,7 @@ struct coord {
     int codec_last;
     struct fmq_agent_plan *plans;   /* owned: tailored plans announced with the model */
     int nplans;                     /* codec of the last accepted update, for the metrics */
-    struct fmq_moments moments;     /* stats phase accumulator */
+    struct fmq_moments moments;     /* the statistics round's merge */
     struct fmq_moments upd_moments; /* decode storage */
     float *delta;                   /* decode storage, nparams */
     float *Xt, *yt;                 /* owned test set, raw features */
@@ -166,6 +175,23 @@ struct coord {
     int nhist;
     char t_global[256], t_update_filter[256], t_status_filter[256], t_metrics[256];
     uint64_t reconnects; /* seen in the MQTT client's counters */
+
+    /* checks on what clients send (README, Security) */
+    struct fmq_moments *stats_in; /* owned: this statistics round's accepted moments */
+    int *stats_who, *stats_kept;  /* owned: their agent (index), and whether merged */
+    int nstats, stats_cap, stats_used, stats_capped;
+    float *guard_theta;        /* owned: the model before a step, to take it back */
+    double *guard_m, *guard_v; /* owned: the server optimizer's state before it */
+    double step_norm;          /* L2 of the last step applied, or refused */
+    int guard_refused;         /* the last round's aggregate was not published */
+    char guard_why[200];       /* why */
+    uint64_t guard_total;      /* aggregates never published */
+    double *norms;             /* owned: this round's accepted update norms */
+    int nnorms;                /* of COORD_MAX_AGENTS */
+    int refused_round;         /* updates refused this round by their numbers */
+    uint64_t rej_range;        /* statistics outside what real features give */
+    uint64_t rej_norm;         /* updates above max_update_norm */
+    uint64_t rej_retained;     /* retained (replayed) updates */
 };
 
 void coord_cfg_default(struct coord_cfg *c);
