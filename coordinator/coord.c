@@ -50,7 +50,7 @@ void coord_cfg_default(struct coord_cfg *c)
     c->robust_krum_tau = 3.0;
     c->robust_krum_cos = 0.2;
     c->robust_majority = 0.5;
-    c->count_cap = 10.0;
+    c->count_cap = 5.0;
     c->max_update_norm = 1000; /* 100x the largest honest update measured (README, Security) */
     c->max_step_norm = 100;
     c->dp_delta = 1e-5;
@@ -532,7 +532,9 @@ static int round_ready(struct coord *c)
             (double)fmq_gsfs_pool_examples(&c->pool) >= c->cfg.gsfs.quorum_examples * (double)total)
             return 1;
     } else if (c->cfg.expected_agents > 0) {
-        if (c->participants >= c->cfg.expected_agents) return 1;
+        if (c->participants + c->refused_round >= c->cfg.expected_agents &&
+            c->participants >= c->cfg.min_participants)
+            return 1;
     } else {
         /* an agent whose update was refused has had its say: the round does not wait for it */
         target = c->phase == FMQ_PHASE_TRAIN && c->nselected > 0 ? c->nselected : online;

@@ -246,7 +246,8 @@ static int hexval(char c)
     return -1;
 }
 
-/* Decodes a JSON string into out (UTF-8), cap bytes including NUL. */
+/* Decodes a JSON string into out (UTF-8), cap bytes including NUL; out NULL only checks it
+ * (any length). */
 static int jstring(struct jp *p, char *out, size_t cap, size_t *outlen)
 {
     size_t n = 0;
@@ -296,12 +297,16 @@ static int jstring(struct jp *p, char *out, size_t cap, size_t *outlen)
                 return jfail(p, "bad escape");
             }
         }
+        if (!out) {
+            n++;
+            continue;
+        }
         if (n + 1 >= cap) return jfail(p, "string too long");
         out[n++] = (char)c;
     }
     if (p->s >= p->end) return jfail(p, "unterminated string");
     p->s++;
-    out[n] = 0;
+    if (out) out[n] = 0;
     *outlen = n;
     return 0;
 }
@@ -314,7 +319,7 @@ static int jskip(struct jp *p, int depth)
     if (depth > 8) return jfail(p, "nesting deeper than 8");
     jws(p);
     if (p->s >= p->end) return jfail(p, "unexpected end");
-    if (*p->s == '"') return jstring(p, tmp, sizeof tmp, &n);
+    if (*p->s == '"') return jstring(p, NULL, 0, &n);
     if (*p->s == '[' || *p->s == '{') {
         char close = *p->s == '[' ? ']' : '}';
         int obj = *p->s == '{';
@@ -414,6 +419,48 @@ done:
         snprintf(err, errlen, "JSON record lacks ts, id.orig_h or id.resp_h");
         return FMQ_EFORMAT;
     }
+    return 0;
+}
+
+int fmq_json_object_check(const char *buf, size_t len, const char *key, char *out, size_t cap,
+                          char *err, size_t errlen)
+{
+    struct jp p = {buf, buf + len, buf, err, errlen};
+    char k[256];
+    size_t n;
+
+    out[0] = 0;
+    jws(&p);
+    if (p.s >= p.end || *p.s != '{') return jfail(&p, "expected '{'");
+    p.s++;
+    jws(&p);
+    if (p.s < p.end && *p.s == '}')
+        p.s++;
+    else
+        for (;;) {
+            jws(&p);
+            if (jstring(&p, k, sizeof k, &n)) return FMQ_EFORMAT;
+            jws(&p);
+            if (p.s >= p.end || *p.s != ':') return jfail(&p, "expected ':'");
+            p.s++;
+            jws(&p);
+            if (!strcmp(k, key) && p.s < p.end && *p.s == '"') {
+                if (jstring(&p, out, cap, &n)) return FMQ_EFORMAT;
+            } else if (jskip(&p, 1))
+                return FMQ_EFORMAT;
+            jws(&p);
+            if (p.s < p.end && *p.s == ',') {
+                p.s++;
+                continue;
+            }
+            if (p.s < p.end && *p.s == '}') {
+                p.s++;
+                break;
+            }
+            return jfail(&p, "expected ',' or '}'");
+        }
+    jws(&p);
+    if (p.s != p.end) return jfail(&p, "trailing bytes after object");
     return 0;
 }
 

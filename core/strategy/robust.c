@@ -38,7 +38,7 @@ int fmq_robust_init(struct fmq_robust *r, int rule, size_t dim)
     r->krum_tau = 3.0;
     r->krum_cos = 0.2;
     r->majority = 0.5;
-    r->count_cap = 10.0;
+    r->count_cap = 5.0;
     return 0;
 }
 

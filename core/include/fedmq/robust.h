@@ -30,11 +30,13 @@
  * A non-finite update is refused at add.
  *
  * Example counts are the agents' own word. Before any rule weighs them, every weight is capped
- * at count_cap x the median weight of the round (count_cap 10 by default; 0 = off): the median
+ * at count_cap x the median weight of the round (count_cap 5 by default; 0 = off): the median
  * moves only when more than half the updates lie, so one agent claiming 2^40 examples weighs at
- * most ten typical sites, and cannot reach krum-filter's majority exemption in a fleet whose
- * other sites hold more than ten median sites' worth of examples (the demo's largest honest
- * site holds 7.2 x the median). last_capped counts the capped weights.
+ * most five typical sites. It reaches krum-filter's majority exemption only in a fleet whose
+ * other sites together hold fewer than five median sites' worth of examples (the demo's largest
+ * honest site holds 7.2 x the median and 64% of the examples, 55% after the cap: it keeps the
+ * exemption). Several liars together still weigh count_cap x median each (README, Security).
+ * last_capped counts the capped weights.
  *
  * The krum family compares every pair of updates (n x n distances). Beyond
  * FMQ_ROBUST_PAIRWISE_MAX updates in a round it never falls back to a plain mean: multi-krum
