@@ -640,7 +640,7 @@ static void poison_stats(struct agent *a)
         double lo, hi;
         fmq_feat_range(i, &lo, &hi);
         m->mean[i] = extreme ? hi : a->cfg.attack_scale > 0 ? a->cfg.attack_scale : 1e300;
-        m->m2[i] = extreme ? (hi - lo) * (hi - lo) / 4 * m->n : 0;
+        m->m2[i] = 0; /* all mass at the mean: the only variance a mean at the top allows */
     }
 }
 

@@ -40,9 +40,10 @@ enum agent_attack {
     AGENT_ATTACK_STATS_POISON, /* statistics round: every feature's mean = scale (default 1e300)
                                   with variance 0 over attack_count samples (default 1) */
     AGENT_ATTACK_STATS_EXTREME /* statistics round: every mean at the top of its feature's range
-                                  and the largest variance the range allows, over attack_count
-                                  samples (default 1e12, the wire's limit): checks cannot refuse
-                                  it, only the robust merge can leave it out */
+                                  (all mass there, variance 0) over attack_count samples
+                                  (default 1e12, the wire's limit): moments real features could
+                                  have, so no check refuses them; only the count cap and the
+                                  robust merge hold them */
 };
 int agent_attack_parse(const char *s, int *attack);
 

@@ -58,6 +58,8 @@ void coord_cfg_default(struct coord_cfg *c)
     c->giot_lr = 3e-3;
 }
 
+static void dp_budget_check(struct coord *c);
+
 /* The model in use is one the federation may use (fmq_model_check; GIoT: every parameter). */
 static int model_ok(const struct coord *c, char *err, size_t errlen)
 {
@@ -127,6 +129,10 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
                                      : "initial",
                 err);
         return FMQ_ERANGE;
+    }
+    if (c->dp_rounds > 0 && cfg->dp_clip > 0 && cfg->dp_noise > 0) { /* resumed: budget left? */
+        c->dp_eps = fmq_dp_epsilon_rdp(c->dp_rdp, cfg->dp_delta, NULL);
+        dp_budget_check(c);
     }
     if (cfg->rounds > 0 && c->round >= (uint64_t)cfg->rounds) c->done = 1;
     return 0;
@@ -602,6 +608,23 @@ static int guarded_step(struct coord *c)
     return rc;
 }
 
+/* The privacy budget (dp_epsilon_max): when one more round at full participation would spend
+ * more than it, training stops after this round, as when the configured rounds are done. */
+static void dp_budget_check(struct coord *c)
+{
+    double next[FMQ_DP_ORDERS], eps;
+    if (!(c->cfg.dp_epsilon_max > 0)) return;
+    memcpy(next, c->dp_rdp, sizeof next);
+    fmq_dp_account(next, 1.0, c->cfg.dp_noise);
+    eps = fmq_dp_epsilon_rdp(next, c->cfg.dp_delta, NULL);
+    if (eps <= c->cfg.dp_epsilon_max) return;
+    c->done = c->dp_exhausted = 1;
+    fmq_log(FMQ_LOG_WARN,
+            "privacy budget: epsilon %.3g spent (delta %g); one more round would reach %.3g, "
+            "above dp_epsilon_max %g: training stops",
+            c->dp_eps, c->cfg.dp_delta, eps, c->cfg.dp_epsilon_max);
+}
+
 /* The statistics round's close: the robust merge of the accepted moments (featurize.h) becomes
  * the normalisation, and training starts; when nothing usable came, the round runs again. */
 static void close_stats(struct coord *c)
@@ -693,6 +716,7 @@ static void close_round(struct coord *c)
                                    : 1.0,
                                c->cfg.dp_noise);
                 c->dp_eps = fmq_dp_epsilon_rdp(c->dp_rdp, c->cfg.dp_delta, NULL);
+                dp_budget_check(c);
             } else
                 c->dp_eps = INFINITY;
         }
@@ -763,7 +787,8 @@ static void close_round(struct coord *c)
         "\"stats\":{\"used\":%d,\"left_out\":%d,\"capped\":%d},\"guard\":{\"refused\":%s,"
         "\"reason\":\"%s\",\"total\":%llu},\"update_norm\":{\"median\":%.6g,\"max\":%.6g},"
         "\"step_norm\":%.6g,\"refused\":%d,\"dp\":{\"clip\":%g,\"noise\":%g,\"delta\":%g,"
-        "\"rounds\":%llu,\"epsilon\":%.6g,\"clipped\":%d},\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":"
+        "\"rounds\":%llu,\"epsilon\":%.6g,\"epsilon_max\":%g,\"exhausted\":%s,\"clipped\":%d},"
+        "\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":"
         "{\"quorum\":%d,"
         "\"used\":%d,\"dropped\":%d,\"clipped\":%d,\"deferred\":%d,\"superseded\":%llu},"
         "\"participants\":%d,"
@@ -790,7 +815,8 @@ static void close_round(struct coord *c)
         c->guard_refused ? "true" : "false", c->guard_why, (unsigned long long)c->guard_total,
         norm_med, norm_max, c->step_norm, c->refused_round, c->cfg.dp_clip, c->cfg.dp_noise,
         c->cfg.dp_delta, (unsigned long long)c->dp_rounds,
-        c->cfg.dp_clip > 0 && isfinite(c->dp_eps) ? c->dp_eps : -1.0, c->dp_clipped,
+        c->cfg.dp_clip > 0 && isfinite(c->dp_eps) ? c->dp_eps : -1.0, c->cfg.dp_epsilon_max,
+        c->dp_exhausted ? "true" : "false", c->dp_clipped,
         fmq_codec_name(was_stats ? FMQ_CODEC_NONE : c->codec_last), c->nselected,
         fmq_gsfs_quorum(&c->cfg.gsfs, online), c->pool.last_used, c->pool.last_dropped,
         c->pool.last_clipped, c->pool.last_deferred, (unsigned long long)c->pool.superseded,
@@ -846,7 +872,7 @@ static void close_round(struct coord *c)
     c->bytes_up_round = 0;
     c->bytes_in_round = 0;
     c->updates_round = 0;
-    if (c->cfg.rounds > 0 && c->round >= (uint64_t)c->cfg.rounds) c->done = 1;
+    if ((c->cfg.rounds > 0 && c->round >= (uint64_t)c->cfg.rounds) || c->dp_exhausted) c->done = 1;
 }
 
 void coord_expire_deadline(struct coord *c)

@@ -56,10 +56,11 @@ struct coord_cfg {
     double max_step_norm;   /* a global model that moved further than this (L2) from the last
                                is not published: the round keeps the old model; 0 = no bound */
 
-    double dp_clip;   /* DP-FedAvg: L2 bound of every update, 0 = off */
-    double dp_noise;  /* noise multiplier z: std z x dp_clip / m on the mean of m updates */
-    double dp_delta;  /* delta of the reported (epsilon, delta) */
-    double threshold; /* decision threshold for test metrics */
+    double dp_clip;        /* DP-FedAvg: L2 bound of every update, 0 = off */
+    double dp_noise;       /* noise multiplier z: std z x dp_clip / m on the mean of m updates */
+    double dp_delta;       /* delta of the reported (epsilon, delta) */
+    double dp_epsilon_max; /* privacy budget: training stops before epsilon passes it; 0 = none */
+    double threshold;      /* decision threshold for test metrics */
     char test[COORD_MAX_TEST][256]; /* labelled conn logs for evaluation */
     int ntest;
     double test_from;       /* evaluate on each file's flows after this time fraction */
@@ -192,6 +193,7 @@ struct coord {
     uint64_t rej_range;        /* statistics outside what real features give */
     uint64_t rej_norm;         /* updates above max_update_norm */
     uint64_t rej_retained;     /* retained (replayed) updates */
+    int dp_exhausted;          /* the privacy budget is spent: no more training */
 };
 
 void coord_cfg_default(struct coord_cfg *c);

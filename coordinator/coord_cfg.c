@@ -175,6 +175,7 @@ int coord_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "dp_clip")) return fmq_parse_double(v, 0, 1e6, &c->dp_clip);
     if (!strcmp(k, "dp_noise")) return fmq_parse_double(v, 0, 1e3, &c->dp_noise);
     if (!strcmp(k, "dp_delta")) return fmq_parse_double(v, 1e-12, 0.1, &c->dp_delta);
+    if (!strcmp(k, "dp_epsilon_max")) return fmq_parse_double(v, 0, 1e6, &c->dp_epsilon_max);
     if (!strcmp(k, "robust_clip")) return fmq_parse_double(v, 1.0, 1000, &c->robust_clip);
     if (!strcmp(k, "robust_trim")) return fmq_parse_double(v, 0, 0.49, &c->robust_trim);
     if (!strcmp(k, "robust_f")) return fmq_parse_double(v, 0, 0.49, &c->robust_f);

@@ -445,7 +445,11 @@ int fmq_moments_check(const struct fmq_moments *m, char *err, size_t errlen)
     for (int i = 0; i < FMQ_FEAT_DIM; i++) {
         double lo, hi, var = m->m2[i] / m->n, vmax;
         fmq_feat_range(i, &lo, &hi);
-        vmax = (hi - lo) * (hi - lo) / 4;
+        /* Bhatia-Davis: values in [lo, hi] with this mean vary at most (hi - mean)(mean - lo);
+         * mixtures keep the bound, so merged checked moments always give a normalisation
+         * fmq_norm_check accepts */
+        vmax = (hi - m->mean[i]) * (m->mean[i] - lo);
+        if (vmax < 0) vmax = 0;
         if (!(m->mean[i] >= lo - 1e-3 && m->mean[i] <= hi + 1e-3)) { /* float rounding */
             snprintf(err, errlen, "mean of feature %d (%s) is %g, outside its range [%g, %g]", i,
                      fmq_feat_name(i), m->mean[i], lo, hi);
@@ -454,8 +458,8 @@ int fmq_moments_check(const struct fmq_moments *m, char *err, size_t errlen)
         if (!(var >= 0 && var <= vmax * (1 + 1e-6) + 1e-6)) {
             snprintf(err, errlen,
                      "variance of feature %d (%s) is %g, above %g, the most values in [%g, %g] "
-                     "can have",
-                     i, fmq_feat_name(i), var, vmax, lo, hi);
+                     "with mean %g can have",
+                     i, fmq_feat_name(i), var, vmax, lo, hi, m->mean[i]);
             return FMQ_ERANGE;
         }
     }

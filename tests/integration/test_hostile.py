@@ -12,7 +12,7 @@ entry each, to keep them short):
           arrives afterwards); $share (the coordinator's granted, an agent's refused); the
           plugin's own fedmq/broker/ topics (no client writes there); per-site sensor
           identities (no site writes another's feed, no record carries labels from an
-          identity that may not label, the shared `sensors` identity is an agent now).
+          identity that may not label; deploy/gen-certs.sh makes no shared `sensors` identity).
   model   the ten-agent fleet over TLS and the plugin, one attacker each: model replacement
           claiming 2^40 examples, statistics poisoned with mean 1e300 (and, in the plain build,
           every mean at the top of its range over 1e12 samples), an update of 3e38 values with
@@ -20,8 +20,10 @@ entry each, to keep them short):
           run's (clean: the same fleet, default configuration).
   stuck   a poisoned global model left retained on the topic: agents refuse it, keep their
           flows, and adopt the next valid model; a poisoned checkpoint: the coordinator refuses
-          to start from it; every agent refused (3e38 updates): each round closes at its deadline
-          with 0 participants and the unchanged model.
+          to start from it.
+  zero    every agent refused (3e38 updates): each round closes at its deadline with 0
+          participants and the unchanged model; and on a plain broker (no plugin) an update
+          left retained is refused by the coordinator itself.
   bridge  two mosquittos on loopback, a site broker bridged to the central production broker
           with broker-config/bridge-site.conf: the site's agent gets its receipts (no update sent
           twice) and training goes on."""
@@ -81,7 +83,7 @@ def status_for(source, work, agent, task):
 def part_broker(args, h):
     tls = os.path.join(h.work, "tls")
     gen_certs(args.source, tls, ["victim", "victim.sensors", "mallory", "mallory.sensors",
-                                 "lab.sensors", "sensors", "fedmq-coordinator", "auditor",
+                                 "lab.sensors", "fedmq-coordinator", "auditor",
                                  "replica", "dashboard", "operator", "flooder"])
     start_secure_broker(h, tls, h.bin("broker-config/plugin/fedmq_plugin.so"),
                         {"coordinators": "fedmq-coordinator,auditor,replica",
@@ -220,7 +222,8 @@ def part_broker(args, h):
     s.pub("mallory.sensors", "sensors/victim/10.0.0.1/conn", msg=RECORD % (1, lab))  # other site
     s.pub("mallory.sensors", "sensors/victim/10.0.0.1/conn", msg=RECORD % (2, ""))
     s.pub("victim.sensors", "sensors/victim/10.0.0.1/conn", msg=RECORD % (3, lab))  # may not label
-    s.pub("sensors", "sensors/victim/10.0.0.1/conn", msg=RECORD % (4, lab))  # the old shared one
+    s.pub("lab.sensors", "sensors/victim/10.0.0.1/conn", msg=RECORD % (4, lab))  # a labeller,
+    # but of another site
     s.pub("victim.sensors", "sensors/victim/10.0.0.1/conn", msg=RECORD % (5, ""))  # its own feed
     got = [p.decode() for _, p in feed.messages(2.0)]
     feed.close()
@@ -364,8 +367,25 @@ def part_stuck(args, h):
                                        if "not usable" in l][0][21:])
 
 
+def coordinator_ignores_retained(args):
+    """Without the plugin (any broker): an update left retained on the topic is refused by the
+    coordinator as it arrives on subscribing, so it never reaches a new run."""
+    with session(args, "fedmq-hostile-retained-") as d:
+        broker = d.start_broker()
+        d.publish("fedmq/iot23/update/agent-1", retain=True,
+                  file=os.path.join(args.source, "schemas", "vectors", "update_stats_valid.msgpack"))
+        metrics = os.path.join(d.work, "metrics.jsonl")
+        d.spawn("coordinator", [d.bin("coordinator/fedmq-coordinator"), "--broker", broker,
+                                "--deadline", "600", "--metrics-file", metrics])
+        wait_for(lambda: "a retained update" in d.log("coordinator"), 20,
+                 "the coordinator to refuse the retained update")
+        assert "accepted update" not in d.log("coordinator")
+        print("a retained update on a plain broker: refused by the coordinator")
+
+
 def part_zero(args, h):
     """Every agent refused (3e38 updates): rounds close at their deadline, model unchanged."""
+    coordinator_ignores_retained(args)
     captures = ["CTU-IoT-Malware-Capture-44-1conn.log.labeled.csv",
                 "CTU-Honeypot-Capture-4-1.conn.log.labeled"]
     sites = [site(c) for c in captures]

@@ -17,6 +17,7 @@ static const struct suite suites[] = {
     {"model", init_model_tests},     {"wire", init_wire_tests}, {"strategy", init_strategy_tests},
     {"config", init_config_tests},   {"mq", init_mq_tests},     {"codec", init_codec_tests},
     {"gsfs", init_gsfs_tests},       {"gpt", init_gpt_tests},   {"plugin", init_plugin_tests},
+    {"secagg", init_secagg_tests},
 };
 
 static void quiet_log(int level, const char *msg, void *ud)

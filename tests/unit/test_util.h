@@ -17,6 +17,7 @@ int init_codec_tests(void);
 int init_gsfs_tests(void);
 int init_gpt_tests(void);
 int init_plugin_tests(void);
+int init_secagg_tests(void);
 
 /* FMQ_SOURCE_DIR is set by CMake; data/ and schemas/ are read from there. */
 #define DATA_DIR FMQ_SOURCE_DIR "/data/iot23/"

@@ -56,8 +56,10 @@ void fmq_moments_merge(struct fmq_moments *into, const struct fmq_moments *other
 #define FMQ_FEAT_STD_FLOOR 0.05f
 void fmq_moments_finish(const struct fmq_moments *m, float *mean, float *std);
 /* Whether moments could have come from the featurizer: n >= 1, every mean inside its feature's
- * range (fmq_feat_range) and every variance m2 / n at most (hi - lo)^2 / 4 (Popoviciu's
- * inequality: no sample in [lo, hi] varies more). 0, or FMQ_ERANGE with the feature in err. */
+ * range (fmq_feat_range) and every variance m2 / n at most (hi - mean)(mean - lo) (the
+ * Bhatia-Davis inequality: no sample in [lo, hi] with that mean varies more; it implies
+ * Popoviciu's (hi - lo)^2 / 4, and a merge of moments that meet it meets it too). 0, or
+ * FMQ_ERANGE with the feature in err. */
 int fmq_moments_check(const struct fmq_moments *m, char *err, size_t errlen);
 /* The statistics round, robustly (the normalisation every agent then uses must not follow one
  * liar). The n agents' moments in[] (each already checked with fmq_moments_check):
