@@ -296,6 +296,22 @@ def poison_state(path):
         f.write(body + struct.pack("<Q", fnv64(body)))
 
 
+def site_agents(h, s, broker, data, sites, captures, bus, extra=()):
+    """One agent per site over TLS, then each site's labelled training records from its own
+    sensor identity."""
+    for x in sites:
+        h.spawn("agent-" + x, [h.bin("agent/fedmq-agent"), "--broker", broker, "--id", x,
+                               "--sensors", "sensors/%s/+/conn" % x, "--min-train", "50"]
+                + list(extra) + s.fmq_tls(x))
+    h.wait_online(bus, len(sites), 30)
+    for x, c in zip(sites, captures):
+        r = h.spawn("replay-" + x, [h.bin("tools/fedmq-replay"), "--broker", broker, "--site", x,
+                                    "--client-id", x + ".sensors", "--fast", "--with-labels",
+                                    "--range", "0:0.7", os.path.join(data, c)]
+                    + s.fmq_tls(x + ".sensors"))
+        assert r.wait(60) == 0, h.log("replay-" + x)
+
+
 def part_stuck(args, h):
     captures = ["CTU-IoT-Malware-Capture-44-1conn.log.labeled.csv",
                 "CTU-Honeypot-Capture-4-1.conn.log.labeled",
@@ -338,17 +354,7 @@ def part_stuck(args, h):
         f.write(bad)
     assert s.pub("fedmq-coordinator", "fedmq/iot23/model/global", file=poisoned, retain=True) == 0
     bus = s.inspect("bus", "dashboard", "fedmq/iot23/status/#", "fedmq/iot23/metrics")
-    for x in sites:
-        h.spawn("agent-" + x, [h.bin("agent/fedmq-agent"), "--broker", broker, "--id", x,
-                               "--sensors", "sensors/%s/+/conn" % x, "--min-train", "50"]
-                + s.fmq_tls(x))
-    h.wait_online(bus, 3, 30)
-    for x, c in zip(sites, captures):
-        r = h.spawn("replay-" + x, [h.bin("tools/fedmq-replay"), "--broker", broker, "--site", x,
-                                    "--client-id", x + ".sensors", "--fast", "--with-labels",
-                                    "--range", "0:0.7", os.path.join(data, c)]
-                    + s.fmq_tls(x + ".sensors"))
-        assert r.wait(60) == 0, h.log("replay-" + x)
+    site_agents(h, s, broker, data, sites, captures, bus)
     for x in sites:
         wait_for(lambda: "refused" in h.log("agent-" + x), 20, x + " to refuse the model")
     # the next valid model replaces it: a new run trains with every agent
@@ -397,17 +403,7 @@ def part_zero(args, h):
     s = Secure(h, tls)
     data = os.path.join(args.source, *DATA)
     bus = s.inspect("bus", "dashboard", "fedmq/iot23/status/#")
-    for x in sites:
-        h.spawn("agent-" + x, [h.bin("agent/fedmq-agent"), "--broker", broker, "--id", x,
-                               "--sensors", "sensors/%s/+/conn" % x, "--min-train", "50",
-                               "--attack", "huge-values"] + s.fmq_tls(x))
-    h.wait_online(bus, len(sites), 30)
-    for x, c in zip(sites, captures):
-        r = h.spawn("replay-" + x, [h.bin("tools/fedmq-replay"), "--broker", broker, "--site", x,
-                                    "--client-id", x + ".sensors", "--fast", "--with-labels",
-                                    "--range", "0:0.7", os.path.join(data, c)]
-                    + s.fmq_tls(x + ".sensors"))
-        assert r.wait(60) == 0, h.log("replay-" + x)
+    site_agents(h, s, broker, data, sites, captures, bus, ["--attack", "huge-values"])
     metrics = os.path.join(h.work, "metrics.jsonl")
     p = h.spawn("coordinator", [h.bin("coordinator/fedmq-coordinator"), "--broker", broker,
                                 "--rounds", "3", "--min-participants", "2", "--deadline", "2",
