@@ -249,7 +249,10 @@ static void on_sensor(struct agent *a, const struct fmq_mq_msg *m)
     a->flows++;
     if (f.label != FMQ_LABEL_UNKNOWN) {
         a->labelled++;
-        if (a->cfg.attack == AGENT_ATTACK_LABEL_FLIP) f.label = !f.label;
+        /* test mode: label flipping trains on inverted labels; model replacement too, and then
+         * claims a huge count (update_header) */
+        if (a->cfg.attack == AGENT_ATTACK_LABEL_FLIP || a->cfg.attack == AGENT_ATTACK_REPLACE)
+            f.label = !f.label;
     }
     for (int i = 0; i < a->nlrn; i++) {
         struct fmq_learner *l = &a->lrn[i];
@@ -333,7 +336,7 @@ static void on_receipt(struct agent *a, const struct fmq_mq_msg *m)
         fmq_log(FMQ_LOG_WARN, "the coordinator is at v%llu, behind our v%llu: taking its next "
                 "model", current, (unsigned long long)a->version);
     } else if (!strcmp(status, "refused"))
-        fmq_log(FMQ_LOG_WARN, "update #%llu for v%llu refused: %.*s", seq,
+        fmq_log(FMQ_LOG_WARN, "update #%llu for v%llu refused by the coordinator: %.*s", seq,
                 (unsigned long long)a->version,
                 why ? (int)strcspn(why + 10, "\"") : 7, why ? why + 10 : "no reason");
 }
@@ -395,6 +398,20 @@ static void on_global(struct agent *a, const struct fmq_mq_msg *m)
     }
     if (g.version > FMQ_VERSION_MAX) {
         report_bad(a, m->topic, "global model version out of range");
+        goto out;
+    }
+    /* a corrupt or poisoned model (non-finite or absurd parameters, a normalisation no real
+     * features give) is refused: the agent keeps the model it has, and the next valid one
+     * replaces it */
+    if ((g.kind == FMQ_MODEL_GIOT
+             ? fmq_params_check(gscratch.params, gscratch.nparams, err, sizeof err) ||
+                   (gscratch.lora &&
+                    fmq_params_check(gscratch.lora, gscratch.lora_n, err, sizeof err))
+             : fmq_model_check(&scratch, err, sizeof err)) != 0) {
+        char why[300];
+        snprintf(why, sizeof why, "global model v%llu refused: %s", (unsigned long long)g.version,
+                 err);
+        report_bad(a, m->topic, why);
         goto out;
     }
     if (a->L && strcmp(g.run, a->run) == 0 && g.version == a->version && g.ts > a->global_ts &&
@@ -477,6 +494,14 @@ static void update_header(struct agent *a, struct fmq_update *u, size_t ntrain)
     if (a->seq_k < 0xffff) a->seq_k++;
     u->seq = a->seq = (a->version << 16) + a->seq_k;
     u->n_examples = ntrain;
+    { /* test mode: the count an attack claims */
+        int at = a->cfg.attack;
+        uint64_t claim = a->cfg.attack_count;
+        if (!claim && (at == AGENT_ATTACK_REPLACE || at == AGENT_ATTACK_HUGE_COUNT ||
+                       at == AGENT_ATTACK_HUGE_VALUES))
+            claim = (uint64_t)1 << 40;
+        if (claim) u->n_examples = claim;
+    }
     u->ts = a->global_anchor > 0 ? a->global_anchor + (fmq_mono() - a->global_mono) : fmq_now();
     u->no_ids = !a->plan.ids; /* the update topic names agent and task */
     u->compact = a->plan.envelope == FMQ_WIRE_UPDATE_COMPACT;
@@ -511,9 +536,11 @@ static int publish_update(struct agent *a, const struct fmq_update *u)
 
 int agent_attack_parse(const char *s, int *attack)
 {
-    static const char *const names[] = {"none",       "sign-flip", "scale",
-                                        "label-flip", "noise",     "alie"};
-    for (int i = 0; i < 6; i++)
+    static const char *const names[] = {
+        "none",         "sign-flip",         "scale",      "label-flip",  "noise",
+        "alie",         "model-replacement", "huge-count", "huge-values", "stats-poison",
+        "stats-extreme"};
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (!strcmp(s, names[i])) {
             *attack = i;
             return 0;
@@ -528,7 +555,14 @@ static void apply_attack(struct agent *a, float *d, size_t n)
     struct fmq_rng r;
     switch (a->cfg.attack) {
     case AGENT_ATTACK_SIGN_FLIP:
+    case AGENT_ATTACK_HUGE_COUNT:
         for (size_t i = 0; i < n; i++) d[i] *= (float)-(s > 0 ? s : 1.0);
+        break;
+    case AGENT_ATTACK_REPLACE: /* the change already came from inverted labels */
+        for (size_t i = 0; i < n; i++) d[i] *= (float)(s > 0 ? s : 1.0);
+        break;
+    case AGENT_ATTACK_HUGE_VALUES:
+        for (size_t i = 0; i < n; i++) d[i] = (float)(s > 0 ? s : 3e38);
         break;
     case AGENT_ATTACK_SCALE:
         for (size_t i = 0; i < n; i++) d[i] *= (float)(s > 0 ? s : 10.0);
@@ -599,6 +633,20 @@ static int send_delta(struct agent *a, size_t ntrain, const struct fmq_local_met
     return 0;
 }
 
+/* Test mode: the statistics a poisoning agent sends instead of its own (agent.h). */
+static void poison_stats(struct agent *a, struct fmq_moments *m)
+{
+    int extreme = a->cfg.attack == AGENT_ATTACK_STATS_EXTREME;
+    double n = a->cfg.attack_count ? (double)a->cfg.attack_count : extreme ? 1e12 : 1;
+    m->n = n < 1e12 ? n : 1e12;
+    for (int i = 0; i < FMQ_FEAT_DIM; i++) {
+        double lo, hi;
+        fmq_feat_range(i, &lo, &hi);
+        m->mean[i] = extreme ? hi : a->cfg.attack_scale > 0 ? a->cfg.attack_scale : 1e300;
+        m->m2[i] = 0; /* all mass at the mean: the only variance a mean at the top allows */
+    }
+}
+
 static int send_stats(struct agent *a)
 {
     struct fmq_update u;
@@ -609,7 +657,12 @@ static int send_stats(struct agent *a)
         fmq_log(FMQ_LOG_ERROR, "a %s model has no statistics round", a->L->ops->name);
         return rc;
     }
+    if (a->cfg.attack == AGENT_ATTACK_STATS_POISON || a->cfg.attack == AGENT_ATTACK_STATS_EXTREME) {
+        poison_stats(a, &mo);
+        ben.n = 0; /* the poisoner sends no profile */
+    }
     update_header(a, &u, ntrain);
+    u.n_examples = (uint64_t)mo.n;
     u.has_stats = 1;
     u.stats = &mo;
     u.has_benign = ben.n > 0;

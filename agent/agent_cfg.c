@@ -88,10 +88,18 @@ int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "dp_noise")) return fmq_parse_double(v, 0, 1e3, &c->dp_noise);
     if (!strcmp(k, "attack")) {
         if (agent_attack_parse(v, &c->attack) == 0) return 0;
-        snprintf(err, errlen, "expected none, sign-flip, scale, label-flip, noise or alie");
+        snprintf(err, errlen,
+                 "expected none, sign-flip, scale, label-flip, noise, alie, "
+                 "model-replacement, huge-count, huge-values, stats-poison or "
+                 "stats-extreme");
         return FMQ_EINVAL;
     }
     if (!strcmp(k, "attack_scale")) return fmq_parse_double(v, 0, 1e35, &c->attack_scale);
+    if (!strcmp(k, "attack_count")) {
+        rc = fmq_parse_long(v, 0, 1L << 40, &l);
+        c->attack_count = (uint64_t)l;
+        return rc;
+    }
     if (!strcmp(k, "attack_seed")) {
         rc = fmq_parse_long(v, 0, 0x7fffffffL, &l);
         c->attack_seed = (uint64_t)l;

@@ -7,7 +7,10 @@
  * new version (not published, nothing confirmed) and retries, saying so on its status topic.
  * At start it learns the retained model's version and never publishes a lower one. Rejected
  * updates are counted by reason, answered with a receipt that says why, and never stop the
- * coordinator. */
+ * coordinator. No client's numbers are trusted: statistics must be moments real features can
+ * have and are merged robustly, example counts are capped at a multiple of the round's median,
+ * update norms are bounded, and a step that would make the model non-finite, absurd or move it
+ * further than max_step_norm is never published (README, Security). */
 #include "coord.h"
 
 #include <math.h>
@@ -56,20 +59,35 @@ void coord_cfg_default(struct coord_cfg *c)
     c->robust_krum_tau = 3.0;
     c->robust_krum_cos = 0.2;
     c->robust_majority = 0.5;
+    c->count_cap = 5.0;
+    c->max_update_norm = 1000; /* 100x the largest honest update measured (README, Security) */
+    c->max_step_norm = 100;
     c->dp_delta = 1e-5;
     c->lora_alpha = 8;
     c->giot_lr = 3e-3;
 }
 
+static void dp_budget_check(struct coord *c);
+
+/* The model in use is one the federation may use (fmq_model_check; GIoT: every parameter). */
+static int model_ok(const struct coord *c, char *err, size_t errlen)
+{
+    if (c->kind != FMQ_MODEL_GIOT) return fmq_model_check(&c->model, err, errlen);
+    if (fmq_params_check(c->gpt.params, c->gpt.nparams, err, errlen)) return FMQ_ERANGE;
+    return c->gpt.lora ? fmq_params_check(c->gpt.lora, c->gpt.lora_n, err, errlen) : 0;
+}
+
 int coord_init(struct coord *c, const struct coord_cfg *cfg)
 {
+    char err[200];
     struct fmq_rng r;
     int rc;
 
     memset(c, 0, sizeof *c);
     c->cfg = *cfg;
-    if (!fmq_id_valid(cfg->task)) {
-        fmq_log(FMQ_LOG_ERROR, "task must be 1-63 characters of [A-Za-z0-9._-]");
+    if (!fmq_id_valid(cfg->task) || !strcmp(cfg->task, "broker")) {
+        fmq_log(FMQ_LOG_ERROR, "task must be 1-63 characters of [A-Za-z0-9._-], and not \"broker\" "
+                               "(<root>/broker/ is the broker plugin's)");
         return FMQ_EINVAL;
     }
     snprintf(c->t_global, sizeof c->t_global, "%s/%s/model/global", cfg->root, cfg->task);
@@ -91,7 +109,6 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     c->bad_log = (struct fmq_ratelimit){10.0, 5, 0, 0, 0};
     c->wire_log = (struct fmq_ratelimit){60.0, 2, 0, 0, 0};
     if ((rc = fmq_wire_dec_init(&c->dec)) || (rc = coord_model_init(c)) ||
-        (rc = fmq_fedavg_init(&c->agg, c->dim)) ||
         (rc = fmq_robust_init(&c->rob, cfg->robust, c->dim)) ||
         (rc = fmq_rule_acc_init(&c->racc, COORD_MAX_AGENTS)))
         return rc;
@@ -101,7 +118,12 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     c->rob.krum_tau = cfg->robust_krum_tau;
     c->rob.krum_cos = cfg->robust_krum_cos;
     c->rob.majority = cfg->robust_majority;
+    c->rob.count_cap = cfg->count_cap;
     if (!(c->delta = malloc(c->dim * sizeof(float))) ||
+        !(c->guard_theta = malloc(c->dim * sizeof(float))) ||
+        !(c->guard_m = malloc(c->dim * sizeof(double))) ||
+        !(c->guard_v = malloc(c->dim * sizeof(double))) ||
+        !(c->norms = malloc(COORD_MAX_AGENTS * sizeof(double))) ||
         !(c->mean = malloc(c->dim * sizeof(double))) ||
         !(c->selected = calloc(COORD_MAX_AGENTS, sizeof *c->selected)) ||
         !(c->plans = calloc(COORD_MAX_AGENTS, sizeof *c->plans)))
@@ -115,6 +137,20 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     c->round = 0;
     c->phase = c->kind == FMQ_MODEL_GIOT ? FMQ_PHASE_TRAIN : FMQ_PHASE_STATS; /* no features */
     if ((rc = coord_state_load(c)) < 0) return rc;
+    if (model_ok(c, err, sizeof err) != 0) { /* a poisoned checkpoint or saved model */
+        fmq_log(FMQ_LOG_ERROR,
+                "the starting model (%s) is not usable: %s; not starting (remove the state "
+                "file to begin a new run)",
+                rc == 0              ? cfg->state_file
+                : cfg->init_model[0] ? cfg->init_model
+                                     : "initial",
+                err);
+        return FMQ_ERANGE;
+    }
+    if (c->dp_rounds > 0 && cfg->dp_clip > 0 && cfg->dp_noise > 0) { /* resumed: budget left? */
+        c->dp_eps = fmq_dp_epsilon_rdp(c->dp_rdp, cfg->dp_delta, NULL);
+        dp_budget_check(c);
+    }
     if ((rc = coord_metrics_recover(c)) != 0) return rc;
     if (cfg->metrics_file[0] && !(c->metrics = fopen(cfg->metrics_file, "a"))) {
         fmq_log(FMQ_LOG_ERROR, "%s: cannot open metrics file", cfg->metrics_file);
@@ -129,7 +165,6 @@ void coord_free(struct coord *c)
 {
     fmq_mq_destroy(c->mq);
     coord_model_free(c);
-    fmq_fedavg_free(&c->agg);
     fmq_robust_free(&c->rob);
     fmq_rule_acc_free(&c->racc);
     fmq_wire_dec_free(&c->dec);
@@ -141,6 +176,14 @@ void coord_free(struct coord *c)
     free(c->mean);
     free(c->selected);
     free(c->plans);
+    free(c->guard_theta);
+    free(c->guard_m);
+    free(c->guard_v);
+    free(c->norms);
+    free(c->stats_in);
+    free(c->stats_ben);
+    free(c->stats_who);
+    free(c->stats_kept);
     fmq_server_opt_free(&c->opt);
     fmq_gsfs_pool_free(&c->pool);
     if (c->metrics) fclose(c->metrics);
@@ -337,7 +380,8 @@ static int commit(struct coord *c)
         }
         c->round_new = 0;
     }
-    if (c->cfg.rounds > 0 && c->round >= (uint64_t)c->cfg.rounds && c->phase != FMQ_PHASE_CALIB)
+    if ((c->cfg.rounds > 0 && c->round >= (uint64_t)c->cfg.rounds && c->phase != FMQ_PHASE_CALIB) ||
+        c->dp_exhausted)
         c->done = 1;
     return 0;
 }
@@ -360,10 +404,10 @@ static void nudge(struct coord *c)
 /* Clears what the open round collected (after it closed, or when its version was overtaken). */
 static void reset_round(struct coord *c)
 {
-    for (int i = 0; i < c->nagents; i++) c->agents[i].in_round = 0;
+    for (int i = 0; i < c->nagents; i++) c->agents[i].in_round = c->agents[i].refused = 0;
     c->val_n = 0;
     c->val_accuracy = c->val_f1 = 0;
-    fmq_fedavg_reset(&c->agg);
+    c->nstats = c->nnorms = c->refused_round = 0;
     fmq_robust_reset(&c->rob);
     c->dp_clipped = 0;
     fmq_moments_clear(&c->moments);
@@ -415,6 +459,7 @@ out:
 }
 
 static void on_status(struct coord *c, const struct fmq_mq_msg *m);
+static void reject(struct coord *c, uint64_t *counter, const char *topic, const char *why);
 
 /* Before the first publish: waits for the broker to acknowledge the subscriptions (it sends the
  * retained model with them), takes what arrives until the link is quiet for 0.3 s (within
@@ -434,6 +479,8 @@ static void resume(struct coord *c)
             on_global_seen(c, m, 1);
         else if (fmq_topic_match(c->t_status_filter, m->topic))
             on_status(c, m);
+        else if (m->retained) /* a retained update: the broker would replay it to every run */
+            reject(c, &c->rej_retained, m->topic, "a retained update (the broker replays it)");
         else
             skipped++;
     }
@@ -610,17 +657,25 @@ static void sample_agents(struct coord *c)
 }
 
 /* End-to-end receipt on the agent's own topic (schemas/topics.md): the agent keeps an update
- * until it is settled. "applied" is sent only once the state holding it is durable. */
+ * until it is settled. "applied" is sent only once the state holding it is durable; a refusal
+ * says why (reason, or NULL). */
 static void receipt(struct coord *c, const char *agent, uint64_t seq, uint64_t base,
                     const char *status, const char *reason)
 {
-    char topic[256], body[384], extra[256] = "";
+    char topic[256], body[640], extra[360] = "", why[300];
+    size_t k = 0;
     int n;
+    for (const char *p = reason ? reason : ""; *p && k + 1 < sizeof why; p++) /* JSON-safe */
+        why[k++] = *p == '"' || *p == '\\' || (unsigned char)*p < 0x20 ? '\'' : *p;
+    why[k] = 0;
     snprintf(topic, sizeof topic, "%s/%s/receipt/%s", c->cfg.root, c->cfg.task, agent);
+    for (const char *p = reason ? reason : ""; *p && k + 1 < sizeof why; p++) /* JSON-safe */
+        why[k++] = *p == '"' || *p == '\\' || (unsigned char)*p < 0x20 ? '\'' : *p;
+    why[k] = 0;
     if (strcmp(status, "applied") == 0) /* the version holding it, saved */
         snprintf(extra, sizeof extra, ",\"model\":%llu", (unsigned long long)c->version);
     else if (reason)
-        snprintf(extra, sizeof extra, ",\"reason\":\"%s\"", reason);
+        snprintf(extra, sizeof extra, ",\"reason\":\"%s\"", why);
     n = snprintf(body, sizeof body,
                  "{\"seq\":%llu,\"version\":%llu,\"status\":\"%s\",\"current\":%llu%s}",
                  (unsigned long long)seq, (unsigned long long)base, status,
@@ -646,12 +701,50 @@ static void confirm(struct coord *c)
     }
 }
 
-/* Refused for good: the agent drops the update instead of sending it again. */
+/* Refused for good, with the reason: counted, logged and settled, so the agent drops the
+ * update instead of sending it again; the agent (a, when known) has had its say this round. */
 static void refuse(struct coord *c, uint64_t *counter, const struct fmq_mq_msg *m,
-                   const struct fmq_update *u, const char *why)
+                   const struct fmq_update *u, struct coord_agent *a, const char *why)
 {
     reject(c, counter, m->topic, why);
     send_receipt(c, u, "refused", why);
+    if (a && !a->refused && !a->in_round) c->refused_round++;
+    if (a) a->refused = 1;
+}
+
+static double l2norm(const float *v, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)v[i] * v[i];
+    return sqrt(s);
+}
+
+/* Keeps an accepted statistics update (and the moments of its benign rows, n 0 when none) for
+ * the robust merge at the round's close. */
+static int stats_keep(struct coord *c, int agent, const struct fmq_moments *m,
+                      const struct fmq_moments *ben)
+{
+    if (c->nstats == c->stats_cap) {
+        int cap = c->stats_cap ? 2 * c->stats_cap : 16;
+        struct fmq_moments *in = realloc(c->stats_in, (size_t)cap * sizeof *in), *bin;
+        int *who, *kept;
+        if (in) c->stats_in = in;
+        bin = realloc(c->stats_ben, (size_t)cap * sizeof *bin);
+        if (bin) c->stats_ben = bin;
+        who = realloc(c->stats_who, (size_t)cap * sizeof *who);
+        if (who) c->stats_who = who;
+        kept = realloc(c->stats_kept, (size_t)cap * sizeof *kept);
+        if (kept) c->stats_kept = kept;
+        if (!in || !bin || !who || !kept) return FMQ_ENOMEM;
+        c->stats_cap = cap;
+    }
+    c->stats_in[c->nstats] = *m;
+    if (ben)
+        c->stats_ben[c->nstats] = *ben;
+    else
+        fmq_moments_clear(&c->stats_ben[c->nstats]);
+    c->stats_who[c->nstats++] = agent;
+    return 0;
 }
 
 static void on_update(struct coord *c, const struct fmq_mq_msg *m)
@@ -662,6 +755,10 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
     int rc;
 
     c->bytes_in_round += m->len; /* accepted or not, they crossed the uplink */
+    if (m->retained) {           /* stored at the broker and replayed to every new subscriber */
+        reject(c, &c->rej_retained, m->topic, "a retained update (the broker replays it)");
+        return;
+    }
     memset(&u, 0, sizeof u);
     u.delta = c->delta;
     u.delta_cap = c->dim;
@@ -715,16 +812,32 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
     }
     if ((c->phase == FMQ_PHASE_STATS) != (u.has_stats && u.codec == FMQ_CODEC_NONE) ||
         (c->phase == FMQ_PHASE_CALIB) != (u.codec == FMQ_CODEC_NONE && !u.has_stats)) {
-        refuse(c, &c->rej_phase, m, &u, "update kind does not match the round phase");
+        refuse(c, &c->rej_phase, m, &u, a, "update kind does not match the round phase");
         return;
     }
     if (!a && !(a = find_agent(c, u.agent, 2))) {
-        refuse(c, &c->rej_bad, m, &u, "too many agents");
+        refuse(c, &c->rej_bad, m, &u, a, "too many agents");
         return;
     }
     if (u.n_examples == 0) {
-        refuse(c, &c->rej_bad, m, &u, "zero examples");
+        refuse(c, &c->rej_bad, m, &u, a, "zero examples");
         return;
+    }
+    if (c->phase == FMQ_PHASE_STATS) {
+        if (fmq_moments_check(&c->upd_moments, err, sizeof err) != 0 ||
+            (u.has_benign && fmq_moments_check(&c->upd_bmoments, err, sizeof err) != 0)) {
+            refuse(c, &c->rej_range, m, &u, a, err);
+            return;
+        }
+    } else if (c->phase == FMQ_PHASE_TRAIN) {
+        double nrm = l2norm(c->delta, c->dim);
+        if (!(nrm <= c->cfg.max_update_norm) && c->cfg.max_update_norm > 0) {
+            snprintf(err, sizeof err, "update norm %.4g above max_update_norm %g", nrm,
+                     c->cfg.max_update_norm);
+            refuse(c, &c->rej_norm, m, &u, a, err);
+            return;
+        }
+        if (c->nnorms < COORD_MAX_AGENTS) c->norms[c->nnorms++] = nrm;
     }
     if (c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS) {
         /* the pool keeps the newest update per agent; a repeat supersedes, it is no duplicate */
@@ -735,33 +848,35 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
                 reject(c, &c->rej_stale, m->topic, fmq_strerror(rc));
                 send_receipt(c, &u, "stale", NULL);
             } else
-                refuse(c, &c->rej_bad, m, &u, fmq_strerror(rc));
+                refuse(c, &c->rej_bad, m, &u, a, fmq_strerror(rc));
             return;
         }
     } else {
         if (a->in_round) {
-            refuse(c, &c->rej_dup, m, &u, "second update in this round");
+            refuse(c, &c->rej_dup, m, &u, a, "second update in this round");
             return;
         }
         if (c->phase == FMQ_PHASE_TRAIN && c->nselected > 0 && !is_selected(c, u.agent)) {
-            refuse(c, &c->rej_phase, m, &u, "agent was not sampled for this round");
+            refuse(c, &c->rej_phase, m, &u, a, "agent was not sampled for this round");
             return;
         }
         if (c->phase == FMQ_PHASE_STATS) {
-            fmq_moments_merge(&c->moments, &c->upd_moments);
-            if (u.has_benign) fmq_moments_merge(&c->bmoments, &c->upd_bmoments);
-        }
-        else if (c->phase == FMQ_PHASE_CALIB)
+            if (stats_keep(c, (int)(a - c->agents), &c->upd_moments,
+                           u.has_benign ? &c->upd_bmoments : NULL) != 0) {
+                reject(c, &c->rej_bad, m->topic, "out of memory");
+                return;
+            }
+        } else if (c->phase == FMQ_PHASE_CALIB)
             ; /* a sketch, nothing to aggregate */
         else {
             double w = c->cfg.sp.uniform || c->cfg.dp_clip > 0 ? 1.0 : (double)u.n_examples;
             if (c->cfg.dp_clip > 0) /* DP-FedAvg: bounded, equally weighted contributions */
                 c->dp_clipped += fmq_dp_clip(c->delta, c->dim, c->cfg.dp_clip);
-            if (c->cfg.robust != FMQ_ROBUST_NONE && fmq_robust_add(&c->rob, c->delta, w) != 0) {
-                refuse(c, &c->rej_bad, m, &u, "non-finite update");
+            if ((rc = fmq_robust_add(&c->rob, c->delta, w)) != 0) {
+                reject(c, &c->rej_bad, m->topic,
+                       rc == FMQ_ENOMEM ? "out of memory" : "non-finite update");
                 return;
             }
-            if (c->cfg.robust == FMQ_ROBUST_NONE) fmq_fedavg_add(&c->agg, c->delta, w);
         }
     }
     if (u.has_sketch && u.base_version == c->version) { /* the model being replaced, measured */
@@ -800,8 +915,7 @@ static int round_ready(struct coord *c)
     int online = 0, target;
     double waited = fmq_mono() - c->round_start;
 
-    if (c->participants == 0 && !(c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS))
-        return 0;
+    if (c->participants == 0 && c->phase == FMQ_PHASE_STATS) return 0; /* no normalisation yet */
     for (int i = 0; i < c->nagents; i++) online += counts_online(c, &c->agents[i]);
     if (c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS) {
         /* GSFS: M = ceil(quorum x agents online) distinct agents in the pool */
@@ -812,23 +926,27 @@ static int round_ready(struct coord *c)
             (double)fmq_gsfs_pool_examples(&c->pool) >= c->cfg.gsfs.quorum_examples * (double)total)
             return 1;
     } else if (c->cfg.expected_agents > 0) {
-        if (c->participants >= c->cfg.expected_agents) return 1;
+        if (c->participants + c->refused_round >= c->cfg.expected_agents &&
+            c->participants >= c->cfg.min_participants)
+            return 1;
     } else {
+        /* an agent whose update was refused has had its say: the round does not wait for it */
         target = c->phase == FMQ_PHASE_TRAIN && c->nselected > 0 ? c->nselected : online;
-        if (c->participants >= target && c->participants >= c->cfg.min_participants) return 1;
+        if (c->participants + c->refused_round >= target &&
+            c->participants >= c->cfg.min_participants)
+            return 1;
     }
     if (waited >= c->cfg.deadline || c->deadline_expired) {
         if (c->participants >= c->cfg.min_participants) return 1;
-        if (c->participants == 0 && online > 0 && c->phase == FMQ_PHASE_TRAIN &&
-            c->cfg.strategy == FMQ_STRAT_GSFS) {
-            /* no agent's trigger fired: the model stays, under a new version, so every agent
-             * starts a new session (new batches, new checks) instead of the fleet waiting
-             * forever for an upload the paper's rule will never make */
-            fmq_log(FMQ_LOG_INFO,
-                    "round %llu: no GSFS upload by the deadline; v%llu goes out "
-                    "again as v%llu",
-                    open_round(c), (unsigned long long)c->version,
-                    (unsigned long long)c->version + 1);
+        if (c->participants == 0 && online > 0 && c->phase == FMQ_PHASE_TRAIN) {
+            /* nothing usable by the deadline (GSFS: no agent's trigger fired; otherwise every
+             * agent failed to train, or was refused): the model stays, under a new version, so
+             * every agent starts afresh instead of the fleet waiting forever for an update
+             * that will not come */
+            fmq_log(
+                FMQ_LOG_INFO, "round %llu: no %s by the deadline; v%llu goes out again as v%llu",
+                open_round(c), c->cfg.strategy == FMQ_STRAT_GSFS ? "GSFS upload" : "usable update",
+                (unsigned long long)c->version, (unsigned long long)c->version + 1);
             return 1;
         }
         if (!c->deadline_warned)
@@ -837,6 +955,131 @@ static int round_ready(struct coord *c)
         c->deadline_warned = 1;
     }
     return 0;
+}
+
+/* Moves the model by the round's aggregate unless the result is something no honest round
+ * produces: a parameter that is non-finite or beyond FMQ_MODEL_PARAM_MAX (fmq_model_check), or
+ * a step longer than max_step_norm. Then the model and the optimizer's state are taken back
+ * and the round publishes the model it started from. 0 when applied. */
+static int guarded_step(struct coord *c)
+{
+    char err[160];
+    long t = c->opt.t;
+    double d2 = 0;
+    int rc;
+    memcpy(c->guard_theta, c->trainable, c->dim * sizeof(float));
+    memcpy(c->guard_m, c->opt.m, c->dim * sizeof(double));
+    memcpy(c->guard_v, c->opt.v, c->dim * sizeof(double));
+    fmq_server_opt_apply(&c->opt, c->trainable, c->mean);
+    for (size_t i = 0; i < c->dim; i++) {
+        double d = (double)c->trainable[i] - c->guard_theta[i];
+        d2 += d * d;
+    }
+    c->step_norm = sqrt(d2);
+    rc = model_ok(c, err, sizeof err);
+    if (rc == 0 && c->cfg.max_step_norm > 0 && !(c->step_norm <= c->cfg.max_step_norm)) {
+        snprintf(err, sizeof err, "step norm %.4g above max_step_norm %g", c->step_norm,
+                 c->cfg.max_step_norm);
+        rc = FMQ_ERANGE;
+    }
+    if (rc != 0) {
+        memcpy(c->trainable, c->guard_theta, c->dim * sizeof(float));
+        memcpy(c->opt.m, c->guard_m, c->dim * sizeof(double));
+        memcpy(c->opt.v, c->guard_v, c->dim * sizeof(double));
+        c->opt.t = t;
+        c->guard_refused = 1;
+        c->guard_total++;
+        snprintf(c->guard_why, sizeof c->guard_why, "%s", err);
+        fmq_log(FMQ_LOG_WARN, "round %llu: the aggregate is not published (%s); model unchanged",
+                (unsigned long long)c->round + 1, err);
+    }
+    return rc;
+}
+
+/* The privacy budget (dp_epsilon_max): when one more round at full participation would spend
+ * more than it, training stops after this round, as when the configured rounds are done. */
+static void dp_budget_check(struct coord *c)
+{
+    double next[FMQ_DP_ORDERS], eps;
+    if (!(c->cfg.dp_epsilon_max > 0)) return;
+    memcpy(next, c->dp_rdp, sizeof next);
+    fmq_dp_account(next, 1.0, c->cfg.dp_noise);
+    eps = fmq_dp_epsilon_rdp(next, c->cfg.dp_delta, NULL);
+    if (eps <= c->cfg.dp_epsilon_max) return;
+    c->done = c->dp_exhausted = 1;
+    fmq_log(FMQ_LOG_WARN,
+            "privacy budget: epsilon %.3g spent (delta %g); one more round would reach %.3g, "
+            "above dp_epsilon_max %g: training stops",
+            c->dp_eps, c->cfg.dp_delta, eps, c->cfg.dp_epsilon_max);
+}
+
+/* The statistics round's close: the robust merge of the accepted moments (featurize.h) becomes
+ * the normalisation, and training starts; when nothing usable came, the round runs again. */
+/* The benign profile (model.h, the MLP's novelty channel): the same robust merge over the
+ * benign rows' moments of the agents the normalisation kept. */
+static void close_profile(struct coord *c, const struct fmq_moments_rule *mr)
+{
+    struct fmq_moments *ben = malloc((size_t)(c->nstats ? c->nstats : 1) * sizeof *ben);
+    int *kept = malloc((size_t)(c->nstats ? c->nstats : 1) * sizeof *kept), k = 0;
+    float mean[FMQ_FEAT_DIM], std[FMQ_FEAT_DIM];
+    c->model.has_prof = 0;
+    if (ben && kept) {
+        for (int i = 0; i < c->nstats; i++)
+            if (c->stats_kept[i] && c->stats_ben[i].n > 0) ben[k++] = c->stats_ben[i];
+        if (k > 0 && fmq_moments_robust_merge(ben, (size_t)k, mr, &c->bmoments, kept, NULL) > 0) {
+            fmq_moments_finish(&c->bmoments, mean, std);
+            memcpy(c->model.prof_mean, mean, sizeof mean);
+            memcpy(c->model.prof_std, std, sizeof std);
+            c->model.has_prof = 1;
+        }
+    }
+    if (!c->model.has_prof) fmq_log(FMQ_LOG_INFO, "no benign profile: no agent sent benign rows");
+    free(ben);
+    free(kept);
+}
+
+static void close_stats(struct coord *c)
+{
+    struct fmq_moments_rule mr = {c->cfg.count_cap, c->cfg.robust != FMQ_ROBUST_NONE,
+                                  c->cfg.robust_krum_tau, c->cfg.robust_majority};
+    float mean[FMQ_FEAT_DIM], std[FMQ_FEAT_DIM];
+    char err[200], left[512];
+    size_t ln = 0;
+    int n = fmq_moments_robust_merge(c->stats_in, (size_t)c->nstats, &mr, &c->moments,
+                                     c->stats_kept, &c->stats_capped);
+    c->stats_used = n > 0 ? n : 0;
+    left[0] = 0;
+    for (int k = 0; n > 0 && k < c->nstats && ln + FMQ_ID_MAX + 2 < sizeof left; k++)
+        if (!c->stats_kept[k])
+            ln +=
+                (size_t)snprintf(left + ln, sizeof left - ln, " %s", c->agents[c->stats_who[k]].id);
+    if (ln)
+        fmq_log(FMQ_LOG_WARN,
+                "statistics round: left out of the normalisation, far from the "
+                "others:%s",
+                left);
+    if (n > 0) {
+        fmq_moments_finish(&c->moments, mean, std);
+        if (fmq_norm_check(mean, std, err, sizeof err) == 0) {
+            memcpy(c->model.norm_mean, mean, sizeof mean);
+            memcpy(c->model.norm_std, std, sizeof std);
+            c->model.has_norm = 1;
+            c->phase = FMQ_PHASE_TRAIN;
+            close_profile(c, &mr);
+            return;
+        }
+    } else
+        snprintf(err, sizeof err, "%s", n == 0 ? "no statistics" : fmq_strerror(n));
+    c->guard_refused = 1;
+    c->guard_total++;
+    snprintf(c->guard_why, sizeof c->guard_why, "%s", err);
+    fmq_log(FMQ_LOG_WARN, "statistics round: no normalisation (%s); the round runs again", err);
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
 }
 
 static void close_round(struct coord *c)
@@ -850,24 +1093,29 @@ static void close_round(struct coord *c)
     double round_s = fmq_mono() - c->round_start;
     int online = 0, was_stats = c->phase == FMQ_PHASE_STATS, finite = 1, n, nsilent = 0;
     int was_calib = c->phase == FMQ_PHASE_CALIB;
+    double norm_med = 0, norm_max = 0;
     uint64_t down;
 
-    if (was_stats) {
-        fmq_moments_finish(&c->moments, c->model.norm_mean, c->model.norm_std);
-        c->model.has_norm = 1;
-        if (c->bmoments.n > 0) { /* the fleet's benign profile: the novelty channel */
-            fmq_moments_finish(&c->bmoments, c->model.prof_mean, c->model.prof_std);
-            c->model.has_prof = 1;
-        }
-        c->phase = FMQ_PHASE_TRAIN;
-    } else if (was_calib) { /* the model as it is, with the rule measured on it exactly */
+    c->guard_refused = 0;
+    c->guard_why[0] = 0;
+    c->step_norm = 0;
+    c->rob.last_used = c->rob.last_clipped = c->rob.last_capped = 0;
+    c->rob.last_rule = c->cfg.robust;
+    if (c->nnorms > 0) {
+        qsort(c->norms, (size_t)c->nnorms, sizeof *c->norms, cmp_dbl);
+        norm_med = c->nnorms % 2 ? c->norms[c->nnorms / 2]
+                                 : 0.5 * (c->norms[c->nnorms / 2 - 1] + c->norms[c->nnorms / 2]);
+        norm_max = c->norms[c->nnorms - 1];
+    }
+    if (was_stats)
+        close_stats(c);
+    else if (was_calib) { /* the model as it is, with the rule measured on it exactly */
         c->phase = FMQ_PHASE_TRAIN;
     } else {
         int rc;
         c->pool.theta = c->trainable; /* GSFS memory blends local models against it */
-        rc = c->cfg.strategy == FMQ_STRAT_GSFS  ? fmq_gsfs_aggregate(&c->pool, c->version, c->mean)
-             : c->cfg.robust != FMQ_ROBUST_NONE ? fmq_robust_aggregate(&c->rob, c->mean)
-                                                : fmq_fedavg_mean(&c->agg, c->mean);
+        rc = c->cfg.strategy == FMQ_STRAT_GSFS ? fmq_gsfs_aggregate(&c->pool, c->version, c->mean)
+                                               : fmq_robust_aggregate(&c->rob, c->mean);
         if (rc >= 0 && c->cfg.dp_clip > 0 && c->participants > 0) {
             int online_n = 0;
             for (int i = 0; i < c->nagents; i++)
@@ -882,6 +1130,7 @@ static void close_round(struct coord *c)
                                    : 1.0,
                                c->cfg.dp_noise);
                 c->dp_eps = fmq_dp_epsilon_rdp(c->dp_rdp, c->cfg.dp_delta, NULL);
+                dp_budget_check(c);
             } else
                 c->dp_eps = INFINITY;
         }
@@ -889,11 +1138,14 @@ static void close_round(struct coord *c)
             if (!isfinite(c->mean[i])) { /* overflowed sums: never let the model hold Inf/NaN */
                 fmq_log(FMQ_LOG_WARN, "round %llu: the aggregate is not finite; model unchanged",
                         (unsigned long long)c->round + 1);
+                c->guard_refused = 1;
+                c->guard_total++;
+                snprintf(c->guard_why, sizeof c->guard_why, "the aggregate is not finite");
                 rc = -1;
             }
         if (rc >= 0)
-            fmq_server_opt_apply(&c->opt, c->trainable, c->mean);
-        else
+            guarded_step(c);
+        else if (!c->guard_refused)
             fmq_log(c->participants ? FMQ_LOG_WARN : FMQ_LOG_INFO,
                     "round %llu: %s; model unchanged", (unsigned long long)c->round + 1,
                     c->participants ? "every update was dropped" : "no update");
@@ -933,13 +1185,18 @@ static void close_round(struct coord *c)
     for (int i = 0; i < c->nagents; i++) { /* in the new model: confirmed once it is saved */
         struct coord_agent *a = &c->agents[i];
         int due = a->online && !a->in_round && (c->nselected == 0 || is_selected(c, a->id));
-        if (a->in_round) {
+        if (a->in_round && !c->guard_refused) { /* a refused aggregate holds none of them */
             a->app_base = a->last_base;
             a->app_seq = a->last_seq;
         }
         if (due && a->missed < 1000000) a->missed++; /* silent_rounds: forgotten until it sends */
     }
     sample_agents(c);
+    if (c->guard_refused) /* nothing of this round went in: settled, and why */
+        for (int i = 0; i < c->nagents; i++)
+            if (c->agents[i].in_round)
+                receipt(c, c->agents[i].id, c->agents[i].last_seq, c->agents[i].last_base,
+                        "refused", c->guard_why);
     encode_global(c); /* its size, for the downlink bytes; commit encodes it again */
     /* the broker sends the model once to every subscribed agent */
     down = (uint64_t)c->last_model_bytes *
@@ -950,8 +1207,12 @@ static void close_round(struct coord *c)
         json, sizeof json,
         "{\"task\":\"%s\",\"run\":\"%s\",\"round\":%llu,\"version\":%llu,\"phase\":\"%s\","
         "\"model\":\"%s\",\"params\":%zu,\"trainable\":%zu,\"strategy\":\"%s\",\"robust\":{"
-        "\"rule\":\"%s\",\"used\":%d,\"clipped\":%d},\"dp\":{\"clip\":%g,\"noise\":%g,\"delta\":%g,"
-        "\"rounds\":%llu,\"epsilon\":%.6g,\"clipped\":%d},\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":"
+        "\"rule\":\"%s\",\"applied\":\"%s\",\"used\":%d,\"clipped\":%d,\"capped\":%d},"
+        "\"stats\":{\"used\":%d,\"left_out\":%d,\"capped\":%d},\"guard\":{\"refused\":%s,"
+        "\"reason\":\"%s\",\"total\":%llu},\"update_norm\":{\"median\":%.6g,\"max\":%.6g},"
+        "\"step_norm\":%.6g,\"refused\":%d,\"dp\":{\"clip\":%g,\"noise\":%g,\"delta\":%g,"
+        "\"rounds\":%llu,\"epsilon\":%.6g,\"epsilon_max\":%g,\"exhausted\":%s,\"clipped\":%d},"
+        "\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":"
         "{\"quorum\":%d,"
         "\"used\":%d,\"dropped\":%d,\"clipped\":%d,\"deferred\":%d,\"superseded\":%llu},"
         "\"participants\":%d,"
@@ -964,17 +1225,22 @@ static void close_round(struct coord *c)
         "\"bytes_down_round\":%llu,"
         "\"bytes_down_total\":%llu,\"model_bytes\":%zu,\"update_bytes_mean\":%.1f,"
         "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
-        "\"task\":%llu,\"phase\":%llu,\"replay\":%llu},%s,\"links\":[%s],"
+        "\"task\":%llu,\"phase\":%llu,\"replay\":%llu,\"range\":%llu,\"norm\":%llu,\"retained\":"
+        "%llu},%s,\"links\":[%s],"
         "\"plans\":%d,"
         "\"eval_s\":%.6f,\"model_hash\":\"%016llx\",\"agent_val\":{\"n\":%d,\"accuracy\":%.6f,"
         "\"f1\":%.6f},\"process_cpu_s\":%.3f,\"ts\":%.3f,\"silent\":%d",
         c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
         was_stats ? "stats" : was_calib ? "calib" : "train", coord_model_name(c),
-        coord_model_params(c), c->dim,
-        fmq_strategy_name(c->cfg.strategy), fmq_robust_name(c->cfg.robust), c->rob.last_used,
-        c->rob.last_clipped, c->cfg.dp_clip, c->cfg.dp_noise, c->cfg.dp_delta,
-        (unsigned long long)c->dp_rounds,
-        c->cfg.dp_clip > 0 && isfinite(c->dp_eps) ? c->dp_eps : -1.0, c->dp_clipped,
+        coord_model_params(c), c->dim, fmq_strategy_name(c->cfg.strategy),
+        fmq_robust_name(c->cfg.robust), fmq_robust_name(c->rob.last_rule), c->rob.last_used,
+        c->rob.last_clipped, c->rob.last_capped, was_stats ? c->stats_used : 0,
+        was_stats ? c->nstats - c->stats_used : 0, was_stats ? c->stats_capped : 0,
+        c->guard_refused ? "true" : "false", c->guard_why, (unsigned long long)c->guard_total,
+        norm_med, norm_max, c->step_norm, c->refused_round, c->cfg.dp_clip, c->cfg.dp_noise,
+        c->cfg.dp_delta, (unsigned long long)c->dp_rounds,
+        c->cfg.dp_clip > 0 && isfinite(c->dp_eps) ? c->dp_eps : -1.0, c->cfg.dp_epsilon_max,
+        c->dp_exhausted ? "true" : "false", c->dp_clipped,
         fmq_codec_name(was_stats || was_calib ? FMQ_CODEC_NONE : c->codec_last), c->nselected,
         fmq_gsfs_quorum(&c->cfg.gsfs, online), c->pool.last_used, c->pool.last_dropped,
         c->pool.last_clipped, c->pool.last_deferred, (unsigned long long)c->pool.superseded,
@@ -989,10 +1255,11 @@ static void close_round(struct coord *c)
         (double)c->bytes_up_round / (c->updates_round ? c->updates_round : 1), round_s,
         (unsigned long long)c->rej_bad, (unsigned long long)c->rej_stale,
         (unsigned long long)c->rej_dup, (unsigned long long)c->rej_task,
-        (unsigned long long)c->rej_phase, (unsigned long long)c->rej_replay, det, sens, c->nplans,
-        ev.eval_s, (unsigned long long)ev.model_hash, c->val_n,
-        c->val_n ? c->val_accuracy / c->val_n : 0.0, c->val_n ? c->val_f1 / c->val_n : 0.0,
-        process_cpu_s(), fmq_now(), nsilent);
+        (unsigned long long)c->rej_phase, (unsigned long long)c->rej_replay,
+        (unsigned long long)c->rej_range, (unsigned long long)c->rej_norm,
+        (unsigned long long)c->rej_retained, det, sens, c->nplans, ev.eval_s,
+        (unsigned long long)ev.model_hash, c->val_n, c->val_n ? c->val_accuracy / c->val_n : 0.0,
+        c->val_n ? c->val_f1 / c->val_n : 0.0, process_cpu_s(), fmq_now(), nsilent);
     free(c->round_body); /* commit adds the "state" part and publishes it after the model */
     c->round_body = n > 0 && (size_t)n < sizeof json ? strdup(json) : NULL;
     c->round_new = c->round_body != NULL;

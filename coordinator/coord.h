@@ -48,13 +48,23 @@ struct coord_cfg {
     double server_lr; /* FedAvg server step, 1.0 = plain FedAvg */
     int robust;       /* enum fmq_robust_rule for synchronous rounds */
     double robust_clip, robust_trim, robust_f, robust_krum_tau, robust_krum_cos, robust_majority;
-    double dp_clip;   /* DP-FedAvg: L2 bound of every update, 0 = off */
-    double dp_noise;  /* noise multiplier z: std z x dp_clip / m on the mean of m updates */
-    double dp_delta;  /* delta of the reported (epsilon, delta) */
-    double threshold; /* decision threshold for test metrics */
-    double fp_budget; /* the fleet rule's false-positive budget (calib.h) */
-    int calib_round;  /* after the last training round, a calibration round (phase calib) */
-    long rule_min_benign; /* benign validation flows a site's sketch needs to count */
+
+    /* no client's numbers are trusted (README, Security) */
+    double count_cap;       /* example counts capped at count_cap x the round's median (robust.h,
+                               also in the statistics round); 0 = off */
+    double max_update_norm; /* an update whose L2 norm exceeds this is refused (receipt
+                               "refused"); 0 = no bound */
+    double max_step_norm;   /* a global model that moved further than this (L2) from the last
+                               is not published: the round keeps the old model; 0 = no bound */
+
+    double dp_clip;        /* DP-FedAvg: L2 bound of every update, 0 = off */
+    double dp_noise;       /* noise multiplier z: std z x dp_clip / m on the mean of m updates */
+    double dp_delta;       /* delta of the reported (epsilon, delta) */
+    double dp_epsilon_max; /* privacy budget: training stops before epsilon passes it; 0 = none */
+    double threshold;      /* decision threshold for test metrics */
+    double fp_budget;      /* the fleet rule's false-positive budget (calib.h) */
+    int calib_round;       /* after the last training round, a calibration round (phase calib) */
+    long rule_min_benign;  /* benign validation flows a site's sketch needs to count */
     char test[COORD_MAX_TEST][256]; /* labelled conn logs for evaluation */
     int ntest;
     double test_from;       /* evaluate on each file's flows after this time fraction */
@@ -90,6 +100,7 @@ struct coord_agent {
     double last_heard;        /* monotonic time of its last update or status */
     int missed;               /* consecutive closed rounds it was due in and sent nothing */
     int calib;                /* calibration state its status reports, -1 unknown */
+    int refused;              /* an update of this round was refused: it has had its say */
 };
 
 #define COORD_HISTORY 4096
@@ -131,9 +142,8 @@ struct coord {
     struct fmq_mq *mq;
     struct fmq_wire_dec dec;
     struct fmq_buf out;
-    struct fmq_model model; /* the global model */
-    struct fmq_fedavg agg;
-    struct fmq_robust rob;        /* robust rules keep every update of the round */
+    struct fmq_model model;       /* the global model */
+    struct fmq_robust rob;        /* every update of the round, aggregated by cfg.robust */
     struct fmq_server_opt opt;    /* server-side step of the chosen strategy */
     struct fmq_gsfs_pool pool;    /* GSFS */
     double *mean;                 /* aggregate change, nparams */
@@ -148,8 +158,8 @@ struct coord {
     int codec_last;
     struct fmq_agent_plan *plans;   /* owned: tailored plans announced with the model */
     int nplans;                     /* codec of the last accepted update, for the metrics */
-    struct fmq_moments moments;     /* stats phase accumulator */
-    struct fmq_moments bmoments;    /* the same, benign rows only: the profile */
+    struct fmq_moments moments;     /* the statistics round's merge */
+    struct fmq_moments bmoments;    /* the same of the kept agents' benign rows: the profile */
     struct fmq_moments upd_moments; /* decode storage */
     struct fmq_moments upd_bmoments;
     float *delta;                   /* decode storage, nparams */
@@ -202,6 +212,25 @@ struct coord {
     uint64_t wire_ahead;        /* global models seen on the topic ahead of ours */
     char test_exit_at[32];      /* FMQ_TEST_EXIT_AT=POINT[:N]: _exit(70) there (tests only) */
     long test_exit_n;
+
+    /* checks on what clients send (README, Security) */
+    struct fmq_moments *stats_in; /* owned: this statistics round's accepted moments */
+    struct fmq_moments *stats_ben; /* owned: the moments of their benign rows (n 0: none) */
+    int *stats_who, *stats_kept;  /* owned: their agent (index), and whether merged */
+    int nstats, stats_cap, stats_used, stats_capped;
+    float *guard_theta;        /* owned: the model before a step, to take it back */
+    double *guard_m, *guard_v; /* owned: the server optimizer's state before it */
+    double step_norm;          /* L2 of the last step applied, or refused */
+    int guard_refused;         /* the last round's aggregate was not published */
+    char guard_why[200];       /* why */
+    uint64_t guard_total;      /* aggregates never published */
+    double *norms;             /* owned: this round's accepted update norms */
+    int nnorms;                /* of COORD_MAX_AGENTS */
+    int refused_round;         /* updates refused this round by their numbers */
+    uint64_t rej_range;        /* statistics outside what real features give */
+    uint64_t rej_norm;         /* updates above max_update_norm */
+    uint64_t rej_retained;     /* retained (replayed) updates */
+    int dp_exhausted;          /* the privacy budget is spent: no more training */
 };
 
 void coord_cfg_default(struct coord_cfg *c);

@@ -187,12 +187,23 @@ int coord_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "dp_clip")) return fmq_parse_double(v, 0, 1e6, &c->dp_clip);
     if (!strcmp(k, "dp_noise")) return fmq_parse_double(v, 0, 1e3, &c->dp_noise);
     if (!strcmp(k, "dp_delta")) return fmq_parse_double(v, 1e-12, 0.1, &c->dp_delta);
+    if (!strcmp(k, "dp_epsilon_max")) return fmq_parse_double(v, 0, 1e6, &c->dp_epsilon_max);
     if (!strcmp(k, "robust_clip")) return fmq_parse_double(v, 1.0, 1000, &c->robust_clip);
     if (!strcmp(k, "robust_trim")) return fmq_parse_double(v, 0, 0.49, &c->robust_trim);
     if (!strcmp(k, "robust_f")) return fmq_parse_double(v, 0, 0.49, &c->robust_f);
     if (!strcmp(k, "robust_krum_tau")) return fmq_parse_double(v, 1.0, 1e6, &c->robust_krum_tau);
     if (!strcmp(k, "robust_krum_cosine")) return fmq_parse_double(v, -1, 0.99, &c->robust_krum_cos);
     if (!strcmp(k, "robust_majority")) return fmq_parse_double(v, 0.5, 1, &c->robust_majority);
+    if (!strcmp(k, "count_cap")) {
+        if ((rc = fmq_parse_double(v, 0, 1e6, &c->count_cap)) == 0 && c->count_cap > 0 &&
+            c->count_cap < 1) {
+            snprintf(err, errlen, "0 (off) or at least 1 (x the round's median count)");
+            return FMQ_EINVAL;
+        }
+        return rc;
+    }
+    if (!strcmp(k, "max_update_norm")) return fmq_parse_double(v, 0, 1e30, &c->max_update_norm);
+    if (!strcmp(k, "max_step_norm")) return fmq_parse_double(v, 0, 1e30, &c->max_step_norm);
     if (!strcmp(k, "giot_head")) return fmq_parse_bool(v, &c->giot_head);
     if (!strcmp(k, "giot_lr")) return fmq_parse_double(v, 1e-7, 1, &c->giot_lr);
     if (!strcmp(k, "lora_rank")) return fmq_parse_int(v, 0, 256, &c->lora_rank);

@@ -70,6 +70,10 @@ int main(int argc, char **argv)
                cfg.sp.server_lr, cfg.sp.server_momentum, cfg.sp.eta, cfg.sp.eta_l, cfg.sp.beta_1,
                cfg.sp.beta_2, cfg.sp.tau, cfg.sp.proximal_mu,
                cfg.sp.uniform ? "uniform" : "example-count", fmq_codec_name(cfg.plan.codec));
+        printf("defences: robust %s, count cap %g x median, max update norm %g, max step norm "
+               "%g, DP clip %g noise %g delta %g epsilon max %g\n",
+               fmq_robust_name(cfg.robust), cfg.count_cap, cfg.max_update_norm, cfg.max_step_norm,
+               cfg.dp_clip, cfg.dp_noise, cfg.dp_delta, cfg.dp_epsilon_max);
         return 0;
     }
     if ((rc = coord_init(&c, &cfg)) != 0) {

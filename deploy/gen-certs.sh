@@ -5,9 +5,11 @@
 # use_identity_as_username) and the MQTT client id the fedmq plugin requires. Keys are ECDSA
 # P-256, readable by the owner only. Existing files are kept, so rerunning adds new names.
 # Usage: deploy/gen-certs.sh DIR [--days N] [--host NAME]... NAME...
-#   e.g. deploy/gen-certs.sh /etc/fedmq/tls site-a site-b fedmq-coordinator dashboard sensors
+#   e.g. deploy/gen-certs.sh /etc/fedmq/tls site-a site-b site-a.sensors site-b.sensors \
+#        fedmq-coordinator operator dashboard
+#   (an agent per site, each site's sensor feed <site>.sensors, the operator who reads alerts)
 set -eu
-[ $# -ge 1 ] || { sed -n '2,9p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,10p' "$0"; exit 2; }
 DIR=$1; shift
 DAYS=825
 HOSTS=""
@@ -52,6 +54,7 @@ fi
 
 for n in $NAMES; do
     valid_name "$n" || { echo "gen-certs: '$n' is not a valid fedmq id ([A-Za-z0-9._-], 1-63)" >&2; exit 2; }
+    [ "$n" != sensors ] || { echo "gen-certs: the shared 'sensors' identity is gone: name each site's feed <site>.sensors" >&2; exit 2; }
     [ -f "$n.crt" ] && continue
     printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n' > "$n.ext"
     sign "$n" "$n.ext"

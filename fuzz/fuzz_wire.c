@@ -1,5 +1,6 @@
 /* Fuzz target: the msgpack envelope decoders. The first byte picks the decoder (update, global
- * with MLP and GIoT storage, status, peek); the rest is the message. */
+ * with MLP and GIoT storage, status, peek); the rest is the message. Decoded statistics and MLP
+ * models also go through the checks the coordinator and the agents apply next. */
 #include <stdint.h>
 #include <string.h>
 
@@ -22,7 +23,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         u.delta = delta;
         u.delta_cap = 4096;
         u.stats = &mo;
-        fmq_wire_decode_update(&d, data + 1, size - 1, 0, &u, err, sizeof err);
+        if (fmq_wire_decode_update(&d, data + 1, size - 1, 0, &u, err, sizeof err) == 0 &&
+            u.has_stats) /* what the coordinator then asks of them */
+            fmq_moments_check(&mo, err, sizeof err);
         break;
     }
     case 1: {
@@ -32,7 +35,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         gl.model = &m;
         gl.gpt = &g;
         gl.self = "agent-1";
-        fmq_wire_decode_global(&d, data + 1, size - 1, &gl, err, sizeof err);
+        if (fmq_wire_decode_global(&d, data + 1, size - 1, &gl, err, sizeof err) == 0 &&
+            gl.kind != FMQ_MODEL_GIOT) /* what an agent then asks of it */
+            fmq_model_check(&m, err, sizeof err);
         fmq_model_free(&m);
         fmq_gpt_free(&g);
         break;

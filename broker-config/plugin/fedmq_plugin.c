@@ -1,7 +1,7 @@
 /* fedmq Mosquitto plugin (plugin API v5, Mosquitto 2.0): enforces fmq_policy.h at the broker.
  * ACL_CHECK decides every publish, subscribe and delivery (a refused update is dropped with
  * MOSQ_ERR_ACL_DENIED before any subscriber sees it); MESSAGE lets the policy learn the current
- * global model's dimension from the coordinator's publishes; TICK publishes the counters as
+ * global model's dimension per task from the coordinator's publishes; TICK publishes the counters as
  * JSON, retained, on <root>/broker/metrics every metrics_interval seconds. Refusals are logged
  * at a rate limit. Options (plugin_opt_*) are listed in broker-config/README.md. */
 #include <stdio.h>
@@ -30,10 +30,11 @@ static double now_s(void)
 
 static int to_access(int a)
 {
-    return a == MOSQ_ACL_WRITE       ? FMQ_ACC_WRITE
-           : a == MOSQ_ACL_SUBSCRIBE ? FMQ_ACC_SUBSCRIBE
-           : a == MOSQ_ACL_READ      ? FMQ_ACC_READ
-                                     : 0;
+    return a == MOSQ_ACL_WRITE         ? FMQ_ACC_WRITE
+           : a == MOSQ_ACL_SUBSCRIBE   ? FMQ_ACC_SUBSCRIBE
+           : a == MOSQ_ACL_READ        ? FMQ_ACC_READ
+           : a == MOSQ_ACL_UNSUBSCRIBE ? FMQ_ACC_UNSUBSCRIBE
+                                       : 0;
 }
 
 static int on_acl(int event, void *event_data, void *userdata)
@@ -41,16 +42,18 @@ static int on_acl(int event, void *event_data, void *userdata)
     struct mosquitto_evt_acl_check *ed = event_data;
     const char *id = mosquitto_client_id(ed->client), *u = mosquitto_client_username(ed->client);
     int acc = to_access(ed->access), d;
-    if (!acc) return MOSQ_ERR_PLUGIN_DEFER; /* unsubscribe and future kinds: not ours */
-    d = fmq_policy_check(&policy, id, u, acc, ed->topic, ed->payload, ed->payloadlen, now_s());
+    if (!acc) return MOSQ_ERR_PLUGIN_DEFER; /* future kinds: not ours */
+    d = fmq_policy_check(&policy, id, u, acc, ed->topic, ed->payload, ed->payloadlen, ed->retain,
+                         now_s());
     if (d == FMQ_DENY_DEFER) return MOSQ_ERR_PLUGIN_DEFER;
     if (d == FMQ_DENY_OK) return MOSQ_ERR_SUCCESS;
     if (fmq_ratelimit_ok(&deny_log))
         mosquitto_log_printf(MOSQ_LOG_NOTICE,
                              "fedmq: denied %s %s by client \"%s\" (identity \"%s\"): %s",
-                             acc == FMQ_ACC_WRITE  ? "publish to"
-                             : acc == FMQ_ACC_READ ? "delivery of"
-                                                   : "subscribe to",
+                             acc == FMQ_ACC_WRITE       ? "publish to"
+                             : acc == FMQ_ACC_READ      ? "delivery of"
+                             : acc == FMQ_ACC_SUBSCRIBE ? "subscribe to"
+                                                        : "unsubscribe from",
                              ed->topic, id ? id : "", u ? u : "", fmq_deny_name(d));
     return MOSQ_ERR_ACL_DENIED;
 }
@@ -65,7 +68,7 @@ static int on_message(int event, void *event_data, void *userdata)
 
 static void publish_metrics(void)
 {
-    char json[1024], topic[128];
+    char json[4096], topic[128];
     size_t n = fmq_policy_metrics_json(&policy, json, sizeof json);
     snprintf(topic, sizeof topic, "%s/broker/metrics", policy.root);
     mosquitto_broker_publish_copy(NULL, topic, (int)n, json, 0, true, NULL);
@@ -115,8 +118,9 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         return MOSQ_ERR_UNKNOWN;
     mosquitto_log_printf(MOSQ_LOG_NOTICE,
                          "fedmq: plugin loaded: root %s, %d coordinator(s), update limit %zu bytes "
-                         "at %.1f/s per client",
-                         policy.root, policy.ncoordinators, policy.max_update_bytes, policy.rate);
+                         "at %.1f/s per client, sensor feeds <site>%s",
+                         policy.root, policy.ncoordinators, policy.max_update_bytes,
+                         policy.rate[FMQ_KIND_UPDATE], policy.sensor_suffix);
     return MOSQ_ERR_SUCCESS;
 }
 

@@ -5,6 +5,7 @@
 #include "fedmq/common.h"
 
 #include <arpa/inet.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,6 +135,22 @@ const char *fmq_feat_name(int i)
 int fmq_feat_is_binary(int i)
 {
     return i == 1 || (i >= F_PROTO && i < F_HIST + 16) || (i >= F_RPORT && i <= F_CTX);
+}
+
+void fmq_feat_range(int i, double *lo, double *hi)
+{
+    const double lg_count = log1p(4503599627370496.0), /* 2^52, the parser's count limit */
+        lg_secs = log1p(DBL_MAX), lg_win = log1p((double)FMQ_FEAT_MAXWIN);
+    *lo = 0;
+    *hi = 1;                      /* flags and shares */
+    if (i == 0 || i == F_CTX + 1) /* log_duration, ctx_log_gap: any non-negative seconds */
+        *hi = lg_secs;
+    else if ((i >= 2 && i <= 8) || i == F_HIST + 16) /* log-scaled counts, history length */
+        *hi = lg_count;
+    else if (i == 9) /* bytes_balance: a difference of two log counts */
+        *lo = -lg_count, *hi = lg_count;
+    else if (i == F_CTX + 2 || i == F_CTX + 9) /* flows in the window, flows per second */
+        *hi = lg_win;
 }
 
 static uint32_t fnv1a(const char *s)
@@ -422,4 +439,134 @@ void fmq_moments_finish(const struct fmq_moments *m, float *mean, float *std)
         mean[i] = (float)m->mean[i];
         std[i] = s < FMQ_FEAT_STD_FLOOR ? FMQ_FEAT_STD_FLOOR : s;
     }
+}
+
+int fmq_moments_check(const struct fmq_moments *m, char *err, size_t errlen)
+{
+    if (!(m->n >= 1) || !isfinite(m->n)) {
+        snprintf(err, errlen, "statistics over %g samples", m->n);
+        return FMQ_ERANGE;
+    }
+    for (int i = 0; i < FMQ_FEAT_DIM; i++) {
+        double lo, hi, var = m->m2[i] / m->n, vmax;
+        fmq_feat_range(i, &lo, &hi);
+        /* Bhatia-Davis: values in [lo, hi] with this mean vary at most (hi - mean)(mean - lo);
+         * mixtures keep the bound, so merged checked moments always give a normalisation
+         * fmq_norm_check accepts */
+        vmax = (hi - m->mean[i]) * (m->mean[i] - lo);
+        if (vmax < 0) vmax = 0;
+        if (!(m->mean[i] >= lo - 1e-3 && m->mean[i] <= hi + 1e-3)) { /* float rounding */
+            snprintf(err, errlen, "mean of feature %d (%s) is %g, outside its range [%g, %g]", i,
+                     fmq_feat_name(i), m->mean[i], lo, hi);
+            return FMQ_ERANGE;
+        }
+        if (!(var >= 0 && var <= vmax * (1 + 1e-6) + 1e-6)) {
+            snprintf(err, errlen,
+                     "variance of feature %d (%s) is %g, above %g, the most values in [%g, %g] "
+                     "with mean %g can have",
+                     i, fmq_feat_name(i), var, vmax, lo, hi, m->mean[i]);
+            return FMQ_ERANGE;
+        }
+    }
+    return 0;
+}
+
+int fmq_norm_check(const float *mean, const float *std, char *err, size_t errlen)
+{
+    for (int i = 0; i < FMQ_FEAT_DIM; i++) {
+        double lo, hi, smax;
+        fmq_feat_range(i, &lo, &hi);
+        smax = (hi - lo) / 2 > FMQ_FEAT_STD_FLOOR ? (hi - lo) / 2 : FMQ_FEAT_STD_FLOOR;
+        if (!(mean[i] >= lo - 1e-3 && mean[i] <= hi + 1e-3)) {
+            snprintf(err, errlen, "normalisation mean of feature %d (%s) is %g, outside [%g, %g]",
+                     i, fmq_feat_name(i), mean[i], lo, hi);
+            return FMQ_ERANGE;
+        }
+        if (!(std[i] >= FMQ_FEAT_STD_FLOOR * 0.999f && std[i] <= smax * 1.001 + 1e-6)) {
+            snprintf(err, errlen, "normalisation std of feature %d (%s) is %g, outside [%g, %g]", i,
+                     fmq_feat_name(i), std[i], FMQ_FEAT_STD_FLOOR, smax);
+            return FMQ_ERANGE;
+        }
+    }
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median_of(double *v, size_t n) /* sorts v */
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int fmq_moments_robust_merge(const struct fmq_moments *in, size_t n,
+                             const struct fmq_moments_rule *rule, struct fmq_moments *out,
+                             int *kept, int *capped)
+{
+    enum { D = 2 * FMQ_FEAT_DIM };
+    double *col = NULL, *vec = NULL, *dist = NULL, *ncap = NULL, cap = HUGE_VAL, total = 0, med;
+    double centre[D], scale[FMQ_FEAT_DIM];
+    int rc = FMQ_ENOMEM, merged = 0, *use = NULL;
+
+    fmq_moments_clear(out);
+    if (capped) *capped = 0;
+    if (n == 0) return FMQ_EINVAL;
+    if (!(col = malloc(n * sizeof *col)) || !(vec = malloc(n * D * sizeof *vec)) ||
+        !(dist = malloc(n * sizeof *dist)) || !(ncap = malloc(n * sizeof *ncap)) ||
+        !(use = malloc(n * sizeof *use)))
+        goto out;
+    for (size_t k = 0; k < n; k++) col[k] = in[k].n;
+    if (rule->count_cap > 0) cap = rule->count_cap * median_of(col, n);
+    for (size_t k = 0; k < n; k++) {
+        ncap[k] = in[k].n > cap ? cap : in[k].n;
+        if (capped) *capped += in[k].n > cap;
+        total += ncap[k];
+        use[k] = 1;
+    }
+    if (rule->filter && n >= 3) {
+        for (int i = 0; i < FMQ_FEAT_DIM; i++) { /* robust per-feature scale */
+            for (size_t k = 0; k < n; k++) col[k] = sqrt(in[k].m2[i] / in[k].n);
+            scale[i] = median_of(col, n);
+            if (scale[i] < FMQ_FEAT_STD_FLOOR) scale[i] = FMQ_FEAT_STD_FLOOR;
+        }
+        for (size_t k = 0; k < n; k++)
+            for (int i = 0; i < FMQ_FEAT_DIM; i++) {
+                vec[k * D + i] = in[k].mean[i] / scale[i];
+                vec[k * D + FMQ_FEAT_DIM + i] = sqrt(in[k].m2[i] / in[k].n) / scale[i];
+            }
+        for (int j = 0; j < D; j++) {
+            for (size_t k = 0; k < n; k++) col[k] = vec[k * D + j];
+            centre[j] = median_of(col, n);
+        }
+        for (size_t k = 0; k < n; k++) {
+            double d = 0;
+            for (int j = 0; j < D; j++)
+                d += (vec[k * D + j] - centre[j]) * (vec[k * D + j] - centre[j]);
+            dist[k] = col[k] = sqrt(d);
+        }
+        med = median_of(col, n);
+        for (size_t k = 0; k < n; k++)
+            use[k] = dist[k] <= rule->tau * med + 1e-9 || ncap[k] > rule->majority * total;
+    }
+    for (size_t k = 0; k < n; k++) {
+        struct fmq_moments m = in[k];
+        if (kept) kept[k] = use[k];
+        if (!use[k]) continue;
+        for (int i = 0; i < FMQ_FEAT_DIM; i++) m.m2[i] *= ncap[k] / in[k].n;
+        m.n = ncap[k];
+        fmq_moments_merge(out, &m);
+        merged++;
+    }
+    rc = merged;
+out:
+    free(col);
+    free(vec);
+    free(dist);
+    free(ncap);
+    free(use);
+    return rc;
 }

@@ -280,7 +280,8 @@ static int hexval(char c)
     return -1;
 }
 
-/* Decodes a JSON string into out (UTF-8), cap bytes including NUL. */
+/* Decodes a JSON string into out (UTF-8), cap bytes including NUL; out NULL only checks it
+ * (any length). */
 static int jstring(struct jp *p, char *out, size_t cap, size_t *outlen)
 {
     size_t n = 0;
@@ -330,12 +331,16 @@ static int jstring(struct jp *p, char *out, size_t cap, size_t *outlen)
                 return jfail(p, "bad escape");
             }
         }
+        if (!out) {
+            n++;
+            continue;
+        }
         if (n + 1 >= cap) return jfail(p, "string too long");
         out[n++] = (char)c;
     }
     if (p->s >= p->end) return jfail(p, "unterminated string");
     p->s++;
-    out[n] = 0;
+    if (out) out[n] = 0;
     *outlen = n;
     return 0;
 }
@@ -348,7 +353,7 @@ static int jskip(struct jp *p, int depth)
     if (depth > 8) return jfail(p, "nesting deeper than 8");
     jws(p);
     if (p->s >= p->end) return jfail(p, "unexpected end");
-    if (*p->s == '"') return jstring(p, tmp, sizeof tmp, &n);
+    if (*p->s == '"') return jstring(p, NULL, 0, &n);
     if (*p->s == '[' || *p->s == '{') {
         char close = *p->s == '[' ? ']' : '}';
         int obj = *p->s == '{';
@@ -383,72 +388,105 @@ static int jskip(struct jp *p, int depth)
     return 0;
 }
 
+/* One JSON object and nothing after it: `member` reads the value of each member at p->s. */
+static int jobject(struct jp *p, int (*member)(struct jp *, const char *, void *), void *ud)
+{
+    char key[64];
+    size_t klen;
+    int rc;
+
+    jws(p);
+    if (p->s >= p->end || *p->s != '{') return jfail(p, "expected '{'");
+    p->s++;
+    jws(p);
+    if (p->s < p->end && *p->s == '}')
+        p->s++;
+    else
+        for (;;) {
+            jws(p);
+            if (jstring(p, key, sizeof key, &klen)) return FMQ_EFORMAT;
+            jws(p);
+            if (p->s >= p->end || *p->s != ':') return jfail(p, "expected ':'");
+            p->s++;
+            jws(p);
+            if (p->s >= p->end) return jfail(p, "unexpected end");
+            if ((rc = member(p, key, ud)) != 0) return rc;
+            jws(p);
+            if (p->s < p->end && *p->s == ',') {
+                p->s++;
+                continue;
+            }
+            if (p->s < p->end && *p->s == '}') {
+                p->s++;
+                break;
+            }
+            return jfail(p, "expected ',' or '}'");
+        }
+    jws(p);
+    if (p->s != p->end) return jfail(p, "trailing bytes after object");
+    return 0;
+}
+
+/* A member of a flat Zeek record: strings and bare values set the field, sets are skipped. */
+static int flow_member(struct jp *p, const char *key, void *ud)
+{
+    char val[256], ferr[160];
+    size_t vlen;
+    int rc;
+
+    if (*p->s == '"') {
+        if (jstring(p, val, sizeof val, &vlen)) return FMQ_EFORMAT;
+    } else if (*p->s == '[' || *p->s == '{') {
+        return jskip(p, 1); /* tunnel_parents and other sets */
+    } else {
+        const char *st = p->s;
+        while (p->s < p->end && strchr("0123456789+-.eEtruefalsn", *p->s)) p->s++;
+        vlen = (size_t)(p->s - st);
+        if (vlen == 0 || vlen >= sizeof val) return jfail(p, "bad value");
+        memcpy(val, st, vlen);
+        val[vlen] = 0;
+        if (strcmp(val, "null") == 0) vlen = 0;
+    }
+    if ((rc = fmq_flow_set(ud, key, val, vlen, ferr, sizeof ferr)) != 0)
+        snprintf(p->err, p->errlen, "JSON field %s", ferr);
+    return rc;
+}
+
 int fmq_flow_from_json(const char *buf, size_t len, struct fmq_flow *f, char *err, size_t errlen)
 {
     struct jp p = {buf, buf + len, buf, err, errlen};
-    char key[64], val[256];
-    size_t klen, vlen;
-    int rc, skip;
+    int rc;
 
     fmq_flow_clear(f);
-    jws(&p);
-    if (p.s >= p.end || *p.s != '{') return jfail(&p, "expected '{'");
-    p.s++;
-    jws(&p);
-    if (p.s < p.end && *p.s == '}') {
-        p.s++;
-        goto done;
-    }
-    for (;;) {
-        jws(&p);
-        if (jstring(&p, key, sizeof key, &klen)) return FMQ_EFORMAT;
-        jws(&p);
-        if (p.s >= p.end || *p.s != ':') return jfail(&p, "expected ':'");
-        p.s++;
-        jws(&p);
-        if (p.s >= p.end) return jfail(&p, "unexpected end");
-        skip = 0;
-        if (*p.s == '"') {
-            if (jstring(&p, val, sizeof val, &vlen)) return FMQ_EFORMAT;
-        } else if (*p.s == '[' || *p.s == '{') {
-            if (jskip(&p, 1)) return FMQ_EFORMAT; /* tunnel_parents and other sets */
-            skip = 1;
-            vlen = 0;
-        } else {
-            const char *st = p.s;
-            while (p.s < p.end && strchr("0123456789+-.eEtruefalsn", *p.s)) p.s++;
-            vlen = (size_t)(p.s - st);
-            if (vlen == 0 || vlen >= sizeof val) return jfail(&p, "bad value");
-            memcpy(val, st, vlen);
-            val[vlen] = 0;
-            if (strcmp(val, "null") == 0) vlen = 0;
-        }
-        if (!skip) {
-            char ferr[160];
-            if ((rc = fmq_flow_set(f, key, val, vlen, ferr, sizeof ferr)) != 0) {
-                snprintf(err, errlen, "JSON field %s", ferr);
-                return rc;
-            }
-        }
-        jws(&p);
-        if (p.s < p.end && *p.s == ',') {
-            p.s++;
-            continue;
-        }
-        if (p.s < p.end && *p.s == '}') {
-            p.s++;
-            break;
-        }
-        return jfail(&p, "expected ',' or '}'");
-    }
-done:
-    jws(&p);
-    if (p.s != p.end) return jfail(&p, "trailing bytes after object");
+    if ((rc = jobject(&p, flow_member, f)) != 0) return rc;
     if (isnan(f->ts) || !f->orig_h[0] || !f->resp_h[0]) {
         snprintf(err, errlen, "JSON record lacks ts, id.orig_h or id.resp_h");
         return FMQ_EFORMAT;
     }
     return 0;
+}
+
+struct want_str {
+    const char *key;
+    char *out;
+    size_t cap;
+};
+
+static int str_member(struct jp *p, const char *key, void *ud)
+{
+    struct want_str *w = ud;
+    size_t n;
+    if (!strcmp(key, w->key) && *p->s == '"') return jstring(p, w->out, w->cap, &n);
+    return jskip(p, 1);
+}
+
+int fmq_json_object_check(const char *buf, size_t len, const char *key, char *out, size_t cap,
+                          char *err, size_t errlen)
+{
+    struct jp p = {buf, buf + len, buf, err, errlen};
+    struct want_str w = {key, out, cap};
+    out[0] = 0;
+    return jobject(&p, str_member, &w);
 }
 
 /* ---- JSON writer ---- */

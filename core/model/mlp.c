@@ -5,6 +5,7 @@
 #include "fedmq/featurize.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,6 +103,26 @@ void fmq_model_init_params(struct fmq_model *m, uint64_t seed)
         for (size_t i = 0; i < (size_t)m->dims[l] * m->dims[l + 1]; i++)
             w[i] = (float)((2.0 * fmq_rng_uniform(&r) - 1.0) * a);
     }
+}
+
+int fmq_params_check(const float *p, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(fabsf(p[i]) <= FMQ_MODEL_PARAM_MAX)) { /* NaN fails too */
+            snprintf(err, errlen, "parameter %zu of %zu is %g, beyond +-%g", i, n, (double)p[i],
+                     (double)FMQ_MODEL_PARAM_MAX);
+            return FMQ_ERANGE;
+        }
+    return 0;
+}
+
+int fmq_model_check(const struct fmq_model *m, char *err, size_t errlen)
+{
+    int rc = fmq_params_check(m->params, m->nparams, err, errlen);
+    if (rc == 0 && m->has_norm && m->cfg.in_dim == FMQ_FEAT_DIM &&
+        m->cfg.feat_version == FMQ_FEAT_VERSION)
+        rc = fmq_norm_check(m->norm_mean, m->norm_std, err, errlen);
+    return rc;
 }
 
 void fmq_model_normalize(const struct fmq_model *m, const float *x, float *out, int n)

@@ -38,6 +38,7 @@ int fmq_robust_init(struct fmq_robust *r, int rule, size_t dim)
     r->krum_tau = 3.0;
     r->krum_cos = 0.2;
     r->majority = 0.5;
+    r->count_cap = 5.0;
     return 0;
 }
 
@@ -45,8 +46,12 @@ void fmq_robust_free(struct fmq_robust *r)
 {
     free(r->u);
     free(r->w);
+    free(r->we);
     free(r->col);
     free(r->d2);
+    free(r->s1);
+    free(r->s2);
+    free(r->use);
     memset(r, 0, sizeof *r);
 }
 
@@ -55,23 +60,28 @@ void fmq_robust_reset(struct fmq_robust *r)
     r->n = 0;
 }
 
+/* Grows one scratch array to c elements of size sz (keeps the old one when out of memory). */
+static int grow(void *pp, size_t c, size_t sz)
+{
+    void **p = pp, *q = realloc(*p, c * sz);
+    if (!q) return FMQ_ENOMEM;
+    *p = q;
+    return 0;
+}
+
 int fmq_robust_add(struct fmq_robust *r, const float *delta, double weight)
 {
     if (!(weight > 0) || !isfinite(weight)) return FMQ_EINVAL;
     for (size_t i = 0; i < r->dim; i++)
         if (!isfinite(delta[i])) return FMQ_ERANGE;
     if (r->n == r->cap) { /* grows with the fleet, then stays */
-        size_t c = r->cap ? 2 * r->cap : 16;
-        float *u = realloc(r->u, c * r->dim * sizeof *u), *col;
-        double *w, *d2;
-        if (u) r->u = u;
-        w = realloc(r->w, c * sizeof *w);
-        if (w) r->w = w;
-        col = realloc(r->col, c * sizeof *col);
-        if (col) r->col = col;
-        d2 = realloc(r->d2, c * c * sizeof *d2);
-        if (d2) r->d2 = d2;
-        if (!u || !w || !col || !d2) return FMQ_ENOMEM;
+        size_t c = r->cap ? 2 * r->cap : 16,
+               p = c < FMQ_ROBUST_PAIRWISE_MAX ? c : FMQ_ROBUST_PAIRWISE_MAX;
+        if (grow(&r->u, c * r->dim, sizeof *r->u) || grow(&r->w, c, sizeof *r->w) ||
+            grow(&r->we, c, sizeof *r->we) || grow(&r->col, c, sizeof *r->col) ||
+            grow(&r->s1, c, sizeof *r->s1) || grow(&r->s2, c, sizeof *r->s2) ||
+            grow(&r->use, c, sizeof *r->use) || grow(&r->d2, p * p, sizeof *r->d2))
+            return FMQ_ENOMEM;
         r->cap = c;
     }
     memcpy(r->u + r->n * r->dim, delta, r->dim * sizeof(float));
@@ -91,6 +101,20 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Median of v[0..n) (sorted in place). */
+static double median_sorted(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double fmq_robust_count_cap(const double *w, size_t n, double mult, double *scratch)
+{
+    if (!(mult > 0) || n == 0) return HUGE_VAL;
+    memcpy(scratch, w, n * sizeof *w);
+    return mult * median_sorted(scratch, n);
+}
+
 static double norm(const float *v, size_t n)
 {
     double s = 0;
@@ -98,6 +122,7 @@ static double norm(const float *v, size_t n)
     return sqrt(s);
 }
 
+/* out = sum over used k of we[k] x scale[k] x u[k] / sum over used k of we[k] */
 static void weighted_mean(struct fmq_robust *r, const int *use, const double *scale, double *out)
 {
     double tw = 0;
@@ -106,19 +131,18 @@ static void weighted_mean(struct fmq_robust *r, const int *use, const double *sc
         const float *v = r->u + k * r->dim;
         double w;
         if (use && !use[k]) continue;
-        w = r->w[k] * (scale ? scale[k] : 1.0);
+        w = r->we[k] * (scale ? scale[k] : 1.0);
         for (size_t i = 0; i < r->dim; i++) out[i] += w * v[i];
-        tw += r->w[k];
+        tw += r->we[k];
     }
     for (size_t i = 0; i < r->dim; i++) out[i] /= tw;
 }
 
 static void clip_rule(struct fmq_robust *r, double *out)
 {
-    double *norms = r->d2, *sorted = r->d2 + r->n, bound; /* d2 has room for 2n doubles */
+    double *norms = r->s1, *sorted = r->s2, bound;
     for (size_t k = 0; k < r->n; k++) norms[k] = sorted[k] = norm(r->u + k * r->dim, r->dim);
-    qsort(sorted, r->n, sizeof *sorted, cmp_d);
-    bound = r->clip_mult * sorted[r->n / 2];
+    bound = r->clip_mult * median_sorted(sorted, r->n);
     r->last_clipped = 0;
     for (size_t k = 0; k < r->n; k++) { /* scale factor in place of the norm */
         double s = norms[k] > bound && norms[k] > 0 ? bound / norms[k] : 1.0;
@@ -147,16 +171,12 @@ static void coordinate_rule(struct fmq_robust *r, double *out)
     r->last_used = (int)(n - 2 * cut);
 }
 
+/* multi-krum and krum-filter; n <= FMQ_ROBUST_PAIRWISE_MAX (d2 holds n x n). */
 static void krum_rule(struct fmq_robust *r, double *out)
 {
     size_t n = r->n, f = (size_t)floor(r->f * (double)n), near, m;
-    int use[1024] = {0};
-    double score[1024], row[1024];
-    if (n > 1024) { /* beyond the fixed scratch (the coordinator's agent limit): plain mean */
-        weighted_mean(r, NULL, NULL, out);
-        r->last_used = (int)r->n;
-        return;
-    }
+    int *use = r->use;
+    double *score = r->s1, *row = r->s2;
     near = n > f + 2 ? n - f - 2 : 1;
     m = n > f ? n - f : 1;
     for (size_t a = 0; a < n; a++)
@@ -168,6 +188,7 @@ static void krum_rule(struct fmq_robust *r, double *out)
         }
     for (size_t a = 0; a < n; a++) {
         size_t c = 0;
+        use[a] = 0;
         for (size_t b = 0; b < n; b++)
             if (b != a) row[c++] = r->d2[a * n + b];
         qsort(row, c, sizeof *row, cmp_d);
@@ -201,18 +222,18 @@ static void krum_rule(struct fmq_robust *r, double *out)
             use[a] = rn == 0 || xn == 0 || dot > r->krum_cos * rn * sqrt(xn); /* a zero
                                                                      reference decides nothing */
         }
-        qsort(row, n, sizeof *row, cmp_d);
-        med = n % 2 ? row[n / 2] : 0.5 * (row[n / 2 - 1] + row[n / 2]);
-        for (size_t a = 0; a < n; a++) tw += r->w[a];
+        med = median_sorted(row, n);
+        for (size_t a = 0; a < n; a++) tw += r->we[a];
         m = 0;
         for (size_t a = 0; a < n; a++) {
-            /* a site holding more than the majority share of the round's examples is the
-             * weighted median on its own: the count majority may not outvote it (without this,
-             * the 64% site of the demo's non-IID split was dropped on 2 training seeds of 10) */
-            use[a] = (use[a] && dist[a] <= r->krum_tau * med) || r->w[a] > r->majority * tw;
+            /* a site holding more than the majority share of the round's examples (after the
+             * count cap) is the weighted median on its own: the count majority may not outvote
+             * it (without this, the 64% site of the demo's non-IID split was dropped on 2
+             * training seeds of 10) */
+            use[a] = (use[a] && dist[a] <= r->krum_tau * med) || r->we[a] > r->majority * tw;
             m += (size_t)use[a];
         }
-        if (m == 0) /* nothing passes: fall back to the reference set */
+        if (m == 0) /* nothing passes: fall back to every update */
             for (size_t pick = 0; pick < n; pick++) m += (size_t)(use[pick] = 1);
     }
     weighted_mean(r, use, NULL, out);
@@ -237,10 +258,10 @@ static void geomedian(struct fmq_robust *r, double *out, double *dist)
             for (size_t i = 0; i < r->dim; i++)
                 d += ((double)x[i] - out[i]) * ((double)x[i] - out[i]);
             dist[k] = sqrt(d);
-            obj += r->w[k] * dist[k];
+            obj += r->we[k] * dist[k];
         }
         if (it == 31) break; /* dist is the final point's */
-        for (size_t k = 0; k < r->n; k++) tb += dist[k] = r->w[k] / (dist[k] > nu ? dist[k] : nu);
+        for (size_t k = 0; k < r->n; k++) tb += dist[k] = r->we[k] / (dist[k] > nu ? dist[k] : nu);
         for (size_t i = 0; i < r->dim; i++) {
             double z = 0;
             for (size_t k = 0; k < r->n; k++) z += dist[k] * r->u[k * r->dim + i];
@@ -259,18 +280,17 @@ static void geomedian(struct fmq_robust *r, double *out, double *dist)
 static void geomed_rule(struct fmq_robust *r, double *out)
 {
     size_t n = r->n, m = 0;
-    double *dist = r->d2, *sorted = r->d2 + n, gn = 0, med;
-    int use[1024];
+    double *dist = r->s1, *sorted = r->s2, gn = 0, med;
+    int *use = r->use;
     geomedian(r, out, dist);
-    if (r->rule == FMQ_ROBUST_GEOMEDIAN || n > 1024) {
+    if (r->last_rule == FMQ_ROBUST_GEOMEDIAN) {
         r->last_used = (int)n;
         return;
     }
     for (size_t i = 0; i < r->dim; i++) gn += out[i] * out[i];
     gn = sqrt(gn);
     memcpy(sorted, dist, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, cmp_d);
-    med = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+    med = median_sorted(sorted, n);
     for (size_t a = 0; a < n; a++) {
         const float *x = r->u + a * r->dim;
         double dot = 0, xn = 0;
@@ -282,16 +302,30 @@ static void geomed_rule(struct fmq_robust *r, double *out)
                  dist[a] <= r->krum_tau * med + 1e-12 * gn;
         m += (size_t)use[a];
     }
-    if (m > 0) weighted_mean(r, use, NULL, out);
+    if (m > 0)
+        weighted_mean(r, use, NULL, out);
+    else /* the geometric median itself: every update shaped it */
+        for (size_t a = 0; a < n; a++) use[a] = 1;
     r->last_used = (int)(m > 0 ? m : n);
     r->last_clipped = (int)(n - m); /* dropped */
 }
 
 int fmq_robust_aggregate(struct fmq_robust *r, double *out)
 {
+    double cap;
     if (r->n == 0) return FMQ_EINVAL;
-    r->last_clipped = 0;
-    switch (r->rule) {
+    r->last_clipped = r->last_capped = 0;
+    cap = fmq_robust_count_cap(r->w, r->n, r->count_cap, r->s1);
+    for (size_t k = 0; k < r->n; k++) {
+        r->we[k] = r->w[k] > cap ? cap : r->w[k];
+        r->last_capped += r->w[k] > cap;
+        r->use[k] = 1;
+    }
+    r->last_rule = r->rule;
+    if ((r->rule == FMQ_ROBUST_KRUM || r->rule == FMQ_ROBUST_KRUM_FILTER) &&
+        r->n > FMQ_ROBUST_PAIRWISE_MAX)
+        r->last_rule = FMQ_ROBUST_GEOMED_FILTER; /* beyond the pairwise limit: see robust.h */
+    switch (r->last_rule) {
     case FMQ_ROBUST_CLIP:
         clip_rule(r, out);
         break;

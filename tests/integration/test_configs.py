@@ -23,6 +23,9 @@ def main():
     assert r.returncode == 0 and "config ok: id site-a" in r.stdout, r
     r = run([coord, "--config", os.path.join(dep, "coordinator.conf.example"), "--check"])
     assert r.returncode == 0 and "model mlp (3137 parameters)" in r.stdout, r
+    r = run([coord, "--config", os.path.join(dep, "coordinator-prod.conf.example"), "--check"])
+    assert r.returncode == 0 and "DP clip 2 noise 1 delta 1e-05 epsilon max 28" in r.stdout, r
+    assert "count cap 5 x median" in r.stdout, r
 
     # strategy parameters override the chosen strategy's Flower defaults in any order
     r = run([coord, "--eta", "0.05", "--strategy", "fedyogi", "--check"])

@@ -142,12 +142,134 @@ static void test_moments_merge(void)
     CU_ASSERT(std[1] > 1.0f);
 }
 
+/* Every feature of real flows lies in fmq_feat_range; moments outside it are refused. */
+static void test_ranges_and_checks(void)
+{
+    struct fmq_featurizer fz;
+    struct fmq_flow f;
+    struct fmq_moments m;
+    float x[FMQ_FEAT_DIM], mean[FMQ_FEAT_DIM], std[FMQ_FEAT_DIM];
+    char err[200];
+    double lo, hi;
+    CU_ASSERT_FATAL(fmq_feat_init(&fz, 16, 16) == 0);
+    fmq_moments_clear(&m);
+    fmq_flow_clear(&f); /* the extremes the parser admits */
+    f.ts = 1e308;
+    f.duration = 1.7e308;
+    f.orig_bytes = f.resp_bytes = f.orig_pkts = f.orig_ip_bytes = (int64_t)1 << 52;
+    f.resp_pkts = 0;
+    f.resp_ip_bytes = 0;
+    strcpy(f.orig_h, "10.0.0.1");
+    strcpy(f.resp_h, "10.0.0.2");
+    strcpy(f.history, "ShADadFfRrTtCc^ShADadFfRrTtCc^ShADadFfRrTtCc^ShADadFfRrTtCc^xyz");
+    for (int k = 0; k < 70; k++) {
+        f.ts = k == 1 ? 0 : k * 1e306; /* time going back and jumping far */
+        fmq_feat_extract(&fz, &f, x);
+        for (int i = 0; i < FMQ_FEAT_DIM; i++) {
+            fmq_feat_range(i, &lo, &hi);
+            CU_ASSERT(x[i] >= lo - 1e-3 && x[i] <= hi + 1e-3);
+        }
+        fmq_moments_add(&m, x);
+    }
+    CU_ASSERT(fmq_moments_check(&m, err, sizeof err) == 0);
+    fmq_moments_finish(&m, mean, std);
+    CU_ASSERT(fmq_norm_check(mean, std, err, sizeof err) == 0);
+    { /* checked moments merge into checked moments: the bound survives mixtures */
+        struct fmq_moments top = m, mix = m;
+        for (int i = 0; i < FMQ_FEAT_DIM; i++) {
+            double lo2, hi2;
+            fmq_feat_range(i, &lo2, &hi2);
+            top.mean[i] = hi2;
+            top.m2[i] = 0;
+        }
+        top.n = 1e12;
+        CU_ASSERT(fmq_moments_check(&top, err, sizeof err) == 0);
+        fmq_moments_merge(&mix, &top);
+        CU_ASSERT(fmq_moments_check(&mix, err, sizeof err) == 0);
+        fmq_moments_finish(&mix, mean, std);
+        CU_ASSERT(fmq_norm_check(mean, std, err, sizeof err) == 0);
+        fmq_moments_finish(&m, mean, std);
+    }
+    /* the attack of issue 15: mean 1e300 over one sample */
+    m.n = 1;
+    m.mean[0] = 1e300;
+    CU_ASSERT_EQUAL(fmq_moments_check(&m, err, sizeof err), FMQ_ERANGE);
+    CU_ASSERT(strstr(err, "log_duration") != NULL);
+    m.mean[0] = 1;
+    m.m2[12] = 0.26; /* a one-hot flag cannot vary more than 0.25 */
+    CU_ASSERT_EQUAL(fmq_moments_check(&m, err, sizeof err), FMQ_ERANGE);
+    CU_ASSERT(strstr(err, "proto_icmp") != NULL);
+    std[5] = 1e30f;
+    CU_ASSERT_EQUAL(fmq_norm_check(mean, std, err, sizeof err), FMQ_ERANGE);
+    fmq_feat_free(&fz);
+}
+
+/* The statistics round, robustly: the exact merge for an honest fleet, one extreme agent left
+ * out, counts capped, and the site holding most of the data kept. */
+static void test_moments_robust(void)
+{
+    struct fmq_moments in[9], out, exact;
+    struct fmq_moments_rule rule = {5.0, 1, 3.0, 0.5};
+    char err[200];
+    int kept[9], capped, n;
+    fmq_moments_clear(&exact);
+    for (int k = 0; k < 8; k++) {
+        fmq_moments_clear(&in[k]);
+        for (int j = 0; j < 100 + 50 * k; j++) {
+            float x[FMQ_FEAT_DIM];
+            for (int i = 0; i < FMQ_FEAT_DIM; i++) x[i] = (float)((j * 7 + i * 3 + k) % 10) / 10;
+            fmq_moments_add(&in[k], x);
+        }
+        fmq_moments_merge(&exact, &in[k]);
+    }
+    n = fmq_moments_robust_merge(in, 8, &rule, &out, kept, &capped);
+    CU_ASSERT_EQUAL(n, 8);
+    CU_ASSERT_EQUAL(capped, 0);
+    CU_ASSERT_DOUBLE_EQUAL(out.n, exact.n, 0);
+    for (int i = 0; i < FMQ_FEAT_DIM; i++) {
+        CU_ASSERT_DOUBLE_EQUAL(out.mean[i], exact.mean[i], 1e-12);
+        CU_ASSERT_DOUBLE_EQUAL(out.m2[i], exact.m2[i], 1e-9);
+    }
+    /* stats-extreme: every mean at the top of its range, all mass there, 1e12 samples; the
+     * range's largest variance with that mean is refused (Bhatia-Davis: at most 0) */
+    in[8] = in[0];
+    in[8].n = 1e12;
+    for (int i = 0; i < FMQ_FEAT_DIM; i++) {
+        double lo, hi;
+        fmq_feat_range(i, &lo, &hi);
+        in[8].mean[i] = hi;
+        in[8].m2[i] = (hi - lo) * (hi - lo) / 4 * in[8].n;
+    }
+    CU_ASSERT_EQUAL(fmq_moments_check(&in[8], err, sizeof err), FMQ_ERANGE);
+    for (int i = 0; i < FMQ_FEAT_DIM; i++) in[8].m2[i] = 0;
+    CU_ASSERT(fmq_moments_check(&in[8], err, sizeof err) == 0); /* real features could */
+    n = fmq_moments_robust_merge(in, 9, &rule, &out, kept, &capped);
+    CU_ASSERT_EQUAL(n, 8);
+    CU_ASSERT_EQUAL(kept[8], 0);
+    CU_ASSERT_EQUAL(capped, 1);
+    CU_ASSERT_DOUBLE_EQUAL(out.mean[3], exact.mean[3], 1e-12);
+    /* without the filter the cap still bounds it: 5 x the median count of the nine, 300 */
+    rule.filter = 0;
+    n = fmq_moments_robust_merge(in, 9, &rule, &out, kept, &capped);
+    CU_ASSERT_EQUAL(n, 9);
+    CU_ASSERT_DOUBLE_EQUAL(out.n, exact.n + 5 * 300.0, 1e-6);
+    /* a site holding most of the (capped) data is kept however far it lies */
+    rule.filter = 1;
+    rule.count_cap = 0;
+    n = fmq_moments_robust_merge(in, 9, &rule, &out, kept, &capped);
+    CU_ASSERT_EQUAL(n, 9);
+    CU_ASSERT_EQUAL(kept[8], 1);
+    CU_ASSERT_EQUAL(fmq_moments_robust_merge(in, 0, &rule, &out, kept, &capped), FMQ_EINVAL);
+}
+
 int init_featurize_tests(void)
 {
     static const struct fmq_test t[] = {{"flow fields", test_flow_fields},
                                         {"context scan vs beacon", test_context_scan_vs_beacon},
                                         {"eviction bounded", test_eviction_bounded},
                                         {"moments merge", test_moments_merge},
+                                        {"feature ranges, checks", test_ranges_and_checks},
+                                        {"moments, robust merge", test_moments_robust},
                                         {NULL, NULL}};
     return fmq_add_suite("featurize", t);
 }

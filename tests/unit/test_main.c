@@ -18,6 +18,7 @@ static const struct suite suites[] = {
     {"config", init_config_tests},   {"mq", init_mq_tests},     {"codec", init_codec_tests},
     {"gsfs", init_gsfs_tests},       {"gpt", init_gpt_tests},   {"plugin", init_plugin_tests},
     {"calib", init_calib_tests},     {"learner", init_learner_tests},
+    {"secagg", init_secagg_tests},
 };
 
 static void quiet_log(int level, const char *msg, void *ud)

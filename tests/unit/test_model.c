@@ -123,6 +123,32 @@ static void test_logreg_grad(void)
     model_grad_check(&c);
 }
 
+/* The model check agents and the coordinator share: finite, bounded, a real normalisation. */
+static void test_model_check(void)
+{
+    struct fmq_model_config c = {FMQ_MODEL_MLP, 80, 1, {8}, 1, 16};
+    struct fmq_model m;
+    char err[200];
+    CU_ASSERT_FATAL(fmq_model_init(&m, &c) == 0);
+    fmq_model_init_params(&m, 1);
+    CU_ASSERT(fmq_model_check(&m, err, sizeof err) == 0); /* no normalisation yet: 0 and 1 */
+    m.params[7] = 3e38f;
+    CU_ASSERT_EQUAL(fmq_model_check(&m, err, sizeof err), FMQ_ERANGE);
+    CU_ASSERT(strstr(err, "parameter 7") != NULL);
+    m.params[7] = NAN;
+    CU_ASSERT_EQUAL(fmq_params_check(m.params, m.nparams, err, sizeof err), FMQ_ERANGE);
+    m.params[7] = 0.5f;
+    m.has_norm = 1;
+    for (int i = 0; i < 80; i++) m.norm_mean[i] = 0.2f, m.norm_std[i] = 0.3f;
+    CU_ASSERT(fmq_model_check(&m, err, sizeof err) == 0);
+    m.norm_std[3] = INFINITY; /* the 1e300 statistics of issue 15, once a float */
+    CU_ASSERT_EQUAL(fmq_model_check(&m, err, sizeof err), FMQ_ERANGE);
+    m.norm_std[3] = 0.3f;
+    m.norm_mean[10] = 5; /* proto_tcp is a flag */
+    CU_ASSERT_EQUAL(fmq_model_check(&m, err, sizeof err), FMQ_ERANGE);
+    fmq_model_free(&m);
+}
+
 static void test_config_checks(void)
 {
     struct fmq_model_config c = {FMQ_MODEL_MLP, 6, 0, {0}, 1, 8};
@@ -331,6 +357,7 @@ int init_model_tests(void)
         {"mlp gradient", test_mlp_grad},
         {"logreg gradient", test_logreg_grad},
         {"config checks", test_config_checks},
+        {"model check (finite, bounded, normalisation)", test_model_check},
         {"sgd and adam steps", test_sgd_adam_steps},
         {"train learns, deterministic", test_train_learns_and_is_deterministic},
         {"scores", test_scores},

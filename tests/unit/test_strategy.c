@@ -155,6 +155,7 @@ static void test_robust_weighted(void)
     CU_ASSERT(fmq_robust_parse("geomed-filter", &rule) == 0 && rule == FMQ_ROBUST_GEOMED_FILTER);
     CU_ASSERT_FATAL(fmq_robust_init(&r, FMQ_ROBUST_KRUM_FILTER, 2) == 0);
     r.f = 0.2;
+    r.count_cap = 0; /* the claimed weights as they are (the cap: test_robust_caps_and_limits) */
     CU_ASSERT(fmq_robust_add(&r, big, 10.0) == 0);
     for (int k = 0; k < 4; k++) CU_ASSERT(fmq_robust_add(&r, small[k], 1.0) == 0);
     /* krum-filter: the reference is the four small ones' mean (1, 0.025); the big site's
@@ -270,6 +271,54 @@ static void test_robust_rules(void)
     fmq_robust_free(&r);
 }
 
+/* Example counts are capped at count_cap x the median (one liar claiming 2^40 examples weighs
+ * five typical sites, not all of them), and the krum rules never fall back to a plain mean past
+ * their pairwise limit: they degrade to geomed-filter and say so. */
+static void test_robust_caps_and_limits(void)
+{
+    static const float honest[2] = {1, 0}, liar[2] = {-1, 0};
+    double out[2];
+    struct fmq_robust r;
+    CU_ASSERT_FATAL(fmq_robust_init(&r, FMQ_ROBUST_NONE, 2) == 0);
+    CU_ASSERT_EQUAL(r.count_cap, 5.0);
+    for (int k = 0; k < 9; k++) CU_ASSERT(fmq_robust_add(&r, honest, 100.0) == 0);
+    CU_ASSERT(fmq_robust_add(&r, liar, 1099511627776.0) == 0);
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    CU_ASSERT_EQUAL(r.last_capped, 1);
+    CU_ASSERT_DOUBLE_EQUAL(r.we[9], 500.0, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], (900.0 - 500.0) / 1400.0, 1e-9);
+    /* krum-filter: capped, the liar no longer holds the majority of the weight: it goes */
+    r.rule = FMQ_ROBUST_KRUM_FILTER;
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    CU_ASSERT_EQUAL(r.use[9], 0);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], 1.0, 1e-9);
+    r.count_cap = 0; /* off: the liar's claim wins the majority exemption */
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    CU_ASSERT_EQUAL(r.use[9], 1);
+    CU_ASSERT(out[0] < -0.99);
+    fmq_robust_free(&r);
+    /* 1,100 updates (beyond FMQ_ROBUST_PAIRWISE_MAX), 30% of them far away: krum-filter
+     * degrades to geomed-filter, which still leaves the far ones out */
+    CU_ASSERT_FATAL(fmq_robust_init(&r, FMQ_ROBUST_KRUM_FILTER, 2) == 0);
+    for (int k = 0; k < 1100; k++) {
+        float v[2] = {k % 10 < 3 ? -50.0f : 1.0f + 0.001f * (float)(k % 7), 0.01f * (k % 3)};
+        CU_ASSERT(fmq_robust_add(&r, v, 1.0) == 0);
+    }
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    CU_ASSERT_EQUAL(r.last_rule, FMQ_ROBUST_GEOMED_FILTER);
+    CU_ASSERT_EQUAL(r.last_used, 770);
+    CU_ASSERT(out[0] > 0.99 && out[0] < 1.01);
+    fmq_robust_reset(&r); /* within the limit: krum-filter itself */
+    for (int k = 0; k < 20; k++) {
+        float v[2] = {k % 10 < 3 ? -50.0f : 1.0f, 0};
+        CU_ASSERT(fmq_robust_add(&r, v, 1.0) == 0);
+    }
+    CU_ASSERT(fmq_robust_aggregate(&r, out) == 0);
+    CU_ASSERT_EQUAL(r.last_rule, FMQ_ROBUST_KRUM_FILTER);
+    CU_ASSERT_EQUAL(r.last_used, 14);
+    fmq_robust_free(&r);
+}
+
 /* The RDP accountant: the plain Gaussian mechanism in closed form, composition, subsampling. */
 static void test_dp_accountant(void)
 {
@@ -313,6 +362,8 @@ int init_strategy_tests(void)
                                         {"network and device sensing", test_sensing_plan},
                                         {"robust aggregation rules", test_robust_rules},
                                         {"robust rules, weight-aware", test_robust_weighted},
+                                        {"robust: count cap, pairwise limit",
+                                         test_robust_caps_and_limits},
                                         {"dp accountant and clipping", test_dp_accountant},
                                         {NULL, NULL}};
     return fmq_add_suite("strategy", t);

@@ -19,6 +19,7 @@ int init_gpt_tests(void);
 int init_plugin_tests(void);
 int init_calib_tests(void);
 int init_learner_tests(void);
+int init_secagg_tests(void);
 
 /* FMQ_SOURCE_DIR is set by CMake; data/ and schemas/ are read from there. */
 #define DATA_DIR FMQ_SOURCE_DIR "/data/iot23/"

@@ -38,6 +38,11 @@ void fmq_feat_extract(struct fmq_featurizer *fz, const struct fmq_flow *f, float
 const char *fmq_feat_name(int i);
 /* 1 when feature i only takes the values 0 and 1 (one-hots, flags), 0 for counts and shares. */
 int fmq_feat_is_binary(int i);
+/* The interval feature i always lies in, whatever the input (schemas/features.md, "range"):
+ * one-hot flags and shares [0, 1], log-scaled counts [0, log1p(2^52)] (counts above 2^52 are
+ * refused by the flow parser), log-scaled seconds [0, log1p(DBL_MAX)], window counts and rates
+ * [0, log1p(FMQ_FEAT_MAXWIN)]. */
+void fmq_feat_range(int i, double *lo, double *hi);
 
 /* Streaming mean/variance (Welford), mergeable across agents (Chan et al. 1979). */
 struct fmq_moments {
@@ -52,5 +57,38 @@ void fmq_moments_merge(struct fmq_moments *into, const struct fmq_moments *other
  * never varied in training cannot blow up at inference. */
 #define FMQ_FEAT_STD_FLOOR 0.05f
 void fmq_moments_finish(const struct fmq_moments *m, float *mean, float *std);
+/* Whether moments could have come from the featurizer: n >= 1, every mean inside its feature's
+ * range (fmq_feat_range) and every variance m2 / n at most (hi - mean)(mean - lo) (the
+ * Bhatia-Davis inequality: no sample in [lo, hi] with that mean varies more; it implies
+ * Popoviciu's (hi - lo)^2 / 4, and a merge of moments that meet it meets it too). 0, or
+ * FMQ_ERANGE with the feature in err. */
+int fmq_moments_check(const struct fmq_moments *m, char *err, size_t errlen);
+/* The statistics round, robustly (the normalisation every agent then uses must not follow one
+ * liar). The n agents' moments in[] (each already checked with fmq_moments_check):
+ *   1. counts capped at count_cap x the median count (0 = no cap), as the training rounds cap
+ *      example counts (robust.h); a capped agent keeps its means and variances;
+ *   2. when filter is set, each agent becomes a vector of its 80 means and 80 stds, each
+ *      feature scaled by the median over agents of their stds (floored at FMQ_FEAT_STD_FLOOR);
+ *      an agent whose vector lies further than tau x the median distance from the
+ *      coordinate-wise median vector (Yin et al. 2018's robust centre; the distance filter of
+ *      krum-filter, robust.h) is left out, unless it holds more than `majority` of the capped
+ *      counts (the honest site with most of the data, as in krum-filter);
+ *   3. the kept agents' moments are merged exactly (Chan et al. 1979).
+ * Nothing is left out when every agent is within the bound, so an honest fleet gets the exact
+ * merge. kept[k] (n ints, may be NULL) says who was merged; returns the number merged, or
+ * FMQ_EINVAL (n 0) / FMQ_ENOMEM. */
+struct fmq_moments_rule {
+    double count_cap; /* x the median count; 0 = off */
+    int filter;       /* 1: the distance filter of step 2 */
+    double tau;       /* distance bound, x the median distance */
+    double majority;  /* share of the capped counts that is kept whatever its distance */
+};
+int fmq_moments_robust_merge(const struct fmq_moments *in, size_t n,
+                             const struct fmq_moments_rule *rule, struct fmq_moments *out,
+                             int *kept, int *capped);
+/* Whether a normalisation (in_dim FMQ_FEAT_DIM means and stds, as fmq_moments_finish makes
+ * them) could come from such moments: every mean inside its range, every std in
+ * [FMQ_FEAT_STD_FLOOR, max(FMQ_FEAT_STD_FLOOR, (hi - lo) / 2)]. 0, or FMQ_ERANGE with err. */
+int fmq_norm_check(const float *mean, const float *std, char *err, size_t errlen);
 
 #endif

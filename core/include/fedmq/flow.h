@@ -61,6 +61,12 @@ int fmq_flow_is_detail_key(const char *key, size_t n);
  * id.resp_h. Returns 0 or FMQ_EFORMAT with the reason (and byte offset) in err. */
 int fmq_flow_from_json(const char *buf, size_t len, struct fmq_flow *f, char *err, size_t errlen);
 
+/* Checks that buf is exactly one JSON object (the same hostile-input rules: every string
+ * checked, nesting bounded at 8, nothing after it) and copies the string value of its top-level
+ * `key` into out (cap bytes; "" when absent or not a string). 0 or FMQ_EFORMAT with err. */
+int fmq_json_object_check(const char *buf, size_t len, const char *key, char *out, size_t cap,
+                          char *err, size_t errlen);
+
 /* Writes f as one Zeek-style JSON object, omitting unset fields as Zeek does; labels only when
  * with_labels. Returns the length written, or FMQ_ETOOBIG if cap is too small. */
 int fmq_flow_to_json(const struct fmq_flow *f, int with_labels, char *buf, size_t cap);

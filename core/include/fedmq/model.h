@@ -68,6 +68,15 @@ void fmq_model_free(struct fmq_model *m);
 /* He-uniform init for hidden layers, small uniform for the output, zero biases, from seed. */
 void fmq_model_init_params(struct fmq_model *m, uint64_t seed);
 int fmq_model_copy(struct fmq_model *dst, const struct fmq_model *src);
+/* A global model the federation may use: every parameter finite and within
+ * +-FMQ_MODEL_PARAM_MAX (no trained weight comes near it; a larger one is a corrupt or poisoned
+ * model whose training would overflow), and, for a model over the featurizer's inputs with a
+ * normalisation, means and stds that moments of real features can produce (fmq_norm_check).
+ * Agents refuse any other model and keep the one they have; the coordinator never publishes
+ * one, nor resumes from one. 0, or FMQ_ERANGE with what and where in err. */
+#define FMQ_MODEL_PARAM_MAX 1e4f
+int fmq_params_check(const float *p, size_t n, char *err, size_t errlen);
+int fmq_model_check(const struct fmq_model *m, char *err, size_t errlen);
 /* out = clip((x - mean) / std, -10, 10) for n rows */
 void fmq_model_normalize(const struct fmq_model *m, const float *x, float *out, int n);
 
