@@ -386,17 +386,32 @@ static int commit(struct coord *c)
     return 0;
 }
 
+/* Seconds a link that has just come back is given before a round may close at its deadline:
+ * the updates the broker held for this session (and agents' answers to the republished model)
+ * arrive first, so a round is not closed empty for want of messages already on their way. */
+#define RELINK_GRACE 0.5
+
+/* Whether the open round's deadline has passed: wall time since the round opened (a reconnect
+ * never restarts it), but never while the link is down or within RELINK_GRACE of its return. A
+ * flapping link can stretch a round by the reconnect time, not by a deadline per flap. */
+static int deadline_passed(const struct coord *c)
+{
+    double now = fmq_mono();
+    if (now - c->round_start < c->cfg.deadline) return 0;
+    return c->linked_since > 0 && now - c->linked_since >= RELINK_GRACE;
+}
+
 /* A round past its deadline without the updates it needs: an agent may have missed the model
  * (or its update was lost unseen). The same version goes again with a new send time, so an
  * agent that never adopted it trains, and one whose update has no receipt sends it again. The
  * round keeps its start time. */
 static void nudge(struct coord *c)
 {
-    double start = c->round_start, now = fmq_mono(), wait = c->republish_wait;
-    if (c->done || c->blocked || wait <= 0 || now - start < c->cfg.deadline || now - c->last_publish < wait)
+    double now = fmq_mono(), wait = c->republish_wait;
+    if (c->done || c->blocked || wait <= 0 || !deadline_passed(c) || now - c->last_publish < wait)
         return;
     fmq_log(FMQ_LOG_WARN, "round %llu open for %.0f s with %d update(s): publishing v%llu again",
-            open_round(c), now - start, c->participants, (unsigned long long)c->version);
+            open_round(c), now - c->round_start, c->participants, (unsigned long long)c->version);
     publish_model(c);
     c->republish_wait = wait < 16 * c->cfg.republish ? 2 * wait : wait;
 }
@@ -913,7 +928,6 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
 static int round_ready(struct coord *c)
 {
     int online = 0, target;
-    double waited = fmq_mono() - c->round_start;
 
     if (c->participants == 0 && c->phase == FMQ_PHASE_STATS) return 0; /* no normalisation yet */
     for (int i = 0; i < c->nagents; i++) online += counts_online(c, &c->agents[i]);
@@ -936,7 +950,7 @@ static int round_ready(struct coord *c)
             c->participants >= c->cfg.min_participants)
             return 1;
     }
-    if (waited >= c->cfg.deadline || c->deadline_expired) {
+    if (deadline_passed(c) || c->deadline_expired) {
         if (c->participants >= c->cfg.min_participants) return 1;
         if (c->participants == 0 && online > 0 && c->phase == FMQ_PHASE_TRAIN) {
             /* nothing usable by the deadline (GSFS: no agent's trigger fired; otherwise every
@@ -1304,6 +1318,10 @@ int coord_step(struct coord *c, int timeout_ms)
     struct fmq_mq_msg *m;
     struct fmq_mq_stats st;
     fmq_mq_get_stats(c->mq, &st);
+    if (!fmq_mq_connected(c->mq))
+        c->linked_since = 0;
+    else if (c->linked_since <= 0)
+        c->linked_since = fmq_mono();
     if (st.reconnects != c->reconnects) {
         /* back from a lost connection (perhaps the broker restarted and lost its retained
          * messages): publish the current version again; agents that had sent an update for it

@@ -171,6 +171,7 @@ struct coord {
     uint64_t version, round;
     int phase;
     double round_start;
+    double linked_since; /* monotonic time the broker link last came up, 0 while it is down */
     int deadline_warned;
     int deadline_expired;        /* coord_expire_deadline: the open round's deadline has passed */
     int val_n;                   /* agents' own validation metrics in this round's updates */

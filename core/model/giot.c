@@ -258,14 +258,21 @@ void fmq_giot_classify(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
 float fmq_giot_explain(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
                        const struct fmq_giot_data *d, size_t i, int worst, char *text, size_t cap)
 {
+    uint32_t one = (uint32_t)i;
+    float nll;
+    fmq_giot_score(t, m, d, &one, 1, &nll);
+    fmq_giot_explain_last(t, m, worst, text, cap);
+    return nll;
+}
+
+void fmq_giot_explain_last(const struct fmq_giot_trainer *t, const struct fmq_gpt *m, int worst,
+                           char *text, size_t cap)
+{
     int V = m->cfg.vocab, T = t->T, order[FMQ_TOK_PER_FLOW];
     float pobs[FMQ_TOK_PER_FLOW], pbest[FMQ_TOK_PER_FLOW];
     int best[FMQ_TOK_PER_FLOW];
     size_t n = 0;
-    uint32_t one = (uint32_t)i;
-    float nll;
 
-    fmq_giot_score(t, m, d, &one, 1, &nll);
     for (int f = 0; f < FMQ_TOK_PER_FLOW; f++) {
         int pos = T - 1 - FMQ_TOK_PER_FLOW + f, tok = t->inputs[pos + 1];
         const float *p = t->acts.probs + (size_t)pos * V;
@@ -296,7 +303,6 @@ float fmq_giot_explain(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
             n += (size_t)snprintf(text + n, cap - n, "%s%s p=%.2g, expected %s p=%.2g",
                                   k ? "; " : "", obs, pobs[f], exp, pbest[f]);
     }
-    return nll;
 }
 
 int fmq_giot_stream_init(struct fmq_giot_stream *s, size_t cap, size_t max_devices)

@@ -22,6 +22,9 @@ struct giot {
     int use_pers;
     struct fmq_giot_trainer tr;   /* training and batch scoring (giot_batch windows) */
     struct fmq_giot_trainer sc;   /* live scoring and explanations (one window) */
+    uint32_t sc_slot;             /* the flow sc's activations hold, UINT32_MAX when none */
+    const struct fmq_gpt *sc_model; /* ... and the model that scored it */
+    float sc_nll;
     uint32_t *idx;                /* owned: buffer, the split (train, then validation) */
     size_t ntrain, nval;
     struct fmq_ratelimit predict_rl;
@@ -44,6 +47,7 @@ static int giot_init(struct fmq_learner *l)
     if ((rc = fmq_giot_stream_init(&g->gs, cap, l->cfg.max_devices)) != 0) return rc;
     if (!(g->idx = malloc(cap * sizeof *g->idx))) return FMQ_ENOMEM;
     g->predict_rl = (struct fmq_ratelimit){1.0, (int)l->cfg.predict_rate, 0, 0, 0};
+    g->sc_slot = UINT32_MAX;
     return 0;
 }
 
@@ -90,6 +94,7 @@ static int giot_adopt(struct fmq_learner *l, const struct fmq_global *gl, char *
     const struct fmq_gpt *m = gl->gpt;
     int rc, K = gl->giot_context;
     float lr = gl->client.lr > 0 ? gl->client.lr : l->cfg.giot_lr;
+    g->sc_slot = UINT32_MAX; /* new weights: no activation of the old ones explains a flow */
     if (!m || !m->params) {
         snprintf(err, errlen, "not a GIoT model");
         return FMQ_EINVAL;
@@ -120,6 +125,7 @@ static int giot_channels(const struct fmq_learner *l)
 
 static uint32_t giot_ingest(struct fmq_learner *l, const struct fmq_flow *f)
 {
+    G(l)->sc_slot = UINT32_MAX; /* the window of a slot changes as the stream moves */
     return (uint32_t)fmq_giot_stream_push(&G(l)->gs, f);
 }
 
@@ -134,6 +140,11 @@ static void score_with(struct giot *g, const struct fmq_gpt *m, const uint32_t *
     struct fmq_giot_trainer *t = n == 1 ? &g->sc : &g->tr;
     fmq_giot_score_both(t, m, &g->gs.d, slots, n, out + FMQ_CH_NOV,
                         m->cfg.classes >= 2 ? out + FMQ_CH_SUP : NULL, FMQ_NCH);
+    if (n == 1) { /* an alert on this flow explains from these activations (giot_explain) */
+        g->sc_slot = slots[0];
+        g->sc_model = m;
+        g->sc_nll = out[FMQ_CH_NOV];
+    }
     if (m->cfg.classes < 2)
         for (size_t i = 0; i < n; i++) out[i * FMQ_NCH + FMQ_CH_SUP] = NAN;
 }
@@ -147,6 +158,7 @@ static void giot_score(struct fmq_learner *l, const uint32_t *slots, size_t n, f
 static int giot_personalise(struct fmq_learner *l, int on)
 {
     struct giot *g = G(l);
+    g->sc_slot = UINT32_MAX;
     if (on == 1 && g->local.params) {
         if (!g->pers.params && fmq_gpt_copy(&g->pers, &g->local) != 0) return g->use_pers = 0;
         copy_weights(&g->pers, &g->local);
@@ -189,8 +201,14 @@ static size_t giot_explain(struct fmq_learner *l, uint32_t slot, const struct fm
     struct giot *g = G(l);
     char why[600], next[600], esc[700];
     const struct fmq_gpt *mod = g->use_pers ? &g->pers : &g->cur;
-    float nll = fmq_giot_explain(&g->sc, mod, &g->gs.d, slot, l->cfg.explain_fields, why,
-                                 sizeof why);
+    float nll;
+    if (g->sc_slot == slot && g->sc_model == mod) { /* just scored: no second forward pass */
+        nll = g->sc_nll;
+        fmq_giot_explain_last(&g->sc, mod, l->cfg.explain_fields, why, sizeof why);
+    } else
+        nll = fmq_giot_explain(&g->sc, mod, &g->gs.d, slot, l->cfg.explain_fields, why,
+                               sizeof why);
+    g->sc_slot = UINT32_MAX; /* predicting the next flow below reuses sc */
     float thr = v->thr[FMQ_CH_NOV], head = v->score[FMQ_CH_SUP];
     int predict = l->cfg.predict_rate <= 0 || fmq_ratelimit_ok(&g->predict_rl);
     size_t n;

@@ -53,6 +53,7 @@ void fmq_tls_cfg_default(struct fmq_tls_cfg *t)
 {
     memset(t, 0, sizeof *t);
     t->verify_hostname = 1;
+    t->reconnect_max = 16;
 }
 
 int fmq_tls_cfg_set(struct fmq_tls_cfg *t, const char *k, const char *v, int *rc)
@@ -69,6 +70,8 @@ int fmq_tls_cfg_set(struct fmq_tls_cfg *t, const char *k, const char *v, int *rc
         *rc = fmq_config_str(t->username, sizeof t->username, v);
     else if (!strcmp(k, "password"))
         *rc = fmq_config_str(t->password, sizeof t->password, v);
+    else if (!strcmp(k, "reconnect_max"))
+        *rc = fmq_parse_int(v, 1, 3600, &t->reconnect_max);
     else
         return 0;
     return 1;
@@ -466,7 +469,7 @@ int fmq_mq_connect(struct fmq_mq *mq, double timeout_s)
         co.cleansession = mq->opts.clean_session;
         co.automaticReconnect = 1;
         co.minRetryInterval = 1;
-        co.maxRetryInterval = 16;
+        co.maxRetryInterval = tls && tls->reconnect_max > 0 ? tls->reconnect_max : 16;
         co.connectTimeout = 5;
         co.context = mq;
         co.onFailure = on_connect_failure;

@@ -28,7 +28,11 @@ def main():
             while not stop.wait(CUT_EVERY):
                 proxy.cut()
         argv = f.coord_argv(ROUNDS, "--deadline", str(DEADLINE), "--min-participants", "2",
-                            "--silent-rounds", "0", broker="tcp://127.0.0.1:%d" % proxy.port,
+                            "--silent-rounds", "0",
+                            # Paho doubles its retry interval after each failed attempt (1, 2,
+                            # 4 ... s); the proxy cuts attempts too, and under a sanitizer the
+                            # interval reached 16 s, longer than the whole run (CI saw it)
+                            "--reconnect-max", "2", broker="tcp://127.0.0.1:%d" % proxy.port,
                             state=False)
         t0 = time.time()
         coord = h.spawn("coordinator", argv)

@@ -437,7 +437,18 @@ static void test_giot_learns_and_explains(void)
     CU_ASSERT(last < first * 0.5f);
     fmq_giot_score(&t, &m, &d, idx, 2, sc);
     CU_ASSERT(sc[1] > sc[0] + 5.0f); /* the odd flow is much less likely */
-    fmq_giot_explain(&t, &m, &d, N, 3, text, sizeof text);
+    {   /* explaining from the activations of the score just taken says the same */
+        char again[512];
+        uint32_t odd = N;
+        float nll;
+        fmq_giot_score(&t, &m, &d, &odd, 1, &nll);
+        fmq_giot_explain_last(&t, &m, 3, again, sizeof again);
+        CU_ASSERT(fmq_giot_explain(&t, &m, &d, N, 3, text, sizeof text) == nll);
+        CU_ASSERT_STRING_EQUAL(again, text);
+        fmq_giot_score(&t, &m, &d, idx, 1, &nll); /* another flow's activations differ */
+        fmq_giot_explain_last(&t, &m, 3, again, sizeof again);
+        CU_ASSERT(strcmp(again, text) != 0);
+    }
     if (getenv("FMQ_TEST_VERBOSE"))
         fprintf(stderr, "\n  giot: loss %.3f -> %.3f, NLL normal %.2f odd %.2f: %s\n", first, last,
                 sc[0], sc[1], text);

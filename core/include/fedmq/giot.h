@@ -112,6 +112,12 @@ void fmq_giot_score_both(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
 float fmq_giot_explain(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
                        const struct fmq_giot_data *d, size_t i, int worst, char *text, size_t cap);
 
+/* The same text from the trainer's last forward pass, without running another: window 0 of the
+ * last fmq_giot_score / fmq_giot_score_both call on t with model m (the caller knows it was the
+ * flow it wants explained). */
+void fmq_giot_explain_last(const struct fmq_giot_trainer *t, const struct fmq_gpt *m, int worst,
+                           char *text, size_t cap);
+
 /* The model's most likely next flow of flow i's device (greedy, field by field, given the
  * device's last K-1 flows up to i), as text: "proto udp, service dns, ... (p=0.41)" with the
  * product of the chosen tokens' probabilities. 10 forward passes. */

@@ -21,9 +21,11 @@ struct fmq_tls_cfg {
     char ca[256], cert[256], key[256];
     int verify_hostname;
     char username[128], password[256]; /* "" = none */
+    int reconnect_max; /* seconds: Paho retries a lost link after 1 s, doubling up to this (16) */
 };
 void fmq_tls_cfg_default(struct fmq_tls_cfg *t);
-/* Config keys tls_ca, tls_cert, tls_key, tls_verify_hostname, username, password: returns 1
+/* Config keys tls_ca, tls_cert, tls_key, tls_verify_hostname, username, password,
+ * reconnect_max (the broker connection's settings, shared by every program): returns 1
  * when k is one of them (then *rc is the parse result), 0 otherwise. */
 int fmq_tls_cfg_set(struct fmq_tls_cfg *t, const char *k, const char *v, int *rc);
 
