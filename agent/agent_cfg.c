@@ -7,8 +7,10 @@
 #include "fedmq/config.h"
 #include "fedmq/tokenize.h"
 
-const char *const agent_bool_keys[] = {"check", "tls_verify_hostname", "clean_session", "train",
-                                       "calib_tighten", NULL};
+const char *const agent_bool_keys[] = {"check",         "tls_verify_hostname",
+                                       "clean_session", "train",
+                                       "calib_tighten", "calib_novelty_beyond_cap",
+                                       NULL};
 
 int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errlen)
 {
@@ -74,6 +76,8 @@ int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "calib_min_eligible"))
         return fmq_parse_long(v, 1, 1000000, &c->calib.min_eligible);
     if (!strcmp(k, "calib_tighten")) return fmq_parse_bool(v, &c->calib.tighten);
+    if (!strcmp(k, "calib_novelty_beyond_cap"))
+        return fmq_parse_bool(v, &c->calib.novelty_beyond_cap);
     if (!strcmp(k, "giot_steps")) return fmq_parse_long(v, 1, 1000000, &c->giot_steps);
     if (!strcmp(k, "giot_batch")) return fmq_parse_int(v, 1, 1024, &c->giot_batch);
     if (!strcmp(k, "giot_cls_weight")) return fmq_parse_float(v, 0, 100, &c->giot_cls_weight);

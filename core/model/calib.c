@@ -256,6 +256,7 @@ void fmq_calib_cfg_default(struct fmq_calib_cfg *c)
     c->max_step = 0.25;
     c->rise_period = 3600; /* an hour of traffic to loosen by a quarter of the window's spread */
     c->tighten = 1; /* a quiet site alerts on what is unusual for it, not only for the fleet */
+    c->novelty_beyond_cap = 1;
     c->min_eligible = 50;
     c->static_sup = 0.0f; /* P(malicious) >= 0.5 */
 }
@@ -392,7 +393,7 @@ void fmq_calib_remember_ranks(struct fmq_calib *c)
 
 int fmq_calib_recompute(struct fmq_calib *c, int now)
 {
-    int changed = 0, moving = 0;
+    int changed = 0, moving = 0, at_once;
     double span = isfinite(c->first_ts) ? c->last_ts - c->first_ts : 0;
     double dt = isfinite(c->last_ts) && isfinite(c->recomputed_ts) ? c->last_ts - c->recomputed_ts
                                                                    : 0;
@@ -413,6 +414,7 @@ int fmq_calib_recompute(struct fmq_calib *c, int now)
     for (int ch = 0; ch < FMQ_NCH; ch++) {
         int with_rule = (c->rule.channels & FMQ_CH_BIT(ch)) != 0;
         float fleet = with_rule ? c->rule.thr[ch] : INFINITY, target, lo, hi, spread = 0;
+        float median = INFINITY;
         size_t k;
         if (!(c->channels & FMQ_CH_BIT(ch))) {
             c->thr[ch] = c->target[ch] = INFINITY;
@@ -428,18 +430,30 @@ int fmq_calib_recompute(struct fmq_calib *c, int now)
             target = with_rule ? fleet : c->thr[ch];
         else {
             target = sorted_quantile(c->scratch, k, 1.0 - share);
-            spread = target - sorted_quantile(c->scratch, k, 0.5);
+            median = sorted_quantile(c->scratch, k, 0.5);
+            spread = target - median;
             if (now && c->rank[ch] >= 0) /* a new model: the threshold keeps its place */
                 target = sorted_quantile(c->scratch, k, 1.0 - c->rank[ch]);
         }
+        at_once = now || !isfinite(c->thr[ch]) || c->state == FMQ_CALIB_LEARNING;
         if (with_rule) {
             lo = c->cfg.tighten ? -INFINITY : fleet;
             hi = c->rule.cap[ch];
+            /* novelty_beyond_cap: the novelty threshold passes the cap only by the slow rise
+             * below, from a threshold in use, and only while the site's typical (median) flow
+             * is one the fleet finds normal: a site whose tail is heavier than every benign
+             * site of the fleet (a desktop among IoT devices) is followed within hours, while a
+             * site whose traffic is mostly unusual (a flood from its first minute) keeps the
+             * cap. A new model keeps a threshold that had risen past the cap at its place. The
+             * supervised channel never passes its cap: what the fleet's labels call an attack
+             * is not learnt as normal */
+            if (ch == FMQ_CH_NOV && c->cfg.novelty_beyond_cap &&
+                ((!at_once && median <= fleet) || (now && c->rank[ch] >= 0)))
+                hi = INFINITY;
             target = target < lo ? lo : target > hi ? hi : target;
         }
         c->target[ch] = target;
-        if (now || !isfinite(c->thr[ch]) || c->state == FMQ_CALIB_LEARNING ||
-            target <= c->thr[ch]) {
+        if (at_once || target <= c->thr[ch]) {
             /* a new model (at the same place in the site's traffic), the first calibration, or
              * a stricter threshold (never a way to absorb an attack): at once */
             changed |= c->thr[ch] != target;

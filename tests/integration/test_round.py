@@ -149,7 +149,10 @@ def main():
         print("alerts: %d, of them malicious by ground truth: %d" % (len(alerts), hits))
         assert hits >= 1000, hits
         assert hits / len(alerts) >= 0.9, (hits, len(alerts))
-        assert all(a["reasons"] and a["score"] >= a["threshold"] for a in alerts[:100])
+        for a in alerts[:100]:  # each fired channel is above its own threshold
+            assert a["reasons"] and a["why"], a
+            assert "supervised" not in a["why"] or a["score"] >= a["threshold"], a
+            assert "novelty" not in a["why"] or a["novelty"] >= a["novelty_threshold"], a
 
         # 5. the agent that got broken sensor messages counted them and kept working
         st = [m for m in msgs if m.get("kind") == "status" and m["agent"] == a0]

@@ -31,7 +31,12 @@
  *                  for traffic the fleet finds unusual but the site sends all the time) unless
  *                  `tighten` lets the quantile go below it; cap is the fleet's cap, so an attack
  *                  that is most of a site's traffic from the first minute is not learnt as
- *                  normal beyond what the fleet's most unusual benign site needed. Recomputed
+ *                  normal beyond what the fleet's most unusual benign site needed. With
+ *                  novelty_beyond_cap the novelty threshold in use may pass its cap, only by
+ *                  the slow rise of RECALIBRATING and only while the window's median is at
+ *                  most the fleet threshold (the site's typical flow is normal for the fleet,
+ *                  its tail heavier than any benign site's: a desktop among IoT devices); the
+ *                  supervised threshold never passes its cap. Recomputed
  *                  every `every` flows and when a new model arrives (the window is rescored).
  *   RECALIBRATING  the recomputed target is looser than the threshold in use: the threshold
  *                  rises toward it by at most max_step x the window's spread per rise_period
@@ -119,6 +124,7 @@ struct fmq_calib_cfg {
                          (its budget quantile minus its median) */
     double rise_period; /* seconds of traffic (flow time) max_step is allowed per */
     int tighten;      /* 1: a site's quantile may also go below the fleet threshold */
+    int novelty_beyond_cap; /* 1: a novelty threshold in use may rise past the cap, slowly */
     long min_eligible; /* eligible flows a channel's quantile needs; fewer keep the fleet's */
     float static_sup; /* supervised threshold (logit) when the model carries no fleet rule */
 };
