@@ -29,14 +29,8 @@ void agent_cfg_default(struct agent_cfg *c)
     c->status_interval = 5.0;
     c->update_retry = 10.0;
     c->train = 1;
-    c->giot_steps = 50;
-    c->giot_batch = 16;
-    c->giot_lr = 3e-3f;
-    c->giot_val_max = 2000;
-    c->predict_rate = 20;
-    c->explain_fields = 3;
-    c->giot_cls_weight = 1.0f;
-    c->giot_cls_balance = 0.5f;
+    fmq_learner_cfg_default(&c->learn);
+    c->giot_val_max = (long)c->learn.val_max;
     c->log_level = FMQ_LOG_INFO;
     fmq_train_opts_default(&c->train_opts);
     fmq_calib_cfg_default(&c->calib);
@@ -45,19 +39,12 @@ void agent_cfg_default(struct agent_cfg *c)
 /* The learners' settings from the agent's. */
 static void learner_cfg(const struct agent_cfg *c, struct fmq_learner_cfg *l)
 {
-    fmq_learner_cfg_default(l);
+    *l = c->learn;
     l->buffer = (size_t)c->buffer;
     l->max_devices = (size_t)c->max_devices;
     l->val_fraction = c->val_fraction;
     l->val_max = (size_t)c->giot_val_max;
     l->train = c->train_opts;
-    l->giot_steps = c->giot_steps;
-    l->giot_batch = c->giot_batch;
-    l->giot_lr = c->giot_lr;
-    l->giot_cls_weight = c->giot_cls_weight;
-    l->giot_cls_balance = c->giot_cls_balance;
-    l->explain_fields = c->explain_fields;
-    l->predict_rate = c->predict_rate;
     l->seed = c->train_opts.seed;
     l->calib = c->calib;
     l->calib.static_sup = fmq_calib_logit(c->threshold);

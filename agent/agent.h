@@ -78,14 +78,9 @@ struct agent_cfg {
     struct fmq_train_opts train_opts; /* local training (mlp) */
     struct fmq_calib_cfg calib;  /* the site's calibration (calib.h); budget is fp_budget */
     /* GIoT */
-    long giot_steps;        /* optimizer steps per round */
-    int giot_batch;         /* windows per step */
-    float giot_lr;          /* AdamW rate when the coordinator announces none */
-    long giot_val_max;      /* newest flows scored to validate */
-    double predict_rate;    /* alerts per second that get a predicted next flow (0 = all) */
-    int explain_fields;     /* least likely fields named in an alert */
-    float giot_cls_weight;  /* weight of the supervised head's loss on labelled flows */
-    float giot_cls_balance; /* least share of the rarer labelled class among the head's examples */
+    struct fmq_learner_cfg learn; /* giot_* steps, batch, lr, head weights; explain_fields,
+                                     predict_rate (the rest is set from the fields above) */
+    long giot_val_max;            /* newest flows scored to validate */
     int log_level;
 };
 

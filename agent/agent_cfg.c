@@ -78,16 +78,16 @@ int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "calib_tighten")) return fmq_parse_bool(v, &c->calib.tighten);
     if (!strcmp(k, "calib_novelty_beyond_cap"))
         return fmq_parse_bool(v, &c->calib.novelty_beyond_cap);
-    if (!strcmp(k, "giot_steps")) return fmq_parse_long(v, 1, 1000000, &c->giot_steps);
-    if (!strcmp(k, "giot_batch")) return fmq_parse_int(v, 1, 1024, &c->giot_batch);
-    if (!strcmp(k, "giot_cls_weight")) return fmq_parse_float(v, 0, 100, &c->giot_cls_weight);
-    if (!strcmp(k, "giot_cls_balance")) return fmq_parse_float(v, 0, 0.9f, &c->giot_cls_balance);
-    if (!strcmp(k, "giot_lr")) return fmq_parse_float(v, 1e-7, 1, &c->giot_lr);
+    if (!strcmp(k, "giot_steps")) return fmq_parse_long(v, 1, 1000000, &c->learn.giot_steps);
+    if (!strcmp(k, "giot_batch")) return fmq_parse_int(v, 1, 1024, &c->learn.giot_batch);
+    if (!strcmp(k, "giot_cls_weight")) return fmq_parse_float(v, 0, 100, &c->learn.giot_cls_weight);
+    if (!strcmp(k, "giot_cls_balance")) return fmq_parse_float(v, 0, 0.9f, &c->learn.giot_cls_balance);
+    if (!strcmp(k, "giot_lr")) return fmq_parse_float(v, 1e-7, 1, &c->learn.giot_lr);
     if (!strcmp(k, "fp_budget")) return fmq_parse_double(v, 1e-6, 0.5, &c->calib.budget);
     if (!strcmp(k, "giot_val_max")) return fmq_parse_long(v, 1, 1000000, &c->giot_val_max);
-    if (!strcmp(k, "predict_rate")) return fmq_parse_double(v, 0, 1e6, &c->predict_rate);
+    if (!strcmp(k, "predict_rate")) return fmq_parse_double(v, 0, 1e6, &c->learn.predict_rate);
     if (!strcmp(k, "explain_fields"))
-        return fmq_parse_int(v, 1, FMQ_TOK_PER_FLOW, &c->explain_fields);
+        return fmq_parse_int(v, 1, FMQ_TOK_PER_FLOW, &c->learn.explain_fields);
     if (!strcmp(k, "dp_clip")) return fmq_parse_double(v, 0, 1e6, &c->dp_clip);
     if (!strcmp(k, "dp_noise")) return fmq_parse_double(v, 0, 1e3, &c->dp_noise);
     if (!strcmp(k, "attack")) {

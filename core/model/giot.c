@@ -207,14 +207,7 @@ static float window_nll(const struct fmq_giot_trainer *t, const struct fmq_gpt *
 void fmq_giot_score(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
                     const struct fmq_giot_data *d, const uint32_t *idx, size_t n, float *out)
 {
-    for (size_t s = 0; s < n; s += (size_t)t->B) {
-        int nb = (int)(n - s < (size_t)t->B ? n - s : (size_t)t->B);
-        for (int b = 0; b < t->B; b++) /* a short last batch repeats its last window */
-            fmq_giot_window(d, idx[s + (size_t)(b < nb ? b : nb - 1)], t->K,
-                            t->inputs + (size_t)b * t->T, t->targets + (size_t)b * t->T);
-        fmq_gpt_forward(m, &t->acts, t->inputs, NULL, NULL, t->T, 1.0f, 0.0f);
-        for (int b = 0; b < nb; b++) out[s + (size_t)b] = window_nll(t, m, b);
-    }
+    fmq_giot_score_both(t, m, d, idx, n, out, NULL, 1);
 }
 
 void fmq_giot_score_both(struct fmq_giot_trainer *t, const struct fmq_gpt *m,
