@@ -138,7 +138,8 @@ void agent_publish_status(struct agent *a, const char *state)
     a->last_status = fmq_mono();
 }
 
-int agent_connect(struct agent *a)
+/* Creates the client and records the subscriptions (made at every connect). */
+static int create_client(struct agent *a)
 {
     struct fmq_mq_opts o;
     struct fmq_status will;
@@ -168,7 +169,14 @@ int agent_connect(struct agent *a)
     if ((rc = fmq_mq_subscribe(a->mq, a->t_global, 1)) != 0 ||
         (rc = fmq_mq_subscribe(a->mq, a->t_receipt, 1)) != 0)
         return rc;
-    if ((rc = fmq_mq_connect(a->mq, 30.0)) != 0) return rc;
+    return 0;
+}
+
+int agent_connect(struct agent *a, double timeout_s)
+{
+    int rc;
+    if (!a->mq && (rc = create_client(a)) != 0) return rc;
+    if ((rc = fmq_mq_connect(a->mq, timeout_s)) != 0) return rc;
     fmq_log(FMQ_LOG_INFO, "connected to %s; sensors %s%s; model %s", a->cfg.broker,
             a->cfg.sensors[0], a->cfg.nsensors > 1 ? " ..." : "", a->t_global);
     agent_publish_status(a, "online");

@@ -82,6 +82,7 @@ struct agent_cfg {
                                      predict_rate (the rest is set from the fields above) */
     long giot_val_max;            /* newest flows scored to validate */
     int log_level;
+    char log_file[256]; /* fedmq-agent's log goes here, reopened on SIGHUP ("" = stderr) */
 };
 
 /* Called with every scored flow and its verdict (fedmq-sim's new-site evaluation); NULL = none. */
@@ -156,7 +157,9 @@ int agent_init(struct agent *a, const struct agent_cfg *cfg);
 /* Long work (training) ends early once *stop is set (a signal handler's flag). */
 void agent_set_stop(struct agent *a, const volatile sig_atomic_t *stop);
 void agent_free(struct agent *a);
-int agent_connect(struct agent *a);
+/* Connects to the broker, waiting at most timeout_s: 0 once connected (the "online" status is
+ * out), FMQ_ETIMEOUT to call again (failed attempts are logged and retried with back-off). */
+int agent_connect(struct agent *a, double timeout_s);
 /* One turn of the loop: handles at most one message, then due work (training, status). */
 int agent_step(struct agent *a, int timeout_ms);
 void agent_publish_status(struct agent *a, const char *state);

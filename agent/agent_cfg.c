@@ -6,6 +6,7 @@
 #include "agent.h"
 #include "fedmq/config.h"
 #include "fedmq/tokenize.h"
+#include "fedmq/version.h"
 
 const char *const agent_bool_keys[] = {"check",         "tls_verify_hostname",
                                        "clean_session", "train",
@@ -112,6 +113,8 @@ int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "simulate_uplink_bps"))
         return fmq_parse_double(v, 0, 1e12, &c->simulate_uplink_bps);
     if (!strcmp(k, "log_level")) return fmq_log_level_parse(v, &c->log_level);
-    snprintf(err, errlen, "unknown setting (see deploy/agent.conf.example)");
+    if (!strcmp(k, "log_file")) return fmq_config_str(c->log_file, sizeof c->log_file, v);
+    snprintf(err, errlen, "unknown setting (see fedmq-agent(1) and %s/agent.conf.example)",
+             FMQ_CONFIG_DIR);
     return FMQ_EINVAL;
 }

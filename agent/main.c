@@ -1,24 +1,53 @@
-/* fedmq-agent entry point: configuration from file and flags, signal handling, the loop.
- * Usage: fedmq-agent --id NAME [--config FILE] [--broker URI] [--sensors FILTER]... */
-#include <signal.h>
+/* fedmq-agent entry point: configuration from file and flags, signals, the loop.
+ * Usage: fedmq-agent --id NAME [--config FILE] [--broker URI] [--sensors FILTER]...
+ * As a service: SIGTERM/SIGINT stop it in every state (also while the broker is not up yet:
+ * connecting retries forever), SIGHUP reopens log_file; readiness and the watchdog go to
+ * systemd through core/service (fedmq-agent@.service). */
 #include <stdio.h>
 #include <string.h>
 
 #include "agent.h"
 #include "fedmq/config.h"
+#include "fedmq/service.h"
+#include "fedmq/version.h"
 
-static volatile sig_atomic_t stop;
 static int check_only;
-
-static void on_signal(int sig)
-{
-    stop = 1;
-}
 
 static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
 {
     if (!strcmp(k, "check")) return fmq_parse_bool(v, &check_only);
     return agent_cfg_set(ud, k, v, err, errlen);
+}
+
+static void usage(void)
+{
+    printf("usage: fedmq-agent --id NAME [--config FILE] [--broker URI] [--task NAME]\n"
+           "       [--sensors FILTER]... [--threshold P] [--buffer N] [--min-train N]\n"
+           "       [--epochs N] [--batch N] [--lr X] [--optimizer adam|sgd] [--seed N]\n"
+           "       [--log-file FILE] [--log-level error|warn|info|debug] [--check]\n"
+           "       fedmq-agent --version | --help\n"
+           "\n"
+           "One fedmq site: scores the flows its Zeek sensors publish, trains on them when the\n"
+           "coordinator asks, and sends model updates (never the flows) over MQTT.\n"
+           "Every setting is a `key = value` line in the --config file or a --key value flag\n"
+           "(later flags override the file); --check validates and prints them, then exits.\n"
+           "The settings are documented in %s/agent.conf.example\n"
+           "and in fedmq-agent(1). As a service: systemctl start fedmq-agent@SITE reads\n"
+           "%s/agent-SITE.conf.\n"
+           "Signals: SIGTERM/SIGINT stop (exit 0); SIGHUP reopens log_file.\n"
+           "Exit: 0 stopped, 1 cannot start, 2 bad configuration.\n",
+           FMQ_CONFIG_DIR, FMQ_CONFIG_DIR);
+}
+
+/* SIGHUP: what can change without a restart (today the log file) is reopened. */
+static void reload(const struct agent_cfg *cfg)
+{
+    fmq_service_reloading(1);
+    if (cfg->log_file[0] && fmq_service_log_file(cfg->log_file) == 0)
+        fmq_log(FMQ_LOG_INFO, "SIGHUP: reopened log file %s", cfg->log_file);
+    else
+        fmq_log(FMQ_LOG_INFO, "SIGHUP: no log file to reopen (settings change with a restart)");
+    fmq_service_reloading(0);
 }
 
 int main(int argc, char **argv)
@@ -28,13 +57,15 @@ int main(int argc, char **argv)
     char prefix[96];
     int rc;
 
+    fmq_service_init(); /* a SIGHUP from here on never kills the agent */
     agent_cfg_default(&cfg);
     fmq_log_use_stderr("fedmq-agent", FMQ_LOG_INFO);
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: fedmq-agent --id NAME [--config FILE] [--broker URI] [--task NAME]\n"
-               "       [--sensors FILTER]... [--threshold P] [--buffer N] [--min-train N]\n"
-               "       [--epochs N] [--batch N] [--lr X] [--optimizer adam|sgd] [--seed N]\n"
-               "settings are documented in deploy/agent.conf.example\n");
+    if (fmq_config_has_flag(argc, argv, "--help", "-h")) {
+        usage();
+        return 0;
+    }
+    if (fmq_config_has_flag(argc, argv, "--version", "-V")) {
+        printf("fedmq-agent %s\n", FMQ_VERSION);
         return 0;
     }
     if (fmq_config_args(argc, argv, agent_bool_keys, set, &cfg) != 0) return 2;
@@ -51,6 +82,7 @@ int main(int argc, char **argv)
                cfg.train_opts.epochs, cfg.train_opts.batch);
         return 0;
     }
+    if (cfg.log_file[0] && fmq_service_log_file(cfg.log_file) != 0) return 1;
     snprintf(prefix, sizeof prefix, "fedmq-agent[%s]", cfg.id);
     fmq_log_use_stderr(prefix, cfg.log_level);
     if ((rc = agent_init(&a, &cfg)) != 0) {
@@ -58,17 +90,31 @@ int main(int argc, char **argv)
         agent_free(&a);
         return 1;
     }
-    agent_set_stop(&a, &stop);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    signal(SIGPIPE, SIG_IGN);
-    if ((rc = agent_connect(&a)) != 0) {
+    fmq_service_catch_stop();
+    agent_set_stop(&a, fmq_service_stop_flag());
+    /* Ready once configured: waiting for the broker is a normal state, not a failed start. */
+    fmq_service_ready("connecting to the broker");
+    while (!fmq_service_stopping() && (rc = agent_connect(&a, 0.5)) == FMQ_ETIMEOUT) {
+        if (fmq_service_take_reload()) reload(&cfg);
+        fmq_service_alive();
+    }
+    if (rc != 0 && !fmq_service_stopping()) {
+        fmq_log(FMQ_LOG_ERROR, "cannot connect to %s: %s", cfg.broker, fmq_strerror(rc));
         agent_free(&a);
         return 1;
     }
-    while (!stop) agent_step(&a, 200);
-    agent_publish_status(&a, "offline");
-    fmq_mq_flush(a.mq, 2.0);
+    if (rc == 0) fmq_service_status("connected to %s", cfg.broker);
+    while (!fmq_service_stopping()) {
+        agent_step(&a, 200);
+        if (fmq_service_take_reload()) reload(&cfg);
+        fmq_service_alive();
+    }
+    fmq_service_stopping_notify();
+    if (rc == 0) {
+        agent_publish_status(&a, "offline");
+        /* acknowledgements cannot come while the link is down: do not wait for them then */
+        if (fmq_mq_connected(a.mq)) fmq_mq_flush(a.mq, 2.0);
+    }
     fmq_log(FMQ_LOG_INFO,
             "stopped: %llu flows (%llu labelled), %llu alerts, %llu updates, %llu bad messages, "
             "peak RSS %ld kB",

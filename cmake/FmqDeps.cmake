@@ -17,6 +17,22 @@ endif()
 add_library(fmq::msgpack INTERFACE IMPORTED)
 target_link_libraries(fmq::msgpack INTERFACE ${_fmq_msgpack})
 
+# libsystemd (Debian libsystemd-dev) for sd_notify: readiness and the watchdog (Type=notify units).
+# Optional: without it the daemons run the same and the units are Type=simple.
+option(FMQ_SYSTEMD "Use libsystemd's sd_notify when found (Type=notify units)" ON)
+set(FMQ_HAVE_SYSTEMD OFF)
+if(FMQ_SYSTEMD)
+  find_package(PkgConfig QUIET)
+  if(PkgConfig_FOUND)
+    pkg_check_modules(LIBSYSTEMD QUIET IMPORTED_TARGET libsystemd)
+  endif()
+  if(LIBSYSTEMD_FOUND)
+    set(FMQ_HAVE_SYSTEMD ON)
+  else()
+    message(STATUS "libsystemd not found (apt-get install libsystemd-dev): units are Type=simple")
+  endif()
+endif()
+
 find_package(OpenSSL REQUIRED)
 find_package(Threads REQUIRED)
 find_library(FMQ_LIBM m)

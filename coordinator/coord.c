@@ -13,6 +13,7 @@
  * further than max_step_norm is never published (README, Security). */
 #include "coord.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,20 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     if (cfg->rounds > 0 && c->round >= (uint64_t)cfg->rounds && c->phase != FMQ_PHASE_CALIB)
         c->done = 1;
     return 0;
+}
+
+void coord_reopen(struct coord *c)
+{
+    FILE *f;
+    if (!c->cfg.metrics_file[0]) return;
+    if (!(f = fopen(c->cfg.metrics_file, "a"))) {
+        fmq_log(FMQ_LOG_ERROR, "%s: cannot reopen metrics file: %s; still writing the old one",
+                c->cfg.metrics_file, strerror(errno));
+        return;
+    }
+    if (c->metrics) fclose(c->metrics);
+    c->metrics = f;
+    fmq_log(FMQ_LOG_INFO, "reopened metrics file %s", c->cfg.metrics_file);
 }
 
 void coord_free(struct coord *c)
@@ -518,7 +533,8 @@ static void resume(struct coord *c)
                 "again", skipped);
 }
 
-int coord_connect(struct coord *c)
+/* Creates the client and records the subscriptions (made at every connect). */
+static int create_client(struct coord *c)
 {
     struct fmq_mq_opts o;
     char will[160];
@@ -537,7 +553,14 @@ int coord_connect(struct coord *c)
         (rc = fmq_mq_subscribe(c->mq, c->t_status_filter, 1)) ||
         (rc = fmq_mq_subscribe(c->mq, c->t_global, 1)))
         return rc;
-    if ((rc = fmq_mq_connect(c->mq, 30.0)) != 0) return rc;
+    return 0;
+}
+
+int coord_connect(struct coord *c, double timeout_s)
+{
+    int rc;
+    if (!c->mq && (rc = create_client(c)) != 0) return rc;
+    if ((rc = fmq_mq_connect(c->mq, timeout_s)) != 0) return rc;
     fmq_log(FMQ_LOG_INFO, "connected to %s; run %s; model %s %zu parameters; %zu test flows",
             c->cfg.broker, c->run, coord_model_name(c), coord_model_params(c), c->ntest);
     resume(c);

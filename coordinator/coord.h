@@ -84,6 +84,8 @@ struct coord_cfg {
                              counting as online until it sends again (0 = never forget) */
     long eval_max;        /* evaluate on at most this many test flows (0 = all) */
     int log_level;
+    char log_file[256]; /* fedmq-coordinator's log goes here, reopened on SIGHUP ("" = stderr) */
+    int summary;        /* print the round table to stdout on exit (deploy/demo.sh) */
 };
 
 struct coord_agent {
@@ -243,7 +245,11 @@ void coord_cfg_finish(struct coord_cfg *c);
 extern const char *const coord_bool_keys[];
 int coord_init(struct coord *c, const struct coord_cfg *cfg);
 void coord_free(struct coord *c);
-int coord_connect(struct coord *c);
+/* Connects to the broker, waiting at most timeout_s: 0 once connected (and resumed), or
+ * FMQ_ETIMEOUT to call again (failed attempts are logged and retried with back-off). */
+int coord_connect(struct coord *c, double timeout_s);
+/* SIGHUP: reopens metrics_file (after logrotate moved it); the old one stays on failure. */
+void coord_reopen(struct coord *c);
 int coord_step(struct coord *c, int timeout_ms);
 /* The open round's deadline counts as passed (fedmq-sim: every agent is idle, so waiting longer
  * cannot bring another update). */

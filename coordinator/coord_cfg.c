@@ -7,6 +7,7 @@
 
 #include "coord.h"
 #include "fedmq/config.h"
+#include "fedmq/version.h"
 
 /* Strategy parameters given in the config override the chosen strategy's defaults whatever
  * their order, so they are collected here (NAN = not given) and applied after parsing. */
@@ -41,6 +42,7 @@ const char *const coord_bool_keys[] = {"check",
                                        "gsfs_memory",
                                        "giot_head",
                                        "calib_round",
+                                       "summary",
                                        NULL};
 
 static int parse_hidden(struct fmq_model_config *m, const char *v, char *err, size_t errlen)
@@ -241,6 +243,10 @@ int coord_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
         return fmq_config_str(c->test[c->ntest++], sizeof c->test[0], v);
     }
     if (!strcmp(k, "log_level")) return fmq_log_level_parse(v, &c->log_level);
-    snprintf(err, errlen, "unknown setting (see deploy/coordinator.conf.example)");
+    if (!strcmp(k, "log_file")) return fmq_config_str(c->log_file, sizeof c->log_file, v);
+    if (!strcmp(k, "summary")) return fmq_parse_bool(v, &c->summary);
+    snprintf(err, errlen,
+             "unknown setting (see fedmq-coordinator(1) and %s/coordinator.conf.example)",
+             FMQ_CONFIG_DIR);
     return FMQ_EINVAL;
 }

@@ -93,7 +93,7 @@ sleep 1
 echo "demo: coordinator: $ROUNDS rounds of FedAvg, test set = last 30% of each capture"
 "$BIN/coordinator/fedmq-coordinator" --broker "$BROKER" --rounds "$ROUNDS" \
     --expected-agents "$NAGENTS" --min-participants 1 --deadline 30 --test-from 0.7 \
-    "${TESTS[@]}" $COORD_ARGS --metrics-file "$WORK/metrics.jsonl" > "$WORK/summary.txt" 2> "$WORK/coordinator.log" &
+    "${TESTS[@]}" $COORD_ARGS --summary --metrics-file "$WORK/metrics.jsonl" > "$WORK/summary.txt" 2> "$WORK/coordinator.log" &
 COORD=$!
 PIDS+=($COORD)
 tail -n +1 -f "$WORK/coordinator.log" --pid "$COORD" | grep --line-buffered -E "round|error|warn" &

@@ -10,6 +10,7 @@
 
 #include "fedmq/config.h"
 #include "fedmq/mq.h"
+#include "fedmq/version.h"
 #include "fedmq/wire.h"
 
 #define MAX_FILTERS 16
@@ -155,7 +156,11 @@ int main(int argc, char **argv)
     strcpy(o.broker, "tcp://127.0.0.1:1883");
     fmq_tls_cfg_default(&o.tls);
     fmq_log_use_stderr("fedmq-inspect", FMQ_LOG_WARN);
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+    if (fmq_config_has_flag(argc, argv, "--version", "-V")) {
+        printf("fedmq-inspect %s\n", FMQ_VERSION);
+        return 0;
+    }
+    if (fmq_config_has_flag(argc, argv, "--help", "-h")) {
         printf("usage: fedmq-inspect [--broker URI] [--client-id ID] [--tls-ca F --tls-cert F "
                "--tls-key F]\n"
                "       [--count N] [--timeout S] [FILTER...]\n"
@@ -178,7 +183,10 @@ int main(int argc, char **argv)
     if (fmq_wire_dec_init(&d) || fmq_mq_create(&mq, &mo)) goto out;
     for (int i = 0; i < o.nfilters; i++)
         if (fmq_mq_subscribe(mq, o.filters[i], 1)) goto out;
-    if (fmq_mq_connect(mq, 30.0)) goto out;
+    if (fmq_mq_connect(mq, 30.0)) {
+        fmq_log(FMQ_LOG_ERROR, "cannot connect to %s within 30 s", o.broker);
+        goto out;
+    }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     start = fmq_mono();

@@ -16,6 +16,7 @@
 #include "fedmq/config.h"
 #include "fedmq/connlog.h"
 #include "fedmq/mq.h"
+#include "fedmq/version.h"
 
 #define MAX_FILES 1024
 
@@ -173,7 +174,11 @@ int main(int argc, char **argv)
     o.progress = 1.0;
     o.confirm_timeout = 60.0;
     fmq_log_use_stderr("fedmq-replay", FMQ_LOG_INFO);
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    if (fmq_config_has_flag(argc, argv, "--version", "-V")) {
+        printf("fedmq-replay %s\n", FMQ_VERSION);
+        return 0;
+    }
+    if (argc < 2 || fmq_config_has_flag(argc, argv, "--help", "-h")) {
         printf("usage: fedmq-replay [--broker URI] [--speed X | --fast] [--with-labels]\n"
                "       [--range A:B] [--limit N] [--site NAME] [--topic TEMPLATE] [--qos 0|1]\n"
                "       [--confirm-timeout S]\n"
@@ -214,7 +219,11 @@ int main(int argc, char **argv)
     mo.client_id = o.client_id;
     mo.max_buffered = 8192;
     mo.drop_oldest = 0; /* a full buffer refuses (and the loop waits): nothing handed over is lost */
-    if (fmq_mq_create(&mq, &mo) || fmq_mq_connect(mq, 30.0)) goto out;
+    if (fmq_mq_create(&mq, &mo)) goto out;
+    if (fmq_mq_connect(mq, 30.0)) {
+        fmq_log(FMQ_LOG_ERROR, "cannot connect to %s within 30 s", o.broker);
+        goto out;
+    }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     t0 = last_progress = fmq_mono();

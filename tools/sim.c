@@ -47,6 +47,7 @@
 #include "fedmq/config.h"
 #include "fedmq/connlog.h"
 #include "fedmq/flow.h"
+#include "fedmq/version.h"
 
 #define SIM_MAX_SETS 64
 #define SIM_MAX_FILES 64 /* per agent */
@@ -106,6 +107,10 @@ static int parse_args(int argc, char **argv, struct sim_opts *o)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
+            printf("fedmq-sim %s\n", FMQ_VERSION);
+            exit(0);
+        }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: fedmq-sim --agent FILE[,FILE...]... [--agent-set KEY=VALUE]...\n"
                    "                 [--agent-test FILE]... [--coord-set KEY=VALUE]...\n"
@@ -441,7 +446,7 @@ int main(int argc, char **argv)
         snprintf(ac.sensors[0], sizeof ac.sensors[0], "sensors/%s/+/conn", ac.id);
         ac.nsensors = 1;
         if (!(agents[n] = calloc(1, sizeof **agents))) goto out;
-        if (agent_init(agents[n], &ac) != 0 || agent_connect(agents[n]) != 0) {
+        if (agent_init(agents[n], &ac) != 0 || agent_connect(agents[n], 30.0) != 0) {
             fmq_log(FMQ_LOG_ERROR, "%s: cannot start agent %s", o.files[n], ac.id);
             n++;
             goto out;
@@ -456,7 +461,7 @@ int main(int argc, char **argv)
     fmq_rng_seed(&rng, cc.seed, 0x6f72646572ULL);
     {
         double t = cpu_now();
-        if (coord_connect(&c) != 0) goto out;
+        if (coord_connect(&c, 30.0) != 0) goto out;
         coord_cpu += cpu_now() - t;
     }
     while (!c.done) {
@@ -512,7 +517,7 @@ int main(int argc, char **argv)
             ac.nsensors = 1;
             if (!(site_agents[nsites] = calloc(1, sizeof **site_agents))) goto out;
             if (agent_init(site_agents[nsites], &ac) != 0 ||
-                agent_connect(site_agents[nsites]) != 0) {
+                agent_connect(site_agents[nsites], 30.0) != 0) {
                 fmq_log(FMQ_LOG_ERROR, "%s: cannot start the new site's agent",
                         o.new_sites[nsites]);
                 nsites++;

@@ -128,6 +128,13 @@ int fmq_config_args(int argc, char **argv, const char *const *bool_keys, fmq_con
     return 0;
 }
 
+int fmq_config_has_flag(int argc, char **argv, const char *a, const char *b)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], a) || (b && !strcmp(argv[i], b))) return 1;
+    return 0;
+}
+
 int fmq_parse_long(const char *v, long min, long max, long *out)
 {
     char *end;

@@ -39,6 +39,13 @@ struct fmq_mq {
     int connected;
     int connect_result; /* 0 pending, 1 ok, -1 failed */
     int ever_connected;
+    /* the first connect (fmq_mq_connect; Paho reconnects by itself once connected) */
+    int attempting;       /* a connect is in flight (caller's thread only) */
+    double next_try;      /* fmq_mono() time of the next attempt (caller's thread only) */
+    double backoff;       /* seconds to wait after the next failure: 1, 2, 4 ... reconnect_max */
+    unsigned failures;    /* failed attempts so far (caller's thread only) */
+    int fail_code;        /* Paho's code for the last failure (lock held) */
+    char fail_msg[160];   /* Paho's text for it, "" if none (lock held) */
     char *subs[MAX_SUBS]; /* owned filter copies */
     int sub_qos[MAX_SUBS];
     int nsubs;
@@ -198,6 +205,8 @@ static void on_connect_failure(void *ctx, MQTTAsync_failureData *resp)
     struct fmq_mq *mq = ctx;
     pthread_mutex_lock(&mq->lock);
     mq->connect_result = -1;
+    mq->fail_code = resp ? resp->code : MQTTASYNC_FAILURE;
+    snprintf(mq->fail_msg, sizeof mq->fail_msg, "%s", resp && resp->message ? resp->message : "");
     pthread_cond_broadcast(&mq->cond);
     pthread_mutex_unlock(&mq->lock);
 }
@@ -437,9 +446,76 @@ int fmq_mq_subscribe(struct fmq_mq *mq, const char *filter, int qos)
     return 0;
 }
 
+/* Why a connect failed, in words: CONNACK return codes (MQTT 3.1.1 section 3.2.2.3) are the
+ * broker's answer; negative codes are Paho's own (no route, refused, TLS, timeout). */
+static void describe_failure(int code, const char *msg, char *out, size_t n)
+{
+    static const char *const connack[] = {NULL,
+                                          "unacceptable protocol version",
+                                          "client identifier rejected",
+                                          "server unavailable",
+                                          "bad user name or password",
+                                          "not authorized"};
+    const char *what = code >= 1 && code <= 5 ? connack[code] : MQTTAsync_strerror(code);
+    if (msg && *msg)
+        snprintf(out, n, "%s (Paho code %d: %s)", msg, code, what);
+    else
+        snprintf(out, n, "%s (Paho code %d)", what, code);
+}
+
+/* Starts one connect attempt; on_connected or on_connect_failure reports how it ended. */
+static int start_attempt(struct fmq_mq *mq)
+{
+    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+    MQTTAsync_willOptions wo = MQTTAsync_willOptions_initializer;
+    MQTTAsync_SSLOptions so = MQTTAsync_SSLOptions_initializer;
+    const struct fmq_tls_cfg *tls = mq->opts.tls;
+    int rc;
+    if (tls && (tls->ca[0] || tls->cert[0])) {
+        so.trustStore = tls->ca[0] ? tls->ca : NULL;
+        so.keyStore = tls->cert[0] ? tls->cert : NULL;
+        so.privateKey = tls->key[0] ? tls->key : NULL;
+        so.enableServerCertAuth = 1;
+        so.verify = tls->verify_hostname; /* Paho's default is 0: no hostname check */
+        so.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
+        co.ssl = &so;
+    }
+    co.keepAliveInterval = mq->opts.keepalive;
+    co.cleansession = mq->opts.clean_session;
+    co.automaticReconnect = 1;
+    co.minRetryInterval = 1;
+    co.maxRetryInterval = tls && tls->reconnect_max > 0 ? tls->reconnect_max : 16;
+    co.connectTimeout = 5;
+    co.context = mq;
+    co.onFailure = on_connect_failure;
+    co.username = mq->username;
+    co.password = mq->password;
+    if (mq->will_topic) {
+        wo.topicName = mq->will_topic;
+        wo.payload.data = mq->will_payload;
+        wo.payload.len = (int)mq->opts.will_len;
+        wo.message = NULL;
+        wo.retained = mq->opts.will_retained;
+        wo.qos = 1;
+        co.will = &wo;
+    }
+    pthread_mutex_lock(&mq->lock);
+    mq->connect_result = 0;
+    pthread_mutex_unlock(&mq->lock);
+    rc = MQTTAsync_connect(mq->client, &co);
+    if (rc != MQTTASYNC_SUCCESS) {
+        fmq_log(FMQ_LOG_ERROR, "mqtt: connect to %s: %s", mq->uri, MQTTAsync_strerror(rc));
+        return FMQ_ENET;
+    }
+    mq->attempting = 1;
+    return 0;
+}
+
 int fmq_mq_connect(struct fmq_mq *mq, double timeout_s)
 {
     double end = fmq_mono() + timeout_s;
+    const struct fmq_tls_cfg *tls = mq->opts.tls;
+    double max_backoff = tls && tls->reconnect_max > 0 ? tls->reconnect_max : 16;
     struct timespec ts;
 
     if (!mq->client) { /* mem://NAME */
@@ -451,61 +527,50 @@ int fmq_mq_connect(struct fmq_mq *mq, double timeout_s)
         return 0;
     }
     for (;;) {
-        MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
-        MQTTAsync_willOptions wo = MQTTAsync_willOptions_initializer;
-        MQTTAsync_SSLOptions so = MQTTAsync_SSLOptions_initializer;
-        const struct fmq_tls_cfg *tls = mq->opts.tls;
-        int rc;
-        if (tls && (tls->ca[0] || tls->cert[0])) {
-            so.trustStore = tls->ca[0] ? tls->ca : NULL;
-            so.keyStore = tls->cert[0] ? tls->cert : NULL;
-            so.privateKey = tls->key[0] ? tls->key : NULL;
-            so.enableServerCertAuth = 1;
-            so.verify = tls->verify_hostname; /* Paho's default is 0: no hostname check */
-            so.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
-            co.ssl = &so;
-        }
-        co.keepAliveInterval = mq->opts.keepalive;
-        co.cleansession = mq->opts.clean_session;
-        co.automaticReconnect = 1;
-        co.minRetryInterval = 1;
-        co.maxRetryInterval = tls && tls->reconnect_max > 0 ? tls->reconnect_max : 16;
-        co.connectTimeout = 5;
-        co.context = mq;
-        co.onFailure = on_connect_failure;
-        co.username = mq->username;
-        co.password = mq->password;
-        if (mq->will_topic) {
-            wo.topicName = mq->will_topic;
-            wo.payload.data = mq->will_payload;
-            wo.payload.len = (int)mq->opts.will_len;
-            wo.message = NULL;
-            wo.retained = mq->opts.will_retained;
-            wo.qos = 1;
-            co.will = &wo;
-        }
+        double now = fmq_mono();
+        int result, code = 0, rc;
+        char msg[sizeof mq->fail_msg], why[256];
+
         pthread_mutex_lock(&mq->lock);
-        mq->connect_result = 0;
+        result = mq->ever_connected ? 1 : mq->connect_result;
+        if (result == -1) {
+            code = mq->fail_code;
+            memcpy(msg, mq->fail_msg, sizeof msg);
+            mq->connect_result = 0;
+        }
         pthread_mutex_unlock(&mq->lock);
-        rc = MQTTAsync_connect(mq->client, &co);
-        if (rc != MQTTASYNC_SUCCESS) {
-            fmq_log(FMQ_LOG_ERROR, "mqtt: connect to %s: %s", mq->uri, MQTTAsync_strerror(rc));
-            return FMQ_ENET;
+        if (result == 1) {
+            if (mq->failures)
+                fmq_log(FMQ_LOG_INFO, "mqtt: connected to %s after %u failed attempt(s)", mq->uri,
+                        mq->failures);
+            mq->attempting = 0;
+            return 0;
+        }
+        if (result == -1 && mq->attempting) { /* this attempt failed: say why, back off */
+            mq->attempting = 0;
+            mq->failures++;
+            if (mq->backoff < 1) mq->backoff = 1;
+            mq->next_try = now + mq->backoff;
+            describe_failure(code, msg, why, sizeof why);
+            fmq_log(FMQ_LOG_WARN, "mqtt: cannot connect to %s: %s; retrying in %.0f s", mq->uri,
+                    why, mq->backoff);
+            mq->backoff = mq->backoff * 2 > max_backoff ? max_backoff : mq->backoff * 2;
+        }
+        if (!mq->attempting && now >= mq->next_try) {
+            if ((rc = start_attempt(mq)) != 0) return rc;
+            continue;
+        }
+        if (now >= end) return FMQ_ETIMEOUT;
+        { /* until the attempt ends, the next one is due, or the caller's time is up */
+            double until = end;
+            if (!mq->attempting && mq->next_try < until) until = mq->next_try;
+            if (until > now + 0.2) until = now + 0.2;
+            deadline(&ts, (int)((until - now) * 1000) + 1);
         }
         pthread_mutex_lock(&mq->lock);
-        while (mq->connect_result == 0) {
-            deadline(&ts, 200);
+        if (mq->connect_result == 0 && !mq->ever_connected)
             pthread_cond_timedwait(&mq->cond, &mq->lock, &ts);
-            if (fmq_mono() > end + 6) break;
-        }
-        rc = mq->connect_result;
         pthread_mutex_unlock(&mq->lock);
-        if (rc == 1) return 0;
-        if (fmq_mono() > end) {
-            fmq_log(FMQ_LOG_ERROR, "mqtt: cannot connect to %s within %.0f s", mq->uri, timeout_s);
-            return FMQ_ETIMEOUT;
-        }
-        usleep(250000);
     }
 }
 

@@ -17,6 +17,10 @@ int fmq_config_file(const char *path, fmq_config_fn fn, void *ud);
 int fmq_config_args(int argc, char **argv, const char *const *bool_keys, fmq_config_fn fn,
                     void *ud);
 
+/* 1 when argv[1..] holds the flag `a` or `b` (b may be NULL): --help and --version are answered
+ * before any setting is parsed. */
+int fmq_config_has_flag(int argc, char **argv, const char *a, const char *b);
+
 /* Strict parsers: the whole string must be a number within [min, max]. */
 int fmq_parse_long(const char *v, long min, long max, long *out);
 int fmq_parse_double(const char *v, double min, double max, double *out);

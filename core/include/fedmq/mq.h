@@ -81,7 +81,11 @@ struct fmq_mq;
 int fmq_mq_create(struct fmq_mq **out, const struct fmq_mq_opts *o);
 /* Remembers filter and subscribes now if connected and after every reconnect. */
 int fmq_mq_subscribe(struct fmq_mq *mq, const char *filter, int qos);
-/* Connects, retrying until timeout_s; automatic reconnect afterwards. */
+/* Connects, waiting at most timeout_s; Paho reconnects by itself afterwards. A failed attempt is
+ * logged with the broker's or Paho's reason and retried after 1 s, then 2, 4 ... up to
+ * reconnect_max seconds. Returns 0 once connected, FMQ_ETIMEOUT when timeout_s passed first (call
+ * again to keep trying: the back-off carries over, so a daemon loops on short timeouts and checks
+ * its stop flag in between), FMQ_ENET when Paho refused to start an attempt. */
 int fmq_mq_connect(struct fmq_mq *mq, double timeout_s);
 int fmq_mq_connected(struct fmq_mq *mq);
 /* Paho copies the payload; p may be reused at once. FMQ_EFULL when Paho's outbound buffer is
