@@ -79,9 +79,23 @@ static void test_errors(void)
     remove(path);
 }
 
+/* --help and --version are found anywhere on the command line, and only as whole words. */
+static void test_has_flag(void)
+{
+    char *argv[] = {"prog", "--id", "a", "--version"};
+    char *none[] = {"prog", "--versions", "--id", "-h1"};
+    CU_ASSERT_EQUAL(fmq_config_has_flag(4, argv, "--version", "-V"), 1);
+    CU_ASSERT_EQUAL(fmq_config_has_flag(4, argv, "--help", "-h"), 0);
+    CU_ASSERT_EQUAL(fmq_config_has_flag(4, none, "--version", "-V"), 0);
+    CU_ASSERT_EQUAL(fmq_config_has_flag(4, none, "--help", "-h"), 0);
+    CU_ASSERT_EQUAL(fmq_config_has_flag(1, argv, "prog", NULL), 0); /* argv[0] is not a flag */
+}
+
 int init_config_tests(void)
 {
-    static const struct fmq_test t[] = {
-        {"file and flags", test_file_and_flags}, {"errors", test_errors}, {NULL, NULL}};
+    static const struct fmq_test t[] = {{"file and flags", test_file_and_flags},
+                                        {"errors", test_errors},
+                                        {"has flag", test_has_flag},
+                                        {NULL, NULL}};
     return fmq_add_suite("config", t);
 }
