@@ -219,8 +219,8 @@ static void publish_alert(struct agent *a, const struct fmq_flow *f, uint32_t sl
         "\"id.orig_p\":%d,\"id.resp_h\":\"%s\",\"id.resp_p\":%d,\"proto\":\"%s\","
         "\"service\":\"%s\",\"conn_state\":\"%s\",\"model\":\"%s\",\"model_version\":%llu,"
         "\"calibration\":\"%s\",\"why\":[%s%s%s]%s,\"text\":\"%s\"}",
-        a->cfg.id, oh, f->ts, uid, oh, f->orig_p, rh, f->resp_p, f->proto, svc, st,
-        a->L->ops->name, (unsigned long long)a->version, fmq_calib_state_name(v->state),
+        a->cfg.id, oh, f->ts, uid, oh, f->orig_p, rh, f->resp_p, f->proto, svc, st, a->L->ops->name,
+        (unsigned long long)a->version, fmq_calib_state_name(v->state),
         v->why & FMQ_CH_BIT(FMQ_CH_SUP) ? "\"supervised\"" : "",
         (v->why & FMQ_CH_BIT(FMQ_CH_SUP)) && (v->why & FMQ_CH_BIT(FMQ_CH_NOV)) ? "," : "",
         v->why & FMQ_CH_BIT(FMQ_CH_NOV) ? "\"novelty\"" : "", members, etext);
@@ -253,7 +253,7 @@ static void on_sensor(struct agent *a, const struct fmq_mq_msg *m)
         struct fmq_learner *l = &a->lrn[i];
         uint32_t slot;
         if (a->L && l != a->L) continue; /* a model is in use: only its learner holds data */
-        if (l != a->L || !a->scoring) { /* no model yet: every kind's data, for the first one */
+        if (l != a->L || !a->scoring) {  /* no model yet: every kind's data, for the first one */
             fmq_learner_ingest(l, &f);
             continue;
         }
@@ -324,16 +324,18 @@ static void on_receipt(struct agent *a, const struct fmq_mq_msg *m)
     a->sent_confirmed = 1;
     if (!strcmp(status, "stale") && current > a->version) {
         a->behind = current;
-        fmq_log(FMQ_LOG_INFO, "update #%llu for v%llu is stale: the coordinator is at v%llu",
-                seq, (unsigned long long)a->version, current);
+        fmq_log(FMQ_LOG_INFO, "update #%llu for v%llu is stale: the coordinator is at v%llu", seq,
+                (unsigned long long)a->version, current);
     } else if (!strcmp(status, "stale") && current && current < a->version) {
         a->rewind = 1;
-        fmq_log(FMQ_LOG_WARN, "the coordinator is at v%llu, behind our v%llu: taking its next "
-                "model", current, (unsigned long long)a->version);
+        fmq_log(FMQ_LOG_WARN,
+                "the coordinator is at v%llu, behind our v%llu: taking its next "
+                "model",
+                current, (unsigned long long)a->version);
     } else if (!strcmp(status, "refused"))
         fmq_log(FMQ_LOG_WARN, "update #%llu for v%llu refused by the coordinator: %.*s", seq,
-                (unsigned long long)a->version,
-                why ? (int)strcspn(why + 10, "\"") : 7, why ? why + 10 : "no reason");
+                (unsigned long long)a->version, why ? (int)strcspn(why + 10, "\"") : 7,
+                why ? why + 10 : "no reason");
 }
 
 static void resend(struct agent *a, const char *why)

@@ -56,27 +56,27 @@ struct agent_cfg {
     char root[64];                        /* topic root, "fedmq" */
     char sensors[AGENT_MAX_SENSORS][128]; /* sensor topic filters */
     int nsensors;
-    long buffer;                 /* labelled flows (mlp) or flows (giot) kept for training */
-    double val_fraction;         /* newest share of the buffer held out for validation */
-    long min_train;              /* flows needed before training */
-    double threshold;            /* P(malicious) alert threshold when the model has no fleet
-                                    rule (calib.h); also the validation metrics' cut */
-    long max_devices;            /* featurizer device table bound */
-    double status_interval;      /* seconds between status messages */
-    double update_retry;         /* seconds without a receipt before the update goes again
-                                    (doubling up to 16x); 0 = only after a reconnect or a
-                                    republished model */
-    int clean_session;           /* 0: the broker keeps the session and queues QoS 1 messages
-                                    (sensor records, models, receipts) while the agent is away */
-    int train;                   /* 0: score and alert only, never train or send updates */
-    double simulate_uplink_bps;  /* test mode: hold each update len/bps seconds */
-    double dp_clip, dp_noise;    /* local DP: clip the update to dp_clip, add N(0, (z dp_clip)^2) */
-    int attack;                  /* test mode: enum agent_attack (Byzantine behaviour) */
-    double attack_scale;         /* its strength; 0 = the attack's default */
-    uint64_t attack_seed;        /* colluding attackers share it (alie) */
-    uint64_t attack_count;       /* examples claimed; 0 = the attack's default (most: honest) */
+    long buffer;                /* labelled flows (mlp) or flows (giot) kept for training */
+    double val_fraction;        /* newest share of the buffer held out for validation */
+    long min_train;             /* flows needed before training */
+    double threshold;           /* P(malicious) alert threshold when the model has no fleet
+                                   rule (calib.h); also the validation metrics' cut */
+    long max_devices;           /* featurizer device table bound */
+    double status_interval;     /* seconds between status messages */
+    double update_retry;        /* seconds without a receipt before the update goes again
+                                   (doubling up to 16x); 0 = only after a reconnect or a
+                                   republished model */
+    int clean_session;          /* 0: the broker keeps the session and queues QoS 1 messages
+                                   (sensor records, models, receipts) while the agent is away */
+    int train;                  /* 0: score and alert only, never train or send updates */
+    double simulate_uplink_bps; /* test mode: hold each update len/bps seconds */
+    double dp_clip, dp_noise;   /* local DP: clip the update to dp_clip, add N(0, (z dp_clip)^2) */
+    int attack;                 /* test mode: enum agent_attack (Byzantine behaviour) */
+    double attack_scale;        /* its strength; 0 = the attack's default */
+    uint64_t attack_seed;       /* colluding attackers share it (alie) */
+    uint64_t attack_count;      /* examples claimed; 0 = the attack's default (most: honest) */
     struct fmq_train_opts train_opts; /* local training (mlp) */
-    struct fmq_calib_cfg calib;  /* the site's calibration (calib.h); budget is fp_budget */
+    struct fmq_calib_cfg calib;       /* the site's calibration (calib.h); budget is fp_budget */
     /* GIoT */
     struct fmq_learner_cfg learn; /* giot_* steps, batch, lr, head weights; explain_fields,
                                      predict_rate (the rest is set from the fields above) */
@@ -133,11 +133,11 @@ struct agent {
     int sent_confirmed;  /* the coordinator's receipt for sent_seq arrived */
     uint64_t reconnects; /* seen in the MQTT client's counters */
     uint64_t resent;
-    double sent_at, retry_wait; /* monotonic time of the last (re)send; wait before the next */
-    double global_ts;           /* send time of the global model in use (coordinator's clock) */
-    double global_mono;         /* our monotonic time when it arrived */
-    double global_anchor;       /* wall time then: ours, or the model's ts when our clock is off
-                                   by more than a second (update_header) */
+    double sent_at, retry_wait;  /* monotonic time of the last (re)send; wait before the next */
+    double global_ts;            /* send time of the global model in use (coordinator's clock) */
+    double global_mono;          /* our monotonic time when it arrived */
+    double global_anchor;        /* wall time then: ours, or the model's ts when our clock is off
+                                    by more than a second (update_header) */
     agent_verdict_fn on_verdict; /* test and evaluation hook */
     void *on_verdict_ud;
     /* counters */

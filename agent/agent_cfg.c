@@ -8,9 +8,8 @@
 #include "fedmq/tokenize.h"
 #include "fedmq/version.h"
 
-const char *const agent_bool_keys[] = {"check",         "tls_verify_hostname",
-                                       "clean_session", "train",
-                                       "calib_tighten", "calib_novelty_beyond_cap",
+const char *const agent_bool_keys[] = {"check", "tls_verify_hostname", "clean_session",
+                                       "train", "calib_tighten",       "calib_novelty_beyond_cap",
                                        NULL};
 
 int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errlen)
@@ -82,7 +81,8 @@ int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "giot_steps")) return fmq_parse_long(v, 1, 1000000, &c->learn.giot_steps);
     if (!strcmp(k, "giot_batch")) return fmq_parse_int(v, 1, 1024, &c->learn.giot_batch);
     if (!strcmp(k, "giot_cls_weight")) return fmq_parse_float(v, 0, 100, &c->learn.giot_cls_weight);
-    if (!strcmp(k, "giot_cls_balance")) return fmq_parse_float(v, 0, 0.9f, &c->learn.giot_cls_balance);
+    if (!strcmp(k, "giot_cls_balance"))
+        return fmq_parse_float(v, 0, 0.9f, &c->learn.giot_cls_balance);
     if (!strcmp(k, "giot_lr")) return fmq_parse_float(v, 1e-7, 1, &c->learn.giot_lr);
     if (!strcmp(k, "fp_budget")) return fmq_parse_double(v, 1e-6, 0.5, &c->calib.budget);
     if (!strcmp(k, "giot_val_max")) return fmq_parse_long(v, 1, 1000000, &c->giot_val_max);

@@ -265,8 +265,7 @@ static int encode_global(struct coord *c)
  * would, after what was published so far reached the broker (the worst case for the window). */
 static void test_exit(struct coord *c, const char *point)
 {
-    if (!c->test_exit_at[0] || strcmp(c->test_exit_at, point) != 0 || --c->test_exit_n > 0)
-        return;
+    if (!c->test_exit_at[0] || strcmp(c->test_exit_at, point) != 0 || --c->test_exit_n > 0) return;
     fmq_log(FMQ_LOG_WARN, "FMQ_TEST_EXIT_AT=%s: exiting at v%llu", point,
             (unsigned long long)c->version);
     if (c->mq) fmq_mq_flush(c->mq, 3.0);
@@ -473,9 +472,11 @@ static void on_global_seen(struct coord *c, const struct fmq_mq_msg *m, int star
     } else if (g.version > c->version || (g.version == c->version && strcmp(g.run, c->run))) {
         c->wire_ahead++;
         if (strcmp(g.run, c->run) == 0 && !c->blocked) {
-            fmq_log(FMQ_LOG_WARN, "v%llu of our run is on %s, ahead of ours (v%llu): going on at "
-                    "v%llu", (unsigned long long)g.version, c->t_global,
-                    (unsigned long long)c->version, (unsigned long long)g.version + 1);
+            fmq_log(FMQ_LOG_WARN,
+                    "v%llu of our run is on %s, ahead of ours (v%llu): going on at "
+                    "v%llu",
+                    (unsigned long long)g.version, c->t_global, (unsigned long long)c->version,
+                    (unsigned long long)g.version + 1);
             reset_round(c);
             c->version = g.version + 1;
             commit(c);
@@ -502,8 +503,10 @@ static void resume(struct coord *c)
     struct fmq_mq_msg *m;
     while ((sub = fmq_mq_subscribed(c->mq)) == 0 && fmq_mono() < end) usleep(5000);
     if (sub != 1)
-        fmq_log(FMQ_LOG_WARN, "subscriptions not acknowledged within %.1f s: the retained "
-                "model's version is not known", c->cfg.resume_wait);
+        fmq_log(FMQ_LOG_WARN,
+                "subscriptions not acknowledged within %.1f s: the retained "
+                "model's version is not known",
+                c->cfg.resume_wait);
     while (fmq_mono() < end && fmq_mq_poll(c->mq, &m, quiet) == 0) {
         if (strcmp(m->topic, c->t_global) == 0)
             on_global_seen(c, m, 1);
@@ -529,8 +532,10 @@ static void resume(struct coord *c)
         publish_model(c);
     publish_status(c, c->blocked ? "blocked" : "running");
     if (skipped)
-        fmq_log(FMQ_LOG_INFO, "%d update(s) arrived before the model was out; agents send them "
-                "again", skipped);
+        fmq_log(FMQ_LOG_INFO,
+                "%d update(s) arrived before the model was out; agents send them "
+                "again",
+                skipped);
 }
 
 /* Creates the client and records the subscriptions (made at every connect). */
@@ -544,8 +549,8 @@ static int create_client(struct coord *c)
     o.tls = &c->cfg.tls;
     o.client_id = c->cfg.client_id;
     o.will_topic = c->t_coord;
-    o.will_len = (size_t)snprintf(will, sizeof will, "{\"state\":\"offline\",\"run\":\"%s\"}",
-                                  c->run);
+    o.will_len =
+        (size_t)snprintf(will, sizeof will, "{\"state\":\"offline\",\"run\":\"%s\"}", c->run);
     o.will_payload = will;
     o.will_retained = 1;
     if ((rc = fmq_mq_create(&c->mq, &o)) != 0) return rc;
@@ -594,10 +599,10 @@ static struct coord_agent *evictable(struct coord *c, int for_update)
     int best_rank = 0;
     for (int i = 0; i < c->nagents; i++) {
         struct coord_agent *a = &c->agents[i];
-        int rank = a->in_round                   ? 0
-                   : !counts_online(c, a)        ? (a->app_seq == 0 ? 4 : 3)
-                   : for_update && !a->updates   ? 2
-                                                 : 0;
+        int rank = a->in_round                 ? 0
+                   : !counts_online(c, a)      ? (a->app_seq == 0 ? 4 : 3)
+                   : for_update && !a->updates ? 2
+                                               : 0;
         if (rank > best_rank || (rank && rank == best_rank && a->last_heard < best->last_heard))
             best = a, best_rank = rank;
     }
@@ -731,8 +736,7 @@ static void confirm(struct coord *c)
 {
     for (int i = 0; i < c->nagents; i++) {
         struct coord_agent *a = &c->agents[i];
-        if (a->app_seq == 0 || (a->app_seq == a->rcpt_seq && a->app_base == a->rcpt_base))
-            continue;
+        if (a->app_seq == 0 || (a->app_seq == a->rcpt_seq && a->app_base == a->rcpt_base)) continue;
         receipt(c, a->id, a->app_seq, a->app_base, "applied", NULL);
         a->rcpt_seq = a->app_seq;
         a->rcpt_base = a->app_base;
@@ -815,7 +819,8 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
         reject(c, &c->rej_task, m->topic, "update for another task");
         return;
     }
-    if ((a = find_agent(c, u.agent, 0)) != NULL) { /* an update, even a late one, is a sign of life */
+    if ((a = find_agent(c, u.agent, 0)) !=
+        NULL) { /* an update, even a late one, is a sign of life */
         a->missed = 0;
         a->last_heard = fmq_mono();
     }
@@ -919,9 +924,11 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
     }
     if (u.has_sketch && u.base_version == c->version) { /* the model being replaced, measured */
         fmq_rule_acc_add(&c->racc, &u.sketch, (uint32_t)c->cfg.rule_min_benign);
-        fmq_log(FMQ_LOG_DEBUG, "sketch from %s of v%llu: %u benign, sup q99 %.4g q99.5 %.4g, "
-                "nov q99 %.4g q99.5 %.4g", u.agent, (unsigned long long)u.base_version,
-                u.sketch.n, u.sketch.q[0][2], u.sketch.q[0][3], u.sketch.q[1][2], u.sketch.q[1][3]);
+        fmq_log(FMQ_LOG_DEBUG,
+                "sketch from %s of v%llu: %u benign, sup q99 %.4g q99.5 %.4g, "
+                "nov q99 %.4g q99.5 %.4g",
+                u.agent, (unsigned long long)u.base_version, u.sketch.n, u.sketch.q[0][2],
+                u.sketch.q[0][3], u.sketch.q[1][2], u.sketch.q[1][3]);
     }
     if (!a->in_round) {
         c->participants++;
@@ -1268,8 +1275,10 @@ static void close_round(struct coord *c)
         "\"eval_s\":%.6f,\"model_hash\":\"%016llx\",\"agent_val\":{\"n\":%d,\"accuracy\":%.6f,"
         "\"f1\":%.6f},\"process_cpu_s\":%.3f,\"ts\":%.3f,\"silent\":%d",
         c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
-        was_stats ? "stats" : was_calib ? "calib" : "train", coord_model_name(c),
-        coord_model_params(c), c->dim, fmq_strategy_name(c->cfg.strategy),
+        was_stats   ? "stats"
+        : was_calib ? "calib"
+                    : "train",
+        coord_model_name(c), coord_model_params(c), c->dim, fmq_strategy_name(c->cfg.strategy),
         fmq_robust_name(c->cfg.robust), fmq_robust_name(c->rob.last_rule), c->rob.last_used,
         c->rob.last_clipped, c->rob.last_capped, was_stats ? c->stats_used : 0,
         was_stats ? c->nstats - c->stats_used : 0, was_stats ? c->stats_capped : 0,
@@ -1306,8 +1315,7 @@ static void close_round(struct coord *c)
                 "deployed test recall %.4f, FPR %.4f",
                 (unsigned long long)c->version, c->participants, c->rule.sites, c->rule.budget,
                 ev.dep.tp + ev.dep.fn ? (double)ev.dep.tp / (double)(ev.dep.tp + ev.dep.fn) : 0.0,
-                ev.dep.fp + ev.dep.tn ? (double)ev.dep.fp / (double)(ev.dep.fp + ev.dep.tn)
-                                      : 0.0);
+                ev.dep.fp + ev.dep.tn ? (double)ev.dep.fp / (double)(ev.dep.fp + ev.dep.tn) : 0.0);
     else if (was_stats)
         fmq_log(FMQ_LOG_INFO,
                 "round 0 (statistics) -> v%llu: %d agents, %llu flows, up %llu B, down %llu B, "

@@ -90,19 +90,19 @@ struct coord_cfg {
 
 struct coord_agent {
     char id[FMQ_ID_MAX];
-    struct fmq_link_est link; /* network and device sensing */
-    uint64_t n_examples;      /* examples behind its last accepted update */
-    int online;               /* last status said online */
-    int in_round;             /* update accepted this round */
-    uint64_t updates;         /* accepted updates, all rounds */
-    uint64_t last_seq;        /* newest update accepted: (last_base, last_seq); an update whose */
-    uint64_t last_base;       /* (base, seq) is not above it is a replay (coord_key_after) */
+    struct fmq_link_est link;   /* network and device sensing */
+    uint64_t n_examples;        /* examples behind its last accepted update */
+    int online;                 /* last status said online */
+    int in_round;               /* update accepted this round */
+    uint64_t updates;           /* accepted updates, all rounds */
+    uint64_t last_seq;          /* newest update accepted: (last_base, last_seq); an update whose */
+    uint64_t last_base;         /* (base, seq) is not above it is a replay (coord_key_after) */
     uint64_t app_seq, app_base; /* newest update aggregated into the model (saved with it) */
     uint64_t rcpt_seq, rcpt_base; /* newest update confirmed "applied" to the agent */
-    double last_heard;        /* monotonic time of its last update or status */
-    int missed;               /* consecutive closed rounds it was due in and sent nothing */
-    int calib;                /* calibration state its status reports, -1 unknown */
-    int refused;              /* an update of this round was refused: it has had its say */
+    double last_heard;            /* monotonic time of its last update or status */
+    int missed;                   /* consecutive closed rounds it was due in and sent nothing */
+    int calib;                    /* calibration state its status reports, -1 unknown */
+    int refused;                  /* an update of this round was refused: it has had its say */
 };
 
 #define COORD_HISTORY 4096
@@ -117,8 +117,8 @@ struct coord_round {
 
 /* One evaluation of the global model on the test set. */
 struct coord_eval {
-    struct fmq_confusion cm, per_file[COORD_MAX_TEST];   /* at the configured threshold */
-    struct fmq_confusion dep, dep_file[COORD_MAX_TEST];  /* at the deployed (fleet) rule */
+    struct fmq_confusion cm, per_file[COORD_MAX_TEST];  /* at the configured threshold */
+    struct fmq_confusion dep, dep_file[COORD_MAX_TEST]; /* at the deployed (fleet) rule */
     double recall_at_fpr;        /* at 1% false-positive rate, -1 without malicious test flows */
     double head_recall_at_fpr;   /* GIoT's supervised head, -1 without one */
     double either_recall_at_fpr; /* either channel, at 1% together; -1 without two */
@@ -134,13 +134,13 @@ struct coord {
     size_t dim;       /* trainable parameters: what updates carry */
     float *trainable; /* borrowed view: model.params, gpt.params or gpt.lora */
     struct fmq_gpt gpt;
-    struct fmq_learner ev;       /* evaluation: the agents' scoring path over the test flows */
-    uint32_t *tslot;             /* owned: test rows -> ev slots */
-    float *tscore;               /* owned: ntest x FMQ_NCH channel scores */
-    float *tch;                  /* owned: the supervised then the novelty scores, 2 x ntest */
-    float *tscratch;             /* owned: 3 x ntest */
-    struct fmq_rule_acc racc;    /* this round's sketches */
-    struct fmq_rule rule;        /* the fleet rule the next global model carries */
+    struct fmq_learner ev;    /* evaluation: the agents' scoring path over the test flows */
+    uint32_t *tslot;          /* owned: test rows -> ev slots */
+    float *tscore;            /* owned: ntest x FMQ_NCH channel scores */
+    float *tch;               /* owned: the supervised then the novelty scores, 2 x ntest */
+    float *tscratch;          /* owned: 3 x ntest */
+    struct fmq_rule_acc racc; /* this round's sketches */
+    struct fmq_rule rule;     /* the fleet rule the next global model carries */
     struct fmq_mq *mq;
     struct fmq_wire_dec dec;
     struct fmq_buf out;
@@ -164,8 +164,8 @@ struct coord {
     struct fmq_moments bmoments;    /* the same of the kept agents' benign rows: the profile */
     struct fmq_moments upd_moments; /* decode storage */
     struct fmq_moments upd_bmoments;
-    float *delta;                   /* decode storage, nparams */
-    float *yt;                      /* owned: test labels, 1 malicious */
+    float *delta; /* decode storage, nparams */
+    float *yt;    /* owned: test labels, 1 malicious */
     size_t ntest;
     size_t test_start[COORD_MAX_TEST + 1]; /* first test row of each file */
     char test_name[COORD_MAX_TEST][96];    /* file base names, JSON-safe */
@@ -202,24 +202,24 @@ struct coord {
     uint64_t save_failures;     /* state saves that failed, all time */
     int blocked;                /* a closed round waits for its state to be saved */
     double blocked_since, retry_at, retry_wait; /* monotonic */
-    double blocked_s;           /* seconds the last committed round waited for its save */
-    char save_error[160];       /* why the last save failed ("" = it did not) */
-    char *round_body;           /* owned: the closed round's metrics JSON, without its "state" */
-    int round_new;              /* round_body is not yet published */
-    char *round_json;           /* owned: the committed round's metrics (saved with the state) */
-    struct fmq_buf pub;         /* the global model envelope last published */
-    uint64_t seen_version;      /* highest version seen on the model topic, and its run */
+    double blocked_s;      /* seconds the last committed round waited for its save */
+    char save_error[160];  /* why the last save failed ("" = it did not) */
+    char *round_body;      /* owned: the closed round's metrics JSON, without its "state" */
+    int round_new;         /* round_body is not yet published */
+    char *round_json;      /* owned: the committed round's metrics (saved with the state) */
+    struct fmq_buf pub;    /* the global model envelope last published */
+    uint64_t seen_version; /* highest version seen on the model topic, and its run */
     char seen_run[FMQ_ID_MAX];
     struct fmq_ratelimit wire_log;
-    char t_coord[256];          /* <root>/<task>/coordinator: retained status (JSON) */
-    uint64_t wire_ahead;        /* global models seen on the topic ahead of ours */
-    char test_exit_at[32];      /* FMQ_TEST_EXIT_AT=POINT[:N]: _exit(70) there (tests only) */
+    char t_coord[256];     /* <root>/<task>/coordinator: retained status (JSON) */
+    uint64_t wire_ahead;   /* global models seen on the topic ahead of ours */
+    char test_exit_at[32]; /* FMQ_TEST_EXIT_AT=POINT[:N]: _exit(70) there (tests only) */
     long test_exit_n;
 
     /* checks on what clients send (README, Security) */
-    struct fmq_moments *stats_in; /* owned: this statistics round's accepted moments */
+    struct fmq_moments *stats_in;  /* owned: this statistics round's accepted moments */
     struct fmq_moments *stats_ben; /* owned: the moments of their benign rows (n 0: none) */
-    int *stats_who, *stats_kept;  /* owned: their agent (index), and whether merged */
+    int *stats_who, *stats_kept;   /* owned: their agent (index), and whether merged */
     int nstats, stats_cap, stats_used, stats_capped;
     float *guard_theta;        /* owned: the model before a step, to take it back */
     double *guard_m, *guard_v; /* owned: the server optimizer's state before it */

@@ -232,8 +232,7 @@ int coord_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "threshold")) return fmq_parse_double(v, 0, 1, &c->threshold);
     if (!strcmp(k, "fp_budget")) return fmq_parse_double(v, 1e-6, 0.5, &c->fp_budget);
     if (!strcmp(k, "calib_round")) return fmq_parse_bool(v, &c->calib_round);
-    if (!strcmp(k, "rule_min_benign"))
-        return fmq_parse_long(v, 1, 100000000, &c->rule_min_benign);
+    if (!strcmp(k, "rule_min_benign")) return fmq_parse_long(v, 1, 100000000, &c->rule_min_benign);
     if (!strcmp(k, "test_from")) return fmq_parse_double(v, 0, 0.999, &c->test_from);
     if (!strcmp(k, "test")) {
         if (c->ntest == COORD_MAX_TEST) {

@@ -376,11 +376,13 @@ int coord_metrics_recover(struct coord *c)
         nl = strrchr(tail, '\n');
         if (nl || from == 0) {
             off_t keep = nl ? (off_t)from + (nl + 1 - tail) : 0;
-            fmq_log(FMQ_LOG_WARN, "%s: dropped a torn last line (%lld bytes)",
-                    c->cfg.metrics_file, (long long)(st.st_size - keep));
+            fmq_log(FMQ_LOG_WARN, "%s: dropped a torn last line (%lld bytes)", c->cfg.metrics_file,
+                    (long long)(st.st_size - keep));
             if (ftruncate(fileno(f), keep) != 0) goto fail;
-            if (nl) nl[1] = 0;
-            else tail[0] = 0;
+            if (nl)
+                nl[1] = 0;
+            else
+                tail[0] = 0;
             n = strlen(tail);
         }
     }

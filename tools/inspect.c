@@ -96,8 +96,8 @@ static void print_msg(struct fmq_wire_dec *d, const struct fmq_mq_msg *m)
                    "\"loss\":%.6f,\"val_acc\":%.6f,\"val_f1\":%.6f,\"sketch_benign\":%ld",
                    u.agent, u.task, (unsigned long long)u.base_version, (unsigned long long)u.seq,
                    (unsigned long long)u.n_examples, fmq_codec_name(u.codec), u.dim,
-                   u.has_stats ? "true" : "false", u.metrics.loss, u.metrics.accuracy,
-                   u.metrics.f1, u.has_sketch ? (long)u.sketch.n : -1L);
+                   u.has_stats ? "true" : "false", u.metrics.loss, u.metrics.accuracy, u.metrics.f1,
+                   u.has_sketch ? (long)u.sketch.n : -1L);
         else {
             printf("\"kind\":\"invalid\",\"error\":");
             put_escaped((const uint8_t *)err, strlen(err));

@@ -32,7 +32,7 @@ struct opts {
     double from, to; /* fraction range of each file, by time order */
     long limit;      /* stop after N flows, 0 = all */
     int qos;
-    double progress; /* seconds between progress lines */
+    double progress;        /* seconds between progress lines */
     double confirm_timeout; /* seconds without progress before unconfirmed flows count lost */
     char *files[MAX_FILES];
     int nfiles;
@@ -75,8 +75,7 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     if (!strcmp(k, "with_labels")) return fmq_parse_bool(v, &o->with_labels);
     if (!strcmp(k, "limit")) return fmq_parse_long(v, 0, 1L << 40, &o->limit);
     if (!strcmp(k, "progress")) return fmq_parse_double(v, 0.1, 3600, &o->progress);
-    if (!strcmp(k, "confirm_timeout"))
-        return fmq_parse_double(v, 0.1, 86400, &o->confirm_timeout);
+    if (!strcmp(k, "confirm_timeout")) return fmq_parse_double(v, 0.1, 86400, &o->confirm_timeout);
     if (!strcmp(k, "qos")) {
         rc = fmq_parse_long(v, 0, 1, &l);
         o->qos = (int)l;
@@ -218,7 +217,8 @@ int main(int argc, char **argv)
     mo.tls = &o.tls;
     mo.client_id = o.client_id;
     mo.max_buffered = 8192;
-    mo.drop_oldest = 0; /* a full buffer refuses (and the loop waits): nothing handed over is lost */
+    mo.drop_oldest =
+        0; /* a full buffer refuses (and the loop waits): nothing handed over is lost */
     if (fmq_mq_create(&mq, &mo)) goto out;
     if (fmq_mq_connect(mq, 30.0)) {
         fmq_log(FMQ_LOG_ERROR, "cannot connect to %s within 30 s", o.broker);

@@ -224,8 +224,8 @@ static void on_verdict(void *ud, const struct fmq_flow *f, const struct fmq_verd
 /* Publishes every flow of the agent's files (comma-separated) to its sensor topics, in the
  * order fedmq-replay would, and lets the agent take them in; with_labels 0 leaves the labels
  * out of the messages and records them in ev (a new site's evaluation). */
-static int feed(struct fmq_mq *bus, struct agent *a, const char *list, double *cpu,
-                int with_labels, struct site_eval *ev)
+static int feed(struct fmq_mq *bus, struct agent *a, const char *list, double *cpu, int with_labels,
+                struct site_eval *ev)
 {
     struct fmq_flow *flows[SIM_MAX_FILES] = {0};
     size_t n[SIM_MAX_FILES] = {0}, nitems = 0, k = 0;
@@ -531,15 +531,15 @@ int main(int argc, char **argv)
                 nsites++;
                 goto out;
             }
-            if (feed(bus, site_agents[nsites], o.new_sites[nsites], &cpu, 0, &sites[nsites]) !=
-                0) {
+            if (feed(bus, site_agents[nsites], o.new_sites[nsites], &cpu, 0, &sites[nsites]) != 0) {
                 nsites++;
                 goto out;
             }
         }
     }
     for (int i = 0; i < n; i++) /* a test file per listed name, comma-separated */
-        for (const char *q = o.agent_tests[i]; q && *q; q += strcspn(q, ",") + (q[strcspn(q, ",")] == ','))
+        for (const char *q = o.agent_tests[i]; q && *q;
+             q += strcspn(q, ",") + (q[strcspn(q, ",")] == ','))
             ntests++;
     if (!(tests = calloc((size_t)(ntests ? ntests : 1), sizeof *tests)) ||
         !(test_agent = calloc((size_t)(ntests ? ntests : 1), sizeof *test_agent)) ||

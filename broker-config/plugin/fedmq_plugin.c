@@ -1,8 +1,8 @@
 /* fedmq Mosquitto plugin (plugin API v5, Mosquitto 2.0): enforces fmq_policy.h at the broker.
  * ACL_CHECK decides every publish, subscribe and delivery (a refused update is dropped with
  * MOSQ_ERR_ACL_DENIED before any subscriber sees it); MESSAGE lets the policy learn the current
- * global model's dimension per task from the coordinator's publishes; TICK publishes the counters as
- * JSON, retained, on <root>/broker/metrics every metrics_interval seconds. Refusals are logged
+ * global model's dimension per task from the coordinator's publishes; TICK publishes the counters
+ * as JSON, retained, on <root>/broker/metrics every metrics_interval seconds. Refusals are logged
  * at a rate limit. Options (plugin_opt_*) are listed in broker-config/README.md. */
 #include <stdio.h>
 #include <string.h>

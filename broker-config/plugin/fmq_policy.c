@@ -10,8 +10,8 @@
 #include "fedmq/gpt.h"
 
 static const char *const deny_names[FMQ_DENY_COUNT] = {
-    "ok",     "defer", "anonymous", "id_mismatch", "topic",    "size",  "malformed", "dim",
-    "task",   "forged", "rate",     "retain",      "retained", "label"};
+    "ok",  "defer", "anonymous", "id_mismatch", "topic",  "size",     "malformed",
+    "dim", "task",  "forged",    "rate",        "retain", "retained", "label"};
 
 const char *fmq_deny_name(int d)
 {
@@ -30,9 +30,9 @@ void fmq_policy_default(struct fmq_policy *p)
     p->noperators = 1;
     strcpy(p->sensor_suffix, ".sensors");
     p->max_update_bytes = 4u << 20;
-    p->max_status_bytes = 1024;  /* a status is about 150 bytes */
-    p->max_alert_bytes = 8192;   /* an explained GIoT alert is under 2 kB */
-    p->max_sensor_bytes = 8192;  /* a Zeek conn record is under 1 kB */
+    p->max_status_bytes = 1024; /* a status is about 150 bytes */
+    p->max_alert_bytes = 8192;  /* an explained GIoT alert is under 2 kB */
+    p->max_sensor_bytes = 8192; /* a Zeek conn record is under 1 kB */
     p->max_dim = 1u << 20;
     p->rate[FMQ_KIND_UPDATE] = 5.0, p->burst[FMQ_KIND_UPDATE] = 20.0;
     p->rate[FMQ_KIND_STATUS] = 2.0, p->burst[FMQ_KIND_STATUS] = 20.0; /* one per 5 s by default */
@@ -105,13 +105,12 @@ int fmq_policy_set(struct fmq_policy *p, const char *k, const char *v, char *err
         if ((rc = fmq_parse_long(v, 0, FMQ_POLICY_RETAINED_MAX, &l)) == 0) p->max_retained = (int)l;
     } else if (!strcmp(k, "update_rate") || !strcmp(k, "status_rate") || !strcmp(k, "alert_rate"))
         rc = fmq_parse_double(v, 0.001, 1e6,
-                              &p->rate[k[0] == 'u' ? FMQ_KIND_UPDATE
+                              &p->rate[k[0] == 'u'   ? FMQ_KIND_UPDATE
                                        : k[0] == 's' ? FMQ_KIND_STATUS
                                                      : FMQ_KIND_ALERT]);
-    else if (!strcmp(k, "update_burst") || !strcmp(k, "status_burst") ||
-             !strcmp(k, "alert_burst"))
+    else if (!strcmp(k, "update_burst") || !strcmp(k, "status_burst") || !strcmp(k, "alert_burst"))
         rc = fmq_parse_double(v, 1, 1e6,
-                              &p->burst[k[0] == 'u' ? FMQ_KIND_UPDATE
+                              &p->burst[k[0] == 'u'   ? FMQ_KIND_UPDATE
                                         : k[0] == 's' ? FMQ_KIND_STATUS
                                                       : FMQ_KIND_ALERT]);
     else if (!strcmp(k, "metrics_interval"))
@@ -426,8 +425,8 @@ static int check_update(struct fmq_policy *p, const char *u, const char *topic, 
     return FMQ_DENY_OK;
 }
 
-static int check_status(struct fmq_policy *p, const char *u, const char *topic,
-                        const void *payload, size_t len)
+static int check_status(struct fmq_policy *p, const char *u, const char *topic, const void *payload,
+                        size_t len)
 {
     struct fmq_status st;
     char err[256], task[FMQ_ID_MAX];
@@ -481,8 +480,9 @@ static int check_write(struct fmq_policy *p, int role, const char *u, const char
     if (kind < 0) return FMQ_DENY_TOPIC;
     /* charged first: a malformed 4 MiB update costs the sender a token before any decoding */
     if (!rate_ok(p, u, kind, now)) return FMQ_DENY_RATE;
-    if (retain && kind != FMQ_KIND_STATUS) return FMQ_DENY_RETAIN; /* replayed to every
-                                                                       new coordinator */
+    if (retain && kind != FMQ_KIND_STATUS)
+        return FMQ_DENY_RETAIN; /* replayed to every
+                                    new coordinator */
     if (retain && !retained_ok(p, u, topic, len, now)) return FMQ_DENY_RETAINED;
     return kind == FMQ_KIND_UPDATE   ? check_update(p, u, topic, payload, len)
            : kind == FMQ_KIND_STATUS ? check_status(p, u, topic, payload, len)
@@ -501,7 +501,7 @@ int fmq_policy_check(struct fmq_policy *p, const char *client_id, const char *u,
         d = FMQ_DENY_ID_MISMATCH;
     else if (access == FMQ_ACC_UNSUBSCRIBE)
         return FMQ_DENY_OK; /* giving up a subscription reveals nothing */
-    else if (shared) /* a shared subscription: the coordinator's, spread over its replicas */
+    else if (shared)        /* a shared subscription: the coordinator's, spread over its replicas */
         d = role == FMQ_ROLE_COORDINATOR && topic_allowed(p, role, u, access, shared)
                 ? FMQ_DENY_OK
                 : FMQ_DENY_TOPIC;

@@ -84,7 +84,7 @@ const char *fmq_deny_name(int d);
 enum fmq_kind { FMQ_KIND_UPDATE, FMQ_KIND_STATUS, FMQ_KIND_ALERT, FMQ_KIND_N };
 
 struct fmq_rate_slot {
-    uint64_t key;                          /* hash of the identity, 0 = empty */
+    uint64_t key; /* hash of the identity, 0 = empty */
     double tokens[FMQ_KIND_N], last[FMQ_KIND_N];
     uint64_t retained[FMQ_POLICY_RETAINED_MAX]; /* hashes of its retained topics, 0 = free */
 };
@@ -105,16 +105,16 @@ struct fmq_policy {
     int ncoordinators, ndashboards, noperators, nlabellers;
     char sensor_suffix[32]; /* "<site><suffix>" is site's sensor feed */
     size_t max_update_bytes, max_status_bytes, max_alert_bytes, max_sensor_bytes;
-    uint32_t max_dim;                   /* decode bound when a task's model is not yet known */
+    uint32_t max_dim; /* decode bound when a task's model is not yet known */
     double rate[FMQ_KIND_N], burst[FMQ_KIND_N]; /* per client, per kind: per second, bucket */
-    int max_retained;                   /* distinct retained topics per identity */
+    int max_retained;                           /* distinct retained topics per identity */
     struct fmq_task_dim dims[FMQ_POLICY_MAX_TASKS];
     uint64_t allowed_updates, denied[FMQ_DENY_COUNT];
     struct fmq_rate_slot rates[FMQ_POLICY_RATE_SLOTS];
     struct fmq_wire_dec dec;
     float *delta; /* owned decode storage, delta_cap floats */
     size_t delta_cap;
-    struct fmq_moments moments; /* decode storage for statistics updates */
+    struct fmq_moments moments;  /* decode storage for statistics updates */
     struct fmq_moments bmoments; /* the same, the benign rows (the profile) */
 };
 

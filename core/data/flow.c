@@ -211,8 +211,10 @@ int fmq_flow_set(struct fmq_flow *f, const char *key, const char *v, size_t n, c
             return 0;
         }
         if (n >= 10 && strspn(v, "X.") >= n) /* btest-canonified: the time was removed */
-            snprintf(err, errlen, "ts is canonified ('%.*s', a Zeek test baseline): the record "
-                     "has no time to order it by", (int)(n > 32 ? 32 : n), v);
+            snprintf(err, errlen,
+                     "ts is canonified ('%.*s', a Zeek test baseline): the record "
+                     "has no time to order it by",
+                     (int)(n > 32 ? 32 : n), v);
         else
             snprintf(err, errlen, "ts is not a timestamp: '%.*s'", (int)(n > 32 ? 32 : n), v);
         return FMQ_EFORMAT;

@@ -249,8 +249,8 @@ const char *fmq_calib_state_name(int state)
 void fmq_calib_cfg_default(struct fmq_calib_cfg *c)
 {
     c->budget = 0.01;
-    c->min_flows = 200;  /* a 1% quantile needs a few flows above it to mean anything */
-    c->min_span = 300;   /* five minutes: one burst of a chatty device is not a site's traffic */
+    c->min_flows = 200; /* a 1% quantile needs a few flows above it to mean anything */
+    c->min_span = 300;  /* five minutes: one burst of a chatty device is not a site's traffic */
     c->window = 2000;
     c->every = 100;
     c->max_step = 0.25;
@@ -395,8 +395,8 @@ int fmq_calib_recompute(struct fmq_calib *c, int now)
 {
     int changed = 0, moving = 0, at_once;
     double span = isfinite(c->first_ts) ? c->last_ts - c->first_ts : 0;
-    double dt = isfinite(c->last_ts) && isfinite(c->recomputed_ts) ? c->last_ts - c->recomputed_ts
-                                                                   : 0;
+    double dt =
+        isfinite(c->last_ts) && isfinite(c->recomputed_ts) ? c->last_ts - c->recomputed_ts : 0;
     double share = fmq_rule_share(c->cfg.budget, c->channels);
     c->since = 0;
     if (c->fixed) return 0; /* set from labels */
@@ -497,8 +497,8 @@ void fmq_calib_verdict(const struct fmq_calib *c, const float *scores, struct fm
     v->state = c->state;
 }
 
-void fmq_rule_verdict(const struct fmq_rule *r, int channels, float static_sup,
-                      const float *scores, struct fmq_verdict *v)
+void fmq_rule_verdict(const struct fmq_rule *r, int channels, float static_sup, const float *scores,
+                      struct fmq_verdict *v)
 {
     float thr[FMQ_NCH];
     fleet_thresholds(r, channels, static_sup, thr);

@@ -109,8 +109,7 @@ int fmq_learner_adopt(struct fmq_learner *l, const struct fmq_global *g, const s
     return 0;
 }
 
-uint32_t fmq_learner_observe(struct fmq_learner *l, const struct fmq_flow *f,
-                             struct fmq_verdict *v)
+uint32_t fmq_learner_observe(struct fmq_learner *l, const struct fmq_flow *f, struct fmq_verdict *v)
 {
     uint32_t slot = l->ops->ingest(l, f);
     float s[FMQ_NCH];
@@ -153,8 +152,8 @@ int fmq_learner_personalise(struct fmq_learner *l)
 /* Validation keeps its meaning across fleet rules (GSFS's performance trigger and the agents'
  * reported metrics compare it round to round) and is read off the learner's primary channel: a
  * novelty channel cut at the threshold that lets the budget of the validation split's flows not
- * labelled malicious through, a supervised channel at its static threshold. F1 when malicious flows are labelled, else
- * accuracy; unlabelled flows count as normal, as the threshold takes them. */
+ * labelled malicious through, a supervised channel at its static threshold. F1 when malicious flows
+ * are labelled, else accuracy; unlabelled flows count as normal, as the threshold takes them. */
 void fmq_learner_validate(struct fmq_learner *l, int local, struct fmq_local_metrics *m,
                           struct fmq_sketch *sk)
 {

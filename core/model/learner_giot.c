@@ -17,15 +17,15 @@
 
 struct giot {
     struct fmq_giot_stream gs;
-    struct fmq_gpt cur, local;    /* global model in use, training copy */
-    struct fmq_gpt pers;          /* personal model (fmq_learner_personalise) */
+    struct fmq_gpt cur, local; /* global model in use, training copy */
+    struct fmq_gpt pers;       /* personal model (fmq_learner_personalise) */
     int use_pers;
-    struct fmq_giot_trainer tr;   /* training and batch scoring (giot_batch windows) */
-    struct fmq_giot_trainer sc;   /* live scoring and explanations (one window) */
-    uint32_t sc_slot;             /* the flow sc's activations hold, UINT32_MAX when none */
+    struct fmq_giot_trainer tr;     /* training and batch scoring (giot_batch windows) */
+    struct fmq_giot_trainer sc;     /* live scoring and explanations (one window) */
+    uint32_t sc_slot;               /* the flow sc's activations hold, UINT32_MAX when none */
     const struct fmq_gpt *sc_model; /* ... and the model that scored it */
     float sc_nll;
-    uint32_t *idx;                /* owned: buffer, the split (train, then validation) */
+    uint32_t *idx; /* owned: buffer, the split (train, then validation) */
     size_t ntrain, nval;
     struct fmq_ratelimit predict_rl;
     uint64_t predicted;
@@ -87,8 +87,7 @@ static void copy_weights(struct fmq_gpt *dst, const struct fmq_gpt *src)
     }
 }
 
-static int giot_adopt(struct fmq_learner *l, const struct fmq_global *gl, char *err,
-                      size_t errlen)
+static int giot_adopt(struct fmq_learner *l, const struct fmq_global *gl, char *err, size_t errlen)
 {
     struct giot *g = G(l);
     const struct fmq_gpt *m = gl->gpt;
@@ -102,8 +101,7 @@ static int giot_adopt(struct fmq_learner *l, const struct fmq_global *gl, char *
     if (!same_shape(&g->cur, m) || g->tr.K != K) {
         drop_model(g); /* a different model: drop every trace of the old one */
         if ((rc = fmq_gpt_copy(&g->cur, m)) || (rc = fmq_gpt_copy(&g->local, m)) ||
-            (rc = fmq_giot_trainer_init(&g->tr, m, l->cfg.giot_batch, K, lr, 0.01f,
-                                        l->cfg.seed)) ||
+            (rc = fmq_giot_trainer_init(&g->tr, m, l->cfg.giot_batch, K, lr, 0.01f, l->cfg.seed)) ||
             (rc = fmq_giot_trainer_init(&g->sc, m, 1, K, lr, 0.01f, l->cfg.seed))) {
             snprintf(err, errlen, "cannot hold a GIoT model with context %d: %s", K,
                      fmq_strerror(rc));
@@ -206,17 +204,16 @@ static size_t giot_explain(struct fmq_learner *l, uint32_t slot, const struct fm
         nll = g->sc_nll;
         fmq_giot_explain_last(&g->sc, mod, l->cfg.explain_fields, why, sizeof why);
     } else
-        nll = fmq_giot_explain(&g->sc, mod, &g->gs.d, slot, l->cfg.explain_fields, why,
-                               sizeof why);
+        nll = fmq_giot_explain(&g->sc, mod, &g->gs.d, slot, l->cfg.explain_fields, why, sizeof why);
     g->sc_slot = UINT32_MAX; /* predicting the next flow below reuses sc */
     float thr = v->thr[FMQ_CH_NOV], head = v->score[FMQ_CH_SUP];
     int predict = l->cfg.predict_rate <= 0 || fmq_ratelimit_ok(&g->predict_rl);
     size_t n;
-    n = (size_t)snprintf(json, cap, ",\"score\":%.4f,\"threshold\":%.4f,\"p_malicious\":%.4f",
-                         nll, isfinite(thr) ? thr : 1e30f,
+    n = (size_t)snprintf(json, cap, ",\"score\":%.4f,\"threshold\":%.4f,\"p_malicious\":%.4f", nll,
+                         isfinite(thr) ? thr : 1e30f,
                          isnan(head) ? 0.0 : (double)fmq_sigmoid(head));
-    snprintf(text, tcap, "NLL %.1f nats %s %.1f%s; %s", nll, nll > thr ? ">" : "<=",
-             isfinite(thr) ? thr : INFINITY,
+    snprintf(text, tcap, "NLL %.1f nats %s %.1f%s; %s", nll,
+             nll > thr ? ">" : "<=", isfinite(thr) ? thr : INFINITY,
              v->why & FMQ_CH_BIT(FMQ_CH_SUP) ? "; supervised head: attack" : "", why);
     if (predict) {
         fmq_giot_predict_next(&g->sc, mod, &g->gs.d, slot, next, sizeof next);

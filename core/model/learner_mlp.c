@@ -18,10 +18,10 @@ struct mlp {
     struct fmq_trainer tr;
     struct fmq_mlp_ws ws; /* scoring, batch 1 */
     struct fmq_featurizer fz;
-    float *X, *y;       /* owned: labelled rows, cap x FMQ_FEAT_DIM and cap */
-    uint32_t *idx;      /* owned: cap, the session's split (train, then validation) */
+    float *X, *y;  /* owned: labelled rows, cap x FMQ_FEAT_DIM and cap */
+    uint32_t *idx; /* owned: cap, the session's split (train, then validation) */
     size_t cap, head, count;
-    float *R;           /* owned: features of the newest rcap flows, slot = row */
+    float *R; /* owned: features of the newest rcap flows, slot = row */
     size_t rcap, rhead;
     size_t ntrain, nval;
     struct fmq_train_opts o; /* this session's options */
@@ -38,8 +38,8 @@ static int mlp_init(struct fmq_learner *l)
     struct mlp *m = calloc(1, sizeof *m);
     if (!(l->impl = m)) return FMQ_ENOMEM;
     m->cap = l->cfg.buffer ? l->cfg.buffer : 1;
-    m->rcap = l->cfg.recent > (size_t)l->cfg.calib.window ? l->cfg.recent
-                                                          : (size_t)l->cfg.calib.window;
+    m->rcap =
+        l->cfg.recent > (size_t)l->cfg.calib.window ? l->cfg.recent : (size_t)l->cfg.calib.window;
     m->X = malloc(m->cap * FMQ_FEAT_DIM * sizeof(float));
     m->y = malloc(m->cap * sizeof(float));
     m->idx = malloc(m->cap * sizeof(uint32_t));
@@ -77,12 +77,14 @@ static int mlp_adopt(struct fmq_learner *l, const struct fmq_global *g, char *er
     struct mlp *m = M(l);
     const struct fmq_model *src = g->model;
     int rc;
-    if (!src || !src->params || (src->cfg.kind != FMQ_MODEL_MLP && src->cfg.kind != FMQ_MODEL_LOGREG)) {
+    if (!src || !src->params ||
+        (src->cfg.kind != FMQ_MODEL_MLP && src->cfg.kind != FMQ_MODEL_LOGREG)) {
         snprintf(err, errlen, "not an MLP or logistic model");
         return FMQ_EINVAL;
     }
     if (src->cfg.feat_version != FMQ_FEAT_VERSION || src->cfg.in_dim != FMQ_FEAT_DIM) {
-        snprintf(err, errlen, "global model uses feature version %d width %d, this agent %d width %d",
+        snprintf(err, errlen,
+                 "global model uses feature version %d width %d, this agent %d width %d",
                  src->cfg.feat_version, src->cfg.in_dim, FMQ_FEAT_VERSION, FMQ_FEAT_DIM);
         return FMQ_EVERSION;
     }
@@ -232,9 +234,10 @@ static size_t mlp_explain(struct fmq_learner *l, uint32_t slot, const struct fmq
     for (int j = 0; j < 3 && top[j].feat >= 0; j++) {
         const char *name = fmq_feat_name(top[j].feat);
         if (n < cap)
-            n += (size_t)snprintf(json + n, cap - n,
-                                  "%s{\"feature\":\"%s\",\"normalised\":%.3f,\"contribution\":%.3f}",
-                                  j ? "," : "", name, xn[top[j].feat], top[j].contrib);
+            n +=
+                (size_t)snprintf(json + n, cap - n,
+                                 "%s{\"feature\":\"%s\",\"normalised\":%.3f,\"contribution\":%.3f}",
+                                 j ? "," : "", name, xn[top[j].feat], top[j].contrib);
         if (tn < tcap)
             tn += (size_t)snprintf(text + tn, tcap - tn, "%s %s (z=%.2f, %+.2f)", j ? "," : "",
                                    name, xn[top[j].feat], top[j].contrib);
@@ -251,17 +254,22 @@ static size_t mlp_explain(struct fmq_learner *l, uint32_t slot, const struct fmq
                     un[j] = k;
                     break;
                 }
-        n += (size_t)snprintf(json + n, cap - n, ",\"novelty\":%.3f,\"novelty_threshold\":%.3f,"
-                              "\"unusual\":[", nov, isfinite(v->thr[FMQ_CH_NOV]) ? v->thr[FMQ_CH_NOV] : 1e30f);
+        n += (size_t)snprintf(json + n, cap - n,
+                              ",\"novelty\":%.3f,\"novelty_threshold\":%.3f,"
+                              "\"unusual\":[",
+                              nov, isfinite(v->thr[FMQ_CH_NOV]) ? v->thr[FMQ_CH_NOV] : 1e30f);
         if (v->why & FMQ_CH_BIT(FMQ_CH_NOV) && tn < tcap)
-            tn += (size_t)snprintf(text + tn, tcap - tn, "; novelty %.1f > %.1f; unlike the "
-                                   "fleet's benign flows:", nov, v->thr[FMQ_CH_NOV]);
+            tn += (size_t)snprintf(text + tn, tcap - tn,
+                                   "; novelty %.1f > %.1f; unlike the "
+                                   "fleet's benign flows:",
+                                   nov, v->thr[FMQ_CH_NOV]);
         for (int j = 0; j < 3 && n < cap; j++) {
             const char *name = fmq_feat_name(un[j]);
-            n += (size_t)snprintf(json + n, cap - n,
-                                  "%s{\"feature\":\"%s\",\"value\":%.3g,\"benign_mean\":%.3g,"
-                                  "\"nll\":%.2f}", j ? "," : "", name, raw[un[j]],
-                                  m->cur.prof_mean[un[j]], c[un[j]]);
+            n +=
+                (size_t)snprintf(json + n, cap - n,
+                                 "%s{\"feature\":\"%s\",\"value\":%.3g,\"benign_mean\":%.3g,"
+                                 "\"nll\":%.2f}",
+                                 j ? "," : "", name, raw[un[j]], m->cur.prof_mean[un[j]], c[un[j]]);
             if (v->why & FMQ_CH_BIT(FMQ_CH_NOV) && tn < tcap)
                 tn += (size_t)snprintf(text + tn, tcap - tn, "%s %s=%.3g (benign mean %.3g)",
                                        j ? "," : "", name, raw[un[j]], mod->prof_mean[un[j]]);
@@ -305,7 +313,7 @@ static int mlp_train_steps(struct fmq_learner *l, long steps, float *loss)
     uint64_t base = l->cfg.train.seed * 6364136223846793005ULL;
     if (steps == 0) /* one synchronous round: the configured epochs */
         o.seed = base + l->version;
-    else { /* a GSFS chunk of the session, its optimizer state carried over */
+    else {        /* a GSFS chunk of the session, its optimizer state carried over */
         split(l); /* flows arrived since the last chunk */
         o.epochs = 1;
         o.max_steps = steps;

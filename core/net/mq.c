@@ -33,7 +33,7 @@ struct fmq_mq {
     size_t queued_bytes; /* payload bytes of messages waiting (and the one lent out) */
     size_t max_bytes;    /* queued_bytes bound: beyond it a message waits in Paho */
     int subs_acked;      /* 0 pending, 1 the broker acknowledged the subscriptions, -1 refused */
-    int borrowed; /* slot at head lent to the consumer */
+    int borrowed;        /* slot at head lent to the consumer */
     int woken;
     int closing; /* destroy began: the callback stops waiting for slots */
     int connected;

@@ -218,11 +218,10 @@ int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out)
     out->len = 0;
     msgpack_packer_init(&pk, out, buf_write);
     /* stats and tensor are each sent only when present: absent means nil */
-    pk_header_v(
-        &pk,
-        6 + 2 * ids + !u->no_metrics + (u->has_stats ? 1 : 0) + (u->has_sketch ? 1 : 0) +
-            tensor * (u->compact ? 3 : 1),
-        "update", u->compact ? FMQ_WIRE_UPDATE_COMPACT : FMQ_WIRE_VERSION);
+    pk_header_v(&pk,
+                6 + 2 * ids + !u->no_metrics + (u->has_stats ? 1 : 0) + (u->has_sketch ? 1 : 0) +
+                    tensor * (u->compact ? 3 : 1),
+                "update", u->compact ? FMQ_WIRE_UPDATE_COMPACT : FMQ_WIRE_VERSION);
     if (ids) { /* else the topic names them: 40-60 bytes less per update */
         pk_kv_str(&pk, "agent", u->agent);
         pk_kv_str(&pk, "task", u->task);
@@ -569,8 +568,9 @@ static int rd_sketch(struct rd *r, const msgpack_object *o, struct fmq_sketch *s
         }
     /* an empty sketch (n 0, no channel) says the site has no benign labels to measure on */
     if ((s->n > 0 && !s->channels) || (s->n == 0 && s->channels) || fmq_sketch_check(s) != 0)
-        return fail(r, FMQ_ERANGE, "q", "channels do not match n, or quantiles out of order or "
-                                        "range");
+        return fail(r, FMQ_ERANGE, "q",
+                    "channels do not match n, or quantiles out of order or "
+                    "range");
     r->msg = msg;
     return 0;
 }
@@ -587,7 +587,8 @@ static int rd_rule(struct rd *r, const msgpack_object *o, uint64_t version, stru
     if (!o || o->type == MSGPACK_OBJECT_NIL) return 0;
     if (o->type != MSGPACK_OBJECT_MAP) return fail(r, FMQ_ETYPE, "rule", "not a map");
     r->msg = "global.rule";
-    if ((rc = rd_f64(r, o, "budget", &b)) || (rc = rd_u64(r, o, "version", version, &rule->version)) ||
+    if ((rc = rd_f64(r, o, "budget", &b)) ||
+        (rc = rd_u64(r, o, "version", version, &rule->version)) ||
         (rc = rd_u64(r, o, "sites", UINT32_MAX, &v)))
         return rc;
     if (!(b > 0) || b > 0.5) return fail(r, FMQ_ERANGE, "budget", "not in (0, 0.5]");
@@ -1147,8 +1148,7 @@ int fmq_wire_decode_status(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
         (rc = rd_f64(&r, &root, "ts", &s->ts)))
         return rc;
     s->calib[0] = 0;
-    if (get(&root, "calib") &&
-        (rc = rd_str(&r, &root, "calib", s->calib, sizeof s->calib, 0)) != 0)
+    if (get(&root, "calib") && (rc = rd_str(&r, &root, "calib", s->calib, sizeof s->calib, 0)) != 0)
         return rc;
     return 0;
 }

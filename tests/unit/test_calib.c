@@ -68,7 +68,8 @@ static void test_fleet_default_first(void)
     CU_ASSERT_EQUAL(v.why, FMQ_CH_BIT(FMQ_CH_NOV));
     fmq_rng_seed(&g, 7, 1);
     /* 300 flows in 100 s: enough flows, not enough time: still the fleet's threshold */
-    for (int i = 0; i < 300; i++) push(&c, (uint32_t)i, i / 3.0, (float)(4 + fmq_rng_normal(&g)), -1);
+    for (int i = 0; i < 300; i++)
+        push(&c, (uint32_t)i, i / 3.0, (float)(4 + fmq_rng_normal(&g)), -1);
     CU_ASSERT_EQUAL(c.state, FMQ_CALIB_LEARNING);
     CU_ASSERT_EQUAL(c.thr[FMQ_CH_NOV], 20.0f);
     for (int i = 300; i < 600; i++) push(&c, (uint32_t)i, i, (float)(4 + fmq_rng_normal(&g)), -1);
@@ -104,7 +105,7 @@ static void test_flood_not_learnt(void)
             int attack = fmq_rng_uniform(&g) < 0.8;
             float s = attack ? (float)(30 + fmq_rng_normal(&g)) : (float)(5 + fmq_rng_normal(&g));
             int a = push(&c, (uint32_t)i, 10.0 * i, s, -1); /* unlabelled, 17 h of traffic */
-            if (i < 1000) continue;                        /* after warm-up */
+            if (i < 1000) continue;                         /* after warm-up */
             attacks[ruled] += attack;
             caught[ruled] += attack && a;
             if (ruled && !attack) benign++, fp += a;
@@ -222,7 +223,8 @@ static void test_new_model_keeps_place(void)
     CU_ASSERT_FATAL(fmq_calib_init(&c, &cf) == 0);
     fmq_calib_set_model(&c, FMQ_CH_BIT(FMQ_CH_NOV), &r);
     fmq_rng_seed(&g, 9, 1);
-    for (int i = 0; i < 2000; i++) push(&c, (uint32_t)i, 5.0 * i, (float)(5 + fmq_rng_normal(&g)), -1);
+    for (int i = 0; i < 2000; i++)
+        push(&c, (uint32_t)i, 5.0 * i, (float)(5 + fmq_rng_normal(&g)), -1);
     before = c.thr[FMQ_CH_NOV];
     fmq_calib_remember_ranks(&c);
     fmq_calib_set_model(&c, FMQ_CH_BIT(FMQ_CH_NOV), &r2);
@@ -305,14 +307,15 @@ static void test_sketch_checks(void)
 
 int init_calib_tests(void)
 {
-    static const struct fmq_test t[] = {{"fleet default before calibration", test_fleet_default_first},
-                                        {"a flood during warm-up is not learnt", test_flood_not_learnt},
-                                        {"drift is followed, a burst is not", test_drift_and_burst},
-                                        {"a heavy tail is followed past the cap", test_heavy_tail_followed},
-                                        {"eligibility", test_eligibility},
-                                        {"a new model keeps the place", test_new_model_keeps_place},
-                                        {"the rule pools sketches", test_rule_pools_sites},
-                                        {"sketch checks", test_sketch_checks},
-                                        {NULL, NULL}};
+    static const struct fmq_test t[] = {
+        {"fleet default before calibration", test_fleet_default_first},
+        {"a flood during warm-up is not learnt", test_flood_not_learnt},
+        {"drift is followed, a burst is not", test_drift_and_burst},
+        {"a heavy tail is followed past the cap", test_heavy_tail_followed},
+        {"eligibility", test_eligibility},
+        {"a new model keeps the place", test_new_model_keeps_place},
+        {"the rule pools sketches", test_rule_pools_sites},
+        {"sketch checks", test_sketch_checks},
+        {NULL, NULL}};
     return fmq_add_suite("calib", t);
 }

@@ -437,7 +437,7 @@ static void test_giot_learns_and_explains(void)
     CU_ASSERT(last < first * 0.5f);
     fmq_giot_score(&t, &m, &d, idx, 2, sc);
     CU_ASSERT(sc[1] > sc[0] + 5.0f); /* the odd flow is much less likely */
-    {   /* explaining from the activations of the score just taken says the same */
+    { /* explaining from the activations of the score just taken says the same */
         char again[512];
         uint32_t odd = N;
         float nll;

@@ -257,10 +257,11 @@ static void test_mlp_round(void)
 
 int init_learner_tests(void)
 {
-    static const struct fmq_test t[] = {{"mlp: coordinator and agent judge alike", test_mlp_paths_agree},
-                                        {"giot: coordinator and agent judge alike", test_giot_paths_agree},
-                                        {"mlp: benign profile novelty", test_mlp_novelty},
-                                        {"mlp: a round through the ops", test_mlp_round},
-                                        {NULL, NULL}};
+    static const struct fmq_test t[] = {
+        {"mlp: coordinator and agent judge alike", test_mlp_paths_agree},
+        {"giot: coordinator and agent judge alike", test_giot_paths_agree},
+        {"mlp: benign profile novelty", test_mlp_novelty},
+        {"mlp: a round through the ops", test_mlp_round},
+        {NULL, NULL}};
     return fmq_add_suite("learner", t);
 }

@@ -13,11 +13,20 @@ struct suite {
 };
 
 static const struct suite suites[] = {
-    {"connlog", init_connlog_tests}, {"flow", init_flow_tests}, {"featurize", init_featurize_tests},
-    {"model", init_model_tests},     {"wire", init_wire_tests}, {"strategy", init_strategy_tests},
-    {"config", init_config_tests},   {"mq", init_mq_tests},     {"codec", init_codec_tests},
-    {"gsfs", init_gsfs_tests},       {"gpt", init_gpt_tests},   {"plugin", init_plugin_tests},
-    {"calib", init_calib_tests},     {"learner", init_learner_tests},
+    {"connlog", init_connlog_tests},
+    {"flow", init_flow_tests},
+    {"featurize", init_featurize_tests},
+    {"model", init_model_tests},
+    {"wire", init_wire_tests},
+    {"strategy", init_strategy_tests},
+    {"config", init_config_tests},
+    {"mq", init_mq_tests},
+    {"codec", init_codec_tests},
+    {"gsfs", init_gsfs_tests},
+    {"gpt", init_gpt_tests},
+    {"plugin", init_plugin_tests},
+    {"calib", init_calib_tests},
+    {"learner", init_learner_tests},
     {"secagg", init_secagg_tests},
 };
 

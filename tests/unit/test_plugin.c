@@ -109,7 +109,7 @@ static void test_plugin(void)
 {
     struct mosquitto_opt opts[] = {{"coordinators", "coord"},    {"dashboards", "dash"},
                                    {"max_update_bytes", "2000"}, {"update_rate", "0.01"},
-                                   {"update_burst", "10"},        {"metrics_interval", "0.1"}};
+                                   {"update_burst", "10"},       {"metrics_interval", "0.1"}};
     struct mosquitto_opt bad[] = {{"update_rate", "fast"}};
     struct fmq_buf b = {0}, g = {0};
     struct fmq_global gl;
@@ -206,9 +206,9 @@ static void test_plugin(void)
                     MOSQ_ERR_ACL_DENIED); /* alerts name hosts: operators only */
     CU_ASSERT_EQUAL(acl("dash", "dash", MOSQ_ACL_SUBSCRIBE, "fedmq/iot23/status/#", NULL, 0),
                     MOSQ_ERR_SUCCESS); /* the counts */
-    CU_ASSERT_EQUAL(acl("operator", "operator", MOSQ_ACL_SUBSCRIBE, "fedmq/iot23/alerts/#", NULL,
-                        0),
-                    MOSQ_ERR_SUCCESS);
+    CU_ASSERT_EQUAL(
+        acl("operator", "operator", MOSQ_ACL_SUBSCRIBE, "fedmq/iot23/alerts/#", NULL, 0),
+        MOSQ_ERR_SUCCESS);
     CU_ASSERT_EQUAL(acl("dash", "dash", MOSQ_ACL_WRITE, "fedmq/iot23/metrics", "{}", 2),
                     MOSQ_ERR_ACL_DENIED);
     /* rate: a burst of 10, then refused (0.01 tokens per second come back) */
@@ -350,9 +350,9 @@ static void test_policy_hardening(void)
     /* UNSUBSCRIBE is allowed to an identified client; $share to the coordinator only */
     CU_ASSERT_EQUAL(CHECK("a1", FMQ_ACC_UNSUBSCRIBE, "fedmq/iot23/model/global", NULL, 0, 0),
                     FMQ_DENY_OK);
-    CU_ASSERT_EQUAL(fmq_policy_check(p, "a2", "a1", FMQ_ACC_UNSUBSCRIBE, "fedmq/#", NULL, 0, 0,
-                                     100.0),
-                    FMQ_DENY_ID_MISMATCH);
+    CU_ASSERT_EQUAL(
+        fmq_policy_check(p, "a2", "a1", FMQ_ACC_UNSUBSCRIBE, "fedmq/#", NULL, 0, 0, 100.0),
+        FMQ_DENY_ID_MISMATCH);
     CU_ASSERT_EQUAL(CHECK("coord", FMQ_ACC_SUBSCRIBE, "$share/g/fedmq/+/update/+", NULL, 0, 0),
                     FMQ_DENY_OK);
     CU_ASSERT_EQUAL(CHECK("coord", FMQ_ACC_SUBSCRIBE, "$share/g/#", NULL, 0, 0), FMQ_DENY_TOPIC);
@@ -364,11 +364,11 @@ static void test_policy_hardening(void)
     CU_ASSERT_EQUAL(
         CHECK("site-a.sensors", FMQ_ACC_WRITE, "sensors/site-a/10.0.0.1/conn", rec, strlen(rec), 0),
         FMQ_DENY_OK);
-    CU_ASSERT_EQUAL(CHECK("site-a.sensors", FMQ_ACC_WRITE, "sensors/site-b/10.0.0.1/conn", rec,
-                          strlen(rec), 0),
-                    FMQ_DENY_TOPIC);
-    CU_ASSERT_EQUAL(CHECK("site-a.sensors", FMQ_ACC_WRITE, "sensors/site-a/10.0.0.1/conn",
-                          labelled, strlen(labelled), 0),
+    CU_ASSERT_EQUAL(
+        CHECK("site-a.sensors", FMQ_ACC_WRITE, "sensors/site-b/10.0.0.1/conn", rec, strlen(rec), 0),
+        FMQ_DENY_TOPIC);
+    CU_ASSERT_EQUAL(CHECK("site-a.sensors", FMQ_ACC_WRITE, "sensors/site-a/10.0.0.1/conn", labelled,
+                          strlen(labelled), 0),
                     FMQ_DENY_LABEL);
     CU_ASSERT_EQUAL(CHECK("lab.sensors", FMQ_ACC_WRITE, "sensors/lab/10.0.0.1/conn", labelled,
                           strlen(labelled), 0),

@@ -355,16 +355,16 @@ static void test_dp_accountant(void)
 
 int init_strategy_tests(void)
 {
-    static const struct fmq_test t[] = {{"fedavg weighted", test_fedavg_weighted},
-                                        {"server optimizers, two steps", test_server_optimizers},
-                                        {"names and Flower defaults", test_strategy_names_defaults},
-                                        {"fedavg mean", test_fedavg_mean},
-                                        {"network and device sensing", test_sensing_plan},
-                                        {"robust aggregation rules", test_robust_rules},
-                                        {"robust rules, weight-aware", test_robust_weighted},
-                                        {"robust: count cap, pairwise limit",
-                                         test_robust_caps_and_limits},
-                                        {"dp accountant and clipping", test_dp_accountant},
-                                        {NULL, NULL}};
+    static const struct fmq_test t[] = {
+        {"fedavg weighted", test_fedavg_weighted},
+        {"server optimizers, two steps", test_server_optimizers},
+        {"names and Flower defaults", test_strategy_names_defaults},
+        {"fedavg mean", test_fedavg_mean},
+        {"network and device sensing", test_sensing_plan},
+        {"robust aggregation rules", test_robust_rules},
+        {"robust rules, weight-aware", test_robust_weighted},
+        {"robust: count cap, pairwise limit", test_robust_caps_and_limits},
+        {"dp accountant and clipping", test_dp_accountant},
+        {NULL, NULL}};
     return fmq_add_suite("strategy", t);
 }

@@ -16,9 +16,9 @@
  * quantiles once the top tenth of the sites is set aside: how far the most unusual benign
  * sites of the fleet need their thresholds to go, which a few sites or liars cannot set; the
  * fleet threshold is never above it). A tenth of the sites may lie about their sketches
- * without opening any site's thresholds beyond what the honest sites' largest needs. The next global
- * model carries the rule; after the last training round a calibration round measures the final
- * model itself, so the rule a run ends with is exact.
+ * without opening any site's thresholds beyond what the honest sites' largest needs. The next
+ * global model carries the rule; after the last training round a calibration round measures the
+ * final model itself, so the rule a run ends with is exact.
  *
  * A site's calibration (one per agent), on the scores of its own newest flows, unlabelled:
  *   LEARNING       fewer than min_flows flows or under min_span seconds of traffic (by flow
@@ -72,8 +72,8 @@ struct fmq_sketch {
 
 /* The fleet rule a global model carries ("rule" in schemas/wire.md). */
 struct fmq_rule {
-    int channels;  /* FMQ_CH_BIT of the channels with a threshold; 0 = no fleet rule */
-    float budget;  /* false-positive budget the thresholds are set for, all channels together */
+    int channels; /* FMQ_CH_BIT of the channels with a threshold; 0 = no fleet rule */
+    float budget; /* false-positive budget the thresholds are set for, all channels together */
     float thr[FMQ_NCH]; /* fleet default threshold per channel (score units) */
     float cap[FMQ_NCH]; /* the highest a site's calibration may take it */
     uint64_t version;   /* global model version the sketches scored */
@@ -97,10 +97,10 @@ int fmq_sketch_check(const struct fmq_sketch *s);
  * and left out, min_benign filters small sites). */
 struct fmq_rule_acc {
     size_t cap, n;
-    uint64_t dropped;  /* sketches past cap */
-    uint32_t *weight;  /* owned: cap */
+    uint64_t dropped;     /* sketches past cap */
+    uint32_t *weight;     /* owned: cap */
     struct fmq_sketch *s; /* owned: cap */
-    float *scratch;    /* owned: 2 x cap */
+    float *scratch;       /* owned: 2 x cap */
 };
 int fmq_rule_acc_init(struct fmq_rule_acc *a, size_t cap);
 void fmq_rule_acc_free(struct fmq_rule_acc *a);
@@ -115,18 +115,18 @@ enum fmq_calib_state { FMQ_CALIB_LEARNING = 0, FMQ_CALIB_CALIBRATED, FMQ_CALIB_R
 const char *fmq_calib_state_name(int state);
 
 struct fmq_calib_cfg {
-    double budget;    /* false-positive budget, share of normal flows (agents' fp_budget) */
-    long min_flows;   /* flows seen before the first local calibration */
-    double min_span;  /* seconds of traffic (flow time) before it */
-    long window;      /* newest flows the local thresholds come from */
-    long every;       /* flows between recomputations */
-    double max_step;  /* largest loosening per rise_period, in units of the window's spread
-                         (its budget quantile minus its median) */
-    double rise_period; /* seconds of traffic (flow time) max_step is allowed per */
-    int tighten;      /* 1: a site's quantile may also go below the fleet threshold */
+    double budget;          /* false-positive budget, share of normal flows (agents' fp_budget) */
+    long min_flows;         /* flows seen before the first local calibration */
+    double min_span;        /* seconds of traffic (flow time) before it */
+    long window;            /* newest flows the local thresholds come from */
+    long every;             /* flows between recomputations */
+    double max_step;        /* largest loosening per rise_period, in units of the window's spread
+                               (its budget quantile minus its median) */
+    double rise_period;     /* seconds of traffic (flow time) max_step is allowed per */
+    int tighten;            /* 1: a site's quantile may also go below the fleet threshold */
     int novelty_beyond_cap; /* 1: a novelty threshold in use may rise past the cap, slowly */
-    long min_eligible; /* eligible flows a channel's quantile needs; fewer keep the fleet's */
-    float static_sup; /* supervised threshold (logit) when the model carries no fleet rule */
+    long min_eligible;      /* eligible flows a channel's quantile needs; fewer keep the fleet's */
+    float static_sup;       /* supervised threshold (logit) when the model carries no fleet rule */
 };
 void fmq_calib_cfg_default(struct fmq_calib_cfg *c);
 
@@ -145,25 +145,25 @@ struct fmq_verdict {
 struct fmq_calib {
     struct fmq_calib_cfg cfg;
     int state;
-    int channels;            /* FMQ_CH_BIT the model scores */
-    struct fmq_rule rule;    /* the fleet rule in use (channels 0: none) */
-    float thr[FMQ_NCH];      /* thresholds verdicts apply */
-    float target[FMQ_NCH];   /* last local estimate */
+    int channels;          /* FMQ_CH_BIT the model scores */
+    struct fmq_rule rule;  /* the fleet rule in use (channels 0: none) */
+    float thr[FMQ_NCH];    /* thresholds verdicts apply */
+    float target[FMQ_NCH]; /* last local estimate */
     /* the window: the newest flows, their slots in the learner's store and scores */
-    uint32_t *slot;          /* owned: window */
-    float *score;            /* owned: window x FMQ_NCH */
-    double *ts;              /* owned: window */
-    int8_t *lab;             /* owned: window, the flows' labels where the site has them */
-    float *scratch;          /* owned: window */
+    uint32_t *slot; /* owned: window */
+    float *score;   /* owned: window x FMQ_NCH */
+    double *ts;     /* owned: window */
+    int8_t *lab;    /* owned: window, the flows' labels where the site has them */
+    float *scratch; /* owned: window */
     size_t head, n;
-    double first_ts;         /* time of the first flow seen (flow time) */
-    double last_ts;          /* newest flow time seen */
-    uint64_t seen, since;    /* flows seen; since the last recomputation */
-    uint64_t recomputed;     /* recomputations */
-    double recomputed_ts;    /* newest flow time at the last one */
-    int fixed;               /* thresholds from labels (fmq_calib_fix): no recomputation */
-    double rank[FMQ_NCH];    /* share of the window above each threshold before a new model
-                                (fmq_calib_remember_ranks), -1 none */
+    double first_ts;      /* time of the first flow seen (flow time) */
+    double last_ts;       /* newest flow time seen */
+    uint64_t seen, since; /* flows seen; since the last recomputation */
+    uint64_t recomputed;  /* recomputations */
+    double recomputed_ts; /* newest flow time at the last one */
+    int fixed;            /* thresholds from labels (fmq_calib_fix): no recomputation */
+    double rank[FMQ_NCH]; /* share of the window above each threshold before a new model
+                             (fmq_calib_remember_ranks), -1 none */
 };
 int fmq_calib_init(struct fmq_calib *c, const struct fmq_calib_cfg *cfg);
 void fmq_calib_free(struct fmq_calib *c);
@@ -187,7 +187,7 @@ int fmq_calib_recompute(struct fmq_calib *c, int now);
 void fmq_calib_verdict(const struct fmq_calib *c, const float *scores, struct fmq_verdict *v);
 /* The fleet rule's own verdict, as a site in LEARNING applies it (the coordinator's view):
  * each channel at its cap. */
-void fmq_rule_verdict(const struct fmq_rule *r, int channels, float static_sup,
-                      const float *scores, struct fmq_verdict *v);
+void fmq_rule_verdict(const struct fmq_rule *r, int channels, float static_sup, const float *scores,
+                      struct fmq_verdict *v);
 
 #endif

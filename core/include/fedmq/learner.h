@@ -31,13 +31,13 @@ struct fmq_learner_cfg {
     double val_fraction; /* newest share of what is held, validated (and sketched) not trained */
     size_t val_max;      /* at most this many validation flows (giot: each costs a forward) */
     struct fmq_train_opts train; /* mlp local training */
-    long giot_steps;      /* giot: optimizer steps per synchronous round */
-    int giot_batch;       /* giot: windows per step */
-    float giot_lr;        /* giot: AdamW rate when the coordinator announces none */
-    float giot_cls_weight;  /* giot: weight of the supervised head's loss */
+    long giot_steps;             /* giot: optimizer steps per synchronous round */
+    int giot_batch;              /* giot: windows per step */
+    float giot_lr;               /* giot: AdamW rate when the coordinator announces none */
+    float giot_cls_weight;       /* giot: weight of the supervised head's loss */
     float giot_cls_balance; /* giot: least share of the rarer labelled class in the head's batch */
-    int explain_fields;   /* giot: least likely fields an explanation names */
-    double predict_rate;  /* giot: explanations per second that predict the next flow (0 = all) */
+    int explain_fields;     /* giot: least likely fields an explanation names */
+    double predict_rate;    /* giot: explanations per second that predict the next flow (0 = all) */
     uint64_t seed;
     struct fmq_calib_cfg calib;
     const volatile sig_atomic_t *stop; /* set by a signal: long training ends early (may be NULL) */
@@ -69,18 +69,16 @@ struct fmq_learner_ops {
     void (*score)(struct fmq_learner *l, const uint32_t *slots, size_t n, float *out);
     /* The validation flows' scores (global model, or the local copy after training) and
      * labels, at most cap of them. */
-    size_t (*val_scores)(struct fmq_learner *l, int local, float *out, int8_t *labels,
-                         size_t cap);
+    size_t (*val_scores)(struct fmq_learner *l, int local, float *out, int8_t *labels, size_t cap);
     /* JSON members (without braces, starting with ',') and a text naming why slot's verdict
      * alerted, from the model's own view of the flow. Returns the members' length. */
-    size_t (*explain)(struct fmq_learner *l, uint32_t slot, const struct fmq_verdict *v,
-                      char *json, size_t cap, char *text, size_t tcap);
+    size_t (*explain)(struct fmq_learner *l, uint32_t slot, const struct fmq_verdict *v, char *json,
+                      size_t cap, char *text, size_t tcap);
     size_t (*held)(const struct fmq_learner *l); /* what training would use */
     /* Local training: begin copies the global model to the local one, splits what is held
      * (oldest to train, newest to validate) and resets the optimizer; steps runs that many
      * optimizer steps, or one synchronous round as configured when steps is 0. */
-    int (*train_begin)(struct fmq_learner *l, const struct fmq_client_plan *plan,
-                       size_t *ntrain);
+    int (*train_begin)(struct fmq_learner *l, const struct fmq_client_plan *plan, size_t *ntrain);
     int (*train_steps)(struct fmq_learner *l, long steps, float *loss);
     /* optimizer steps of one round, and examples per step (training speed, sensing) */
     long (*round_steps)(const struct fmq_learner *l, int *batch);
@@ -111,15 +109,15 @@ struct fmq_learner {
     struct fmq_learner_cfg cfg;
     void *impl; /* owned by ops */
     int have_model;
-    int personal;          /* scoring with the personal model at its own thresholds */
-    uint64_t version;      /* of the adopted model */
-    struct fmq_calib cal;  /* the site's calibration */
-    size_t vcap;           /* validation flows the buffers below hold */
-    float *vscore;         /* owned: validation scores, vcap x FMQ_NCH */
-    int8_t *vlab;          /* owned: vcap */
-    float *scratch;        /* owned: vcap */
-    uint32_t *slots;       /* owned: calibration window, for rescoring */
-    float *sbuf;           /* owned: rescoring scores, window x FMQ_NCH */
+    int personal;         /* scoring with the personal model at its own thresholds */
+    uint64_t version;     /* of the adopted model */
+    struct fmq_calib cal; /* the site's calibration */
+    size_t vcap;          /* validation flows the buffers below hold */
+    float *vscore;        /* owned: validation scores, vcap x FMQ_NCH */
+    int8_t *vlab;         /* owned: vcap */
+    float *scratch;       /* owned: vcap */
+    uint32_t *slots;      /* owned: calibration window, for rescoring */
+    float *sbuf;          /* owned: rescoring scores, window x FMQ_NCH */
 };
 
 /* Binds l to the ops of `kind` and initialises both. */

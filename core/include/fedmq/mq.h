@@ -44,11 +44,11 @@ struct fmq_mq_opts {
     size_t queue_slots; /* inbound queue slots at start, messages (it shrinks back when empty) */
     size_t queue_max;   /* the queue doubles when full, up to this many messages */
     size_t queue_bytes_max; /* payload bytes the inbound queue holds at most (256 MiB) */
-    int max_buffered;   /* outbound messages Paho holds while disconnected; when full the
-                           oldest is dropped (an agent's update is still kept until its receipt
-                           and sent again after the reconnect) */
-    int drop_oldest;    /* 1 (default): as above; 0: a publish to a full buffer is refused with
-                           FMQ_EFULL instead, so nothing handed over is ever dropped */
+    int max_buffered;       /* outbound messages Paho holds while disconnected; when full the
+                               oldest is dropped (an agent's update is still kept until its receipt
+                               and sent again after the reconnect) */
+    int drop_oldest;        /* 1 (default): as above; 0: a publish to a full buffer is refused with
+                               FMQ_EFULL instead, so nothing handed over is ever dropped */
 };
 void fmq_mq_opts_default(struct fmq_mq_opts *o);
 

@@ -59,12 +59,12 @@ struct fmq_update {
     int has_stats;  /* stats present (normalisation round) */
     int has_sketch; /* sketch present: the agent's benign score quantiles under base_version */
     struct fmq_sketch sketch;
-    struct fmq_moments *stats; /* borrowed storage, required when decoding */
-    int has_benign;            /* stats also hold the benign rows' own moments (the profile) */
+    struct fmq_moments *stats;  /* borrowed storage, required when decoding */
+    int has_benign;             /* stats also hold the benign rows' own moments (the profile) */
     struct fmq_moments *benign; /* borrowed storage, required when decoding such stats */
-    int codec;                 /* enum fmq_codec; FMQ_CODEC_NONE when no tensor */
-    uint32_t dim;              /* tensor length */
-    float *delta;              /* borrowed storage of delta_cap floats */
+    int codec;                  /* enum fmq_codec; FMQ_CODEC_NONE when no tensor */
+    uint32_t dim;               /* tensor length */
+    float *delta;               /* borrowed storage of delta_cap floats */
     size_t delta_cap;
     const uint8_t *tensor; /* encode: codec payload (fmq_codec_encode); NULL = dense-f32 of delta */
     size_t tensor_len;
