@@ -54,6 +54,7 @@ int main(int argc, char **argv)
 {
     static struct agent a;
     struct agent_cfg cfg;
+    struct fmq_mq_stats st;
     char prefix[96];
     int rc;
 
@@ -115,11 +116,13 @@ int main(int argc, char **argv)
         /* acknowledgements cannot come while the link is down: do not wait for them then */
         if (fmq_mq_connected(a.mq)) fmq_mq_flush(a.mq, 2.0);
     }
+    fmq_mq_get_stats(a.mq, &st);
     fmq_log(FMQ_LOG_INFO,
             "stopped: %llu flows (%llu labelled), %llu alerts, %llu updates, %llu bad messages, "
-            "peak RSS %ld kB",
+            "%llu publishes waited for the link, %llu dropped unsent; peak RSS %ld kB",
             (unsigned long long)a.flows, (unsigned long long)a.labelled,
             (unsigned long long)a.alerts, (unsigned long long)a.updates, (unsigned long long)a.bad,
+            (unsigned long long)st.publish_waits, (unsigned long long)st.publish_dropped,
             fmq_peak_rss_kb());
     agent_free(&a);
     return 0;

@@ -44,9 +44,10 @@ struct fmq_mq_opts {
     size_t queue_slots; /* inbound queue slots at start, messages (it shrinks back when empty) */
     size_t queue_max;   /* the queue doubles when full, up to this many messages */
     size_t queue_bytes_max; /* payload bytes the inbound queue holds at most (256 MiB) */
-    int max_buffered;       /* outbound messages Paho holds while disconnected; when full the
-                               oldest is dropped (an agent's update is still kept until its receipt
-                               and sent again after the reconnect) */
+    int max_buffered;       /* outbound messages Paho holds unsent; when full the oldest is
+                               dropped (an agent's update is still kept until its receipt and sent
+                               again after the reconnect); while connected a publish first waits
+                               for room */
     int drop_oldest;        /* 1 (default): as above; 0: a publish to a full buffer is refused with
                                FMQ_EFULL instead, so nothing handed over is ever dropped */
 };
@@ -65,14 +66,16 @@ struct fmq_mq_stats {
     uint64_t msgs_out, bytes_out; /* handed to Paho for sending (payload bytes) */
     uint64_t publish_errors;
     uint64_t reconnects;
-    uint64_t backpressure; /* times the inbound queue was full at queue_max */
-    uint64_t queue_grown;  /* times the inbound queue doubled */
-    uint64_t subacks;      /* subscribe requests the broker acknowledged */
-    uint64_t acked;        /* publishes the broker confirmed (QoS 1: PUBACK; QoS 0: sent) */
-    uint64_t failed;       /* publishes Paho gave up on (link lost before the confirmation) */
-    size_t held_bytes;     /* bytes of the inbound queue's buffers, waiting or idle */
-    size_t queued_bytes;   /* payload bytes waiting in the inbound queue */
-    size_t slots;          /* inbound queue slots now */
+    uint64_t backpressure;    /* times the inbound queue was full at queue_max */
+    uint64_t queue_grown;     /* times the inbound queue doubled */
+    uint64_t subacks;         /* subscribe requests the broker acknowledged */
+    uint64_t acked;           /* publishes the broker confirmed (QoS 1: PUBACK; QoS 0: sent) */
+    uint64_t failed;          /* publishes Paho gave up on (link lost before the confirmation) */
+    uint64_t publish_waits;   /* publishes that waited for room in Paho's buffer (link up) */
+    uint64_t publish_dropped; /* handed-over publishes Paho deleted unsent (buffer full) */
+    size_t held_bytes;        /* bytes of the inbound queue's buffers, waiting or idle */
+    size_t queued_bytes;      /* payload bytes waiting in the inbound queue */
+    size_t slots;             /* inbound queue slots now */
 };
 
 struct fmq_mq;
