@@ -13,7 +13,8 @@ close is stopped there); --secure runs against the production broker; --build ma
 older build to measure the same attacks before a change.
 Usage: bench/byzantine.py [--rounds 8] [--defences none,krum-filter,multi-krum,...]
                           [--attacks sign-flip,...] [--fractions 1,2,3] [--secure]
-                          [--timeout 600] [--build DIR]   (after a build)"""
+                          [--timeout 600] [--build DIR] [--coordinator-args '...']
+                          (after a build)"""
 import argparse
 import math
 import os
@@ -40,6 +41,9 @@ def main():
     ap.add_argument("--fractions", default="1,2,3", help="attackers out of 10")
     ap.add_argument("--secure", action="store_true", help="the production broker (TLS, plugin)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds per run")
+    ap.add_argument("--coordinator-args", default="",
+                    help="more coordinator flags for every run, e.g. '--strategy gsfs "
+                         "--gsfs-weighting frequency-examples'")
     a = ap.parse_args()
     defences, attacks = a.defences.split(","), a.attacks.split(",")
     fracs = [int(x) for x in a.fractions.split(",")]
@@ -47,7 +51,7 @@ def main():
 
     def f1(**kw):
         m = fleet.run(a.build, SRC, a.mosquitto, rounds=a.rounds, secure=a.secure,
-                      timeout=a.timeout, **kw)
+                      timeout=a.timeout, coordinator_args=a.coordinator_args.split(), **kw)
         v = m["f1"]
         sys.stderr.write("  %-60s F1 %.4f, %d rounds, %d kB%s  (%.0f s)\n" %
                          (kw, v, m["rounds_closed"], m["coordinator_peak_kb"],

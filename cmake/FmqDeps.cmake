@@ -33,6 +33,12 @@ if(FMQ_SYSTEMD)
   endif()
 endif()
 
+# cJSON (Debian libcjson-dev) writes the JSON whose size grows with the fleet (issue 17).
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(LIBCJSON REQUIRED IMPORTED_TARGET libcjson)
+add_library(fmq::cjson INTERFACE IMPORTED)
+target_link_libraries(fmq::cjson INTERFACE PkgConfig::LIBCJSON)
+
 find_package(OpenSSL REQUIRED)
 find_package(Threads REQUIRED)
 find_library(FMQ_LIBM m)

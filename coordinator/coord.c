@@ -13,6 +13,8 @@
  * further than max_step_norm is never published (README, Security). */
 #include "coord.h"
 
+#include <cjson/cJSON.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -63,6 +65,7 @@ void coord_cfg_default(struct coord_cfg *c)
     c->count_cap = 5.0;
     c->max_update_norm = 1000; /* 100x the largest honest update measured (README, Security) */
     c->max_step_norm = 100;
+    c->dp_noise = 1.0; /* a noise multiplier z of 1 once dp_clip turns DP-FedAvg on */
     c->dp_delta = 1e-5;
     c->lora_alpha = 8;
     c->giot_lr = 3e-3;
@@ -132,6 +135,7 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     if ((rc = fmq_server_opt_init(&c->opt, cfg->strategy, &cfg->sp, c->dim)) ||
         (rc = fmq_gsfs_pool_init(&c->pool, &cfg->gsfs, c->dim, COORD_MAX_AGENTS)))
         return rc;
+    c->pool.p.count_cap = cfg->count_cap; /* one cap on claimed counts, for every strategy */
     fmq_rng_seed(&c->rng, cfg->seed, 0x73616d706c65ULL);
     fmq_rng_seed(&c->dp_rng, (uint64_t)(fmq_now() * 1e6) ^ (uint64_t)getpid(), 0x6470ULL);
     c->version = 1;
@@ -1126,14 +1130,49 @@ static int cmp_dbl(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The metrics' lists, which grow with the fleet: the ids of this round's participants and the
+ * measured links, each as a JSON array (owned; NULL when out of memory). cJSON escapes and
+ * sizes them, so a 1,000-agent round lists every agent (fixed buffers cut them at ~30). */
+static char *agents_json(const struct coord *c)
+{
+    cJSON *a = cJSON_CreateArray();
+    char *out = NULL;
+    for (int i = 0; a && i < c->nagents; i++)
+        if (c->agents[i].in_round && !cJSON_AddItemToArray(a, cJSON_CreateString(c->agents[i].id)))
+            goto out;
+    out = a ? cJSON_PrintUnformatted(a) : NULL;
+out:
+    cJSON_Delete(a);
+    return out;
+}
+
+static char *links_json(const struct coord *c)
+{
+    cJSON *a = cJSON_CreateArray(), *l;
+    char *out = NULL;
+    for (int i = 0; a && i < c->nagents; i++) {
+        const struct coord_agent *ag = &c->agents[i];
+        if (!ag->link.n) continue;
+        if (!(l = cJSON_CreateObject()) || !cJSON_AddItemToArray(a, l) ||
+            !cJSON_AddStringToObject(l, "agent", ag->id) ||
+            !cJSON_AddNumberToObject(l, "delay_s", round(ag->link.delay * 1e4) / 1e4) ||
+            !cJSON_AddNumberToObject(l, "rate_Bps", round(ag->link.rate)) ||
+            !cJSON_AddNumberToObject(l, "sps", round(ag->link.sps)))
+            goto out;
+    }
+    out = a ? cJSON_PrintUnformatted(a) : NULL;
+out:
+    cJSON_Delete(a);
+    return out;
+}
+
 static void close_round(struct coord *c)
 {
     struct fmq_confusion cm = {0};
     struct fmq_scores sc = {0};
     struct coord_eval ev;
-    char json[16384], ids[1024], det[8192], sens[1536];
-    size_t sn = 0;
-    size_t idn = 0;
+    char det[8192], *json = NULL, *ids = NULL, *sens = NULL;
+    size_t cap;
     double round_s = fmq_mono() - c->round_start;
     int online = 0, was_stats = c->phase == FMQ_PHASE_STATS, finite = 1, n, nsilent = 0;
     int was_calib = c->phase == FMQ_PHASE_CALIB;
@@ -1209,22 +1248,14 @@ static void close_round(struct coord *c)
     cm = ev.cm;
     fmq_scores_from(&cm, &sc);
     coord_eval_json(c, &ev, det, sizeof det);
-    sens[0] = 0;
-    for (int i = 0; i < c->nagents && sn + 200 < sizeof sens; i++) {
-        const struct coord_agent *ag = &c->agents[i];
-        if (!ag->link.n) continue;
-        sn +=
-            (size_t)snprintf(sens + sn, sizeof sens - sn,
-                             "%s{\"agent\":\"%s\",\"delay_s\":%.4f,\"rate_Bps\":%.0f,\"sps\":%.0f}",
-                             sn ? "," : "", ag->id, ag->link.delay, ag->link.rate, ag->link.sps);
-    }
-    ids[0] = 0;
+    ids = agents_json(c);
+    sens = links_json(c);
+    if (!ids || !sens)
+        fmq_log(FMQ_LOG_WARN, "round %llu: out of memory for the metrics' lists; they are empty",
+                (unsigned long long)c->round);
     for (int i = 0; i < c->nagents; i++) {
         online += c->agents[i].online;
         nsilent += c->agents[i].online && silent(c, &c->agents[i]);
-        if (c->agents[i].in_round && idn + FMQ_ID_MAX + 4 < sizeof ids)
-            idn += (size_t)snprintf(ids + idn, sizeof ids - idn, "%s\"%s\"", idn ? "," : "",
-                                    c->agents[i].id);
     }
     for (int i = 0; i < c->nagents; i++) { /* in the new model: confirmed once it is saved */
         struct coord_agent *a = &c->agents[i];
@@ -1247,67 +1278,78 @@ static void close_round(struct coord *c)
            (uint64_t)(online > c->participants ? online : c->participants);
     c->bytes_up_total += c->bytes_up_round;
     c->bytes_down_total += down;
-    n = snprintf(
-        json, sizeof json,
-        "{\"task\":\"%s\",\"run\":\"%s\",\"round\":%llu,\"version\":%llu,\"phase\":\"%s\","
-        "\"model\":\"%s\",\"params\":%zu,\"trainable\":%zu,\"strategy\":\"%s\",\"robust\":{"
-        "\"rule\":\"%s\",\"applied\":\"%s\",\"used\":%d,\"clipped\":%d,\"capped\":%d},"
-        "\"stats\":{\"used\":%d,\"left_out\":%d,\"capped\":%d},\"guard\":{\"refused\":%s,"
-        "\"reason\":\"%s\",\"total\":%llu},\"update_norm\":{\"median\":%.6g,\"max\":%.6g},"
-        "\"step_norm\":%.6g,\"refused\":%d,\"dp\":{\"clip\":%g,\"noise\":%g,\"delta\":%g,"
-        "\"rounds\":%llu,\"epsilon\":%.6g,\"epsilon_max\":%g,\"exhausted\":%s,\"clipped\":%d},"
-        "\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":"
-        "{\"quorum\":%d,"
-        "\"used\":%d,\"dropped\":%d,\"clipped\":%d,\"deferred\":%d,\"superseded\":%llu},"
-        "\"participants\":%d,"
-        "\"agents\":[%s],\"agents_online\":%d,"
-        "\"examples\":%llu,\"test_flows\":%zu,\"accuracy\":%.6f,\"precision\":%.6f,"
-        "\"recall\":%.6f,\"f1\":%.6f,\"model_finite\":%s,\"recall_at_1pct_fpr\":%.6f,\"head_recall_"
-        "at_1pct_fpr\":%.6f,\"either_recall_at_1pct_fpr\":%.6f,\"threshold\":%.6g,\"tp\":%llu,"
-        "\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
-        "\"bytes_up_round\":%llu,\"bytes_up_refused_round\":%llu,\"bytes_up_total\":%llu,"
-        "\"bytes_down_round\":%llu,"
-        "\"bytes_down_total\":%llu,\"model_bytes\":%zu,\"update_bytes_mean\":%.1f,"
-        "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
-        "\"task\":%llu,\"phase\":%llu,\"replay\":%llu,\"range\":%llu,\"norm\":%llu,\"retained\":"
-        "%llu},%s,\"links\":[%s],"
-        "\"plans\":%d,"
-        "\"eval_s\":%.6f,\"model_hash\":\"%016llx\",\"agent_val\":{\"n\":%d,\"accuracy\":%.6f,"
-        "\"f1\":%.6f},\"process_cpu_s\":%.3f,\"ts\":%.3f,\"silent\":%d",
-        c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
-        was_stats   ? "stats"
-        : was_calib ? "calib"
-                    : "train",
-        coord_model_name(c), coord_model_params(c), c->dim, fmq_strategy_name(c->cfg.strategy),
-        fmq_robust_name(c->cfg.robust), fmq_robust_name(c->rob.last_rule), c->rob.last_used,
-        c->rob.last_clipped, c->rob.last_capped, was_stats ? c->stats_used : 0,
-        was_stats ? c->nstats - c->stats_used : 0, was_stats ? c->stats_capped : 0,
-        c->guard_refused ? "true" : "false", c->guard_why, (unsigned long long)c->guard_total,
-        norm_med, norm_max, c->step_norm, c->refused_round, c->cfg.dp_clip, c->cfg.dp_noise,
-        c->cfg.dp_delta, (unsigned long long)c->dp_rounds,
-        c->cfg.dp_clip > 0 && isfinite(c->dp_eps) ? c->dp_eps : -1.0, c->cfg.dp_epsilon_max,
-        c->dp_exhausted ? "true" : "false", c->dp_clipped,
-        fmq_codec_name(was_stats || was_calib ? FMQ_CODEC_NONE : c->codec_last), c->nselected,
-        fmq_gsfs_quorum(&c->cfg.gsfs, online), c->pool.last_used, c->pool.last_dropped,
-        c->pool.last_clipped, c->pool.last_deferred, (unsigned long long)c->pool.superseded,
-        c->participants, ids, online, (unsigned long long)c->examples, c->ntest, sc.accuracy,
-        sc.precision, sc.recall, sc.f1, finite ? "true" : "false", ev.recall_at_fpr,
-        ev.head_recall_at_fpr, ev.either_recall_at_fpr, ev.threshold, (unsigned long long)cm.tp,
-        (unsigned long long)cm.fp, (unsigned long long)cm.tn, (unsigned long long)cm.fn,
-        (unsigned long long)c->bytes_up_round,
-        (unsigned long long)(c->bytes_in_round - c->bytes_up_round),
-        (unsigned long long)c->bytes_up_total, (unsigned long long)down,
-        (unsigned long long)c->bytes_down_total, c->last_model_bytes,
-        (double)c->bytes_up_round / (c->updates_round ? c->updates_round : 1), round_s,
-        (unsigned long long)c->rej_bad, (unsigned long long)c->rej_stale,
-        (unsigned long long)c->rej_dup, (unsigned long long)c->rej_task,
-        (unsigned long long)c->rej_phase, (unsigned long long)c->rej_replay,
-        (unsigned long long)c->rej_range, (unsigned long long)c->rej_norm,
-        (unsigned long long)c->rej_retained, det, sens, c->nplans, ev.eval_s,
-        (unsigned long long)ev.model_hash, c->val_n, c->val_n ? c->val_accuracy / c->val_n : 0.0,
-        c->val_n ? c->val_f1 / c->val_n : 0.0, process_cpu_s(), fmq_now(), nsilent);
+    cap = 16384 + strlen(det) + (ids ? strlen(ids) : 2) + (sens ? strlen(sens) : 2);
+    n = -1;
+    if ((json = malloc(cap)))
+        n = snprintf(
+            json, cap,
+            "{\"task\":\"%s\",\"run\":\"%s\",\"round\":%llu,\"version\":%llu,\"phase\":\"%s\","
+            "\"model\":\"%s\",\"params\":%zu,\"trainable\":%zu,\"strategy\":\"%s\",\"robust\":{"
+            "\"rule\":\"%s\",\"applied\":\"%s\",\"used\":%d,\"clipped\":%d,\"capped\":%d},"
+            "\"stats\":{\"used\":%d,\"left_out\":%d,\"capped\":%d},\"guard\":{\"refused\":%s,"
+            "\"reason\":\"%s\",\"total\":%llu},\"update_norm\":{\"median\":%.6g,\"max\":%.6g},"
+            "\"step_norm\":%.6g,\"refused\":%d,\"dp\":{\"clip\":%g,\"noise\":%g,\"delta\":%g,"
+            "\"rounds\":%llu,\"epsilon\":%.6g,\"epsilon_max\":%g,\"exhausted\":%s,\"clipped\":%d},"
+            "\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":"
+            "{\"quorum\":%d,"
+            "\"used\":%d,\"dropped\":%d,\"clipped\":%d,\"deferred\":%d,\"capped\":%d,"
+            "\"superseded\":%llu},"
+            "\"participants\":%d,"
+            "\"agents\":%s,\"agents_online\":%d,"
+            "\"examples\":%llu,\"test_flows\":%zu,\"accuracy\":%.6f,\"precision\":%.6f,"
+            "\"recall\":%.6f,\"f1\":%.6f,\"model_finite\":%s,\"recall_at_1pct_fpr\":%.6f,\"head_"
+            "recall_"
+            "at_1pct_fpr\":%.6f,\"either_recall_at_1pct_fpr\":%.6f,\"threshold\":%.6g,\"tp\":%llu,"
+            "\"fp\":%llu,\"tn\":%llu,\"fn\":%llu,"
+            "\"bytes_up_round\":%llu,\"bytes_up_refused_round\":%llu,\"bytes_up_total\":%llu,"
+            "\"bytes_down_round\":%llu,"
+            "\"bytes_down_total\":%llu,\"model_bytes\":%zu,\"update_bytes_mean\":%.1f,"
+            "\"round_s\":%.3f,\"rejected\":{\"malformed\":%llu,\"stale\":%llu,\"duplicate\":%llu,"
+            "\"task\":%llu,\"phase\":%llu,\"replay\":%llu,\"range\":%llu,\"norm\":%llu,"
+            "\"retained\":"
+            "%llu},%s,\"links\":%s,"
+            "\"plans\":%d,"
+            "\"eval_s\":%.6f,\"model_hash\":\"%016llx\",\"agent_val\":{\"n\":%d,\"accuracy\":%.6f,"
+            "\"f1\":%.6f},\"process_cpu_s\":%.3f,\"ts\":%.3f,\"silent\":%d",
+            c->cfg.task, c->run, (unsigned long long)c->round, (unsigned long long)c->version,
+            was_stats   ? "stats"
+            : was_calib ? "calib"
+                        : "train",
+            coord_model_name(c), coord_model_params(c), c->dim, fmq_strategy_name(c->cfg.strategy),
+            fmq_robust_name(c->cfg.robust), fmq_robust_name(c->rob.last_rule), c->rob.last_used,
+            c->rob.last_clipped, c->rob.last_capped, was_stats ? c->stats_used : 0,
+            was_stats ? c->nstats - c->stats_used : 0, was_stats ? c->stats_capped : 0,
+            c->guard_refused ? "true" : "false", c->guard_why, (unsigned long long)c->guard_total,
+            norm_med, norm_max, c->step_norm, c->refused_round, c->cfg.dp_clip, c->cfg.dp_noise,
+            c->cfg.dp_delta, (unsigned long long)c->dp_rounds,
+            c->cfg.dp_clip > 0 && isfinite(c->dp_eps) ? c->dp_eps : -1.0, c->cfg.dp_epsilon_max,
+            c->dp_exhausted ? "true" : "false", c->dp_clipped,
+            fmq_codec_name(was_stats || was_calib ? FMQ_CODEC_NONE : c->codec_last), c->nselected,
+            fmq_gsfs_quorum(&c->cfg.gsfs, online), c->pool.last_used, c->pool.last_dropped,
+            c->pool.last_clipped, c->pool.last_deferred, c->pool.last_capped,
+            (unsigned long long)c->pool.superseded, c->participants, ids ? ids : "[]", online,
+            (unsigned long long)c->examples, c->ntest, sc.accuracy, sc.precision, sc.recall, sc.f1,
+            finite ? "true" : "false", ev.recall_at_fpr, ev.head_recall_at_fpr,
+            ev.either_recall_at_fpr, ev.threshold, (unsigned long long)cm.tp,
+            (unsigned long long)cm.fp, (unsigned long long)cm.tn, (unsigned long long)cm.fn,
+            (unsigned long long)c->bytes_up_round,
+            (unsigned long long)(c->bytes_in_round - c->bytes_up_round),
+            (unsigned long long)c->bytes_up_total, (unsigned long long)down,
+            (unsigned long long)c->bytes_down_total, c->last_model_bytes,
+            (double)c->bytes_up_round / (c->updates_round ? c->updates_round : 1), round_s,
+            (unsigned long long)c->rej_bad, (unsigned long long)c->rej_stale,
+            (unsigned long long)c->rej_dup, (unsigned long long)c->rej_task,
+            (unsigned long long)c->rej_phase, (unsigned long long)c->rej_replay,
+            (unsigned long long)c->rej_range, (unsigned long long)c->rej_norm,
+            (unsigned long long)c->rej_retained, det, sens ? sens : "[]", c->nplans, ev.eval_s,
+            (unsigned long long)ev.model_hash, c->val_n,
+            c->val_n ? c->val_accuracy / c->val_n : 0.0, c->val_n ? c->val_f1 / c->val_n : 0.0,
+            process_cpu_s(), fmq_now(), nsilent);
     free(c->round_body); /* commit adds the "state" part and publishes it after the model */
-    c->round_body = n > 0 && (size_t)n < sizeof json ? strdup(json) : NULL;
+    c->round_body = n > 0 && (size_t)n < cap ? json : NULL;
+    if (!c->round_body) free(json);
+    cJSON_free(ids);
+    cJSON_free(sens);
     c->round_new = c->round_body != NULL;
     if (was_calib)
         fmq_log(FMQ_LOG_INFO,

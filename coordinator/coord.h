@@ -51,7 +51,7 @@ struct coord_cfg {
 
     /* no client's numbers are trusted (README, Security) */
     double count_cap;       /* example counts capped at count_cap x the round's median (robust.h,
-                               also in the statistics round); 0 = off */
+                               also in the statistics round and the GSFS pool); 0 = off */
     double max_update_norm; /* an update whose L2 norm exceeds this is refused (receipt
                                "refused"); 0 = no bound */
     double max_step_norm;   /* a global model that moved further than this (L2) from the last

@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential cmake pkg-config libpaho-mqtt-dev libmsgpack-dev libssl-dev libcunit1-dev
 mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients openssl clang libclang-rt-14-dev python3
 procps time valgrind gnuplot-nox python3-sklearn libfaketime util-linux libsystemd-dev systemd
-dpkg-dev file"
+dpkg-dev file libcjson-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -25,6 +25,7 @@ void fmq_gsfs_params_default(struct fmq_gsfs_params *p)
     p->outlier_norm = 5.0;
     p->min_cosine = -0.2; /* opposed to the rest of the fleet: an attack or a broken agent */
     p->fair_share = 1.5;  /* the bound on how much more often than average one may count */
+    p->count_cap = 5.0;   /* as robust.h's: a median agent's weight times five at most */
 }
 
 void fmq_gsfs_trigger_init(struct fmq_gsfs_trigger *t, int nlayers)
@@ -120,7 +121,7 @@ int fmq_gsfs_pool_add(struct fmq_gsfs_pool *g, const char *agent, uint64_t base,
     slot->base = base;
     slot->n_examples = n_examples;
     slot->weight = 0;
-    slot->dropped = slot->clipped = slot->deferred = 0;
+    slot->dropped = slot->clipped = slot->deferred = slot->capped = 0;
     slot->used = 1;
     *f += 1.0;
     return 0;
@@ -163,7 +164,7 @@ static int cmp_double(const void *a, const void *b)
 /* Memory: the used entries refresh their agents' local models (theta + delta), and out becomes
  * the example-weighted mean of every remembered local model minus theta. A memory is allocated
  * once per agent, on its first use; if that fails, this aggregation keeps the pool's result. */
-static void memory_blend(struct fmq_gsfs_pool *g, const int *idx, int n, double *out)
+static void memory_blend(struct fmq_gsfs_pool *g, const int *idx, int n, double cap, double *out)
 {
     double tw = 0;
     for (int j = 0; j < n; j++) {
@@ -179,6 +180,7 @@ static void memory_blend(struct fmq_gsfs_pool *g, const int *idx, int n, double 
         if (!(e->weight > 0) || !fr) continue;
         for (size_t i = 0; i < g->dim; i++) fr->mem[i] = g->theta[i] + e->delta[i];
         fr->mem_n = e->n_examples > 0 ? e->n_examples : 1;
+        if ((double)fr->mem_n > cap) fr->mem_n = (uint64_t)cap; /* cap >= 1: the median's x5 */
         fr->mem_age = 0;
     }
     for (int i = 0; i < g->nfreq; i++)
@@ -195,18 +197,37 @@ static void memory_blend(struct fmq_gsfs_pool *g, const int *idx, int n, double 
     }
 }
 
+/* count_cap x the lower median claimed count of the pool (at least 1), or HUGE_VAL when off.
+ * A liar's count is one vote in the median, so it cannot raise its own cap past the honest
+ * majority's (the rule of fmq_robust_count_cap, robust.c); the lower median because a GSFS pool
+ * is often two or three updates, and in a pool of two the mean of the middle pair would be half
+ * the liar's claim. */
+static double examples_cap(const struct fmq_gsfs_pool *g, const int *idx, int n, double *scratch)
+{
+    double med;
+    if (!(g->p.count_cap > 0) || n == 0) return HUGE_VAL;
+    for (int j = 0; j < n; j++) scratch[j] = (double)g->e[idx[j]].n_examples;
+    qsort(scratch, (size_t)n, sizeof *scratch, cmp_double);
+    med = scratch[(n - 1) / 2] * g->p.count_cap;
+    return med > 1 ? med : 1;
+}
+
 int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
 {
-    double norms[1024], sorted[1024], scale[1024], total = 0, median = 0, mean_picks = 0;
+    double norms[1024], sorted[1024], scale[1024], total = 0, median = 0, mean_picks = 0, cap;
     int idx[1024], n = 0, used = 0;
 
     for (int i = 0; i < g->cap && n < 1024; i++)
         if (g->e[i].used) idx[n++] = i;
     if (n == 0) return FMQ_EINVAL;
+    cap = examples_cap(g, idx, n, sorted);
     for (int j = 0; j < n; j++) {
         struct fmq_gsfs_entry *e = &g->e[idx[j]];
         double *f = freq_of(g, e->agent), s = (double)(current - e->base);
-        e->weight = (f ? *f : 1.0) * (g->p.weight_examples ? (double)e->n_examples : 1.0);
+        double count = (double)e->n_examples;
+        e->capped = g->p.weight_examples && count > cap;
+        if (count > cap) count = cap;
+        e->weight = (f ? *f : 1.0) * (g->p.weight_examples ? count : 1.0);
         if (s > 0) e->weight *= g->p.staleness_weight ? 1.0 / (1.0 + sqrt(s)) : 0.0;
         norms[j] = sorted[j] = norm(e->delta, g->dim);
         scale[j] = 1.0;
@@ -273,10 +294,11 @@ int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
         g->freq[i].f *= 1.0 - 1.0 / g->p.freq_window;
         g->freq[i].picks *= 1.0 - 1.0 / g->p.freq_window;
     }
-    if (g->p.memory && g->theta) memory_blend(g, idx, n, out);
+    if (g->p.memory && g->theta) memory_blend(g, idx, n, cap, out);
     g->last_used = used;
-    g->last_dropped = g->last_clipped = g->last_deferred = 0;
+    g->last_dropped = g->last_clipped = g->last_deferred = g->last_capped = 0;
     for (int j = 0; j < n; j++) {
+        g->last_capped += g->e[idx[j]].capped;
         g->last_deferred += g->e[idx[j]].deferred;
         g->last_dropped += g->e[idx[j]].dropped;
         g->last_clipped += g->e[idx[j]].clipped;

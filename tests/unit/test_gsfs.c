@@ -120,6 +120,52 @@ static void test_frequency_weights(void)
     fmq_gsfs_pool_free(&g);
 }
 
+/* One liar claiming 2^40 examples among honest agents: frequency-examples weights it as
+ * count_cap (5) x the pool's median count at most, in the weights and in the memory; with the
+ * cap off it would be the whole aggregate (the check that this test can fail). */
+static void test_count_cap(void)
+{
+    struct fmq_gsfs_params p;
+    struct fmq_gsfs_pool g;
+    const float honest[1] = {1}, liar[1] = {-1};
+    float theta[1] = {0};
+    char id[8];
+    double out[1];
+    fmq_gsfs_params_default(&p);
+    p.weight_examples = 1;
+    p.informativeness = 0; /* the weights alone: no cosine or norm sensing */
+    p.fair_share = 0;
+    for (int pass = 0; pass < 3; pass++) { /* cap 5, cap 5 with memory, cap off */
+        p.memory = pass == 1;
+        p.count_cap = pass == 2 ? 0 : 5;
+        CU_ASSERT_FATAL(fmq_gsfs_pool_init(&g, &p, 1, 16) == 0);
+        g.theta = theta;
+        for (int i = 0; i < 9; i++) {
+            snprintf(id, sizeof id, "h%d", i);
+            CU_ASSERT(fmq_gsfs_pool_add(&g, id, 1, 1, 100, honest) == 0);
+        }
+        CU_ASSERT(fmq_gsfs_pool_add(&g, "liar", 1, 1, 1ull << 40, liar) == 0);
+        CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 1, out), 10);
+        if (pass < 2) { /* 9 x 100 for +1, the cap 500 for -1 */
+            CU_ASSERT_DOUBLE_EQUAL(out[0], (900.0 - 500.0) / 1400.0, 1e-9);
+            CU_ASSERT_EQUAL(g.last_capped, 1);
+        } else {
+            CU_ASSERT(out[0] < -0.99);
+            CU_ASSERT_EQUAL(g.last_capped, 0);
+        }
+        fmq_gsfs_pool_free(&g);
+    }
+    /* a pool of two: the lower median is the honest count, not half the liar's */
+    p.memory = 0;
+    p.count_cap = 5;
+    CU_ASSERT_FATAL(fmq_gsfs_pool_init(&g, &p, 1, 4) == 0);
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "h", 1, 1, 100, honest) == 0);
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "liar", 1, 1, 1ull << 40, liar) == 0);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 1, out), 2);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], (100.0 - 500.0) / 600.0, 1e-9);
+    fmq_gsfs_pool_free(&g);
+}
+
 static void test_staleness(void)
 {
     struct fmq_gsfs_params p;
@@ -269,6 +315,7 @@ int init_gsfs_tests(void)
                                         {"performance trigger", test_perf_trigger},
                                         {"quorum", test_quorum},
                                         {"frequency weights", test_frequency_weights},
+                                        {"claimed counts capped", test_count_cap},
                                         {"staleness", test_staleness},
                                         {"memory of absent agents", test_memory},
                                         {"informativeness", test_informativeness},

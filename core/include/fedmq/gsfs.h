@@ -70,6 +70,10 @@ struct fmq_gsfs_params {
     double fair_share;      /* an agent used in fair_share x the fleet's mean number of recent
                                aggregations or more sits the next one out (0 = off) */
     int memory;             /* aggregate every agent's latest local model (MIFA), not the pool */
+    double count_cap; /* with weight_examples: claimed example counts capped at count_cap x the
+                         pool's median count, in the weights and the memory (0 = off; the
+                         coordinator sets its count_cap, robust.h, so that one liar claiming 2^40
+                         examples weighs as five median agents, not as the whole fleet) */
 };
 void fmq_gsfs_params_default(struct fmq_gsfs_params *p);
 
@@ -98,6 +102,7 @@ struct fmq_gsfs_entry {
     int dropped;   /* informativeness gave it weight 0 */
     int deferred;  /* over its fair share: not used this time */
     int clipped;   /* informativeness scaled it down */
+    int capped;    /* its claimed example count was above the cap */
     int used;
 };
 
@@ -120,7 +125,8 @@ struct fmq_gsfs_pool {
     double *mean;        /* owned scratch, dim */
     const float *theta;  /* memory: borrowed current global parameters, set before aggregating */
     uint64_t superseded; /* updates replaced by a newer one from the same agent */
-    int last_used, last_dropped, last_clipped, last_deferred; /* of the last aggregation */
+    int last_used, last_dropped, last_clipped, last_deferred, last_capped; /* of the last
+                                                                              aggregation */
 };
 int fmq_gsfs_pool_init(struct fmq_gsfs_pool *g, const struct fmq_gsfs_params *p, size_t dim,
                        int max_agents);
