@@ -2,7 +2,7 @@
 # One new-site run through fedmq-sim, for A/B checks of a setting: the MLP (or MODEL=giot)
 # federated for 10 rounds on every data/iot23 capture but TESTFILE, then TESTFILE joins as a new
 # site and is judged at its deployed rule; extra arguments are new-site agent settings.
-#   bench/newsite.sh TESTFILE OUTPREFIX [KEY=VALUE]...     (SEED=1 by default; after a build)
+#   bench/newsite.sh TESTFILE OUTPREFIX [KEY=VALUE]...     (SEED=1 by default; BUILD=build)
 # e.g. bench/newsite.sh data/more/stratosphere-labelled/idps-ctu-sme-11-*.labeled /tmp/sme \
 #        calib_novelty_beyond_cap=false
 set -eu
@@ -17,7 +17,7 @@ MODEL=${MODEL:-mlp}
 extra=""
 [ "$MODEL" = giot ] && extra="--coord-set giot_head=true"
 # shellcheck disable=SC2086
-"$SRC/build/tools/fedmq-sim" $argv --agent-set min_train=20 --agent-set seed="${SEED:-1}" \
+"${BUILD:-$SRC/build}/tools/fedmq-sim" $argv --agent-set min_train=20 --agent-set seed="${SEED:-1}" \
     --coord-set calib_round=true --coord-set rounds=10 --coord-set seed="${SEED:-1}" \
     --coord-set eval_max=4000 --coord-set strategy=fedavg --coord-set robust=none \
     --coord-set model="$MODEL" $extra --coord-set metrics_file="$O.m.jsonl" --summary "$O.s.json" \

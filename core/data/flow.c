@@ -347,6 +347,54 @@ static int jstring(struct jp *p, char *out, size_t cap, size_t *outlen)
     return 0;
 }
 
+static int digits(struct jp *p)
+{
+    const char *st = p->s;
+    while (p->s < p->end && *p->s >= '0' && *p->s <= '9') p->s++;
+    return p->s > st;
+}
+
+/* A bare JSON value at p->s: exactly true, false, null, or a number in JSON's grammar
+ * (-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?), so that "truefalse", "1.2.3" or a NUL byte
+ * is refused, not read as a value. Its text (NUL-terminated) goes to val when val is given. */
+static int jbare(struct jp *p, char *val, size_t cap, size_t *vlen)
+{
+    static const char *const lit[] = {"true", "false", "null"};
+    const char *st = p->s;
+    size_t n;
+    int ok = 0;
+    for (int i = 0; i < 3 && !ok; i++) {
+        size_t l = strlen(lit[i]);
+        if ((size_t)(p->end - p->s) >= l && memcmp(p->s, lit[i], l) == 0) p->s += l, ok = 1;
+    }
+    if (!ok) {
+        if (p->s < p->end && *p->s == '-') p->s++;
+        if (p->s < p->end && *p->s == '0')
+            p->s++;
+        else if (!digits(p))
+            return jfail(p, "bad value");
+        if (p->s < p->end && *p->s == '.') {
+            p->s++;
+            if (!digits(p)) return jfail(p, "bad number");
+        }
+        if (p->s < p->end && (*p->s == 'e' || *p->s == 'E')) {
+            p->s++;
+            if (p->s < p->end && (*p->s == '+' || *p->s == '-')) p->s++;
+            if (!digits(p)) return jfail(p, "bad number");
+        }
+    }
+    /* a value ends at whitespace, ',', '}' or ']', or the end */
+    if (p->s < p->end && !strchr(" \t\r\n,}]", *p->s ? *p->s : 'x')) return jfail(p, "bad value");
+    n = (size_t)(p->s - st);
+    if (val) {
+        if (n >= cap) return jfail(p, "bad value");
+        memcpy(val, st, n);
+        val[n] = 0;
+    }
+    if (vlen) *vlen = n;
+    return 0;
+}
+
 static int jskip(struct jp *p, int depth)
 {
     char tmp[256];
@@ -386,8 +434,7 @@ static int jskip(struct jp *p, int depth)
             return jfail(p, "expected ',' or closing bracket");
         }
     }
-    while (p->s < p->end && strchr("0123456789+-.eEtruefalsn", *p->s)) p->s++;
-    return 0;
+    return jbare(p, NULL, 0, NULL);
 }
 
 /* One JSON object and nothing after it: `member` reads the value of each member at p->s. */
@@ -441,12 +488,7 @@ static int flow_member(struct jp *p, const char *key, void *ud)
     } else if (*p->s == '[' || *p->s == '{') {
         return jskip(p, 1); /* tunnel_parents and other sets */
     } else {
-        const char *st = p->s;
-        while (p->s < p->end && strchr("0123456789+-.eEtruefalsn", *p->s)) p->s++;
-        vlen = (size_t)(p->s - st);
-        if (vlen == 0 || vlen >= sizeof val) return jfail(p, "bad value");
-        memcpy(val, st, vlen);
-        val[vlen] = 0;
+        if (jbare(p, val, sizeof val, &vlen)) return FMQ_EFORMAT;
         if (strcmp(val, "null") == 0) vlen = 0;
     }
     if ((rc = fmq_flow_set(ud, key, val, vlen, ferr, sizeof ferr)) != 0)

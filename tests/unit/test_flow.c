@@ -88,6 +88,34 @@ static void test_hostile_json(void)
                         FMQ_EFORMAT);
         CU_ASSERT(err[0] != 0);
     }
+    /* bare values in JSON's grammar only (the old lexer took any run of "truefalsn", digits
+     * and signs, and a NUL byte, as a value) */
+    {
+        static const char *bare_bad[] = {"truefalse", "nulll", "1.2.3", "--1", "1e",
+                                         "01",        "+1",    "tru",   "1x",  NULL};
+        static const char nul_rec[] = "{\"ts\":1\0,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\"}";
+        char rec[160];
+        for (int i = 0; bare_bad[i]; i++) {
+            snprintf(rec, sizeof rec,
+                     "{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"extra\":%s}",
+                     bare_bad[i]);
+            err[0] = 0;
+            CU_ASSERT_EQUAL(fmq_flow_from_json(rec, strlen(rec), &f, err, sizeof err), FMQ_EFORMAT);
+            CU_ASSERT(strstr(err, "at byte") != NULL);
+        }
+        CU_ASSERT_EQUAL(fmq_flow_from_json(nul_rec, sizeof nul_rec - 1, &f, err, sizeof err),
+                        FMQ_EFORMAT);
+        /* and every bare value JSON allows still reads */
+        snprintf(rec, sizeof rec,
+                 "{\"ts\":1.5e+3,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\","
+                 "\"local_orig\":true,\"local_resp\":false,\"duration\":null,"
+                 "\"x\":[0,1E2,-0.5]}");
+        CU_ASSERT_EQUAL_FATAL(fmq_flow_from_json(rec, strlen(rec), &f, err, sizeof err), 0);
+        CU_ASSERT_DOUBLE_EQUAL(f.ts, 1500.0, 1e-9);
+        CU_ASSERT_EQUAL(f.local_orig, 1);
+        CU_ASSERT_EQUAL(f.local_resp, 0);
+        CU_ASSERT(isnan(f.duration));
+    }
     /* a record cut by the buffer length, not by NUL */
     CU_ASSERT_EQUAL(fmq_flow_from_json("{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\"}", 20, &f,
                                        err, sizeof err),
@@ -103,27 +131,26 @@ static void test_labels(void)
         const char *json;
         int label;
         const char *detail;
-    } c[] = {
-        {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"Background\"}",
-         FMQ_LABEL_UNKNOWN, ""},
-        {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"Unknown\","
-         "\"detailedlabel\":\"dns-google\"}",
-         FMQ_LABEL_UNKNOWN, "dns-google"},
-        {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"maybe\"}",
-         FMQ_LABEL_UNKNOWN, ""},
-        {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\","
-         "\"label\":\"Malicious   PartOfAHorizontalPortScan\"}",
-         FMQ_LABEL_MALICIOUS, "PartOfAHorizontalPortScan"},
-        {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"Malicious   C&C\","
-         "\"detailed-label\":\"-\"}",
-         FMQ_LABEL_MALICIOUS, "C&C"},
-        {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"benign\","
-         "\"detailed_label\":\"ntp\"}",
-         FMQ_LABEL_BENIGN, "ntp"},
-        {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"Malicious\","
-         "\"det_label\":\"DDoS\"}",
-         FMQ_LABEL_MALICIOUS, "DDoS"},
-        {NULL, 0, NULL}};
+    } c[] = {{"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"Background\"}",
+              FMQ_LABEL_UNKNOWN, ""},
+             {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"Unknown\","
+              "\"detailedlabel\":\"dns-google\"}",
+              FMQ_LABEL_UNKNOWN, "dns-google"},
+             {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"maybe\"}",
+              FMQ_LABEL_UNKNOWN, ""},
+             {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\","
+              "\"label\":\"Malicious   PartOfAHorizontalPortScan\"}",
+              FMQ_LABEL_MALICIOUS, "PartOfAHorizontalPortScan"},
+             {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"Malicious   C&C\","
+              "\"detailed-label\":\"-\"}",
+              FMQ_LABEL_MALICIOUS, "C&C"},
+             {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"benign\","
+              "\"detailed_label\":\"ntp\"}",
+              FMQ_LABEL_BENIGN, "ntp"},
+             {"{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"label\":\"Malicious\","
+              "\"det_label\":\"DDoS\"}",
+              FMQ_LABEL_MALICIOUS, "DDoS"},
+             {NULL, 0, NULL}};
     struct fmq_flow f;
     char err[200], longlab[200];
     for (int i = 0; c[i].json; i++) {
