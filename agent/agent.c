@@ -6,6 +6,8 @@
  * on the model kind. Nothing here allocates per flow. */
 #include "agent.h"
 
+#include <cjson/cJSON.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -307,19 +309,36 @@ static int size_update_state(struct agent *a, size_t n)
  * duplicate: in a saved model, settled. accepted: held in the open round, so the timer waits
  * again. stale: settled, and when the coordinator is ahead an older queued model is not
  * trained on; when it is behind our model its next one is taken. refused: dropped for good. */
+static int receipt_count(const cJSON *o, const char *key, unsigned long long *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble >= 9007199254740992.0 ||
+        v->valuedouble != floor(v->valuedouble))
+        return -1;
+    *out = (unsigned long long)v->valuedouble;
+    return 0;
+}
+
 static void on_receipt(struct agent *a, const struct fmq_mq_msg *m)
 {
-    const char *text = (const char *)m->payload; /* payload ends in NUL */
-    const char *p = strstr(text, "\"seq\":"), *st = strstr(text, "\"status\":\"");
-    const char *cur = strstr(text, "\"current\":"), *why = strstr(text, "\"reason\":\"");
+    cJSON *o = cJSON_ParseWithLength((const char *)m->payload, m->len);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "status");
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, "reason");
     unsigned long long seq, current = 0;
-    char status[16] = "";
-    if (!p || sscanf(p + 6, "%llu", &seq) != 1 || seq != a->sent_seq || a->sent_confirmed) return;
-    if (st) sscanf(st + 10, "%15[a-z]", status);
-    if (cur) sscanf(cur + 10, "%llu", &current);
+    const char *status, *why;
+    if (!cJSON_IsObject(o) || receipt_count(o, "seq", &seq) || !cJSON_IsString(st) ||
+        (cJSON_GetObjectItemCaseSensitive(o, "current") && receipt_count(o, "current", &current))) {
+        a->bad++;
+        fmq_log(FMQ_LOG_WARN, "dropped receipt on %s: not a receipt (schemas/topics.md)", m->topic);
+        cJSON_Delete(o);
+        return;
+    }
+    status = st->valuestring;
+    why = cJSON_IsString(rs) ? rs->valuestring : "no reason";
+    if (seq != a->sent_seq || a->sent_confirmed) goto out;
     if (!strcmp(status, "accepted")) {
         a->sent_at = fmq_mono();
-        return;
+        goto out;
     }
     a->sent_confirmed = 1;
     if (!strcmp(status, "stale") && current > a->version) {
@@ -333,9 +352,10 @@ static void on_receipt(struct agent *a, const struct fmq_mq_msg *m)
                 "model",
                 current, (unsigned long long)a->version);
     } else if (!strcmp(status, "refused"))
-        fmq_log(FMQ_LOG_WARN, "update #%llu for v%llu refused by the coordinator: %.*s", seq,
-                (unsigned long long)a->version, why ? (int)strcspn(why + 10, "\"") : 7,
-                why ? why + 10 : "no reason");
+        fmq_log(FMQ_LOG_WARN, "update #%llu for v%llu refused by the coordinator: %.200s", seq,
+                (unsigned long long)a->version, why);
+out:
+    cJSON_Delete(o);
 }
 
 static void resend(struct agent *a, const char *why)

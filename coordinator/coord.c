@@ -706,28 +706,30 @@ static void sample_agents(struct coord *c)
 /* End-to-end receipt on the agent's own topic (schemas/topics.md): the agent keeps an update
  * until it is settled. "applied" is sent only once the state holding it is durable; a refusal
  * says why (reason, or NULL). */
+/* {"seq","version","status","current"} and "model" (applied) or "reason" (schemas/topics.md),
+ * written by cJSON: a reason is escaped, never cut or doubled. Sequence numbers and versions
+ * stay below 2^53 (seq = version << 16 | k), so a JSON number holds them exactly. */
 static void receipt(struct coord *c, const char *agent, uint64_t seq, uint64_t base,
                     const char *status, const char *reason)
 {
-    char topic[256], body[640], extra[360] = "", why[300];
-    size_t k = 0;
-    int n;
-    for (const char *p = reason ? reason : ""; *p && k + 1 < sizeof why; p++) /* JSON-safe */
-        why[k++] = *p == '"' || *p == '\\' || (unsigned char)*p < 0x20 ? '\'' : *p;
-    why[k] = 0;
+    char topic[256];
+    cJSON *o = cJSON_CreateObject();
+    char *body = NULL;
     snprintf(topic, sizeof topic, "%s/%s/receipt/%s", c->cfg.root, c->cfg.task, agent);
-    for (const char *p = reason ? reason : ""; *p && k + 1 < sizeof why; p++) /* JSON-safe */
-        why[k++] = *p == '"' || *p == '\\' || (unsigned char)*p < 0x20 ? '\'' : *p;
-    why[k] = 0;
-    if (strcmp(status, "applied") == 0) /* the version holding it, saved */
-        snprintf(extra, sizeof extra, ",\"model\":%llu", (unsigned long long)c->version);
-    else if (reason)
-        snprintf(extra, sizeof extra, ",\"reason\":\"%s\"", why);
-    n = snprintf(body, sizeof body,
-                 "{\"seq\":%llu,\"version\":%llu,\"status\":\"%s\",\"current\":%llu%s}",
-                 (unsigned long long)seq, (unsigned long long)base, status,
-                 (unsigned long long)c->version, extra);
-    if (n > 0 && (size_t)n < sizeof body) fmq_mq_publish(c->mq, topic, body, (size_t)n, 1, 0);
+    if (o && cJSON_AddNumberToObject(o, "seq", (double)seq) &&
+        cJSON_AddNumberToObject(o, "version", (double)base) &&
+        cJSON_AddStringToObject(o, "status", status) &&
+        cJSON_AddNumberToObject(o, "current", (double)c->version) &&
+        (strcmp(status, "applied") == 0 /* the version holding it, saved */
+             ? cJSON_AddNumberToObject(o, "model", (double)c->version) != NULL
+             : !reason || cJSON_AddStringToObject(o, "reason", reason) != NULL) &&
+        (body = cJSON_PrintUnformatted(o)))
+        fmq_mq_publish(c->mq, topic, body, strlen(body), 1, 0);
+    else
+        fmq_log(FMQ_LOG_WARN, "out of memory for the receipt of update #%llu to %s",
+                (unsigned long long)seq, agent);
+    cJSON_free(body);
+    cJSON_Delete(o);
 }
 
 static void send_receipt(struct coord *c, const struct fmq_update *u, const char *status,

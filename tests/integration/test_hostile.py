@@ -426,6 +426,10 @@ def part_zero(args, h):
     assert len({m["model_hash"] for m in ms}) == 1, "the model changed"
     for x in sites:
         assert "refused by the coordinator: update norm" in h.log("agent-" + x), x
+        # the reason arrives once, whole (the receipt writer once wrote it twice over)
+        why = re.findall(r"refused by the coordinator: (.*)", h.log("agent-" + x))
+        assert why and all(re.fullmatch(r"update norm \S+ above max_update_norm 1000", w)
+                           for w in why), why[:2]
 
 
 def part_bridge(args, h):
