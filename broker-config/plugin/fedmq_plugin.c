@@ -84,15 +84,19 @@ static int on_tick(int event, void *event_data, void *userdata)
     return MOSQ_ERR_SUCCESS;
 }
 
-int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+/* The entry points: the only symbols the module exports (CMakeLists.txt hides the rest). */
+#define FMQ_PLUGIN_API __attribute__((visibility("default")))
+
+FMQ_PLUGIN_API int mosquitto_plugin_version(int supported_version_count,
+                                            const int *supported_versions)
 {
     for (int i = 0; i < supported_version_count; i++)
         if (supported_versions[i] == 5) return 5;
     return -1;
 }
 
-int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
-                          struct mosquitto_opt *opts, int opt_count)
+FMQ_PLUGIN_API int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
+                                         struct mosquitto_opt *opts, int opt_count)
 {
     char err[200];
     plugin_id = identifier;
@@ -124,7 +128,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
     return MOSQ_ERR_SUCCESS;
 }
 
-int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt_count)
+FMQ_PLUGIN_API int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts,
+                                            int opt_count)
 {
     mosquitto_callback_unregister(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl, NULL);
     mosquitto_callback_unregister(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL);
