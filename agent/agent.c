@@ -233,16 +233,53 @@ static void publish_alert(struct agent *a, const struct fmq_flow *f, uint32_t sl
 
 /* ---- sensor records ---- */
 
+static void on_flow(struct agent *a, struct fmq_flow *fl);
+
+struct batch {
+    struct agent *a;
+    const char *topic;
+};
+
+static void on_batch_record(void *ud, const char *rec, size_t n, size_t k)
+{
+    struct batch *b = ud;
+    struct fmq_flow f;
+    char err[200], why[240];
+    if (fmq_flow_from_json(rec, n, &f, err, sizeof err) != 0) {
+        snprintf(why, sizeof why, "record %zu of the batch: %s", k + 1, err);
+        report_bad(b->a, b->topic, why);
+        return;
+    }
+    on_flow(b->a, &f);
+}
+
+/* One record per message, or a batch in one (NDJSON lines or a JSON array of records): the
+ * common single record is decoded once; a message holding more is framed and each record
+ * decoded on its own, so a bad one costs only itself. */
 static void on_sensor(struct agent *a, const struct fmq_mq_msg *m)
 {
     struct fmq_flow f;
-    struct fmq_verdict v;
     char err[200];
+    const char *p = (const char *)m->payload;
+    size_t i = 0;
 
-    if (fmq_flow_from_json((const char *)m->payload, m->len, &f, err, sizeof err) != 0) {
-        report_bad(a, m->topic, err);
+    if (fmq_flow_from_json(p, m->len, &f, err, sizeof err) == 0) {
+        on_flow(a, &f);
         return;
     }
+    while (i < m->len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')) i++;
+    if ((i < m->len && p[i] == '[') || strstr(err, "trailing bytes after object")) {
+        struct batch b = {a, m->topic};
+        if (fmq_flow_json_each(p, m->len, on_batch_record, &b, err, sizeof err) >= 0) return;
+    }
+    report_bad(a, m->topic, err);
+}
+
+static void on_flow(struct agent *a, struct fmq_flow *fl)
+{
+    struct fmq_flow f = *fl;
+    struct fmq_verdict v;
+
     a->flows++;
     if (f.label != FMQ_LABEL_UNKNOWN) {
         a->labelled++;

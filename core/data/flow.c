@@ -496,15 +496,67 @@ static int flow_member(struct jp *p, const char *key, void *ud)
     return rc;
 }
 
+int fmq_flow_json_each(const char *buf, size_t len,
+                       void (*each)(void *ud, const char *rec, size_t n, size_t k), void *ud,
+                       char *err, size_t errlen)
+{
+    struct jp p = {buf, buf + len, buf, err, errlen};
+    size_t k = 0;
+    int array;
+
+    jws(&p);
+    array = p.s < p.end && *p.s == '[';
+    if (array) {
+        p.s++;
+        jws(&p);
+        if (p.s < p.end && *p.s == ']') p.s++, array = 0; /* [] : an empty batch */
+    }
+    while (p.s < p.end) {
+        const char *st = p.s;
+        if (*p.s != '{')
+            return jfail(&p, array ? "expected an object in the array" : "expected '{'");
+        if (jskip(&p, 1)) return FMQ_EFORMAT;
+        each(ud, st, (size_t)(p.s - st), k++);
+        jws(&p);
+        if (!array) continue;
+        if (p.s < p.end && *p.s == ',') {
+            p.s++;
+            jws(&p);
+            continue;
+        }
+        if (p.s < p.end && *p.s == ']') {
+            p.s++;
+            jws(&p);
+            if (p.s != p.end) return jfail(&p, "trailing bytes after the array");
+            return (int)k;
+        }
+        return jfail(&p, "expected ',' or ']'");
+    }
+    if (array) return jfail(&p, "unterminated array");
+    return (int)k;
+}
+
 int fmq_flow_from_json(const char *buf, size_t len, struct fmq_flow *f, char *err, size_t errlen)
 {
     struct jp p = {buf, buf + len, buf, err, errlen};
     int rc;
 
     fmq_flow_clear(f);
-    if ((rc = jobject(&p, flow_member, f)) != 0) return rc;
+    if ((rc = jobject(&p, flow_member, f)) != 0) {
+        const char *q = buf;
+        while (q < buf + len && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')) q++;
+        if (q == p.s && q < buf + len && *q >= '0' && *q <= '9' && memchr(q, '\t', len - (q - buf)))
+            snprintf(err, errlen,
+                     "JSON: expected '{' at byte %td: this looks like a Zeek TSV "
+                     "line; agents read Zeek's JSON (LogAscii::use_json = T), and "
+                     "fedmq-replay turns TSV logs into it",
+                     q - buf);
+        return rc;
+    }
     if (isnan(f->ts) || !f->orig_h[0] || !f->resp_h[0]) {
-        snprintf(err, errlen, "JSON record lacks ts, id.orig_h or id.resp_h");
+        snprintf(err, errlen, "JSON record lacks%s%s%s (Zeek's conn.log fields)",
+                 isnan(f->ts) ? " ts" : "", !f->orig_h[0] ? " id.orig_h" : "",
+                 !f->resp_h[0] ? " id.resp_h" : "");
         return FMQ_EFORMAT;
     }
     return 0;

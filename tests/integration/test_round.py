@@ -5,6 +5,7 @@ alerts arrive and are for malicious flows, the final test F1 is above 0.95, and 
 injected mid-run is counted while the processes keep running. Stops everything it started."""
 import json
 import os
+import re
 import sys
 import time
 
@@ -70,6 +71,14 @@ def main():
         h.publish("sensors/%s/10.0.0.9/conn" % a0, payload='{"ts": 1, "id.orig_h": ')
         h.publish("sensors/%s/10.0.0.9/conn" % a0,
                   payload='{"ts":1,"id.orig_h":"a","id.resp_h":"b","orig_bytes":"many"}')
+        # batches in one message: two NDJSON records, then an array of a good and a bad one
+        # (3 more flows, 1 more bad message: a bad record costs only itself)
+        rec = ('{"ts":1545403816.5,"uid":"Cbatch%d","id.orig_h":"192.168.1.195","id.orig_p":%d,'
+               '"id.resp_h":"192.168.1.1","id.resp_p":53,"proto":"udp"}')
+        h.publish("sensors/%s/192.168.1.195/conn" % a0,
+                  payload=rec % (1, 40001) + "\n" + rec % (2, 40002) + "\n")
+        h.publish("sensors/%s/192.168.1.195/conn" % a0,
+                  payload="[" + rec % (3, 40003) + ',{"ts":1,"id.orig_h":"a"}]')
         vec = os.path.join(args.source, "schemas", "vectors")
         h.publish("fedmq/iot23/update/agent-1", file=os.path.join(vec, "update_truncated.msgpack"))
         h.publish("fedmq/iot23/update/agent-1", file=os.path.join(vec, "update_valid.msgpack"))
@@ -156,10 +165,15 @@ def main():
 
         # 5. the agent that got broken sensor messages counted them and kept working
         st = [m for m in msgs if m.get("kind") == "status" and m["agent"] == a0]
-        assert st[-1]["bad"] >= 2, st[-1]
+        assert st[-1]["bad"] >= 3, st[-1]
         assert all(p.poll() is None for p in agents.values()), "an agent died"
         for s, p in agents.items():
             assert h.stop(p) == 0, h.log("agent-" + s)
+        # every record of a0's capture, and the three of the batches
+        with open(files[0]) as f:
+            records = sum(1 for line in f if line.strip() and not line.startswith("#"))
+        got = re.search(r"stopped: (\d+) flows", h.log("agent-" + a0))
+        assert got and int(got.group(1)) == records + 3, (got and got.group(1), records)
         offline = wait_for(lambda: [m for m in h.messages(bus)
                                     if m.get("kind") == "status" and m["state"] == "offline"],
                            10, "offline status")

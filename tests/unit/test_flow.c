@@ -122,6 +122,64 @@ static void test_hostile_json(void)
                     FMQ_EFORMAT);
 }
 
+static void count_record(void *ud, const char *rec, size_t n, size_t k)
+{
+    size_t *seen = ud;
+    struct fmq_flow f;
+    char err[200];
+    CU_ASSERT_EQUAL(k, seen[0]);
+    seen[0]++;
+    seen[1] += fmq_flow_from_json(rec, n, &f, err, sizeof err) == 0;
+}
+
+/* Batches in one message: NDJSON, any whitespace between objects, a JSON array; the framing
+ * passes every object on (a bad record is its own decoder's business) and stops, with a byte
+ * offset, where it breaks, after the objects before it. The errors name what is missing and
+ * recognise a Zeek TSV line. */
+static void test_batches(void)
+{
+    static const char *R =
+        "{\"ts\":1,\"id.orig_h\":\"a\",\"id.resp_h\":\"b\",\"x\":[1,{\"y\":\"}\"}]}";
+    static const char *BAD = "{\"ts\":1,\"id.orig_h\":\"a\"}";
+    struct {
+        const char *fmt;
+        int rc;      /* return: objects, or FMQ_EFORMAT */
+        size_t seen; /* objects passed on */
+        size_t good; /* of them decoded */
+    } c[] = {
+        {"%s\n%s\n%s\n", 3, 3, 3},         {"  %s %s\r\n%s", 3, 3, 3},
+        {"[%s,%s , %s]", 3, 3, 3},         {"[]", 0, 0, 0},
+        {"[%s,%s,%s", FMQ_EFORMAT, 3, 3},  {"%s\n%s\nxyz", FMQ_EFORMAT, 2, 2},
+        {"[%s,%s]]%s", FMQ_EFORMAT, 2, 2},
+    };
+    char buf[1024], err[200];
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        size_t seen[2] = {0, 0};
+        int rc;
+        snprintf(buf, sizeof buf, c[i].fmt, R, R, R);
+        rc = fmq_flow_json_each(buf, strlen(buf), count_record, seen, err, sizeof err);
+        CU_ASSERT_EQUAL(rc, c[i].rc);
+        CU_ASSERT_EQUAL(seen[0], c[i].seen);
+        CU_ASSERT_EQUAL(seen[1], c[i].good);
+        if (rc < 0) CU_ASSERT(strstr(err, "at byte") != NULL);
+    }
+    { /* a bad record inside a batch is passed on, and fails alone */
+        size_t seen[2] = {0, 0};
+        snprintf(buf, sizeof buf, "[%s,%s,%s]", R, BAD, R);
+        CU_ASSERT_EQUAL(fmq_flow_json_each(buf, strlen(buf), count_record, seen, err, sizeof err),
+                        3);
+        CU_ASSERT_EQUAL(seen[1], 2);
+    }
+    {
+        struct fmq_flow f;
+        CU_ASSERT_EQUAL(fmq_flow_from_json(BAD, strlen(BAD), &f, err, sizeof err), FMQ_EFORMAT);
+        CU_ASSERT(strstr(err, "lacks id.resp_h") != NULL && strstr(err, " ts") == NULL);
+        snprintf(buf, sizeof buf, "1545403816.962094\tCrDn63WjJEmrWGjqf\t192.168.1.195\t41040");
+        CU_ASSERT_EQUAL(fmq_flow_from_json(buf, strlen(buf), &f, err, sizeof err), FMQ_EFORMAT);
+        CU_ASSERT(strstr(err, "Zeek TSV") != NULL);
+    }
+}
+
 /* Any label but Benign or Malicious means unlabelled: scored, never trained on, left out of
  * rates; never a reason to drop the record. Detailed labels come from every column name the
  * logs use, or from the raw IoT-23 label itself. */
@@ -175,6 +233,7 @@ int init_flow_tests(void)
     static const struct fmq_test t[] = {{"json round trip", test_roundtrip},
                                         {"labels only when asked", test_labels_only_when_asked},
                                         {"hostile json", test_hostile_json},
+                                        {"batches", test_batches},
                                         {"labels", test_labels},
                                         {NULL, NULL}};
     return fmq_add_suite("flow", t);

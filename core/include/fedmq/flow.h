@@ -61,6 +61,15 @@ int fmq_flow_is_detail_key(const char *key, size_t n);
  * id.resp_h. Returns 0 or FMQ_EFORMAT with the reason (and byte offset) in err. */
 int fmq_flow_from_json(const char *buf, size_t len, struct fmq_flow *f, char *err, size_t errlen);
 
+/* A batch in one message: calls each(ud, rec, n, k) for the k-th JSON object of buf, where buf
+ * is objects one after another (NDJSON: separated by newlines or any whitespace) or a JSON array
+ * of objects. The objects are only framed here (each decodes its own, so one bad record costs
+ * only itself). Returns how many were passed on, or FMQ_EFORMAT with err (and the byte offset)
+ * where the framing breaks: every object before it was passed on. */
+int fmq_flow_json_each(const char *buf, size_t len,
+                       void (*each)(void *ud, const char *rec, size_t n, size_t k), void *ud,
+                       char *err, size_t errlen);
+
 /* Checks that buf is exactly one JSON object (the same hostile-input rules: every string
  * checked, nesting bounded at 8, nothing after it) and copies the string value of its top-level
  * `key` into out (cap bytes; "" when absent or not a string). 0 or FMQ_EFORMAT with err. */
