@@ -201,28 +201,46 @@ static void report_bad(struct agent *a, const char *topic, const char *why)
 
 /* One alert: the flow's identity, the verdict (which channels fired, at which thresholds, in
  * which calibration state) and the learner's own explanation. */
+/* "null" for an unset text field (Zeek's '-'), else the escaped value in quotes. */
+static const char *json_text(char *out, size_t cap, const char *v)
+{
+    char esc[128];
+    if (!v[0]) return "null";
+    fmq_json_escape(esc, sizeof esc, v);
+    snprintf(out, cap, "\"%s\"", esc);
+    return out;
+}
+
+/* "null" for an unset port (-1), else the number. */
+static const char *json_port(char *out, size_t cap, int32_t p)
+{
+    if (p < 0) return "null";
+    snprintf(out, cap, "%d", (int)p);
+    return out;
+}
+
 static void publish_alert(struct agent *a, const struct fmq_flow *f, uint32_t slot,
                           const struct fmq_verdict *v)
 {
-    char buf[4096], uid[96], oh[100], rh[100], svc[70], st[20], text[900], etext[1400],
-        members[1800];
+    char buf[4096], uid[96], oh[100], rh[100], svc[140], st[140], pr[140], op[16], rp[16],
+        text[900], etext[1400], members[1800];
     size_t n;
 
     a->L->ops->explain(a->L, slot, v, members, sizeof members, text, sizeof text);
     fmq_json_escape(uid, sizeof uid, f->uid);
     fmq_json_escape(oh, sizeof oh, f->orig_h);
     fmq_json_escape(rh, sizeof rh, f->resp_h);
-    fmq_json_escape(svc, sizeof svc, f->service);
-    fmq_json_escape(st, sizeof st, f->conn_state);
     fmq_json_escape(etext, sizeof etext, text);
     n = (size_t)snprintf(
         buf, sizeof buf,
-        "{\"agent\":\"%s\",\"device\":\"%s\",\"ts\":%.6f,\"uid\":\"%s\",\"id.orig_h\":\"%s\","
-        "\"id.orig_p\":%d,\"id.resp_h\":\"%s\",\"id.resp_p\":%d,\"proto\":\"%s\","
-        "\"service\":\"%s\",\"conn_state\":\"%s\",\"model\":\"%s\",\"model_version\":%llu,"
+        "{\"agent\":\"%s\",\"device\":\"%s\",\"ts\":%.6f,\"alert_ts\":%.3f,\"uid\":\"%s\","
+        "\"id.orig_h\":\"%s\",\"id.orig_p\":%s,\"id.resp_h\":\"%s\",\"id.resp_p\":%s,"
+        "\"proto\":%s,\"service\":%s,\"conn_state\":%s,\"model\":\"%s\",\"model_version\":%llu,"
         "\"calibration\":\"%s\",\"why\":[%s%s%s]%s,\"text\":\"%s\"}",
-        a->cfg.id, oh, f->ts, uid, oh, f->orig_p, rh, f->resp_p, f->proto, svc, st, a->L->ops->name,
-        (unsigned long long)a->version, fmq_calib_state_name(v->state),
+        a->cfg.id, oh, f->ts, fmq_now(), uid, oh, json_port(op, sizeof op, f->orig_p), rh,
+        json_port(rp, sizeof rp, f->resp_p), json_text(pr, sizeof pr, f->proto),
+        json_text(svc, sizeof svc, f->service), json_text(st, sizeof st, f->conn_state),
+        a->L->ops->name, (unsigned long long)a->version, fmq_calib_state_name(v->state),
         v->why & FMQ_CH_BIT(FMQ_CH_SUP) ? "\"supervised\"" : "",
         (v->why & FMQ_CH_BIT(FMQ_CH_SUP)) && (v->why & FMQ_CH_BIT(FMQ_CH_NOV)) ? "," : "",
         v->why & FMQ_CH_BIT(FMQ_CH_NOV) ? "\"novelty\"" : "", members, etext);

@@ -209,9 +209,10 @@ static size_t giot_explain(struct fmq_learner *l, uint32_t slot, const struct fm
     float thr = v->thr[FMQ_CH_NOV], head = v->score[FMQ_CH_SUP];
     int predict = l->cfg.predict_rate <= 0 || fmq_ratelimit_ok(&g->predict_rl);
     size_t n;
-    n = (size_t)snprintf(json, cap, ",\"score\":%.4f,\"threshold\":%.4f,\"p_malicious\":%.4f", nll,
-                         isfinite(thr) ? thr : 1e30f,
-                         isnan(head) ? 0.0 : (double)fmq_sigmoid(head));
+    char tj[32] = "null"; /* no threshold yet (a site learning with no fleet rule): null */
+    if (isfinite(thr)) snprintf(tj, sizeof tj, "%.4f", thr);
+    n = (size_t)snprintf(json, cap, ",\"score\":%.4f,\"threshold\":%s,\"p_malicious\":%.4f", nll,
+                         tj, isnan(head) ? 0.0 : (double)fmq_sigmoid(head));
     snprintf(text, tcap, "NLL %.1f nats %s %.1f%s; %s", nll,
              nll > thr ? ">" : "<=", isfinite(thr) ? thr : INFINITY,
              v->why & FMQ_CH_BIT(FMQ_CH_SUP) ? "; supervised head: attack" : "", why);

@@ -254,10 +254,12 @@ static size_t mlp_explain(struct fmq_learner *l, uint32_t slot, const struct fmq
                     un[j] = k;
                     break;
                 }
+        char tj[32] = "null"; /* the channel cannot alert yet: null, not a sentinel */
+        if (isfinite(v->thr[FMQ_CH_NOV])) snprintf(tj, sizeof tj, "%.3f", v->thr[FMQ_CH_NOV]);
         n += (size_t)snprintf(json + n, cap - n,
-                              ",\"novelty\":%.3f,\"novelty_threshold\":%.3f,"
+                              ",\"novelty\":%.3f,\"novelty_threshold\":%s,"
                               "\"unusual\":[",
-                              nov, isfinite(v->thr[FMQ_CH_NOV]) ? v->thr[FMQ_CH_NOV] : 1e30f);
+                              nov, tj);
         if (v->why & FMQ_CH_BIT(FMQ_CH_NOV) && tn < tcap)
             tn += (size_t)snprintf(text + tn, tcap - tn,
                                    "; novelty %.1f > %.1f; unlike the "

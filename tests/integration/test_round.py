@@ -30,6 +30,7 @@ def main():
                                     help="assert the mean update is at most this many bytes")))
     global ROUNDS
     ROUNDS = args.rounds
+    t_start = time.time()
     with session(args, "fedmq-it-") as h:
         broker = h.start_broker()
         files = [os.path.join(args.source, "data", "iot23", c) for c in CAPTURES]
@@ -160,6 +161,11 @@ def main():
         assert hits / len(alerts) >= 0.9, (hits, len(alerts))
         for a in alerts[:100]:  # each fired channel is above its own threshold
             assert a["reasons"] and a["why"], a
+            # when it was raised (wall clock, this run), beside the flow's own (2018) time; an
+            # unset Zeek field is null, never ""
+            assert t_start <= a["alert_ts"] <= time.time() and a["ts"] < t_start, a
+            assert all(a[k] is None or (isinstance(a[k], str) and a[k])
+                       for k in ("proto", "service", "conn_state")), a
             assert "supervised" not in a["why"] or a["score"] >= a["threshold"], a
             assert "novelty" not in a["why"] or a["novelty"] >= a["novelty_threshold"], a
 
