@@ -966,6 +966,8 @@ static int round_ready(struct coord *c)
     int online = 0, target;
 
     if (c->participants == 0 && c->phase == FMQ_PHASE_STATS) return 0; /* no normalisation yet */
+    if (c->phase == FMQ_PHASE_TRAIN && fmq_mono() - c->round_start < c->cfg.round_interval)
+        return 0; /* paced: updates wait in the round, agents train once per interval */
     for (int i = 0; i < c->nagents; i++) online += counts_online(c, &c->agents[i]);
     if (c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS) {
         /* GSFS: M = ceil(quorum x agents online) distinct agents in the pool */

@@ -36,6 +36,8 @@ struct coord_cfg {
     long min_participants;         /* updates needed to close a round at its deadline */
     long expected_agents;          /* close as soon as this many arrived; 0 = agents online */
     double deadline;               /* seconds a round waits for stragglers */
+    double round_interval;         /* a training round closes no sooner than this many seconds
+                                      after it opened (always-on pacing; 0 = as soon as ready) */
     double republish;              /* a round still open this long after its deadline publishes
                                       its model again (then doubling, up to 16x); 0 = never */
     int strategy;                  /* enum fmq_strategy_kind */
