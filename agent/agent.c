@@ -199,8 +199,6 @@ static void report_bad(struct agent *a, const char *topic, const char *why)
 
 /* ---- alerts ---- */
 
-/* One alert: the flow's identity, the verdict (which channels fired, at which thresholds, in
- * which calibration state) and the learner's own explanation. */
 /* "null" for an unset text field (Zeek's '-'), else the escaped value in quotes. */
 static const char *json_text(char *out, size_t cap, const char *v)
 {
@@ -219,6 +217,8 @@ static const char *json_port(char *out, size_t cap, int32_t p)
     return out;
 }
 
+/* One alert: the flow's identity, the verdict (which channels fired, at which thresholds, in
+ * which calibration state) and the learner's own explanation. */
 static void publish_alert(struct agent *a, const struct fmq_flow *f, uint32_t slot,
                           const struct fmq_verdict *v)
 {
@@ -271,6 +271,15 @@ static void on_batch_record(void *ud, const char *rec, size_t n, size_t k)
     on_flow(b->a, &f);
 }
 
+/* A newline followed by '{': more than one line of records (NDJSON), even when the first one is
+ * the bad one. */
+static int ndjson(const char *p, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++)
+        if (p[i] == '\n' && p[i + 1] == '{') return 1;
+    return 0;
+}
+
 /* One record per message, or a batch in one (NDJSON lines or a JSON array of records): the
  * common single record is decoded once; a message holding more is framed and each record
  * decoded on its own, so a bad one costs only itself. */
@@ -286,7 +295,8 @@ static void on_sensor(struct agent *a, const struct fmq_mq_msg *m)
         return;
     }
     while (i < m->len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')) i++;
-    if ((i < m->len && p[i] == '[') || strstr(err, "trailing bytes after object")) {
+    if ((i < m->len && p[i] == '[') || strstr(err, "trailing bytes after object") ||
+        ndjson(p + i, m->len - i)) {
         struct batch b = {a, m->topic};
         if (fmq_flow_json_each(p, m->len, on_batch_record, &b, err, sizeof err) >= 0) return;
     }

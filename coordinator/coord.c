@@ -414,8 +414,10 @@ static int commit(struct coord *c)
  * flapping link can stretch a round by the reconnect time, not by a deadline per flap. */
 static int deadline_passed(const struct coord *c)
 {
-    double now = fmq_mono();
-    if (now - c->round_start < c->cfg.deadline) return 0;
+    double now = fmq_mono(), d = c->cfg.deadline;
+    /* a round the interval holds open is not late: no republishing, no resends before it */
+    if (c->phase == FMQ_PHASE_TRAIN && c->cfg.round_interval > d) d = c->cfg.round_interval;
+    if (now - c->round_start < d) return 0;
     return c->linked_since > 0 && now - c->linked_since >= RELINK_GRACE;
 }
 

@@ -509,7 +509,11 @@ int fmq_flow_json_each(const char *buf, size_t len,
     if (array) {
         p.s++;
         jws(&p);
-        if (p.s < p.end && *p.s == ']') p.s++, array = 0; /* [] : an empty batch */
+        if (p.s < p.end && *p.s == ']') { /* [] : an empty batch */
+            p.s++;
+            array = 0;
+            jws(&p);
+        }
     }
     while (p.s < p.end) {
         const char *st = p.s;

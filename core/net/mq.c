@@ -53,8 +53,9 @@ struct fmq_mq {
     struct fmq_tls_cfg tls;
     char *uri, *client_id, *will_topic, *username, *password; /* owned copies */
     void *will_payload;
-    /* live-link back-pressure (fmq_mq_publish): handed-over messages neither confirmed nor
-     * failed, less those Paho dropped without a callback (measured when it matters) */
+    /* live-link back-pressure (fmq_mq_publish): of the handed-over messages neither confirmed
+     * nor failed, those Paho no longer holds (deleted unsent: no callback will come), as last
+     * measured */
     uint64_t untracked;
     uint64_t stall_mark;  /* acked + failed when a wait last timed out: no second wait until then */
     unsigned stall_skips; /* publishes since, while stalled: every 256th measures the drops */
@@ -625,9 +626,13 @@ static void await_room(struct fmq_mq *mq)
     pthread_mutex_unlock(&mq->lock);
     pending = fmq_mq_pending(mq); /* the true count: Paho's queue and its in-flight messages */
     pthread_mutex_lock(&mq->lock);
-    if (outstanding(mq) > (uint64_t)pending) { /* deleted unsent since the last look */
-        mq->st.publish_dropped += outstanding(mq) - (uint64_t)pending;
-        mq->untracked += outstanding(mq) - (uint64_t)pending;
+    { /* recomputed, never accumulated: handed over, neither confirmed nor failed, and not in
+       * Paho's queue or in flight. One message may be half written (Paho keeps it elsewhere
+       * until its callback), so a gap of one is not a drop. */
+        uint64_t raw = mq->st.msgs_out - mq->st.acked - mq->st.failed;
+        uint64_t gap = raw > (uint64_t)pending + 1 ? raw - (uint64_t)pending : 0;
+        if (gap > mq->untracked) mq->st.publish_dropped += gap - mq->untracked;
+        mq->untracked = gap;
     }
     if (stalled) { /* still no confirmation: counted, and on without waiting */
         pthread_mutex_unlock(&mq->lock);

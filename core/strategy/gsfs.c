@@ -183,6 +183,21 @@ static void memory_blend(struct fmq_gsfs_pool *g, const int *idx, int n, double 
         if ((double)fr->mem_n > cap) fr->mem_n = (uint64_t)cap; /* cap >= 1: the median's x5 */
         fr->mem_age = 0;
     }
+    if (g->p.count_cap > 0) {     /* and against every remembered count: a pool of one liar set
+                                   * its own cap above; in the memory it is one vote of many */
+        double med, *v = g->mean; /* dim doubles of scratch, out of use here */
+        size_t k = 0;
+        for (int i = 0; i < g->nfreq && k < g->dim; i++)
+            if (g->freq[i].mem_n > 0 && g->freq[i].mem_age <= g->p.freq_window)
+                v[k++] = (double)g->freq[i].mem_n;
+        if (k > 0) {
+            qsort(v, k, sizeof *v, cmp_double);
+            med = v[(k - 1) / 2] * g->p.count_cap;
+            if (med < 1) med = 1;
+            for (int i = 0; i < g->nfreq; i++)
+                if ((double)g->freq[i].mem_n > med) g->freq[i].mem_n = (uint64_t)med;
+        }
+    }
     for (int i = 0; i < g->nfreq; i++)
         if (g->freq[i].mem_n > 0 && g->freq[i].mem_age <= g->p.freq_window)
             tw += (double)g->freq[i].mem_n;

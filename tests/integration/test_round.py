@@ -80,6 +80,9 @@ def main():
                   payload=rec % (1, 40001) + "\n" + rec % (2, 40002) + "\n")
         h.publish("sensors/%s/192.168.1.195/conn" % a0,
                   payload="[" + rec % (3, 40003) + ',{"ts":1,"id.orig_h":"a"}]')
+        # NDJSON whose first record is the bad one: the second still counts (4 flows, 2 bad)
+        h.publish("sensors/%s/192.168.1.195/conn" % a0,
+                  payload='{"ts":1,"id.orig_h":"a","orig_bytes":"many"}\n' + rec % (4, 40004))
         vec = os.path.join(args.source, "schemas", "vectors")
         h.publish("fedmq/iot23/update/agent-1", file=os.path.join(vec, "update_truncated.msgpack"))
         h.publish("fedmq/iot23/update/agent-1", file=os.path.join(vec, "update_valid.msgpack"))
@@ -171,15 +174,15 @@ def main():
 
         # 5. the agent that got broken sensor messages counted them and kept working
         st = [m for m in msgs if m.get("kind") == "status" and m["agent"] == a0]
-        assert st[-1]["bad"] >= 3, st[-1]
+        assert st[-1]["bad"] >= 4, st[-1]
         assert all(p.poll() is None for p in agents.values()), "an agent died"
         for s, p in agents.items():
             assert h.stop(p) == 0, h.log("agent-" + s)
-        # every record of a0's capture, and the three of the batches
+        # every record of a0's capture, and the four good ones of the batches
         with open(files[0]) as f:
             records = sum(1 for line in f if line.strip() and not line.startswith("#"))
         got = re.search(r"stopped: (\d+) flows", h.log("agent-" + a0))
-        assert got and int(got.group(1)) == records + 3, (got and got.group(1), records)
+        assert got and int(got.group(1)) == records + 4, (got and got.group(1), records)
         offline = wait_for(lambda: [m for m in h.messages(bus)
                                     if m.get("kind") == "status" and m["state"] == "offline"],
                            10, "offline status")

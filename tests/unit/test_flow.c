@@ -150,7 +150,7 @@ static void test_batches(void)
         {"%s\n%s\n%s\n", 3, 3, 3},         {"  %s %s\r\n%s", 3, 3, 3},
         {"[%s,%s , %s]", 3, 3, 3},         {"[]", 0, 0, 0},
         {"[%s,%s,%s", FMQ_EFORMAT, 3, 3},  {"%s\n%s\nxyz", FMQ_EFORMAT, 2, 2},
-        {"[%s,%s]]%s", FMQ_EFORMAT, 2, 2},
+        {"[%s,%s]]%s", FMQ_EFORMAT, 2, 2}, {"[] \n", 0, 0, 0},
     };
     char buf[1024], err[200];
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {

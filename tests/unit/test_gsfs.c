@@ -155,6 +155,22 @@ static void test_count_cap(void)
         }
         fmq_gsfs_pool_free(&g);
     }
+    /* memory: a liar alone in a pool sets its own cap there, but its remembered count is one
+     * vote among the fleet's remembered counts: 9 honest memories of 100 and the liar's at
+     * 500 after its lone round, not 2^40 */
+    p.memory = 1;
+    p.count_cap = 5;
+    CU_ASSERT_FATAL(fmq_gsfs_pool_init(&g, &p, 1, 16) == 0);
+    g.theta = theta;
+    for (int i = 0; i < 9; i++) {
+        snprintf(id, sizeof id, "h%d", i);
+        CU_ASSERT(fmq_gsfs_pool_add(&g, id, 1, 1, 100, honest) == 0);
+    }
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 1, out), 9);
+    CU_ASSERT(fmq_gsfs_pool_add(&g, "liar", 2, 2, 1ull << 40, liar) == 0);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 2, out), 1);
+    CU_ASSERT_DOUBLE_EQUAL(out[0], (900.0 - 500.0) / 1400.0, 1e-9);
+    fmq_gsfs_pool_free(&g);
     /* a pool of two: the lower median is the honest count, not half the liar's */
     p.memory = 0;
     p.count_cap = 5;
