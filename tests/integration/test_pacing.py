@@ -3,7 +3,8 @@ sooner than that many seconds after it opened, however fast its updates arrive: 
 always-on fleet ran 638 rounds in 108 s on unchanged data. Two agents and a coordinator over a
 real mosquitto (faultlib.Fleet), round_interval 5 s: every training round's metrics come at least
 5 s after the previous model went out (round_s, measured by the coordinator), every round still
-holds both agents' updates (paced, not starved), and a round without pacing shows the test can
+holds both agents' updates (paced, not starved), an interval longer than the deadline does not
+make the round late (no republishing before it), and a round without pacing shows the test can
 tell the difference."""
 import os
 import sys
@@ -20,17 +21,24 @@ def main():
     with session(args, "fedmq-pacing-") as h:
         f = Fleet(h, args, start=2)
 
-        def run(name, rounds, interval):
+        def run(name, rounds, interval, deadline=30, *extra):
             f.metrics = os.path.join(h.work, name + ".jsonl")
-            c = h.spawn(name, f.coord_argv(rounds, "--expected-agents", "2", "--deadline", "30",
+            c = h.spawn(name, f.coord_argv(rounds, "--expected-agents", "2", "--deadline",
+                                           str(deadline),
                                            "--round-interval", str(interval),
-                                           "--calib-round=false", state=False))
+                                           "--calib-round=false", *extra, state=False))
             assert c.wait(120) == 0, h.log(name)
             return [m for m in f.rounds() if m["phase"] == "train"]
         paced = run("paced", 2, INTERVAL)
         print("paced rounds:", [(m["round"], m["participants"], m["round_s"]) for m in paced])
         assert len(paced) == 2, paced
         assert all(m["round_s"] >= INTERVAL and m["participants"] == 2 for m in paced), paced
+        # an interval longer than the deadline: the round is not late before the interval (no
+        # republishing of the model, which makes agents resend) and still holds both agents
+        held = run("held", 1, INTERVAL, 1, "--republish", "1")
+        print("held round:", [(m["round"], m["participants"], m["round_s"]) for m in held])
+        assert held and held[0]["round_s"] >= INTERVAL and held[0]["participants"] == 2, held
+        assert "publishing v" not in h.log("held"), h.log("held")
         free = run("free", 1, 0)
         print("unpaced round:", [(m["round"], m["participants"], m["round_s"]) for m in free])
         assert free and free[0]["round_s"] < INTERVAL, free  # the agents are faster than it
