@@ -57,6 +57,7 @@ struct fmq_mq {
      * nor failed, those Paho no longer holds (deleted unsent: no callback will come), as last
      * measured */
     uint64_t untracked;
+    double untracked_at;  /* fmq_mono() of that measurement */
     uint64_t stall_mark;  /* acked + failed when a wait last timed out: no second wait until then */
     unsigned stall_skips; /* publishes since, while stalled: every 256th measures the drops */
     int pub_waiting;
@@ -611,6 +612,19 @@ static uint64_t outstanding(const struct fmq_mq *mq) /* lock held */
     return mq->st.msgs_out > done ? mq->st.msgs_out - done : 0;
 }
 
+/* Recomputed, never accumulated (lock held): handed over, neither confirmed nor failed, and not
+ * in Paho's queue or in flight, given Paho's pending count. What Paho deleted unsent stays in
+ * it for good; a message on its way (written, its callback not yet run) only until the next
+ * look, which fmq_mq_get_stats takes (at most once a second) while the count is not zero, and
+ * fmq_mq_flush once everything went. */
+static void measure_untracked(struct fmq_mq *mq, int pending)
+{
+    uint64_t raw = mq->st.msgs_out - mq->st.acked - mq->st.failed;
+    mq->untracked = raw > (uint64_t)pending ? raw - (uint64_t)pending : 0;
+    mq->untracked_at = fmq_mono();
+    mq->st.publish_dropped = mq->untracked;
+}
+
 static void await_room(struct fmq_mq *mq)
 {
     uint64_t hi = (uint64_t)(mq->opts.max_buffered > 0 ? mq->opts.max_buffered : 1000) * 3 / 4;
@@ -626,14 +640,7 @@ static void await_room(struct fmq_mq *mq)
     pthread_mutex_unlock(&mq->lock);
     pending = fmq_mq_pending(mq); /* the true count: Paho's queue and its in-flight messages */
     pthread_mutex_lock(&mq->lock);
-    { /* recomputed, never accumulated: handed over, neither confirmed nor failed, and not in
-       * Paho's queue or in flight. One message may be half written (Paho keeps it elsewhere
-       * until its callback), so a gap of one is not a drop. */
-        uint64_t raw = mq->st.msgs_out - mq->st.acked - mq->st.failed;
-        uint64_t gap = raw > (uint64_t)pending + 1 ? raw - (uint64_t)pending : 0;
-        if (gap > mq->untracked) mq->st.publish_dropped += gap - mq->untracked;
-        mq->untracked = gap;
-    }
+    measure_untracked(mq, pending);
     if (stalled) { /* still no confirmation: counted, and on without waiting */
         pthread_mutex_unlock(&mq->lock);
         return;
@@ -758,7 +765,20 @@ int fmq_mq_flush(struct fmq_mq *mq, double timeout_s)
 {
     double end = fmq_mono() + timeout_s;
     for (;;) {
-        if (fmq_mq_pending(mq) == 0) return 0;
+        if (fmq_mq_pending(mq) == 0) {
+            /* all sent: what is still unconfirmed once the last callbacks ran (200 ms at most)
+             * was dropped */
+            double settle = fmq_mono() + 0.2;
+            pthread_mutex_lock(&mq->lock);
+            while (mq->st.msgs_out > mq->st.acked + mq->st.failed && fmq_mono() < settle) {
+                pthread_mutex_unlock(&mq->lock);
+                usleep(2000);
+                pthread_mutex_lock(&mq->lock);
+            }
+            measure_untracked(mq, 0);
+            pthread_mutex_unlock(&mq->lock);
+            return 0;
+        }
         if (fmq_mono() > end) return FMQ_ETIMEOUT;
         usleep(20000);
     }
@@ -767,6 +787,13 @@ int fmq_mq_flush(struct fmq_mq *mq, double timeout_s)
 void fmq_mq_get_stats(struct fmq_mq *mq, struct fmq_mq_stats *s)
 {
     pthread_mutex_lock(&mq->lock);
+    if (mq->untracked > 0 && mq->client && fmq_mono() - mq->untracked_at >= 1.0) {
+        int pending; /* a drop was seen: look again, at most once a second (it is not free) */
+        pthread_mutex_unlock(&mq->lock);
+        pending = fmq_mq_pending(mq);
+        pthread_mutex_lock(&mq->lock);
+        measure_untracked(mq, pending);
+    }
     *s = mq->st;
     s->held_bytes = mq->held;
     s->queued_bytes = mq->queued_bytes;

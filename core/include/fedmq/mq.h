@@ -72,7 +72,9 @@ struct fmq_mq_stats {
     uint64_t acked;           /* publishes the broker confirmed (QoS 1: PUBACK; QoS 0: sent) */
     uint64_t failed;          /* publishes Paho gave up on (link lost before the confirmation) */
     uint64_t publish_waits;   /* publishes that waited for room in Paho's buffer (link up) */
-    uint64_t publish_dropped; /* handed-over publishes Paho deleted unsent (buffer full) */
+    uint64_t publish_dropped; /* handed-over publishes Paho deleted unsent (buffer full), as
+                                 last measured: a message still on its way may count until the
+                                 next look */
     size_t held_bytes;        /* bytes of the inbound queue's buffers, waiting or idle */
     size_t queued_bytes;      /* payload bytes waiting in the inbound queue */
     size_t slots;             /* inbound queue slots now */
