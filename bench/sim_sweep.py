@@ -34,7 +34,7 @@ def split(work):
     spec = importlib.util.spec_from_loader("fedmq_eval", loader)
     ev = importlib.util.module_from_spec(spec)
     loader.exec_module(ev)
-    ev.time_split(ev.load_captures(os.path.join(SOURCE, "data", "iot23")), work)
+    ev.time_split(ev.load_captures([os.path.join(SOURCE, "data", "iot23")], "--data"), work)
     return (sorted(glob.glob(os.path.join(work, "*.train.*"))),
             sorted(glob.glob(os.path.join(work, "*.test.*"))))
 
