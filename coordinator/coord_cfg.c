@@ -226,8 +226,7 @@ int coord_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "expected_agents"))
         return fmq_parse_long(v, 0, COORD_MAX_AGENTS, &c->expected_agents);
     if (!strcmp(k, "deadline")) return fmq_parse_double(v, 0.1, 86400, &c->deadline);
-    if (!strcmp(k, "round_interval"))
-        return fmq_parse_double(v, 0, 86400 * 7, &c->round_interval);
+    if (!strcmp(k, "round_interval")) return fmq_parse_double(v, 0, 86400 * 7, &c->round_interval);
     if (!strcmp(k, "republish")) return fmq_parse_double(v, 0, 86400, &c->republish);
     if (!strcmp(k, "resume_wait")) return fmq_parse_double(v, 0, 600, &c->resume_wait);
     if (!strcmp(k, "silent_rounds")) return fmq_parse_long(v, 0, 1000000, &c->silent_rounds);
