@@ -251,7 +251,7 @@ static void publish_alert(struct agent *a, const struct fmq_flow *f, uint32_t sl
 
 /* ---- sensor records ---- */
 
-static void on_flow(struct agent *a, struct fmq_flow *fl);
+static void on_flow(struct agent *a, struct fmq_flow *f);
 
 struct batch {
     struct agent *a;
@@ -271,15 +271,6 @@ static void on_batch_record(void *ud, const char *rec, size_t n, size_t k)
     on_flow(b->a, &f);
 }
 
-/* A newline followed by '{': more than one line of records (NDJSON), even when the first one is
- * the bad one. */
-static int ndjson(const char *p, size_t n)
-{
-    for (size_t i = 0; i + 1 < n; i++)
-        if (p[i] == '\n' && p[i + 1] == '{') return 1;
-    return 0;
-}
-
 /* One record per message, or a batch in one (NDJSON lines or a JSON array of records): the
  * common single record is decoded once; a message holding more is framed and each record
  * decoded on its own, so a bad one costs only itself. */
@@ -288,45 +279,42 @@ static void on_sensor(struct agent *a, const struct fmq_mq_msg *m)
     struct fmq_flow f;
     char err[200];
     const char *p = (const char *)m->payload;
-    size_t i = 0;
 
     if (fmq_flow_from_json(p, m->len, &f, err, sizeof err) == 0) {
         on_flow(a, &f);
         return;
     }
-    while (i < m->len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')) i++;
-    if ((i < m->len && p[i] == '[') || strstr(err, "trailing bytes after object") ||
-        ndjson(p + i, m->len - i)) {
+    if (fmq_flow_json_batch(p, m->len)) {
         struct batch b = {a, m->topic};
         if (fmq_flow_json_each(p, m->len, on_batch_record, &b, err, sizeof err) >= 0) return;
     }
     report_bad(a, m->topic, err);
 }
 
-static void on_flow(struct agent *a, struct fmq_flow *fl)
+/* One decoded record (the caller's: test modes may flip its label): scored and kept. */
+static void on_flow(struct agent *a, struct fmq_flow *f)
 {
-    struct fmq_flow f = *fl;
     struct fmq_verdict v;
 
     a->flows++;
-    if (f.label != FMQ_LABEL_UNKNOWN) {
+    if (f->label != FMQ_LABEL_UNKNOWN) {
         a->labelled++;
         /* test mode: label flipping trains on inverted labels; model replacement too, and then
          * claims a huge count (update_header) */
         if (a->cfg.attack == AGENT_ATTACK_LABEL_FLIP || a->cfg.attack == AGENT_ATTACK_REPLACE)
-            f.label = !f.label;
+            f->label = !f->label;
     }
     for (int i = 0; i < a->nlrn; i++) {
         struct fmq_learner *l = &a->lrn[i];
         uint32_t slot;
         if (a->L && l != a->L) continue; /* a model is in use: only its learner holds data */
         if (l != a->L || !a->scoring) {  /* no model yet: every kind's data, for the first one */
-            fmq_learner_ingest(l, &f);
+            fmq_learner_ingest(l, f);
             continue;
         }
-        slot = fmq_learner_observe(l, &f, &v);
-        if (v.alert) publish_alert(a, &f, slot, &v);
-        if (a->on_verdict) a->on_verdict(a->on_verdict_ud, &f, &v);
+        slot = fmq_learner_observe(l, f, &v);
+        if (v.alert) publish_alert(a, f, slot, &v);
+        if (a->on_verdict) a->on_verdict(a->on_verdict_ud, f, &v);
         if (l->cal.state != a->last_calib) {
             fmq_log(FMQ_LOG_INFO, "calibration %s after %llu flows: thresholds sup %.4g nov %.4g",
                     fmq_calib_state_name(l->cal.state), (unsigned long long)l->cal.seen,
@@ -370,10 +358,7 @@ static int size_update_state(struct agent *a, size_t n)
     return 0;
 }
 
-/* {"seq":N,"status":S,"current":V,...} from the coordinator (schemas/topics.md). applied and
- * duplicate: in a saved model, settled. accepted: held in the open round, so the timer waits
- * again. stale: settled, and when the coordinator is ahead an older queued model is not
- * trained on; when it is behind our model its next one is taken. refused: dropped for good. */
+/* A receipt's count: a whole JSON number in [0, 2^53), or -1. */
 static int receipt_count(const cJSON *o, const char *key, unsigned long long *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -384,6 +369,10 @@ static int receipt_count(const cJSON *o, const char *key, unsigned long long *ou
     return 0;
 }
 
+/* {"seq":N,"status":S,"current":V,...} from the coordinator (schemas/topics.md). applied and
+ * duplicate: in a saved model, settled. accepted: held in the open round, so the timer waits
+ * again. stale: settled, and when the coordinator is ahead an older queued model is not
+ * trained on; when it is behind our model its next one is taken. refused: dropped for good. */
 static void on_receipt(struct agent *a, const struct fmq_mq_msg *m)
 {
     cJSON *o = cJSON_ParseWithLength((const char *)m->payload, m->len);

@@ -496,6 +496,16 @@ static int flow_member(struct jp *p, const char *key, void *ud)
     return rc;
 }
 
+int fmq_flow_json_batch(const char *buf, size_t len)
+{
+    struct jp p = {buf, buf + len, buf, NULL, 0}; /* no message: only the shape is asked */
+    jws(&p);
+    if (p.s < p.end && *p.s == '[') return 1;
+    if (p.s >= p.end || *p.s != '{' || jskip(&p, 1)) return 0;
+    jws(&p);
+    return p.s < p.end;
+}
+
 int fmq_flow_json_each(const char *buf, size_t len,
                        void (*each)(void *ud, const char *rec, size_t n, size_t k), void *ud,
                        char *err, size_t errlen)
@@ -547,14 +557,15 @@ int fmq_flow_from_json(const char *buf, size_t len, struct fmq_flow *f, char *er
 
     fmq_flow_clear(f);
     if ((rc = jobject(&p, flow_member, f)) != 0) {
-        const char *q = buf;
-        while (q < buf + len && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')) q++;
-        if (q == p.s && q < buf + len && *q >= '0' && *q <= '9' && memchr(q, '\t', len - (q - buf)))
+        struct jp q = {buf, buf + len, buf, NULL, 0};
+        jws(&q); /* failed at the first byte that is not whitespace: a digit and tabs are TSV */
+        if (q.s == p.s && q.s < q.end && *q.s >= '0' && *q.s <= '9' &&
+            memchr(q.s, '\t', (size_t)(q.end - q.s)))
             snprintf(err, errlen,
                      "JSON: expected '{' at byte %td: this looks like a Zeek TSV "
                      "line; agents read Zeek's JSON (LogAscii::use_json = T), and "
                      "fedmq-replay turns TSV logs into it",
-                     q - buf);
+                     q.s - buf);
         return rc;
     }
     if (isnan(f->ts) || !f->orig_h[0] || !f->resp_h[0]) {

@@ -622,7 +622,6 @@ static void measure_untracked(struct fmq_mq *mq, int pending)
     uint64_t raw = mq->st.msgs_out - mq->st.acked - mq->st.failed;
     mq->untracked = raw > (uint64_t)pending ? raw - (uint64_t)pending : 0;
     mq->untracked_at = fmq_mono();
-    mq->st.publish_dropped = mq->untracked;
 }
 
 static void await_room(struct fmq_mq *mq)
@@ -795,6 +794,7 @@ void fmq_mq_get_stats(struct fmq_mq *mq, struct fmq_mq_stats *s)
         measure_untracked(mq, pending);
     }
     *s = mq->st;
+    s->publish_dropped = mq->untracked; /* what Paho deleted unsent, as last measured */
     s->held_bytes = mq->held;
     s->queued_bytes = mq->queued_bytes;
     s->slots = mq->nslots;

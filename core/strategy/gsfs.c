@@ -161,6 +161,16 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* mult x the lower median of v[0..k) (sorted in place, k > 0), at least 1: the cap on claimed
+ * example counts (examples_cap, memory_blend). */
+static double lower_median_cap(double *v, size_t k, double mult)
+{
+    double c;
+    qsort(v, k, sizeof *v, cmp_double);
+    c = v[(k - 1) / 2] * mult;
+    return c > 1 ? c : 1;
+}
+
 /* Memory: the used entries refresh their agents' local models (theta + delta), and out becomes
  * the example-weighted mean of every remembered local model minus theta. A memory is allocated
  * once per agent, on its first use; if that fails, this aggregation keeps the pool's result. */
@@ -191,9 +201,7 @@ static void memory_blend(struct fmq_gsfs_pool *g, const int *idx, int n, double 
             if (g->freq[i].mem_n > 0 && g->freq[i].mem_age <= g->p.freq_window)
                 v[k++] = (double)g->freq[i].mem_n;
         if (k > 0) {
-            qsort(v, k, sizeof *v, cmp_double);
-            med = v[(k - 1) / 2] * g->p.count_cap;
-            if (med < 1) med = 1;
+            med = lower_median_cap(v, k, g->p.count_cap);
             for (int i = 0; i < g->nfreq; i++)
                 if ((double)g->freq[i].mem_n > med) g->freq[i].mem_n = (uint64_t)med;
         }
@@ -219,12 +227,9 @@ static void memory_blend(struct fmq_gsfs_pool *g, const int *idx, int n, double 
  * the liar's claim. */
 static double examples_cap(const struct fmq_gsfs_pool *g, const int *idx, int n, double *scratch)
 {
-    double med;
     if (!(g->p.count_cap > 0) || n == 0) return HUGE_VAL;
     for (int j = 0; j < n; j++) scratch[j] = (double)g->e[idx[j]].n_examples;
-    qsort(scratch, (size_t)n, sizeof *scratch, cmp_double);
-    med = scratch[(n - 1) / 2] * g->p.count_cap;
-    return med > 1 ? med : 1;
+    return lower_median_cap(scratch, (size_t)n, g->p.count_cap);
 }
 
 int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)

@@ -163,6 +163,15 @@ static void test_batches(void)
         CU_ASSERT_EQUAL(seen[1], c[i].good);
         if (rc < 0) CU_ASSERT(strstr(err, "at byte") != NULL);
     }
+    /* what a batch looks like: an array, or a framed object with more after it */
+    snprintf(buf, sizeof buf, "%s", R);
+    CU_ASSERT_EQUAL(fmq_flow_json_batch(buf, strlen(buf)), 0);
+    snprintf(buf, sizeof buf, " %s \n", R);
+    CU_ASSERT_EQUAL(fmq_flow_json_batch(buf, strlen(buf)), 0);
+    snprintf(buf, sizeof buf, "%s\n%s", BAD, R);
+    CU_ASSERT_EQUAL(fmq_flow_json_batch(buf, strlen(buf)), 1);
+    CU_ASSERT_EQUAL(fmq_flow_json_batch(" []", 3), 1);
+    CU_ASSERT_EQUAL(fmq_flow_json_batch("{\"ts\":", 6), 0);
     { /* a bad record inside a batch is passed on, and fails alone */
         size_t seen[2] = {0, 0};
         snprintf(buf, sizeof buf, "[%s,%s,%s]", R, BAD, R);

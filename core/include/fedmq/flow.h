@@ -61,6 +61,10 @@ int fmq_flow_is_detail_key(const char *key, size_t n);
  * id.resp_h. Returns 0 or FMQ_EFORMAT with the reason (and byte offset) in err. */
 int fmq_flow_from_json(const char *buf, size_t len, struct fmq_flow *f, char *err, size_t errlen);
 
+/* 1 when buf is a batch: a JSON array, or a framed first object with more after it (even when
+ * that object itself does not decode), else 0. */
+int fmq_flow_json_batch(const char *buf, size_t len);
+
 /* A batch in one message: calls each(ud, rec, n, k) for the k-th JSON object of buf, where buf
  * is objects one after another (NDJSON: separated by newlines or any whitespace) or a JSON array
  * of objects. The objects are only framed here (each decodes its own, so one bad record costs
