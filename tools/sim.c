@@ -191,7 +191,68 @@ struct site_eval {
     uint64_t unlabelled, unlabelled_alerts, judged_in[3], alerts, unmatched;
     int channels;
     FILE *trace; /* optional: one line per judged flow */
+    /* false positives per conversation (device -> responder:port/proto), so a report can say
+     * when one conversation makes most of a file's false positives; a fixed table, allocated
+     * at the first false positive, and what it cannot hold is counted */
+    struct conv_fp {
+        char key[112];
+        uint64_t fp;
+    } * conv;
+    size_t nconv;
+    uint64_t conv_other;
 };
+
+#define CONV_SLOTS 4096 /* power of two; at most half filled */
+
+/* Counts one benign flow that alerted against its conversation (FNV-1a, linear probing). */
+static void count_conv_fp(struct site_eval *e, const struct fmq_flow *f)
+{
+    char key[112];
+    uint64_t h = 1469598103934665603ULL;
+    size_t i;
+    snprintf(key, sizeof key, "%s -> %s:%d/%s", f->orig_h, f->resp_h, (int)f->resp_p, f->proto);
+    if (!e->conv && !(e->conv = calloc(CONV_SLOTS, sizeof *e->conv))) {
+        e->conv_other++;
+        return;
+    }
+    for (const char *c = key; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    for (i = h & (CONV_SLOTS - 1); e->conv[i].fp; i = (i + 1) & (CONV_SLOTS - 1))
+        if (!strcmp(e->conv[i].key, key)) {
+            e->conv[i].fp++;
+            return;
+        }
+    if (e->nconv >= CONV_SLOTS / 2) {
+        e->conv_other++;
+        return;
+    }
+    memcpy(e->conv[i].key, key, sizeof key);
+    e->conv[i].fp = 1;
+    e->nconv++;
+}
+
+static int cmp_conv(const void *a, const void *b)
+{
+    const struct conv_fp *x = a, *y = b;
+    return x->fp < y->fp ? 1 : x->fp > y->fp ? -1 : strcmp(x->key, y->key);
+}
+
+/* The conversations with most false positives, as a JSON array of at most 3. */
+static void conv_json(FILE *f, struct site_eval *e)
+{
+    size_t n = 0;
+    fputs(",\"fp_conversations\":[", f);
+    if (e->conv) {
+        for (size_t i = 0; i < CONV_SLOTS; i++)
+            if (e->conv[i].fp) e->conv[n++] = e->conv[i]; /* compacts; the table is done */
+        qsort(e->conv, n, sizeof *e->conv, cmp_conv);
+        for (size_t i = 0; i < n && i < 3; i++)
+            fprintf(f, "%s{\"conversation\":\"%s\",\"fp\":%llu}", i ? "," : "", e->conv[i].key,
+                    (unsigned long long)e->conv[i].fp);
+        memset(e->conv + n, 0, (CONV_SLOTS - n) * sizeof *e->conv);
+    }
+    fprintf(f, "],\"fp_conversation_count\":%zu,\"fp_conversations_uncounted\":%llu", n,
+            (unsigned long long)e->conv_other);
+}
 
 static void on_verdict(void *ud, const struct fmq_flow *f, const struct fmq_verdict *v)
 {
@@ -217,6 +278,7 @@ static void on_verdict(void *ud, const struct fmq_flow *f, const struct fmq_verd
         return;
     }
     fmq_confusion_add(&e->cm, t == FMQ_LABEL_MALICIOUS, v->alert);
+    if (t == FMQ_LABEL_BENIGN && v->alert) count_conv_fp(e, f);
     if (v->state >= 0 && v->state < 3)
         fmq_confusion_add(&e->state_cm[v->state], t == FMQ_LABEL_MALICIOUS, v->alert);
 }
@@ -306,7 +368,7 @@ static const char *jnum(char *b, double v)
 }
 
 /* One new site's figures as a JSON object. */
-static void site_json(FILE *f, const char *file, const struct site_eval *e, const struct agent *a)
+static void site_json(FILE *f, const char *file, struct site_eval *e, const struct agent *a)
 {
     const struct fmq_confusion *m = &e->cm;
     uint64_t ben = m->fp + m->tn, mal = m->tp + m->fn;
@@ -345,7 +407,7 @@ static void site_json(FILE *f, const char *file, const struct site_eval *e, cons
             "\"tp_in\":{\"learning\":%llu,\"calibrated\":%llu,\"recalibrating\":%llu},"
             "\"final_state\":\"%s\",\"thr_supervised\":%s,\"thr_novelty\":%s,"
             "\"rule_supervised\":[%s,%s],\"rule_novelty\":[%s,%s],\"target\":[%s,%s],"
-            "\"unmatched\":%llu}",
+            "\"unmatched\":%llu",
             file, a->L ? a->L->ops->name : "none", (unsigned long long)mal, (unsigned long long)ben,
             (unsigned long long)e->unlabelled, e->k, (unsigned long long)m->tp,
             (unsigned long long)m->fp, (unsigned long long)m->tn, (unsigned long long)m->fn,
@@ -366,6 +428,8 @@ static void site_json(FILE *f, const char *file, const struct site_eval *e, cons
             jnum(nb[5], cal && (cal->rule.channels & 2) ? cal->rule.cap[FMQ_CH_NOV] : NAN),
             jnum(nb[6], cal ? cal->target[0] : NAN), jnum(nb[7], cal ? cal->target[1] : NAN),
             (unsigned long long)e->unmatched);
+    conv_json(f, e); /* reorders e->conv: the site's last report */
+    fputc('}', f);
     free(x);
     free(y);
     free(sc);
@@ -607,11 +671,13 @@ out:
         }
     for (int i = 0; sites && i < o.nnew; i++) {
         if (sites[i].trace) fclose(sites[i].trace);
+        free(sites[i].conv);
         free(sites[i].truth);
         free(sites[i].lab);
         free(sites[i].score);
     }
     for (int t = 0; tests && t < ntests; t++) {
+        free(tests[t].conv);
         free(tests[t].truth);
         free(tests[t].lab);
         free(tests[t].score);

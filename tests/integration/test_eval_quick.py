@@ -27,7 +27,7 @@ DEPLOYED = ["fpr_deployed", "recall_deployed", "precision_deployed", "f1_deploye
 SITE = ["test_file", "malicious", "benign", "unlabelled", "judged", "tp", "fp", "tn", "fn",
         "recall_at_1pct_fpr_supervised", "recall_at_1pct_fpr_novelty",
         "recall_at_1pct_fpr_either", "judged_in", "fp_in", "tp_in", "final_state", "coord",
-        "file_counts", "labels_agree"] + DEPLOYED
+        "file_counts", "labels_agree", "fp_conversations", "fp_conversation_count"] + DEPLOYED
 ANCHOR = ["test_file", "malicious", "benign", "unlabelled", "fpr_at_0_5", "recall_at_0_5",
           "fpr_rule_1pct", "recall_rule_1pct", "rule_1pct_threshold", "recall_at_1pct_fpr"]
 STATES = ("learning", "calibrated", "recalibrating")
@@ -52,6 +52,13 @@ def check_site(r):
     assert sum(r["fp_in"][s] for s in STATES) == r["fp"], r
     assert sum(r["tp_in"][s] for s in STATES) == r["tp"], r
     assert r["final_state"] in STATES, r
+    top = r["fp_conversations"]  # the largest first, each at most the file's FPs, all of them
+    assert len(top) <= 3 and [c["fp"] for c in top] == sorted((c["fp"] for c in top),
+                                                               reverse=True), r
+    assert sum(c["fp"] for c in top) <= r["fp"] and (r["fp"] == 0) == (not top), r
+    if r["fp_conversation_count"] <= 3 and not r["fp_conversations_uncounted"]:
+        assert sum(c["fp"] for c in top) == r["fp"], r
+    assert all(" -> " in c["conversation"] for c in top), r
     if r["benign"]:
         assert unit(r["fpr_deployed"]), r
         assert abs(r["alerts_per_1k_benign"] - 1000 * r["fpr_deployed"]) < 1e-2, r
