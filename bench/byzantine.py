@@ -60,11 +60,16 @@ def main():
                 m["coordinator_peak_kb"])
 
     clean = {d: f1(robust=d)[0] for d in defences}
+    # the same fleet without the attackers' sites: an attacker also withholds its site's honest
+    # data (the first site holds most of 34-1's C&C training flows), so "steered" is measured
+    # against this, not against the full clean fleet
+    absent = {(d, k): f1(robust=d, absent=k)[0] for d in defences for k in fracs}
     print("\nfinal F1 after %d rounds, 10 agents%s; share of attackers per column; then the "
-          "fewest training rounds closed and the largest coordinator peak RSS of the row" %
+          "fewest training rounds closed and the largest coordinator peak RSS of the row; "
+          "'steered' is the largest fall below the same fleet without the attackers' sites" %
           (a.rounds, ", production broker" if a.secure else ""))
     print("%-17s %-14s %8s" % ("attack", "defence", "clean") +
-          "".join(" %9s" % ("%d0%%" % k) for k in fracs) + "   worst drop  rounds  peak MB")
+          "".join(" %9s" % ("%d0%%" % k) for k in fracs) + "   worst drop   steered  rounds  peak MB")
     for att in attacks:
         for d in defences:
             cells = [f1(attackers=k, attack=att, attack_scale=SCALES[att], robust=d)
@@ -74,9 +79,13 @@ def main():
             drop = max((base - r for r in row if math.isfinite(r)), default=float("nan"))
             if any(not math.isfinite(r) for r in row):
                 drop = float("nan")
+            steer = max((absent[(d, k)] - r for k, r in zip(fracs, row)), default=float("nan"))
             print("%-17s %-14s %8.4f" % (att, d, clean[d]) + "".join(" %9.4f" % r for r in row)
-                  + "   %+10.4f  %6d  %7.1f" % (-drop, min(c[1] for c in cells),
+                  + "   %+10.4f  %+8.4f  %6d  %7.1f" % (-drop, -steer, min(c[1] for c in cells),
                                                 max(c[2] for c in cells) / 1024.0), flush=True)
+    for d in defences:
+        print("%-17s %-14s %8s" % ("attackers absent", d, "") +
+              "".join(" %9.4f" % absent[(d, k)] for k in fracs))
     print("(drop against clean undefended FedAvg when measured (%s), else against the "
           "defence's own clean run; wall %.0f s)" % (clean.get("none", "-"), time.time() - t0))
 

@@ -136,6 +136,7 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
         (rc = fmq_gsfs_pool_init(&c->pool, &cfg->gsfs, c->dim, COORD_MAX_AGENTS)))
         return rc;
     c->pool.p.count_cap = cfg->count_cap; /* one cap on claimed counts, for every strategy */
+    c->pool.robust = &c->rob;             /* and one robust rule: GSFS's pool goes through it */
     fmq_rng_seed(&c->rng, cfg->seed, 0x73616d706c65ULL);
     fmq_rng_seed(&c->dp_rng, (uint64_t)(fmq_now() * 1e6) ^ (uint64_t)getpid(), 0x6470ULL);
     c->version = 1;

@@ -65,7 +65,13 @@ int fmq_gsfs_pool_init(struct fmq_gsfs_pool *g, const struct fmq_gsfs_params *p,
     g->e = calloc((size_t)max_agents, sizeof *g->e);
     g->freq = calloc((size_t)max_agents, sizeof *g->freq);
     g->mean = malloc(dim * sizeof *g->mean);
-    if (!g->e || !g->freq || !g->mean) {
+    g->s_norm = malloc((size_t)max_agents * sizeof *g->s_norm);
+    g->s_sorted = malloc((size_t)max_agents * sizeof *g->s_sorted);
+    g->s_scale = malloc((size_t)max_agents * sizeof *g->s_scale);
+    g->s_idx = malloc((size_t)max_agents * sizeof *g->s_idx);
+    g->s_rob = malloc((size_t)max_agents * sizeof *g->s_rob);
+    if (!g->e || !g->freq || !g->mean || !g->s_norm || !g->s_sorted || !g->s_scale || !g->s_idx ||
+        !g->s_rob) {
         fmq_gsfs_pool_free(g);
         return FMQ_ENOMEM;
     }
@@ -79,6 +85,11 @@ void fmq_gsfs_pool_free(struct fmq_gsfs_pool *g)
     free(g->e);
     free(g->freq);
     free(g->mean);
+    free(g->s_norm);
+    free(g->s_sorted);
+    free(g->s_scale);
+    free(g->s_idx);
+    free(g->s_rob);
     memset(g, 0, sizeof *g);
 }
 
@@ -232,12 +243,43 @@ static double examples_cap(const struct fmq_gsfs_pool *g, const int *idx, int n,
     return lower_median_cap(scratch, (size_t)n, g->p.count_cap);
 }
 
+/* The coordinator's robust rule over the entries GSFS's weights keep (weight > 0), each with
+ * its GSFS weight (already capped: the rule's own count cap is off for the call, so that a
+ * weight is not cut twice). An entry the rule leaves out is dropped. out = the rule's aggregate;
+ * FMQ_EINVAL when no entry has weight. */
+static int robust_rule(struct fmq_gsfs_pool *g, const int *idx, int n, double *out)
+{
+    struct fmq_robust *r = g->robust;
+    double count_cap = r->count_cap;
+    int k = 0, rc = 0;
+    fmq_robust_reset(r);
+    for (int j = 0; j < n && rc == 0; j++)
+        if (g->e[idx[j]].weight > 0) {
+            g->s_rob[k++] = j;
+            rc = fmq_robust_add(r, g->e[idx[j]].delta, g->e[idx[j]].weight);
+        }
+    if (rc != 0) return rc;
+    if (k == 0) return FMQ_EINVAL;
+    r->count_cap = 0;
+    rc = fmq_robust_aggregate(r, out);
+    r->count_cap = count_cap;
+    if (rc < 0) return rc;
+    for (int m = 0; m < k; m++)
+        if (!r->use[m]) {
+            struct fmq_gsfs_entry *e = &g->e[idx[g->s_rob[m]]];
+            e->dropped = 1;
+            e->weight = 0;
+        }
+    return 0;
+}
+
 int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
 {
-    double norms[1024], sorted[1024], scale[1024], total = 0, median = 0, mean_picks = 0, cap;
-    int idx[1024], n = 0, used = 0;
+    double *norms = g->s_norm, *sorted = g->s_sorted, *scale = g->s_scale;
+    double total = 0, median = 0, mean_picks = 0, cap;
+    int *idx = g->s_idx, n = 0, used = 0, robust = g->robust && g->robust->rule != FMQ_ROBUST_NONE;
 
-    for (int i = 0; i < g->cap && n < 1024; i++)
+    for (int i = 0; i < g->cap; i++)
         if (g->e[i].used) idx[n++] = i;
     if (n == 0) return FMQ_EINVAL;
     cap = examples_cap(g, idx, n, sorted);
@@ -266,10 +308,10 @@ int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
         qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
         median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
         memset(g->mean, 0, g->dim * sizeof *g->mean);
-        for (int j = 0; j < n; j++) { /* the reference is built from clipped updates only */
+        for (int j = 0; j < n; j++) { /* the reference: a vote of directions at the median's
+                                          scale, so no update weighs more than a median one */
             const float *d = g->e[idx[j]].delta;
-            double bound = g->p.outlier_norm * median;
-            scale[j] = median > 0 && norms[j] > bound ? bound / norms[j] : 1.0;
+            scale[j] = median > 0 && norms[j] > median ? median / norms[j] : 1.0;
             for (size_t i = 0; i < g->dim; i++) g->mean[i] += scale[j] * d[i];
         }
         for (int j = 0; j < n; j++) {
@@ -292,17 +334,18 @@ int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
             }
         }
     }
+    int rrc = robust ? robust_rule(g, idx, n, out) : 0;
     for (int j = 0; j < n; j++) total += g->e[idx[j]].weight;
-    if (!(total > 0)) {
+    if (!(total > 0) || rrc != 0) {
         for (int j = 0; j < n; j++) g->e[idx[j]].used = 0;
-        return FMQ_EINVAL;
+        return rrc != 0 ? rrc : FMQ_EINVAL;
     }
-    memset(out, 0, g->dim * sizeof *out);
+    if (!robust) memset(out, 0, g->dim * sizeof *out);
     for (int j = 0; j < n; j++) {
         struct fmq_gsfs_entry *e = &g->e[idx[j]];
         e->weight /= total;
         if (e->weight > 0) used++;
-        for (size_t i = 0; i < g->dim; i++) out[i] += e->weight * e->delta[i];
+        for (size_t i = 0; !robust && i < g->dim; i++) out[i] += e->weight * e->delta[i];
         e->used = 0;
     }
     for (int j = 0; j < n; j++)

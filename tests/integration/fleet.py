@@ -7,7 +7,9 @@ deploy/gen-certs.sh certificates, the fedmq plugin): each site's agent and its o
 identity <site>.sensors (a labeller). Returns the final round's metrics, plus "rounds_closed",
 "coordinator_peak_kb" (the coordinator's peak RSS, /usr/bin/time) and "timed_out" (the
 coordinator had not finished its rounds after `timeout` seconds; the metrics are then the last
-round's it closed, or F1 NaN when it closed none)."""
+round's it closed, or F1 NaN when it closed none). absent=k leaves the first k sites (the ones
+attackers are taken from) out altogether: the fleet an attack is to be judged against, since an
+attacker also takes its own site's honest data out of the federation."""
 import json
 import math
 import os
@@ -32,7 +34,9 @@ SITES = [("mirai-a", 0, "0:0.175"), ("trojan", 1, "0:0.7"), ("mirai-b", 0, "0.17
 
 
 def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, robust=None,
-        rounds=8, coordinator_args=(), attack_count=0, secure=False, timeout=600, deadline=20):
+        rounds=8, coordinator_args=(), attack_count=0, secure=False, timeout=600, deadline=20,
+        absent=0):
+    sites = SITES[absent:]
     with session(SimpleNamespace(build=build, source=source, mosquitto=mosquitto),
                  "fedmq-fleet-") as h:
         data = os.path.join(source, "data", "iot23")
@@ -40,7 +44,7 @@ def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, ro
         if secure:
             from secure import Secure, gen_certs, start_secure_broker
             tls = os.path.join(h.work, "tls")
-            names = [s for s, _, _ in SITES]
+            names = [s for s, _, _ in sites]
             gen_certs(source, tls, names + [n + ".sensors" for n in names] +
                       ["fedmq-coordinator", "dashboard"])
             broker = start_secure_broker(h, tls, h.bin("broker-config/plugin/fedmq_plugin.so"),
@@ -49,7 +53,7 @@ def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, ro
             tls_of = sec.fmq_tls
         else:
             broker = h.start_broker()
-        for i, (site, _, _) in enumerate(SITES):
+        for i, (site, _, _) in enumerate(sites):
             extra = ["--attack", attack, "--attack-scale", str(attack_scale),
                      "--attack-seed", "77", "--attack-count", str(attack_count)] \
                 if i < attackers else []
@@ -58,8 +62,8 @@ def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, ro
                     + extra + tls_of(site))
         bus = (sec.inspect("bus", "dashboard", "fedmq/iot23/status/#") if secure
                else h.inspect("bus", "fedmq/iot23/status/#"))
-        h.wait_online(bus, len(SITES), 30)
-        for site, ci, rng in SITES:
+        h.wait_online(bus, len(sites), 30)
+        for site, ci, rng in sites:
             ident = ["--client-id", site + ".sensors"] + tls_of(site + ".sensors") \
                 if secure else []
             r = h.spawn("replay-" + site, [h.bin("tools/fedmq-replay"), "--broker", broker,
@@ -71,7 +75,7 @@ def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, ro
         coord = h.spawn("coordinator", ["/usr/bin/time", "-f", "%M", "-o", peak,
                                         h.bin("coordinator/fedmq-coordinator"), "--broker", broker,
                                         "--rounds", str(rounds), "--expected-agents",
-                                        str(len(SITES)), "--deadline", str(deadline),
+                                        str(len(sites)), "--deadline", str(deadline),
                                         "--test-from", "0.7", "--metrics-file", metrics]
                         + (["--robust", robust] if robust else [])  # None: the default
                         + sum([["--test", os.path.join(data, c)] for c in CAPTURES], [])

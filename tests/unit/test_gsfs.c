@@ -269,6 +269,56 @@ static void test_informativeness(void)
     fmq_gsfs_pool_free(&g);
 }
 
+/* One sign-flipped update of 4.9x the honest norm, inside the 5x outlier bound, among five
+ * honest ones: the cosine reference is a vote of directions at the median norm, so the honest
+ * updates stay and the flipped one goes. Had the reference been the plain mean of the others,
+ * the flipped update would outweigh four honest ones in it, every honest update would point
+ * against it and be dropped, and (the flipped one dropped as well) the aggregation would fail. */
+static void test_reference_not_turned(void)
+{
+    struct fmq_gsfs_params p;
+    struct fmq_gsfs_pool g;
+    float d[6][2] = {{1, 0.1f}, {1.1f, 0}, {0.9f, -0.1f}, {1, 0.05f}, {1.05f, -0.05f}, {-4.9f, 0}};
+    const char *ids[6] = {"a", "b", "c", "d", "e", "flip"};
+    double out[2];
+    fmq_gsfs_params_default(&p);
+    CU_ASSERT_FATAL(fmq_gsfs_pool_init(&g, &p, 2, 8) == 0);
+    for (int i = 0; i < 6; i++) CU_ASSERT(fmq_gsfs_pool_add(&g, ids[i], 1, 1, 10, d[i]) == 0);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 1, out), 5);
+    for (int i = 0; i < g.cap; i++)
+        if (g.e[i].agent[0]) CU_ASSERT_EQUAL(g.e[i].dropped, !strcmp(g.e[i].agent, "flip"));
+    CU_ASSERT(out[0] > 0.9 && out[0] < 1.1);
+    fmq_gsfs_pool_free(&g);
+}
+
+/* The coordinator's robust rule over the pool: krum-filter leaves out an update far from the
+ * others that GSFS's own sensing keeps (same direction, within the outlier bound), and that
+ * entry counts as dropped; without the rule it is averaged in (so the test can fail). */
+static void test_robust_rule(void)
+{
+    struct fmq_gsfs_params p;
+    struct fmq_gsfs_pool g;
+    struct fmq_robust r;
+    float d[6][2] = {{1, 0.1f}, {1.1f, 0}, {0.9f, -0.1f}, {1, 0.05f}, {1.05f, -0.05f}, {4, 1}};
+    const char *ids[6] = {"a", "b", "c", "d", "e", "far"};
+    double out[2], plain[2];
+    fmq_gsfs_params_default(&p);
+    CU_ASSERT_FATAL(fmq_gsfs_pool_init(&g, &p, 2, 8) == 0);
+    CU_ASSERT_FATAL(fmq_robust_init(&r, FMQ_ROBUST_KRUM_FILTER, 2) == 0);
+    for (int i = 0; i < 6; i++) CU_ASSERT(fmq_gsfs_pool_add(&g, ids[i], 1, 1, 10, d[i]) == 0);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 1, plain), 6);
+    g.robust = &r;
+    for (int i = 0; i < 6; i++) CU_ASSERT(fmq_gsfs_pool_add(&g, ids[i], 2, 2, 10, d[i]) == 0);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 2, out), 5);
+    for (int i = 0; i < g.cap; i++)
+        if (g.e[i].agent[0]) CU_ASSERT_EQUAL(g.e[i].dropped, !strcmp(g.e[i].agent, "far"));
+    CU_ASSERT(plain[0] > 1.4);                         /* the far update moves the plain mean */
+    CU_ASSERT(out[0] > 0.95 && out[0] < 1.05);         /* the rule's aggregate is the honest mean */
+    CU_ASSERT(r.count_cap == 5.0 || r.count_cap == 0); /* restored as it was */
+    fmq_robust_free(&r);
+    fmq_gsfs_pool_free(&g);
+}
+
 /* Selection gaming over 100 aggregations: 2 of 10 agents upload at every chance with 20x
  * inflated updates, the 8 honest ones when their trigger fires (half the time). With the
  * defences on, the attackers are used at most 1.5x their share of the fleet and hold at most
@@ -336,6 +386,8 @@ int init_gsfs_tests(void)
                                         {"memory of absent agents", test_memory},
                                         {"informativeness", test_informativeness},
                                         {"selection gaming", test_selection_gaming},
+                                        {"reference not turned", test_reference_not_turned},
+                                        {"robust rule over the pool", test_robust_rule},
                                         {NULL, NULL}};
     return fmq_add_suite("gsfs", t);
 }

@@ -27,11 +27,14 @@
  * one whose cosine to the mean of the others is below min_cosine gets weight 0. Example quorum
  * (extension): with quorum_examples > 0 a round also waits until the pooled updates stand for that
  * share of the online agents' training examples, so it cannot close again and again without the
- * sites that hold most of the data. Selection gaming (extension): the norm bound is applied
- * before the cosines are computed, so an inflated update cannot steer the reference the others
- * are judged against, and an agent already used in fair_share x the fleet's mean number of
- * recent aggregations or more sits the next aggregation out, so uploading at every
- * chance (for example by inflating gradient norms to fire the trigger) buys no extra say.
+ * sites that hold most of the data. Selection gaming (extension): the reference the cosines
+ * are taken against is the mean of the other updates each scaled to at most the pool's median
+ * norm (a direction vote, as in FLTrust's normalisation, Cao et al. 2021), so one large update,
+ * within the outlier bound or not, cannot turn the reference against the honest ones and have
+ * them dropped (at the 5x bound one sign-flipped update of 4x the norm did exactly that in a
+ * pool of six: bench/byzantine.py, NOTES-15.md), and an agent already used in fair_share x the
+ * fleet's mean number of recent aggregations or more sits the next aggregation out, so uploading at
+ * every chance (for example by inflating gradient norms to fire the trigger) buys no extra say.
  * Memory (extension, `memory`): the coordinator keeps every agent's latest local model
  * (theta + delta when its update was used) and moves the global model to the example-weighted
  * mean of all of them, not of the pool alone, as MIFA does for devices that come and go (Gu et
@@ -46,6 +49,7 @@
 #include <stdint.h>
 
 #include "fedmq/model.h"
+#include "fedmq/robust.h"
 #include "fedmq/wire.h"
 
 struct fmq_gsfs_params {
@@ -122,9 +126,15 @@ struct fmq_gsfs_pool {
     struct fmq_gsfs_entry *e;   /* owned, cap */
     struct fmq_gsfs_freq *freq; /* owned, cap */
     int nfreq;
-    double *mean;        /* owned scratch, dim */
-    const float *theta;  /* memory: borrowed current global parameters, set before aggregating */
-    uint64_t superseded; /* updates replaced by a newer one from the same agent */
+    double *mean;       /* owned scratch, dim */
+    const float *theta; /* memory: borrowed current global parameters, set before aggregating */
+    /* borrowed, may be NULL: the coordinator's robust rule (robust.h), applied to the entries
+     * GSFS's own weights keep, so a pool is as well defended as a synchronous round; an entry
+     * the rule leaves out counts as dropped (and refreshes no memory) */
+    struct fmq_robust *robust;
+    double *s_norm, *s_sorted, *s_scale; /* owned scratch, cap each */
+    int *s_idx, *s_rob;                  /* owned scratch, cap each */
+    uint64_t superseded;                 /* updates replaced by a newer one from the same agent */
     int last_used, last_dropped, last_clipped, last_deferred, last_capped; /* of the last
                                                                               aggregation */
 };
@@ -140,8 +150,9 @@ int fmq_gsfs_pool_distinct(const struct fmq_gsfs_pool *g);
 uint64_t fmq_gsfs_pool_examples(const struct fmq_gsfs_pool *g);
 int fmq_gsfs_quorum(const struct fmq_gsfs_params *p, int agents_online);
 /* Computes the weights (frequency x staleness x informativeness, normalised), writes the
- * aggregate change to out (dim), decays the frequencies and clears the pool. Entries stay
- * readable (weight, dropped, clipped) until the next add. Returns the entries used, or
+ * aggregate change to out (dim: their weighted mean, or the robust rule's aggregate of the
+ * entries with those weights when g->robust names one), decays the frequencies and clears the pool.
+ * Entries stay readable (weight, dropped, clipped) until the next add. Returns the entries used, or
  * FMQ_EINVAL when the pool is empty or every entry was dropped. */
 int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out);
 
