@@ -245,8 +245,9 @@ static double examples_cap(const struct fmq_gsfs_pool *g, const int *idx, int n,
 
 /* The coordinator's robust rule over the entries GSFS's weights keep (weight > 0), each with
  * its GSFS weight (already capped: the rule's own count cap is off for the call, so that a
- * weight is not cut twice). An entry the rule leaves out is dropped. out = the rule's aggregate;
- * FMQ_EINVAL when no entry has weight. */
+ * weight is not cut twice). An entry the rule leaves out is dropped. out = the rule's aggregate
+ * and 0; 1 when fewer than FMQ_GSFS_ROBUST_MIN entries have weight (the rule is not applied);
+ * FMQ_EINVAL when none has. */
 static int robust_rule(struct fmq_gsfs_pool *g, const int *idx, int n, double *out)
 {
     struct fmq_robust *r = g->robust;
@@ -260,6 +261,11 @@ static int robust_rule(struct fmq_gsfs_pool *g, const int *idx, int n, double *o
         }
     if (rc != 0) return rc;
     if (k == 0) return FMQ_EINVAL;
+    if (k < FMQ_GSFS_ROBUST_MIN) { /* too few for a majority to mean anything: sensing alone */
+        g->last_robust = 0;
+        return 1;
+    }
+    g->last_robust = 1;
     r->count_cap = 0;
     rc = fmq_robust_aggregate(r, out);
     r->count_cap = count_cap;
@@ -335,6 +341,8 @@ int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
         }
     }
     int rrc = robust ? robust_rule(g, idx, n, out) : 0;
+    if (rrc == 1) robust = rrc = 0; /* the pool was too small for the rule: the weighted mean */
+    if (!g->robust) g->last_robust = 0;
     for (int j = 0; j < n; j++) total += g->e[idx[j]].weight;
     if (!(total > 0) || rrc != 0) {
         for (int j = 0; j < n; j++) g->e[idx[j]].used = 0;

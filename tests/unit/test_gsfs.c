@@ -315,6 +315,12 @@ static void test_robust_rule(void)
     CU_ASSERT(plain[0] > 1.4);                         /* the far update moves the plain mean */
     CU_ASSERT(out[0] > 0.95 && out[0] < 1.05);         /* the rule's aggregate is the honest mean */
     CU_ASSERT(r.count_cap == 5.0 || r.count_cap == 0); /* restored as it was */
+    CU_ASSERT_EQUAL(g.last_robust, 1);
+    /* a pool of four: too few for the rule, the weighted mean with the far update in */
+    for (int i = 2; i < 6; i++) CU_ASSERT(fmq_gsfs_pool_add(&g, ids[i], 3, 3, 10, d[i]) == 0);
+    CU_ASSERT_EQUAL(fmq_gsfs_aggregate(&g, 3, out), 4);
+    CU_ASSERT_EQUAL(g.last_robust, 0);
+    CU_ASSERT(out[0] > 1.4);
     fmq_robust_free(&r);
     fmq_gsfs_pool_free(&g);
 }

@@ -119,6 +119,12 @@ struct fmq_gsfs_freq {
     int mem_age;    /* aggregations since it was refreshed */
 };
 
+/* Pools with fewer weighted entries than this aggregate by GSFS's sensing alone: a robust rule
+ * needs a majority to find (Krum's n >= 2f + 3 at one Byzantine entry, Blanchard et al. 2017),
+ * and over three or four sites of a non-IID fleet krum-filter kept one site's update and
+ * collapsed the model (F1 0 on 2 of 20 fedmq-sim seeds at gsfs_quorum 0.3, NOTES-15.md). */
+#define FMQ_GSFS_ROBUST_MIN 5
+
 struct fmq_gsfs_pool {
     struct fmq_gsfs_params p;
     size_t dim;
@@ -132,6 +138,7 @@ struct fmq_gsfs_pool {
      * GSFS's own weights keep, so a pool is as well defended as a synchronous round; an entry
      * the rule leaves out counts as dropped (and refreshes no memory) */
     struct fmq_robust *robust;
+    int last_robust;                     /* 1: the last aggregation went through it */
     double *s_norm, *s_sorted, *s_scale; /* owned scratch, cap each */
     int *s_idx, *s_rob;                  /* owned scratch, cap each */
     uint64_t superseded;                 /* updates replaced by a newer one from the same agent */
