@@ -74,6 +74,7 @@ int agent_init(struct agent *a, const struct agent_cfg *cfg)
     snprintf(a->t_receipt, sizeof a->t_receipt, "%s/%s/receipt/%s", cfg->root, cfg->task, cfg->id);
     a->bad_log = (struct fmq_ratelimit){10.0, 5, 0, 0, 0};
     a->last_calib = -1;
+    a->status_calib = -1;
     if (cfg->attack)
         fmq_log(FMQ_LOG_WARN, "TEST MODE: this agent is Byzantine (attack %d, scale %g)",
                 cfg->attack, cfg->attack_scale);
@@ -132,8 +133,9 @@ void agent_publish_status(struct agent *a, const char *state)
     s.buffered = held(a);
     s.alerts = a->alerts;
     s.bad = a->bad;
-    if (a->L && a->scoring)
-        snprintf(s.calib, sizeof s.calib, "%s", fmq_calib_state_name(a->L->cal.state));
+    a->status_calib = a->L && a->scoring ? a->L->cal.state : -1;
+    if (a->status_calib >= 0)
+        snprintf(s.calib, sizeof s.calib, "%s", fmq_calib_state_name(a->status_calib));
     s.ts = fmq_now();
     if (fmq_wire_encode_status(&s, &a->out) == 0)
         fmq_mq_publish(a->mq, a->t_status, a->out.data, a->out.len, 1, 1);
@@ -920,9 +922,14 @@ int agent_step(struct agent *a, int timeout_ms)
             gsfs_start(a);
         else
             do_round(a);
-        agent_publish_status(a, "online");
     }
     if (a->gsfs_active && (rc != 0 || a->flows % 64 == 0)) gsfs_chunk(a);
-    if (fmq_mono() - a->last_status >= a->cfg.status_interval) agent_publish_status(a, "online");
+    { /* status every status_interval, however fast rounds go (an always-on fleet ran six rounds a
+         second); a calibration state change sooner, at most once a second */
+        double since = fmq_mono() - a->last_status;
+        int cal = a->L && a->scoring ? a->L->cal.state : -1;
+        if (since >= a->cfg.status_interval || (cal != a->status_calib && since >= 1.0))
+            agent_publish_status(a, "online");
+    }
     return 0;
 }

@@ -62,7 +62,8 @@ struct agent_cfg {
     double threshold;           /* P(malicious) alert threshold when the model has no fleet
                                    rule (calib.h); also the validation metrics' cut */
     long max_devices;           /* featurizer device table bound */
-    double status_interval;     /* seconds between status messages */
+    double status_interval;     /* seconds between status messages (a calibration state change
+                                   is sent sooner, at most once a second) */
     double update_retry;        /* seconds without a receipt before the update goes again
                                    (doubling up to 16x); 0 = only after a reconnect or a
                                    republished model */
@@ -145,6 +146,7 @@ struct agent {
     uint64_t bytes_sent; /* update payload bytes */
     struct fmq_ratelimit bad_log;
     double last_status;
+    int status_calib; /* calibration state the last status carried (-1 none) */
     int last_calib; /* calibration state last logged */
     char t_global[256], t_update[256], t_status[256], t_alerts[256], t_receipt[256];
 };
