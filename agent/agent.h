@@ -147,7 +147,7 @@ struct agent {
     struct fmq_ratelimit bad_log;
     double last_status;
     int status_calib; /* calibration state the last status carried (-1 none) */
-    int last_calib; /* calibration state last logged */
+    int last_calib;   /* calibration state last logged */
     char t_global[256], t_update[256], t_status[256], t_alerts[256], t_receipt[256];
 };
 
