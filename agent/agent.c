@@ -120,6 +120,12 @@ static size_t held(const struct agent *a)
     return a->L ? a->L->ops->held(a->L) : 0;
 }
 
+/* The calibration state a status reports: the scoring learner's, -1 while nothing scores. */
+static int calib_now(const struct agent *a)
+{
+    return a->L && a->scoring ? a->L->cal.state : -1;
+}
+
 void agent_publish_status(struct agent *a, const char *state)
 {
     struct fmq_status s;
@@ -133,8 +139,7 @@ void agent_publish_status(struct agent *a, const char *state)
     s.buffered = held(a);
     s.alerts = a->alerts;
     s.bad = a->bad;
-    a->status_calib = a->L && a->scoring ? a->L->cal.state : -1;
-    if (a->status_calib >= 0)
+    if ((a->status_calib = calib_now(a)) >= 0)
         snprintf(s.calib, sizeof s.calib, "%s", fmq_calib_state_name(a->status_calib));
     s.ts = fmq_now();
     if (fmq_wire_encode_status(&s, &a->out) == 0)
@@ -927,8 +932,7 @@ int agent_step(struct agent *a, int timeout_ms)
     { /* status every status_interval, however fast rounds go (an always-on fleet ran six rounds a
          second); a calibration state change sooner, at most once a second */
         double since = fmq_mono() - a->last_status;
-        int cal = a->L && a->scoring ? a->L->cal.state : -1;
-        if (since >= a->cfg.status_interval || (cal != a->status_calib && since >= 1.0))
+        if (since >= a->cfg.status_interval || (calib_now(a) != a->status_calib && since >= 1.0))
             agent_publish_status(a, "online");
     }
     return 0;

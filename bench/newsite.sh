@@ -2,7 +2,8 @@
 # One new-site run through fedmq-sim, for A/B checks of a setting: the MLP (or MODEL=giot)
 # federated for 10 rounds on every data/iot23 capture but TESTFILE, then TESTFILE joins as a new
 # site and is judged at its deployed rule; extra arguments are new-site agent settings.
-#   bench/newsite.sh TESTFILE OUTPREFIX [KEY=VALUE]...     (SEED=1 by default; BUILD=build)
+#   bench/newsite.sh TESTFILE OUTPREFIX [KEY=VALUE]...     (SEED=1 by default; BUILD=build;
+#   TRAIN=DIR trains on DIR's captures instead of data/iot23's, TESTFILE still left out)
 # e.g. bench/newsite.sh data/more/stratosphere-labelled/idps-ctu-sme-11-*.labeled /tmp/sme \
 #        calib_novelty_beyond_cap=false
 set -eu
@@ -10,7 +11,7 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 T=$1 O=$2
 shift 2
 argv=""
-for f in "$SRC"/data/iot23/*conn*; do [ "$(realpath "$f")" = "$(realpath "$T")" ] || argv="$argv --agent $f"; done
+for f in "${TRAIN:-$SRC/data/iot23}"/*conn*; do [ "$(realpath "$f")" = "$(realpath "$T")" ] || argv="$argv --agent $f"; done
 ns=""
 for x in "$@"; do ns="$ns --new-site-set $x"; done
 MODEL=${MODEL:-mlp}

@@ -1206,11 +1206,6 @@ static void close_round(struct coord *c)
         c->pool.theta = c->trainable; /* GSFS memory blends local models against it */
         rc = c->cfg.strategy == FMQ_STRAT_GSFS ? fmq_gsfs_aggregate(&c->pool, c->version, c->mean)
                                                : fmq_robust_aggregate(&c->rob, c->mean);
-        if (c->cfg.strategy == FMQ_STRAT_GSFS && !c->pool.last_robust) { /* a pool too small */
-            c->rob.last_rule = FMQ_ROBUST_NONE;
-            c->rob.last_used = rc > 0 ? rc : 0;
-            c->rob.last_clipped = c->rob.last_capped = 0;
-        }
         if (rc >= 0 && c->cfg.dp_clip > 0 && c->participants > 0) {
             int online_n = 0;
             for (int i = 0; i < c->nagents; i++)

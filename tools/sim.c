@@ -248,7 +248,8 @@ static void conv_json(FILE *f, struct site_eval *e)
         for (size_t i = 0; i < n && i < 3; i++)
             fprintf(f, "%s{\"conversation\":\"%s\",\"fp\":%llu}", i ? "," : "", e->conv[i].key,
                     (unsigned long long)e->conv[i].fp);
-        memset(e->conv + n, 0, (CONV_SLOTS - n) * sizeof *e->conv);
+        memset(e->conv + n, 0, (CONV_SLOTS - n) * sizeof *e->conv); /* no stale copies: a
+                                                                       second report agrees */
     }
     fprintf(f, "],\"fp_conversation_count\":%zu,\"fp_conversations_uncounted\":%llu", n,
             (unsigned long long)e->conv_other);

@@ -245,27 +245,29 @@ static double examples_cap(const struct fmq_gsfs_pool *g, const int *idx, int n,
 
 /* The coordinator's robust rule over the entries GSFS's weights keep (weight > 0), each with
  * its GSFS weight (already capped: the rule's own count cap is off for the call, so that a
- * weight is not cut twice). An entry the rule leaves out is dropped. out = the rule's aggregate
- * and 0; 1 when fewer than FMQ_GSFS_ROBUST_MIN entries have weight (the rule is not applied);
- * FMQ_EINVAL when none has. */
+ * weight is not cut twice). An entry the rule leaves out is dropped. Returns 1 when out is the
+ * rule's aggregate; 0 when the rule is `none` or fewer than FMQ_GSFS_ROBUST_MIN entries have
+ * weight (GSFS's weighted mean then, and the rule's metrics say `none`); or FMQ_E*. */
 static int robust_rule(struct fmq_gsfs_pool *g, const int *idx, int n, double *out)
 {
     struct fmq_robust *r = g->robust;
     double count_cap = r->count_cap;
     int k = 0, rc = 0;
+    for (int j = 0; j < n; j++) k += g->e[idx[j]].weight > 0;
+    if (r->rule == FMQ_ROBUST_NONE || k < FMQ_GSFS_ROBUST_MIN) { /* too few for a majority */
+        r->last_rule = FMQ_ROBUST_NONE;
+        r->last_used = k;
+        r->last_clipped = r->last_capped = 0;
+        return 0;
+    }
     fmq_robust_reset(r);
+    k = 0;
     for (int j = 0; j < n && rc == 0; j++)
         if (g->e[idx[j]].weight > 0) {
             g->s_rob[k++] = j;
             rc = fmq_robust_add(r, g->e[idx[j]].delta, g->e[idx[j]].weight);
         }
     if (rc != 0) return rc;
-    if (k == 0) return FMQ_EINVAL;
-    if (k < FMQ_GSFS_ROBUST_MIN) { /* too few for a majority to mean anything: sensing alone */
-        g->last_robust = 0;
-        return 1;
-    }
-    g->last_robust = 1;
     r->count_cap = 0;
     rc = fmq_robust_aggregate(r, out);
     r->count_cap = count_cap;
@@ -276,14 +278,14 @@ static int robust_rule(struct fmq_gsfs_pool *g, const int *idx, int n, double *o
             e->dropped = 1;
             e->weight = 0;
         }
-    return 0;
+    return 1;
 }
 
 int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
 {
     double *norms = g->s_norm, *sorted = g->s_sorted, *scale = g->s_scale;
     double total = 0, median = 0, mean_picks = 0, cap;
-    int *idx = g->s_idx, n = 0, used = 0, robust = g->robust && g->robust->rule != FMQ_ROBUST_NONE;
+    int *idx = g->s_idx, n = 0, used = 0, robust;
 
     for (int i = 0; i < g->cap; i++)
         if (g->e[i].used) idx[n++] = i;
@@ -340,13 +342,12 @@ int fmq_gsfs_aggregate(struct fmq_gsfs_pool *g, uint64_t current, double *out)
             }
         }
     }
-    int rrc = robust ? robust_rule(g, idx, n, out) : 0;
-    if (rrc == 1) robust = rrc = 0; /* the pool was too small for the rule: the weighted mean */
-    if (!g->robust) g->last_robust = 0;
+    robust = g->robust ? robust_rule(g, idx, n, out) : 0; /* 1: out is the rule's aggregate */
+    g->last_robust = robust == 1;
     for (int j = 0; j < n; j++) total += g->e[idx[j]].weight;
-    if (!(total > 0) || rrc != 0) {
+    if (!(total > 0) || robust < 0) {
         for (int j = 0; j < n; j++) g->e[idx[j]].used = 0;
-        return rrc != 0 ? rrc : FMQ_EINVAL;
+        return robust < 0 ? robust : FMQ_EINVAL;
     }
     if (!robust) memset(out, 0, g->dim * sizeof *out);
     for (int j = 0; j < n; j++) {

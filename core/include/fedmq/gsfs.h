@@ -31,8 +31,9 @@
  * are taken against is the mean of the other updates each scaled to at most the pool's median
  * norm (a direction vote, as in FLTrust's normalisation, Cao et al. 2021), so one large update,
  * within the outlier bound or not, cannot turn the reference against the honest ones and have
- * them dropped (at the 5x bound one sign-flipped update of 4x the norm did exactly that in a
- * pool of six: bench/byzantine.py, NOTES-15.md), and an agent already used in fair_share x the
+ * them dropped (with the reference clipped at the 5x bound instead, one sign-flipped update of
+ * 4.9x the norm among five honest ones has every honest update dropped: unit_gsfs "reference
+ * not turned"), and an agent already used in fair_share x the
  * fleet's mean number of recent aggregations or more sits the next aggregation out, so uploading at
  * every chance (for example by inflating gradient norms to fire the trigger) buys no extra say.
  * Memory (extension, `memory`): the coordinator keeps every agent's latest local model
