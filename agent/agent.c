@@ -72,6 +72,9 @@ int agent_init(struct agent *a, const struct agent_cfg *cfg)
     snprintf(a->t_status, sizeof a->t_status, "%s/%s/status/%s", cfg->root, cfg->task, cfg->id);
     snprintf(a->t_alerts, sizeof a->t_alerts, "%s/%s/alerts/%s", cfg->root, cfg->task, cfg->id);
     snprintf(a->t_receipt, sizeof a->t_receipt, "%s/%s/receipt/%s", cfg->root, cfg->task, cfg->id);
+    snprintf(a->t_secagg, sizeof a->t_secagg, "%s/%s/secagg/%s", cfg->root, cfg->task, cfg->id);
+    snprintf(a->t_secagg_in, sizeof a->t_secagg_in, "%s/%s/secagg-to/%s", cfg->root, cfg->task,
+             cfg->id);
     a->bad_log = (struct fmq_ratelimit){10.0, 5, 0, 0, 0};
     a->last_calib = -1;
     a->status_calib = -1;
@@ -107,6 +110,7 @@ static void free_update_state(struct agent *a)
 void agent_free(struct agent *a)
 {
     fmq_mq_destroy(a->mq);
+    agent_sa_free(a);
     free_update_state(a);
     for (int i = 0; i < a->nlrn; i++) fmq_learner_free(&a->lrn[i]);
     fmq_wire_dec_free(&a->dec);
@@ -176,7 +180,8 @@ static int create_client(struct agent *a)
     for (int i = 0; i < a->cfg.nsensors; i++)
         if ((rc = fmq_mq_subscribe(a->mq, a->cfg.sensors[i], 1)) != 0) return rc;
     if ((rc = fmq_mq_subscribe(a->mq, a->t_global, 1)) != 0 ||
-        (rc = fmq_mq_subscribe(a->mq, a->t_receipt, 1)) != 0)
+        (rc = fmq_mq_subscribe(a->mq, a->t_receipt, 1)) != 0 ||
+        (a->cfg.train && (rc = fmq_mq_subscribe(a->mq, a->t_secagg_in, 1)) != 0))
         return rc;
     return 0;
 }
@@ -679,6 +684,8 @@ static int send_delta(struct agent *a, size_t ntrain, const struct fmq_local_met
         if (a->cfg.dp_noise > 0)
             fmq_dp_noise_f32(a->delta, n, a->cfg.dp_noise * a->cfg.dp_clip, &r);
     }
+    if (a->plan.secagg) /* masked: the coordinator sees only the round's sum */
+        return agent_sa_begin(a, a->delta, (uint32_t)n, ntrain, lm);
     fmq_codec_opts_default(&co);
     co.codec = a->plan.codec;
     co.ratio = a->plan.ratio;
@@ -711,6 +718,24 @@ static int send_delta(struct agent *a, size_t ntrain, const struct fmq_local_met
     return 0;
 }
 
+int agent_send_masked(struct agent *a, const uint8_t *words, uint32_t dim, size_t ntrain,
+                      const struct fmq_local_metrics *lm)
+{
+    struct fmq_update u;
+    int rc;
+    update_header(a, &u, ntrain ? ntrain : 1);
+    if (lm) u.metrics = *lm;
+    u.no_metrics = !lm || !a->plan.report;
+    u.codec = FMQ_CODEC_MASKED;
+    u.dim = dim;
+    u.tensor = words;
+    u.tensor_len = (size_t)dim * 4;
+    if ((rc = publish_update(a, &u)) != 0) return rc;
+    fmq_log(FMQ_LOG_INFO, "sent masked update #%llu for v%llu: %u values, %zu bytes",
+            (unsigned long long)u.seq, (unsigned long long)a->version, dim, a->out.len);
+    return 0;
+}
+
 /* Test mode: the statistics a poisoning agent sends instead of its own (agent.h). */
 static void poison_stats(struct agent *a, struct fmq_moments *m)
 {
@@ -738,6 +763,11 @@ static int send_stats(struct agent *a)
     if (a->cfg.attack == AGENT_ATTACK_STATS_POISON || a->cfg.attack == AGENT_ATTACK_STATS_EXTREME) {
         poison_stats(a, &mo);
         ben.n = 0; /* the poisoner sends no profile */
+    }
+    if (a->plan.secagg) { /* masked: the coordinator sees only the sum over the sites */
+        float v[FMQ_STATS_SECURE_DIM];
+        fmq_stats_to_secure(&mo, &ben, v);
+        return agent_sa_begin(a, v, FMQ_STATS_SECURE_DIM, (size_t)mo.n, NULL);
     }
     update_header(a, &u, ntrain);
     u.n_examples = (uint64_t)mo.n;
@@ -893,6 +923,8 @@ int agent_step(struct agent *a, int timeout_ms)
             on_global(a, m);
         else if (strcmp(m->topic, a->t_receipt) == 0)
             on_receipt(a, m);
+        else if (strcmp(m->topic, a->t_secagg_in) == 0)
+            agent_sa_on_msg(a, m);
         else
             on_sensor(a, m);
     }

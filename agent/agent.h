@@ -73,6 +73,7 @@ struct agent_cfg {
     double simulate_uplink_bps; /* test mode: hold each update len/bps seconds */
     double dp_clip, dp_noise;   /* local DP: clip the update to dp_clip, add N(0, (z dp_clip)^2) */
     int attack;                 /* test mode: enum agent_attack (Byzantine behaviour) */
+    int secagg_drop;            /* test mode: AGENT_SA_DROP_* (silent after that step) */
     double attack_scale;        /* its strength; 0 = the attack's default */
     uint64_t attack_seed;       /* colluding attackers share it (alie) */
     uint64_t attack_count;      /* examples claimed; 0 = the attack's default (most: honest) */
@@ -85,6 +86,9 @@ struct agent_cfg {
     int log_level;
     char log_file[256]; /* fedmq-agent's log goes here, reopened on SIGHUP ("" = stderr) */
 };
+
+/* Test mode: where a secure-aggregation agent goes silent (a device dropping out). */
+enum { AGENT_SA_DROP_NONE, AGENT_SA_DROP_KEYS, AGENT_SA_DROP_SHARES, AGENT_SA_DROP_MASKED };
 
 /* Called with every scored flow and its verdict (fedmq-sim's new-site evaluation); NULL = none. */
 typedef void (*agent_verdict_fn)(void *ud, const struct fmq_flow *f, const struct fmq_verdict *v);
@@ -149,6 +153,8 @@ struct agent {
     int status_calib; /* calibration state the last status carried (-1 none) */
     int last_calib;   /* calibration state last logged */
     char t_global[256], t_update[256], t_status[256], t_alerts[256], t_receipt[256];
+    char t_secagg[256], t_secagg_in[256];
+    struct agent_sa *sa; /* owned: secure aggregation's session (agent_secagg.c), or NULL */
 };
 
 void agent_cfg_default(struct agent_cfg *c);
@@ -165,5 +171,17 @@ int agent_connect(struct agent *a, double timeout_s);
 /* One turn of the loop: handles at most one message, then due work (training, status). */
 int agent_step(struct agent *a, int timeout_ms);
 void agent_publish_status(struct agent *a, const char *state);
+
+/* agent.c, for agent_secagg.c: publishes the masked vector (dim little-endian words) as this
+ * round's update, with the usual header, receipts and resends. */
+int agent_send_masked(struct agent *a, const uint8_t *words, uint32_t dim, size_t ntrain,
+                      const struct fmq_local_metrics *lm);
+/* agent_secagg.c: secure aggregation's session (the file's comment) */
+struct agent_sa;
+/* Starts the session for the model in use with x (dim values, copied): sends the keys. */
+int agent_sa_begin(struct agent *a, const float *x, uint32_t dim, size_t ntrain,
+                   const struct fmq_local_metrics *lm);
+void agent_sa_on_msg(struct agent *a, const struct fmq_mq_msg *m); /* on secagg-to/<id> */
+void agent_sa_free(struct agent *a);
 
 #endif

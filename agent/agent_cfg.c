@@ -99,6 +99,16 @@ int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
                  "stats-extreme");
         return FMQ_EINVAL;
     }
+    if (!strcmp(k, "secagg_drop")) { /* test mode */
+        static const char *const at[] = {"none", "keys", "shares", "masked"};
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(v, at[i])) {
+                c->secagg_drop = i;
+                return 0;
+            }
+        snprintf(err, errlen, "expected none, keys, shares or masked");
+        return FMQ_EINVAL;
+    }
     if (!strcmp(k, "attack_scale")) return fmq_parse_double(v, 0, 1e35, &c->attack_scale);
     if (!strcmp(k, "attack_count")) {
         rc = fmq_parse_long(v, 0, 1L << 40, &l);

@@ -65,7 +65,11 @@ void coord_cfg_default(struct coord_cfg *c)
     c->count_cap = 5.0;
     c->max_update_norm = 1000; /* 100x the largest honest update measured (README, Security) */
     c->max_step_norm = 100;
-    c->dp_noise = 1.0; /* a noise multiplier z of 1 once dp_clip turns DP-FedAvg on */
+    c->dp_noise = 1.0;         /* a noise multiplier z of 1 once dp_clip turns DP-FedAvg on */
+    c->secagg_threshold = 0.6; /* t > n/2: two disjoint halves cannot both unmask */
+    c->secagg_min = 3;         /* with 2, either agent learns the other's vector from the sum */
+    c->secagg_timeout = 10.0;
+    c->secagg_clip = 4.0; /* 10x the largest honest coordinate measured (README, Security) */
     c->dp_delta = 1e-5;
     c->lora_alpha = 8;
     c->giot_lr = 3e-3;
@@ -99,6 +103,13 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     snprintf(c->t_status_filter, sizeof c->t_status_filter, "%s/%s/status/+", cfg->root, cfg->task);
     snprintf(c->t_metrics, sizeof c->t_metrics, "%s/%s/metrics", cfg->root, cfg->task);
     snprintf(c->t_coord, sizeof c->t_coord, "%s/%s/coordinator", cfg->root, cfg->task);
+    snprintf(c->t_secagg_filter, sizeof c->t_secagg_filter, "%s/%s/secagg/+", cfg->root, cfg->task);
+    if (cfg->secure_agg && (cfg->strategy == FMQ_STRAT_GSFS || cfg->robust != FMQ_ROBUST_NONE)) {
+        fmq_log(FMQ_LOG_ERROR,
+                "secure_agg needs a synchronous strategy (not gsfs) and robust = none: the "
+                "coordinator sees only the sum, and robust rules need each update");
+        return FMQ_EINVAL;
+    }
     {
         const char *hook = getenv("FMQ_TEST_EXIT_AT"); /* tests only: POINT[:N] */
         if (hook && *hook) {
@@ -123,7 +134,8 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     c->rob.krum_cos = cfg->robust_krum_cos;
     c->rob.majority = cfg->robust_majority;
     c->rob.count_cap = cfg->count_cap;
-    if (!(c->delta = malloc(c->dim * sizeof(float))) ||
+    if (!(c->delta = malloc((c->dim > FMQ_STATS_SECURE_DIM ? c->dim : FMQ_STATS_SECURE_DIM) *
+                            sizeof(float))) ||
         !(c->guard_theta = malloc(c->dim * sizeof(float))) ||
         !(c->guard_m = malloc(c->dim * sizeof(double))) ||
         !(c->guard_v = malloc(c->dim * sizeof(double))) ||
@@ -135,6 +147,8 @@ int coord_init(struct coord *c, const struct coord_cfg *cfg)
     if ((rc = fmq_server_opt_init(&c->opt, cfg->strategy, &cfg->sp, c->dim)) ||
         (rc = fmq_gsfs_pool_init(&c->pool, &cfg->gsfs, c->dim, COORD_MAX_AGENTS)))
         return rc;
+    if ((rc = coord_sa_init(c)) != 0) return rc;
+    c->cfg.plan.secagg = cfg->secure_agg; /* agents mask what they send */
     c->pool.p.count_cap = cfg->count_cap; /* one cap on claimed counts, for every strategy */
     c->pool.robust = &c->rob;             /* and one robust rule: GSFS's pool goes through it */
     fmq_rng_seed(&c->rng, cfg->seed, 0x73616d706c65ULL);
@@ -183,6 +197,7 @@ void coord_reopen(struct coord *c)
 
 void coord_free(struct coord *c)
 {
+    coord_sa_free(c);
     fmq_mq_destroy(c->mq);
     coord_model_free(c);
     fmq_robust_free(&c->rob);
@@ -445,6 +460,7 @@ static void reset_round(struct coord *c)
     c->val_accuracy = c->val_f1 = 0;
     c->nstats = c->nnorms = c->refused_round = 0;
     fmq_robust_reset(&c->rob);
+    coord_sa_reset(c);
     c->dp_clipped = 0;
     fmq_moments_clear(&c->moments);
     fmq_moments_clear(&c->bmoments);
@@ -563,7 +579,8 @@ static int create_client(struct coord *c)
     if ((rc = fmq_mq_create(&c->mq, &o)) != 0) return rc;
     if ((rc = fmq_mq_subscribe(c->mq, c->t_update_filter, 1)) ||
         (rc = fmq_mq_subscribe(c->mq, c->t_status_filter, 1)) ||
-        (rc = fmq_mq_subscribe(c->mq, c->t_global, 1)))
+        (rc = fmq_mq_subscribe(c->mq, c->t_global, 1)) ||
+        (c->sa && (rc = fmq_mq_subscribe(c->mq, c->t_secagg_filter, 1))))
         return rc;
     return 0;
 }
@@ -812,10 +829,11 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
     }
     memset(&u, 0, sizeof u);
     u.delta = c->delta;
-    u.delta_cap = c->dim;
+    u.delta_cap = c->sa ? coord_sa_dim(c) : c->dim;
     u.stats = &c->upd_moments;
     u.benign = &c->upd_bmoments;
-    rc = fmq_wire_decode_update(&c->dec, m->payload, m->len, (uint32_t)c->dim, &u, err, sizeof err);
+    rc = fmq_wire_decode_update(&c->dec, m->payload, m->len, (uint32_t)u.delta_cap, &u, err,
+                                sizeof err);
     if (rc != 0) {
         reject(c, &c->rej_bad, m->topic, err);
         return;
@@ -862,8 +880,17 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
         send_receipt(c, &u, "accepted", NULL);
         return;
     }
-    if ((c->phase == FMQ_PHASE_STATS) != (u.has_stats && u.codec == FMQ_CODEC_NONE) ||
-        (c->phase == FMQ_PHASE_CALIB) != (u.codec == FMQ_CODEC_NONE && !u.has_stats)) {
+    if (c->sa && c->phase != FMQ_PHASE_CALIB) { /* only masked vectors, never one in clear */
+        if (u.codec != FMQ_CODEC_MASKED || u.has_stats) {
+            refuse(c, &c->rej_phase, m, &u, a,
+                   "secure aggregation is on: only a masked-u32 update is taken");
+            return;
+        }
+    } else if (u.codec == FMQ_CODEC_MASKED) {
+        refuse(c, &c->rej_phase, m, &u, a, "a masked update, and secure aggregation is off");
+        return;
+    } else if ((c->phase == FMQ_PHASE_STATS) != (u.has_stats && u.codec == FMQ_CODEC_NONE) ||
+               (c->phase == FMQ_PHASE_CALIB) != (u.codec == FMQ_CODEC_NONE && !u.has_stats)) {
         refuse(c, &c->rej_phase, m, &u, a, "update kind does not match the round phase");
         return;
     }
@@ -875,7 +902,9 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
         refuse(c, &c->rej_bad, m, &u, a, "zero examples");
         return;
     }
-    if (c->phase == FMQ_PHASE_STATS) {
+    if (u.codec == FMQ_CODEC_MASKED)
+        ; /* bounded by the agents' clipping, which nobody can check: README, Security */
+    else if (c->phase == FMQ_PHASE_STATS) {
         if (fmq_moments_check(&c->upd_moments, err, sizeof err) != 0 ||
             (u.has_benign && fmq_moments_check(&c->upd_bmoments, err, sizeof err) != 0)) {
             refuse(c, &c->rej_range, m, &u, a, err);
@@ -912,7 +941,12 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
             refuse(c, &c->rej_phase, m, &u, a, "agent was not sampled for this round");
             return;
         }
-        if (c->phase == FMQ_PHASE_STATS) {
+        if (u.codec == FMQ_CODEC_MASKED) {
+            if ((rc = coord_sa_masked(c, u.agent, c->delta, u.dim, err, sizeof err)) != 0) {
+                refuse(c, &c->rej_phase, m, &u, a, err);
+                return;
+            }
+        } else if (c->phase == FMQ_PHASE_STATS) {
             if (stats_keep(c, (int)(a - c->agents), &c->upd_moments,
                            u.has_benign ? &c->upd_bmoments : NULL) != 0) {
                 reject(c, &c->rej_bad, m->topic, "out of memory");
@@ -964,14 +998,43 @@ static void on_update(struct coord *c, const struct fmq_mq_msg *m)
             fmq_codec_name(u.codec));
 }
 
+/* A secure aggregation message from an agent: the topic names it; a sampled round hears only
+ * the sampled agents. */
+static void on_secagg(struct coord *c, const struct fmq_mq_msg *m)
+{
+    const char *id = last_level(m->topic);
+    if (m->retained) {
+        reject(c, &c->rej_retained, m->topic, "a retained secure aggregation message");
+        return;
+    }
+    if (!fmq_id_valid(id)) {
+        reject(c, &c->rej_bad, m->topic, "not an agent's secagg topic");
+        return;
+    }
+    if (c->phase == FMQ_PHASE_TRAIN && c->nselected > 0 && !is_selected(c, id)) {
+        reject(c, &c->rej_phase, m->topic, "agent was not sampled for this round");
+        return;
+    }
+    c->bytes_up_round += m->len;
+    c->bytes_in_round += m->len;
+    coord_sa_on_msg(c, id, m);
+}
+
 static int round_ready(struct coord *c)
 {
     int online = 0, target;
 
-    if (c->participants == 0 && c->phase == FMQ_PHASE_STATS) return 0; /* no normalisation yet */
+    if (c->participants == 0 && c->phase == FMQ_PHASE_STATS && !c->sa)
+        return 0; /* no normalisation yet */
     if (c->phase == FMQ_PHASE_TRAIN && fmq_mono() - c->round_start < c->cfg.round_interval)
         return 0; /* paced: updates wait in the round, agents train once per interval */
     for (int i = 0; i < c->nagents; i++) online += counts_online(c, &c->agents[i]);
+    if (c->sa && c->phase != FMQ_PHASE_CALIB) /* its stages decide (coord_secagg.c) */
+        return coord_sa_ready(c,
+                              c->phase == FMQ_PHASE_TRAIN && c->nselected > 0 ? c->nselected
+                              : c->cfg.expected_agents > 0 ? (int)c->cfg.expected_agents
+                                                           : online,
+                              deadline_passed(c) || c->deadline_expired);
     if (c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS) {
         /* GSFS: M = ceil(quorum x agents online) distinct agents in the pool */
         uint64_t total = 0;
@@ -1072,6 +1135,69 @@ static void dp_budget_check(struct coord *c)
  * the normalisation, and training starts; when nothing usable came, the round runs again. */
 /* The benign profile (model.h, the MLP's novelty channel): the same robust merge over the
  * benign rows' moments of the agents the normalisation kept. */
+/* A secure round's refusal: nothing of it goes in, and its receipts say why. */
+static void secure_refused(struct coord *c, const char *why)
+{
+    c->guard_refused = 1;
+    c->guard_total++;
+    snprintf(c->guard_why, sizeof c->guard_why, "%s", why);
+}
+
+/* The training round's aggregate under secure aggregation: the plain mean of the survivors'
+ * (clipped) changes, each agent weighted equally (as DP-FedAvg weights them). -1 when the
+ * round failed (the model stays). */
+static int secure_mean(struct coord *c)
+{
+    const double *sum;
+    const char *why;
+    int k;
+    if (coord_sa_result(c, &sum, &k, &why) != 0 || k < 1) {
+        secure_refused(c, why);
+        return -1;
+    }
+    for (size_t i = 0; i < c->dim; i++) c->mean[i] = sum[i] / k;
+    return 0;
+}
+
+/* The statistics round under secure aggregation: the equal-weight mixture of the sites'
+ * moments (fmq_stats_from_secure); the round runs again when it failed. 0 when the model has
+ * its normalisation. */
+static int close_stats_secure(struct coord *c)
+{
+    const double *sum;
+    const char *why;
+    char err[200];
+    float mean[FMQ_FEAT_DIM], std[FMQ_FEAT_DIM];
+    int k;
+    c->stats_used = c->stats_capped = c->nstats = 0;
+    if (coord_sa_result(c, &sum, &k, &why) != 0) {
+        secure_refused(c, why);
+        return -1;
+    }
+    if (fmq_stats_from_secure(sum, k, &c->moments, &c->bmoments) != 0) {
+        secure_refused(c, "secure aggregation: the summed statistics are out of range");
+        return -1;
+    }
+    fmq_moments_finish(&c->moments, mean, std);
+    if (fmq_norm_check(mean, std, err, sizeof err) != 0) {
+        secure_refused(c, err);
+        return -1;
+    }
+    memcpy(c->model.norm_mean, mean, sizeof mean);
+    memcpy(c->model.norm_std, std, sizeof std);
+    c->model.has_norm = 1;
+    c->model.has_prof = 0;
+    if (c->bmoments.n > 0) {
+        fmq_moments_finish(&c->bmoments, mean, std);
+        memcpy(c->model.prof_mean, mean, sizeof mean);
+        memcpy(c->model.prof_std, std, sizeof std);
+        c->model.has_prof = 1;
+    }
+    c->stats_used = c->nstats = k;
+    c->phase = FMQ_PHASE_TRAIN;
+    return 0;
+}
+
 static void close_profile(struct coord *c, const struct fmq_moments_rule *mr)
 {
     struct fmq_moments *ben = malloc((size_t)(c->nstats ? c->nstats : 1) * sizeof *ben);
@@ -1178,7 +1304,7 @@ static void close_round(struct coord *c)
     struct fmq_confusion cm = {0};
     struct fmq_scores sc = {0};
     struct coord_eval ev;
-    char det[8192], *json = NULL, *ids = NULL, *sens = NULL;
+    char det[8192], sa_json[512], *json = NULL, *ids = NULL, *sens = NULL;
     size_t cap;
     double round_s = fmq_mono() - c->round_start;
     int online = 0, was_stats = c->phase == FMQ_PHASE_STATS, finite = 1, n, nsilent = 0;
@@ -1197,15 +1323,20 @@ static void close_round(struct coord *c)
                                  : 0.5 * (c->norms[c->nnorms / 2 - 1] + c->norms[c->nnorms / 2]);
         norm_max = c->norms[c->nnorms - 1];
     }
-    if (was_stats)
-        close_stats(c);
-    else if (was_calib) { /* the model as it is, with the rule measured on it exactly */
+    if (was_stats) {
+        if (!c->sa)
+            close_stats(c);
+        else if (close_stats_secure(c) != 0)
+            fmq_log(FMQ_LOG_WARN, "statistics round: no normalisation (%s); the round runs again",
+                    c->guard_why);
+    } else if (was_calib) { /* the model as it is, with the rule measured on it exactly */
         c->phase = FMQ_PHASE_TRAIN;
     } else {
         int rc;
         c->pool.theta = c->trainable; /* GSFS memory blends local models against it */
-        rc = c->cfg.strategy == FMQ_STRAT_GSFS ? fmq_gsfs_aggregate(&c->pool, c->version, c->mean)
-                                               : fmq_robust_aggregate(&c->rob, c->mean);
+        rc = c->sa                               ? secure_mean(c)
+             : c->cfg.strategy == FMQ_STRAT_GSFS ? fmq_gsfs_aggregate(&c->pool, c->version, c->mean)
+                                                 : fmq_robust_aggregate(&c->rob, c->mean);
         if (rc >= 0 && c->cfg.dp_clip > 0 && c->participants > 0) {
             int online_n = 0;
             for (int i = 0; i < c->nagents; i++)
@@ -1251,6 +1382,7 @@ static void close_round(struct coord *c)
     }
     c->version++;
     coord_evaluate(c, &c->rule, &ev);
+    coord_sa_json(c, sa_json, sizeof sa_json);
     for (size_t i = 0; i < c->dim; i++) finite &= isfinite(c->trainable[i]) != 0;
     cm = ev.cm;
     fmq_scores_from(&cm, &sc);
@@ -1297,7 +1429,7 @@ static void close_round(struct coord *c)
             "\"reason\":\"%s\",\"total\":%llu},\"update_norm\":{\"median\":%.6g,\"max\":%.6g},"
             "\"step_norm\":%.6g,\"refused\":%d,\"dp\":{\"clip\":%g,\"noise\":%g,\"delta\":%g,"
             "\"rounds\":%llu,\"epsilon\":%.6g,\"epsilon_max\":%g,\"exhausted\":%s,\"clipped\":%d},"
-            "\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":"
+            "%s,\"codec\":\"%s\",\"sampled\":%d,\"gsfs\":"
             "{\"quorum\":%d,"
             "\"used\":%d,\"dropped\":%d,\"clipped\":%d,\"deferred\":%d,\"capped\":%d,"
             "\"superseded\":%llu},"
@@ -1330,7 +1462,7 @@ static void close_round(struct coord *c)
             norm_med, norm_max, c->step_norm, c->refused_round, c->cfg.dp_clip, c->cfg.dp_noise,
             c->cfg.dp_delta, (unsigned long long)c->dp_rounds,
             c->cfg.dp_clip > 0 && isfinite(c->dp_eps) ? c->dp_eps : -1.0, c->cfg.dp_epsilon_max,
-            c->dp_exhausted ? "true" : "false", c->dp_clipped,
+            c->dp_exhausted ? "true" : "false", c->dp_clipped, sa_json,
             fmq_codec_name(was_stats || was_calib ? FMQ_CODEC_NONE : c->codec_last), c->nselected,
             fmq_gsfs_quorum(&c->cfg.gsfs, online), c->pool.last_used, c->pool.last_dropped,
             c->pool.last_clipped, c->pool.last_deferred, c->pool.last_capped,
@@ -1419,6 +1551,8 @@ int coord_step(struct coord *c, int timeout_ms)
             on_update(c, m);
         else if (fmq_topic_match(c->t_status_filter, m->topic))
             on_status(c, m);
+        else if (c->sa && fmq_topic_match(c->t_secagg_filter, m->topic))
+            on_secagg(c, m);
         else if (strcmp(m->topic, c->t_global) == 0)
             on_global_seen(c, m, 0);
     }

@@ -59,6 +59,13 @@ struct coord_cfg {
     double max_step_norm;   /* a global model that moved further than this (L2) from the last
                                is not published: the round keeps the old model; 0 = no bound */
 
+    /* secure aggregation (coord_secagg.c): the coordinator learns only each round's sum */
+    int secure_agg;          /* on: statistics and training rounds run the masking protocol */
+    double secagg_threshold; /* t = ceil(threshold x roster): shares needed to unmask */
+    long secagg_min;         /* agents a secure round needs (fewer: it fails, nothing revealed) */
+    double secagg_timeout;   /* seconds each step after the roster waits for the agents */
+    double secagg_clip;      /* agents clip each coordinate of their change to +-clip */
+
     double dp_clip;        /* DP-FedAvg: L2 bound of every update, 0 = off */
     double dp_noise;       /* noise multiplier z: std z x dp_clip / m on the mean of m updates */
     double dp_delta;       /* delta of the reported (epsilon, delta) */
@@ -197,6 +204,8 @@ struct coord {
     struct coord_round hist[COORD_HISTORY]; /* first COORD_HISTORY rounds, for the summary */
     int nhist;
     char t_global[256], t_update_filter[256], t_status_filter[256], t_metrics[256];
+    char t_secagg_filter[256];
+    struct coord_sa *sa; /* owned: secure aggregation's round state (NULL when off) */
     uint64_t reconnects; /* seen in the MQTT client's counters */
     /* crash safety (coord_commit): save durably, then publish, then confirm */
     uint64_t published_version; /* newest version on the wire from this process (0 = none) */
@@ -258,6 +267,26 @@ int coord_step(struct coord *c, int timeout_ms);
 void coord_expire_deadline(struct coord *c);
 /* Prints the per-round summary table to f. */
 void coord_print_summary(const struct coord *c, FILE *f);
+
+/* coord_secagg.c: secure aggregation's stages (the file's comment) */
+struct coord_sa;
+int coord_sa_init(struct coord *c); /* nothing when secure_agg is off */
+void coord_sa_free(struct coord *c);
+void coord_sa_reset(struct coord *c);         /* a new round */
+uint32_t coord_sa_dim(const struct coord *c); /* the masked vector's length this round */
+/* A keys, shares or answer message from `agent` (the topic's last level, a valid id). */
+void coord_sa_on_msg(struct coord *c, const char *agent, const struct fmq_mq_msg *m);
+/* An accepted update's masked vector (dim words, bit patterns in a float array); 0, or a code
+ * with why in err (the update is then refused). */
+int coord_sa_masked(struct coord *c, const char *agent, const float *words, uint32_t dim, char *err,
+                    size_t errlen);
+/* Moves the stages on; 1 when the round can close (summed or failed). target: the agents the
+ * round waits for; deadline: the round's deadline has passed. */
+int coord_sa_ready(struct coord *c, int target, int deadline);
+/* After the round: 0 with the sum (coord_sa_dim values, borrowed) of count vectors, or
+ * FMQ_ERANGE with why. */
+int coord_sa_result(const struct coord *c, const double **sum, int *count, const char **why);
+void coord_sa_json(const struct coord *c, char *buf, size_t cap); /* "secagg":{...} */
 
 /* coord_model.c */
 int coord_model_init(struct coord *c); /* model, trainable view, test set */

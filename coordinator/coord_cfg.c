@@ -31,19 +31,11 @@ void coord_cfg_finish(struct coord_cfg *c)
     if (!isnan(over.uniform)) p->uniform = over.uniform > 0;
     over = overs_none; /* the next configuration starts afresh */
 }
-const char *const coord_bool_keys[] = {"check",
-                                       "sensing",
-                                       "tls_verify_hostname",
-                                       "stochastic_rounding",
-                                       "agent_metrics",
-                                       "update_ids",
-                                       "gsfs_staleness_weight",
-                                       "gsfs_informativeness",
-                                       "gsfs_memory",
-                                       "giot_head",
-                                       "calib_round",
-                                       "summary",
-                                       NULL};
+const char *const coord_bool_keys[] = {
+    "check",         "sensing",    "tls_verify_hostname",   "stochastic_rounding",
+    "agent_metrics", "update_ids", "gsfs_staleness_weight", "gsfs_informativeness",
+    "gsfs_memory",   "giot_head",  "calib_round",           "summary",
+    "secure_agg",    NULL};
 
 static int parse_hidden(struct fmq_model_config *m, const char *v, char *err, size_t errlen)
 {
@@ -186,6 +178,11 @@ int coord_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
                  "geomed-filter");
         return FMQ_EINVAL;
     }
+    if (!strcmp(k, "secure_agg")) return fmq_parse_bool(v, &c->secure_agg);
+    if (!strcmp(k, "secagg_threshold")) return fmq_parse_double(v, 0.01, 1, &c->secagg_threshold);
+    if (!strcmp(k, "secagg_min")) return fmq_parse_long(v, 2, FMQ_SECAGG_MAX_N, &c->secagg_min);
+    if (!strcmp(k, "secagg_timeout")) return fmq_parse_double(v, 0.1, 3600, &c->secagg_timeout);
+    if (!strcmp(k, "secagg_clip")) return fmq_parse_double(v, 1e-3, 1e3, &c->secagg_clip);
     if (!strcmp(k, "dp_clip")) return fmq_parse_double(v, 0, 1e6, &c->dp_clip);
     if (!strcmp(k, "dp_noise")) return fmq_parse_double(v, 0, 1e3, &c->dp_noise);
     if (!strcmp(k, "dp_delta")) return fmq_parse_double(v, 1e-12, 0.1, &c->dp_delta);

@@ -39,7 +39,18 @@ void fmq_policy_default(struct fmq_policy *p)
     p->rate[FMQ_KIND_UPDATE] = 5.0, p->burst[FMQ_KIND_UPDATE] = 20.0;
     p->rate[FMQ_KIND_STATUS] = 2.0, p->burst[FMQ_KIND_STATUS] = 20.0; /* one per 5 s by default */
     p->rate[FMQ_KIND_ALERT] = 200.0, p->burst[FMQ_KIND_ALERT] = 2000.0;
+    p->rate[FMQ_KIND_SECAGG] = 5.0, p->burst[FMQ_KIND_SECAGG] = 20.0; /* three per round */
+    p->max_secagg_bytes = FMQ_WIRE_SA_MAX;
     p->max_retained = 4;
+}
+
+/* update_rate, status_burst, ...: the kind its first word names */
+static int kind_of_option(const char *k)
+{
+    return !strncmp(k, "update", 6)   ? FMQ_KIND_UPDATE
+           : !strncmp(k, "status", 6) ? FMQ_KIND_STATUS
+           : !strncmp(k, "secagg", 6) ? FMQ_KIND_SECAGG
+                                      : FMQ_KIND_ALERT;
 }
 
 static int set_list(char (*dst)[FMQ_ID_MAX], int *n, const char *v, char *err, size_t errlen)
@@ -105,16 +116,12 @@ int fmq_policy_set(struct fmq_policy *p, const char *k, const char *v, char *err
         if ((rc = fmq_parse_long(v, 1, FMQ_MODEL_MAXPARAMS, &l)) == 0) p->max_dim = (uint32_t)l;
     } else if (!strcmp(k, "max_retained")) {
         if ((rc = fmq_parse_long(v, 0, FMQ_POLICY_RETAINED_MAX, &l)) == 0) p->max_retained = (int)l;
-    } else if (!strcmp(k, "update_rate") || !strcmp(k, "status_rate") || !strcmp(k, "alert_rate"))
-        rc = fmq_parse_double(v, 0.001, 1e6,
-                              &p->rate[k[0] == 'u'   ? FMQ_KIND_UPDATE
-                                       : k[0] == 's' ? FMQ_KIND_STATUS
-                                                     : FMQ_KIND_ALERT]);
-    else if (!strcmp(k, "update_burst") || !strcmp(k, "status_burst") || !strcmp(k, "alert_burst"))
-        rc = fmq_parse_double(v, 1, 1e6,
-                              &p->burst[k[0] == 'u'   ? FMQ_KIND_UPDATE
-                                        : k[0] == 's' ? FMQ_KIND_STATUS
-                                                      : FMQ_KIND_ALERT]);
+    } else if (!strcmp(k, "update_rate") || !strcmp(k, "status_rate") || !strcmp(k, "alert_rate") ||
+               !strcmp(k, "secagg_rate"))
+        rc = fmq_parse_double(v, 0.001, 1e6, &p->rate[kind_of_option(k)]);
+    else if (!strcmp(k, "update_burst") || !strcmp(k, "status_burst") ||
+             !strcmp(k, "alert_burst") || !strcmp(k, "secagg_burst"))
+        rc = fmq_parse_double(v, 1, 1e6, &p->burst[kind_of_option(k)]);
     else if (!strcmp(k, "metrics_interval"))
         return 0; /* the plugin's, not the policy's */
     else {
@@ -129,7 +136,7 @@ int fmq_policy_init(struct fmq_policy *p)
 {
     int rc = fmq_wire_dec_init(&p->dec);
     if (rc) return rc;
-    p->delta_cap = p->max_dim;
+    p->delta_cap = p->max_dim > FMQ_STATS_SECURE_DIM ? p->max_dim : FMQ_STATS_SECURE_DIM;
     p->delta = malloc(p->delta_cap * sizeof(float));
     return p->delta ? 0 : FMQ_ENOMEM;
 }
@@ -214,6 +221,8 @@ static const struct rule rules[] = {
     {FMQ_ROLE_AGENT, FMQ_ACC_WRITE, "%r/+/alerts/%u"},
     {FMQ_ROLE_AGENT, FMQ_ACC_READ | FMQ_ACC_SUBSCRIBE, "%r/+/model/global"},
     {FMQ_ROLE_AGENT, FMQ_ACC_READ | FMQ_ACC_SUBSCRIBE, "%r/+/receipt/%u"},
+    {FMQ_ROLE_AGENT, FMQ_ACC_WRITE, "%r/+/secagg/%u"},
+    {FMQ_ROLE_AGENT, FMQ_ACC_READ | FMQ_ACC_SUBSCRIBE, "%r/+/secagg-to/%u"},
     {FMQ_ROLE_AGENT, FMQ_ACC_READ | FMQ_ACC_SUBSCRIBE, "sensors/%u/#"},
     {FMQ_ROLE_COORDINATOR, FMQ_ACC_WRITE, "%r/+/model/global"},
     /* at start it reads the retained model so it never publishes a lower version */
@@ -221,6 +230,8 @@ static const struct rule rules[] = {
     {FMQ_ROLE_COORDINATOR, FMQ_ACC_WRITE, "%r/+/coordinator"},
     {FMQ_ROLE_COORDINATOR, FMQ_ACC_WRITE, "%r/+/metrics"},
     {FMQ_ROLE_COORDINATOR, FMQ_ACC_WRITE, "%r/+/receipt/+"},
+    {FMQ_ROLE_COORDINATOR, FMQ_ACC_WRITE, "%r/+/secagg-to/+"},
+    {FMQ_ROLE_COORDINATOR, FMQ_ACC_READ | FMQ_ACC_SUBSCRIBE, "%r/+/secagg/+"},
     {FMQ_ROLE_COORDINATOR, FMQ_ACC_READ | FMQ_ACC_SUBSCRIBE, "%r/+/update/+"},
     {FMQ_ROLE_COORDINATOR, FMQ_ACC_READ | FMQ_ACC_SUBSCRIBE, "%r/+/status/+"},
     {FMQ_ROLE_OPERATOR, FMQ_ACC_READ | FMQ_ACC_SUBSCRIBE, "%r/+/metrics"},
@@ -403,17 +414,38 @@ static int check_update(struct fmq_policy *p, const char *u, const char *topic, 
     memset(&up, 0, sizeof up);
     up.delta = p->delta;
     up.delta_cap = dim ? dim : p->max_dim; /* observe() sized delta for every known dim */
+    if (up.delta_cap < FMQ_STATS_SECURE_DIM) up.delta_cap = FMQ_STATS_SECURE_DIM;
     up.stats = &p->moments;
     up.benign = &p->bmoments;
-    rc = fmq_wire_decode_update(&p->dec, payload, len, dim, &up, err, sizeof err);
+    rc = fmq_wire_decode_update(&p->dec, payload, len, 0, &up, err, sizeof err);
     if (rc == FMQ_EDIM) return FMQ_DENY_DIM;
     if (rc != 0) return FMQ_DENY_MALFORMED;
+    /* the model's dimension; a secure statistics round's masked vector has its own */
+    if (up.codec != FMQ_CODEC_NONE && dim && up.dim != dim &&
+        !(up.codec == FMQ_CODEC_MASKED && up.dim == FMQ_STATS_SECURE_DIM))
+        return FMQ_DENY_DIM;
     if (up.no_ids && fmq_update_topic_ids(&up, topic, err, sizeof err) != 0)
         return FMQ_DENY_MALFORMED; /* then the checks below hold the topic against itself */
     if (strcmp(up.task, task) != 0 || (p->task[0] && strcmp(up.task, p->task) != 0))
         return FMQ_DENY_TASK;
     if (strcmp(up.agent, u) != 0) return FMQ_DENY_FORGED;
     p->allowed_updates++;
+    return FMQ_DENY_OK;
+}
+
+/* Secure aggregation from an agent: bounded, a keys, shares or answer step (the steps the
+ * coordinator sends are not an agent's to send), data of 2 to 255 agents. */
+static int check_secagg(struct fmq_policy *p, const void *payload, size_t len)
+{
+    struct fmq_secagg_msg s;
+    struct fmq_buf data = {0};
+    char err[256];
+    int rc;
+    if (len > p->max_secagg_bytes) return FMQ_DENY_SIZE;
+    rc = fmq_wire_decode_secagg(&p->dec, payload, len, 0, &s, &data, err, sizeof err);
+    fmq_buf_free(&data);
+    if (rc != 0 || (s.step != FMQ_SA_KEYS && s.step != FMQ_SA_SHARES && s.step != FMQ_SA_ANSWER))
+        return FMQ_DENY_MALFORMED;
     return FMQ_DENY_OK;
 }
 
@@ -456,8 +488,8 @@ static int check_sensor(struct fmq_policy *p, const char *u, const void *payload
 static int check_write(struct fmq_policy *p, int role, const char *u, const char *topic,
                        const void *payload, size_t len, int retain, double now)
 {
-    static const char *const kinds[FMQ_KIND_N] = {"%r/+/update/+", "%r/+/status/+",
-                                                  "%r/+/alerts/+"};
+    static const char *const kinds[FMQ_KIND_N] = {"%r/+/update/+", "%r/+/status/+", "%r/+/alerts/+",
+                                                  "%r/+/secagg/+"};
     char pat[256];
     int kind = -1;
     if (role == FMQ_ROLE_COORDINATOR) return FMQ_DENY_OK; /* trusted: models, metrics, receipts */
@@ -478,6 +510,7 @@ static int check_write(struct fmq_policy *p, int role, const char *u, const char
     if (retain && !retained_ok(p, u, topic, len, now)) return FMQ_DENY_RETAINED;
     return kind == FMQ_KIND_UPDATE   ? check_update(p, u, topic, payload, len)
            : kind == FMQ_KIND_STATUS ? check_status(p, u, topic, payload, len)
+           : kind == FMQ_KIND_SECAGG ? check_secagg(p, payload, len)
                                      : check_alert(p, u, payload, len);
 }
 

@@ -81,7 +81,7 @@ enum fmq_deny {
 };
 const char *fmq_deny_name(int d);
 
-enum fmq_kind { FMQ_KIND_UPDATE, FMQ_KIND_STATUS, FMQ_KIND_ALERT, FMQ_KIND_N };
+enum fmq_kind { FMQ_KIND_UPDATE, FMQ_KIND_STATUS, FMQ_KIND_ALERT, FMQ_KIND_SECAGG, FMQ_KIND_N };
 
 struct fmq_rate_slot {
     uint64_t key; /* hash of the identity, 0 = empty */
@@ -105,7 +105,8 @@ struct fmq_policy {
     int ncoordinators, ndashboards, noperators, nlabellers;
     char sensor_suffix[32]; /* "<site><suffix>" is site's sensor feed */
     size_t max_update_bytes, max_status_bytes, max_alert_bytes, max_sensor_bytes;
-    uint32_t max_dim; /* decode bound when a task's model is not yet known */
+    size_t max_secagg_bytes; /* secure aggregation's keys, shares and answers */
+    uint32_t max_dim;        /* decode bound when a task's model is not yet known */
     double rate[FMQ_KIND_N], burst[FMQ_KIND_N]; /* per client, per kind: per second, bucket */
     int max_retained;                           /* distinct retained topics per identity */
     struct fmq_task_dim dims[FMQ_POLICY_MAX_TASKS];

@@ -13,8 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const names[] = {"none",     "dense-f32", "dense-f16", "dense-i8", "topk-f32",
-                                    "topk-f16", "topk-i8",   "topk-i4",   "topk-sign"};
+static const char *const names[] = {"none",      "dense-f32", "dense-f16", "dense-i8",
+                                    "topk-f32",  "topk-f16",  "topk-i8",   "topk-i4",
+                                    "topk-sign", "masked-u32"};
 
 const char *fmq_codec_name(int c)
 {
@@ -303,7 +304,7 @@ static int value_fmt(int codec)
 
 static int is_topk(int codec)
 {
-    return codec >= FMQ_CODEC_TOPK_F32 && codec <= FMQ_CODEC_LAST;
+    return codec >= FMQ_CODEC_TOPK_F32 && codec <= FMQ_CODEC_TOPK_SIGN;
 }
 
 /* A block size the format can use: 8..4096, and whole bytes per full block for packed values. */
@@ -542,6 +543,15 @@ int fmq_codec_decode(int codec, const uint8_t *p, size_t n, uint32_t dim, float 
     int fmt = value_fmt(codec);
     uint32_t k, prev = 0;
 
+    if (codec == FMQ_CODEC_MASKED) { /* words, not values: copied as they are */
+        if (n != (size_t)dim * 4) return fail(&r, "not dim x 4 bytes");
+        for (uint32_t i = 0; i < dim; i++) {
+            uint32_t w = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
+                         (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
+            memcpy(&out[i], &w, sizeof w);
+        }
+        return 0;
+    }
     if (!fmt) {
         snprintf(err, errlen, "unknown codec %d", codec);
         return FMQ_EFORMAT;

@@ -189,6 +189,15 @@ static int zeroes(const uint8_t *p, size_t n)
     return a == 0;
 }
 
+void fmq_secagg_round_id(const char *run, uint64_t version, int phase, uint8_t id[16])
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a 64 */
+    for (const char *p = run; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ (uint64_t)(unsigned)phase) * 1099511628211ULL;
+    for (int i = 0; i < 8; i++)
+        id[i] = (uint8_t)(version >> (8 * i)), id[8 + i] = (uint8_t)(h >> (8 * i));
+}
+
 int fmq_secagg_params_check(const struct fmq_secagg_params *p)
 {
     if (p->n < 2 || p->n > FMQ_SECAGG_MAX_N || p->t < 2 || p->t > p->n || p->dim == 0 ||
@@ -210,29 +219,50 @@ void fmq_secagg_client_free(struct fmq_secagg_client *c)
     OPENSSL_cleanse(c, sizeof *c);
 }
 
-int fmq_secagg_client_init(struct fmq_secagg_client *c, const struct fmq_secagg_params *p, int u,
-                           uint8_t pub_out[2 * FMQ_SECAGG_KEY])
+int fmq_secagg_client_keys(struct fmq_secagg_client *c, uint8_t pub_out[2 * FMQ_SECAGG_KEY])
 {
     size_t len = FMQ_SECAGG_KEY;
     memset(c, 0, sizeof *c);
-    if (fmq_secagg_params_check(p) || u < 0 || u >= p->n) return FMQ_EINVAL;
-    c->p = *p;
-    c->u = u;
-    if (!(c->pubs = calloc((size_t)p->n, sizeof *c->pubs)) ||
-        !(c->held = calloc((size_t)p->n, sizeof *c->held)) || !(c->have = calloc((size_t)p->n, 1)))
-        goto fail;
+    c->u = -1;
     if (!(c->c_key = x25519_new()) || !(c->s_key = x25519_new()) ||
         EVP_PKEY_get_raw_public_key(c->c_key, c->c_pub, &len) != 1 ||
         EVP_PKEY_get_raw_public_key(c->s_key, c->s_pub, &len) != 1 ||
         EVP_PKEY_get_raw_private_key(c->s_key, c->s_priv, &len) != 1 ||
-        RAND_bytes(c->b, sizeof c->b) != 1)
-        goto fail;
+        RAND_bytes(c->b, sizeof c->b) != 1) {
+        fmq_secagg_client_free(c);
+        return FMQ_EIO;
+    }
     memcpy(pub_out, c->c_pub, FMQ_SECAGG_KEY);
     memcpy(pub_out + FMQ_SECAGG_KEY, c->s_pub, FMQ_SECAGG_KEY);
     return 0;
-fail:
-    fmq_secagg_client_free(c);
-    return FMQ_ENOMEM;
+}
+
+int fmq_secagg_client_join(struct fmq_secagg_client *c, const struct fmq_secagg_params *p, int u)
+{
+    if (!c->c_key || c->pubs || fmq_secagg_params_check(p) || u < 0 || u >= p->n) return FMQ_EINVAL;
+    if (!(c->pubs = calloc((size_t)p->n, sizeof *c->pubs)) ||
+        !(c->held = calloc((size_t)p->n, sizeof *c->held)) ||
+        !(c->have = calloc((size_t)p->n, 1))) {
+        free(c->pubs), free(c->held), free(c->have);
+        c->pubs = NULL, c->held = NULL, c->have = NULL;
+        return FMQ_ENOMEM;
+    }
+    c->p = *p;
+    c->u = u;
+    return 0;
+}
+
+int fmq_secagg_client_init(struct fmq_secagg_client *c, const struct fmq_secagg_params *p, int u,
+                           uint8_t pub_out[2 * FMQ_SECAGG_KEY])
+{
+    int rc;
+    if (fmq_secagg_params_check(p) || u < 0 || u >= p->n) {
+        memset(c, 0, sizeof *c);
+        return FMQ_EINVAL;
+    }
+    if ((rc = fmq_secagg_client_keys(c, pub_out)) != 0) return rc;
+    if ((rc = fmq_secagg_client_join(c, p, u)) != 0) fmq_secagg_client_free(c);
+    return rc;
 }
 
 int fmq_secagg_client_share(struct fmq_secagg_client *c, const uint8_t *pubs, uint8_t *out)
@@ -240,6 +270,10 @@ int fmq_secagg_client_share(struct fmq_secagg_client *c, const uint8_t *pubs, ui
     int n = c->p.n, rc;
     uint8_t *bs = malloc((size_t)n * FMQ_SECAGG_KEY), *ss = malloc((size_t)n * FMQ_SECAGG_KEY);
     uint8_t plain[FMQ_SECAGG_SHARE], key[FMQ_SECAGG_KEY];
+    if (!c->pubs) { /* not joined */
+        free(bs), free(ss);
+        return FMQ_EINVAL;
+    }
     if (!bs || !ss) {
         rc = FMQ_ENOMEM;
         goto out;
@@ -289,7 +323,7 @@ int fmq_secagg_client_mask(struct fmq_secagg_client *c, const uint8_t *shares_in
                            uint32_t *y)
 {
     uint8_t key[FMQ_SECAGG_KEY], plain[FMQ_SECAGG_SHARE];
-    int rc = 0;
+    int rc = c->pubs ? 0 : FMQ_EINVAL;
     for (int v = 0; v < c->p.n && rc == 0; v++) { /* the shares addressed to u */
         const uint8_t *in = shares_in + (size_t)v * FMQ_SECAGG_CIPHER;
         if (v == c->u || zeroes(in, FMQ_SECAGG_CIPHER)) continue;
@@ -318,6 +352,7 @@ int fmq_secagg_client_mask(struct fmq_secagg_client *c, const uint8_t *shares_in
 
 int fmq_secagg_client_unmask(struct fmq_secagg_client *c, const uint8_t *survived, uint8_t *out)
 {
+    if (!c->pubs) return FMQ_EINVAL;
     for (int v = 0; v < c->p.n; v++) {
         uint8_t *o = out + (size_t)v * (1 + FMQ_SECAGG_KEY);
         memset(o, 0, 1 + FMQ_SECAGG_KEY);

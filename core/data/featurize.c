@@ -441,6 +441,74 @@ void fmq_moments_finish(const struct fmq_moments *m, float *mean, float *std)
     }
 }
 
+/* The span z is taken over: the feature's range, at most 64 wide, so that the log-seconds
+ * features (range 709, real values below 20) keep their spread within 32-bit fixed point. */
+static double unit_span(int i, double *lo)
+{
+    double hi, w;
+    fmq_feat_range(i, lo, &hi);
+    w = hi - *lo;
+    return w < 64 ? w : 64;
+}
+
+static double clamp01(double v)
+{
+    return v > 0 ? (v < 1 ? v : 1) : 0;
+}
+
+void fmq_moments_to_unit(const struct fmq_moments *m, float *out)
+{
+    for (int i = 0; i < FMQ_FEAT_DIM; i++) {
+        double lo, w = unit_span(i, &lo), mz = clamp01((m->mean[i] - lo) / w);
+        double vz = m->n > 0 ? m->m2[i] / m->n / (w * w) : 0;
+        out[i] = (float)mz;
+        out[FMQ_FEAT_DIM + i] = (float)clamp01(vz + mz * mz);
+    }
+}
+
+int fmq_moments_from_unit(const double *sum, int k, struct fmq_moments *out)
+{
+    const double slack = 1e-3; /* fixed-point rounding of k values */
+    if (k < 1) return FMQ_ERANGE;
+    out->n = k;
+    for (int i = 0; i < FMQ_FEAT_DIM; i++) {
+        double lo, w, mz = sum[i] / k, ez = sum[FMQ_FEAT_DIM + i] / k, vz;
+        if (!(mz >= -slack && mz <= 1 + slack && ez >= -slack && ez <= 1 + slack))
+            return FMQ_ERANGE;
+        mz = clamp01(mz);
+        vz = ez - mz * mz;
+        vz = vz < 0 ? 0 : vz > mz * (1 - mz) ? mz * (1 - mz) : vz; /* Bhatia-Davis on [0, 1] */
+        w = unit_span(i, &lo);
+        out->mean[i] = lo + w * mz;
+        out->m2[i] = (double)k * vz * w * w;
+    }
+    return 0;
+}
+
+void fmq_stats_to_secure(const struct fmq_moments *all, const struct fmq_moments *benign,
+                         float *out)
+{
+    fmq_moments_to_unit(all, out);
+    out[FMQ_MOMENTS_UNIT] = benign && benign->n > 0;
+    if (benign && benign->n > 0)
+        fmq_moments_to_unit(benign, out + FMQ_MOMENTS_UNIT + 1);
+    else
+        memset(out + FMQ_MOMENTS_UNIT + 1, 0, FMQ_MOMENTS_UNIT * sizeof *out);
+}
+
+int fmq_stats_from_secure(const double *sum, int k, struct fmq_moments *all,
+                          struct fmq_moments *benign)
+{
+    double kb = floor(sum[FMQ_MOMENTS_UNIT] + 0.5); /* sites with benign rows */
+    int rc = fmq_moments_from_unit(sum, k, all);
+    fmq_moments_clear(benign);
+    if (rc != 0) return rc;
+    if (kb < 0 || kb > k) return FMQ_ERANGE;
+    if (kb >= 1 && fmq_moments_from_unit(sum + FMQ_MOMENTS_UNIT + 1, (int)kb, benign) != 0)
+        fmq_moments_clear(benign); /* a liar's profile: the model goes without one */
+    return 0;
+}
+
 int fmq_moments_check(const struct fmq_moments *m, char *err, size_t errlen)
 {
     if (!(m->n >= 1) || !isfinite(m->n)) {

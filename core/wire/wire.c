@@ -361,7 +361,8 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     pk_str(&pk, "client");
     /* report, ids and envelope only when not the default: older vectors hold */
     msgpack_pack_map(&pk, 13 + !g->client.report + !g->client.ids +
-                              (g->client.envelope != FMQ_WIRE_VERSION) + (g->client.personal != 0));
+                              (g->client.envelope != FMQ_WIRE_VERSION) + (g->client.personal != 0) +
+                              (g->client.secagg != 0));
     pk_kv_f32(&pk, "lr", g->client.lr);
     pk_kv_f32(&pk, "proximal_mu", g->client.proximal_mu);
     pk_kv_str(&pk, "codec", fmq_codec_name(g->client.codec));
@@ -380,6 +381,7 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     if (g->client.envelope != FMQ_WIRE_VERSION)
         pk_kv_u64(&pk, "envelope", (uint64_t)g->client.envelope);
     if (g->client.personal) pk_kv_u64(&pk, "personal", (uint64_t)g->client.personal);
+    if (g->client.secagg) pk_kv_u64(&pk, "secagg", 1);
     pk_str(&pk, "selected");
     if (g->nselected > 0 && g->selected) {
         msgpack_pack_array(&pk, (size_t)g->nselected);
@@ -907,7 +909,7 @@ static int rd_client(struct rd *r, const msgpack_object *o, struct fmq_client_pl
         (rc = rd_f32_in(r, o, "proximal_mu", 0, 100, &c->proximal_mu)) ||
         (rc = rd_str(r, o, "codec", codec, sizeof codec, 0)))
         return rc;
-    if (fmq_codec_parse(codec, &c->codec) != 0)
+    if (fmq_codec_parse(codec, &c->codec) != 0 || c->codec == FMQ_CODEC_MASKED)
         return fail(r, FMQ_EFORMAT, "codec", "unknown codec");
     if ((rc = rd_f32_in(r, o, "ratio", 1e-6, 1, &c->ratio)) ||
         (rc = rd_int_in(r, o, "block", 4096, &c->block)) ||
@@ -924,7 +926,8 @@ static int rd_client(struct rd *r, const msgpack_object *o, struct fmq_client_pl
         (get(o, "envelope") &&
          (rc = rd_int_in(r, o, "envelope", FMQ_WIRE_UPDATE_COMPACT, &c->envelope))) ||
         (get(o, "personal") &&
-         (rc = rd_int_in(r, o, "personal", FMQ_PERSONAL_FINETUNE, &c->personal))))
+         (rc = rd_int_in(r, o, "personal", FMQ_PERSONAL_FINETUNE, &c->personal))) ||
+        (get(o, "secagg") && (rc = rd_int_in(r, o, "secagg", 1, &c->secagg))))
         return rc;
     if (c->block < 8 || c->eval_every < 1)
         return fail(r, FMQ_ERANGE, "block", "block below 8 or eval_every 0");
@@ -1150,5 +1153,121 @@ int fmq_wire_decode_status(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
     s->calib[0] = 0;
     if (get(&root, "calib") && (rc = rd_str(&r, &root, "calib", s->calib, sizeof s->calib, 0)) != 0)
         return rc;
+    return 0;
+}
+
+/* ---- secure aggregation's messages (schemas/wire.md, "secagg") ---- */
+
+static const char *const sa_steps[] = {"",       "keys",  "shares",   "answer",
+                                       "roster", "inbox", "survivors"};
+
+int fmq_wire_encode_secagg(const struct fmq_secagg_msg *s, struct fmq_buf *out)
+{
+    msgpack_packer pk;
+    int roster = s->step == FMQ_SA_ROSTER;
+    if (s->step < FMQ_SA_KEYS || s->step > FMQ_SA_SURVIVORS || !fmq_id_valid(s->run) ||
+        (s->len && !s->data))
+        return FMQ_EINVAL;
+    out->len = 0;
+    msgpack_packer_init(&pk, out, buf_write);
+    pk_header(&pk, 7 + 7 * roster, "secagg");
+    pk_kv_str(&pk, "step", sa_steps[s->step]);
+    pk_kv_str(&pk, "run", s->run);
+    pk_kv_u64(&pk, "version", s->version);
+    pk_kv_u64(&pk, "phase", (uint64_t)s->phase);
+    if (roster) {
+        pk_kv_u64(&pk, "idx", (uint64_t)s->idx);
+        pk_kv_u64(&pk, "n", (uint64_t)s->n);
+        pk_kv_u64(&pk, "t", (uint64_t)s->t);
+        pk_kv_u64(&pk, "dim", s->dim);
+        pk_kv_u64(&pk, "frac", (uint64_t)s->frac_bits);
+        pk_kv_f32(&pk, "clip", s->clip);
+        pk_kv_f32(&pk, "l2", s->l2);
+    }
+    pk_str(&pk, "data");
+    msgpack_pack_bin(&pk, s->len);
+    msgpack_pack_bin_body(&pk, s->data, s->len);
+    return finish(out, 0);
+}
+
+/* The data's length each step must have, for n agents (roster: n is in the message). */
+static size_t sa_len(int step, int n)
+{
+    switch (step) {
+    case FMQ_SA_KEYS:
+        return 2 * FMQ_SECAGG_KEY;
+    case FMQ_SA_SHARES:
+    case FMQ_SA_INBOX:
+        return (size_t)n * FMQ_SECAGG_CIPHER;
+    case FMQ_SA_ANSWER:
+        return (size_t)n * FMQ_SECAGG_ANSWER;
+    case FMQ_SA_ROSTER:
+        return (size_t)n * 2 * FMQ_SECAGG_KEY;
+    case FMQ_SA_SURVIVORS:
+        return (size_t)n;
+    }
+    return 0;
+}
+
+int fmq_wire_decode_secagg(struct fmq_wire_dec *d, const uint8_t *buf, size_t len, int n,
+                           struct fmq_secagg_msg *s, struct fmq_buf *data, char *err, size_t errlen)
+{
+    struct rd r = {err, errlen, "secagg"};
+    msgpack_object root;
+    const msgpack_object *o;
+    char type[16], step[16];
+    uint64_t v;
+    int rc;
+
+    memset(s, 0, sizeof *s);
+    if (len > FMQ_WIRE_SA_MAX) {
+        snprintf(err, errlen, "secagg: %zu bytes exceeds the %u byte limit", len,
+                 (unsigned)FMQ_WIRE_SA_MAX);
+        return FMQ_ETOOBIG;
+    }
+    if ((rc = open_msg(d, buf, len, "secagg", &root, type, &r, NULL)) != 0) return rc;
+    if ((rc = rd_str(&r, &root, "step", step, sizeof step, 0)) != 0) return rc;
+    for (int k = FMQ_SA_KEYS; k <= FMQ_SA_SURVIVORS && !s->step; k++)
+        if (!strcmp(step, sa_steps[k])) s->step = k;
+    if (!s->step) return fail(&r, FMQ_EFORMAT, "step", "unknown step");
+    if ((rc = rd_str(&r, &root, "run", s->run, sizeof s->run, 1)) ||
+        (rc = rd_u64(&r, &root, "version", FMQ_VERSION_MAX, &s->version)) ||
+        (rc = rd_int_in(&r, &root, "phase", FMQ_PHASE_CALIB, &s->phase)))
+        return rc;
+    if (s->phase != FMQ_PHASE_STATS && s->phase != FMQ_PHASE_TRAIN)
+        return fail(&r, FMQ_ERANGE, "phase", "not a statistics or training round");
+    if (s->step == FMQ_SA_ROSTER) {
+        if ((rc = rd_int_in(&r, &root, "n", FMQ_SECAGG_MAX_N, &s->n)) ||
+            (rc = rd_int_in(&r, &root, "idx", FMQ_SECAGG_MAX_N, &s->idx)) ||
+            (rc = rd_int_in(&r, &root, "t", FMQ_SECAGG_MAX_N, &s->t)) ||
+            (rc = rd_u64(&r, &root, "dim", FMQ_MODEL_MAXPARAMS, &v)) ||
+            (rc = rd_int_in(&r, &root, "frac", 30, &s->frac_bits)) ||
+            (rc = rd_f32_in(&r, &root, "clip", 1e-6, 1e6, &s->clip)) ||
+            (rc = rd_f32_in(&r, &root, "l2", 0, 1e6, &s->l2)))
+            return rc;
+        s->dim = (uint32_t)v;
+        if (s->n < 2 || s->idx >= s->n || s->t < 2 || s->t > s->n || s->dim == 0)
+            return fail(&r, FMQ_ERANGE, "n", "n, idx, t or dim out of range");
+        n = s->n;
+    }
+    if (!(o = get(&root, "data")) || o->type != MSGPACK_OBJECT_BIN)
+        return fail(&r, FMQ_ETYPE, "data", "missing or not binary");
+    if (n == 0 && s->step != FMQ_SA_KEYS && s->step != FMQ_SA_ROSTER) { /* any roster size */
+        size_t e = sa_len(s->step, 1);
+        n = (int)(o->via.bin.size / e);
+        if (o->via.bin.size % e) n = 0;
+    }
+    if (s->step != FMQ_SA_KEYS && (n < 2 || n > FMQ_SECAGG_MAX_N))
+        return fail(&r, FMQ_EDIM, "data", "not the data of 2 to 255 agents");
+    if (o->via.bin.size != sa_len(s->step, n)) {
+        char what[96];
+        snprintf(what, sizeof what, "%u bytes, the %s step of %d agents has %zu", o->via.bin.size,
+                 step, n, sa_len(s->step, n));
+        return fail(&r, FMQ_EDIM, "data", what);
+    }
+    if ((rc = fmq_buf_set(data, o->via.bin.ptr, o->via.bin.size)) != 0)
+        return fail(&r, rc, "data", "out of memory");
+    s->data = data->data;
+    s->len = data->len;
     return 0;
 }

@@ -9,6 +9,10 @@
  *   topk-sign  the same with one sign bit per value and the block's mean magnitude as its
  *              scale (scaled sign, Karimireddy et al. 2019; with top-k as in Sattler et al.
  *              2019, "Sparse binary compression")
+ *   masked-u32 a secure-aggregation vector (secagg.h): dim uint32 words, little-endian, masked
+ *              fixed point that means nothing alone. Never chosen as a plan's codec: the agent
+ *              writes the words itself and fmq_codec_encode refuses it; decoding copies the
+ *              words' bits into the float array (no finiteness: they are not floats).
  * Top-k runs with error feedback (Seide et al. 2014; Stich et al. 2018; Lin et al. 2018, DGC):
  * the agent keeps what it did not send in a residual and adds it to its next update, so nothing
  * is lost, only delayed. int8 may round stochastically (unbiased). Byte layouts are in
@@ -31,7 +35,8 @@ enum fmq_codec {
     FMQ_CODEC_TOPK_I8 = 6,
     FMQ_CODEC_TOPK_I4 = 7,
     FMQ_CODEC_TOPK_SIGN = 8,
-    FMQ_CODEC_LAST = FMQ_CODEC_TOPK_SIGN
+    FMQ_CODEC_MASKED = 9,
+    FMQ_CODEC_LAST = FMQ_CODEC_MASKED
 };
 #define FMQ_CODEC_BLOCK_DEFAULT 64
 

@@ -86,6 +86,29 @@ struct fmq_moments_rule {
 int fmq_moments_robust_merge(const struct fmq_moments *in, size_t n,
                              const struct fmq_moments_rule *rule, struct fmq_moments *out,
                              int *kept, int *capped);
+/* The statistics round under secure aggregation (secagg.h), where the coordinator sees only a
+ * sum: one site's moments as FMQ_MOMENTS_UNIT values in [0, 1] that add up across sites. Per
+ * feature, with z = (x - lo) / w over its range (fmq_feat_range), w = hi - lo but at most 64 (the
+ * log-seconds features' range is 709 while real values stay below 20: a narrower span keeps
+ * their spread within 32-bit fixed point; a mean beyond it is clamped): the mean of z, then its
+ * second moment E[z^2]. Every site counts once (the equal-weight mixture of the sites'
+ * distributions): weighting by counts would put each site's count in the clear and let one
+ * liar's count outweigh the fleet. Every value is clipped to [-1, 1] before masking, so a lying
+ * site moves a feature's mean by at most 2w / k. */
+#define FMQ_MOMENTS_UNIT (2 * FMQ_FEAT_DIM)
+void fmq_moments_to_unit(const struct fmq_moments *m, float *out);
+/* From the sum of k sites' unit vectors: the mixture's moments (n = k), each mean clamped to its
+ * range and each variance to the Bhatia-Davis bound, so fmq_moments_check holds. FMQ_ERANGE when
+ * k < 1 or a sum is outside what k sites in [0, 1] can make (beyond rounding). */
+int fmq_moments_from_unit(const double *sum, int k, struct fmq_moments *out);
+/* What one site masks in a secure statistics round: its moments' unit vector, 1 when it has
+ * benign rows (0 else), and their unit vector (zeros without). _from_secure takes the sum over
+ * k sites and gives both mixtures; benign->n is 0 when no site had benign rows. */
+#define FMQ_STATS_SECURE_DIM (2 * FMQ_MOMENTS_UNIT + 1)
+void fmq_stats_to_secure(const struct fmq_moments *all, const struct fmq_moments *benign,
+                         float *out);
+int fmq_stats_from_secure(const double *sum, int k, struct fmq_moments *all,
+                          struct fmq_moments *benign);
 /* Whether a normalisation (in_dim FMQ_FEAT_DIM means and stds, as fmq_moments_finish makes
  * them) could come from such moments: every mean inside its range, every std in
  * [FMQ_FEAT_STD_FLOOR, max(FMQ_FEAT_STD_FLOOR, (hi - lo) / 2)]. 0, or FMQ_ERANGE with err. */

@@ -33,6 +33,7 @@
 #define FMQ_SECAGG_KEY 32    /* X25519 keys, seeds */
 #define FMQ_SECAGG_SHARE (1 + 2 * FMQ_SECAGG_KEY) /* x, b share, s share */
 #define FMQ_SECAGG_CIPHER (FMQ_SECAGG_SHARE + 16) /* + Poly1305 tag */
+#define FMQ_SECAGG_ANSWER (1 + FMQ_SECAGG_KEY)    /* one round-3 answer entry */
 
 struct fmq_secagg_params {
     int n;                /* agents, indices 0..n-1, at most FMQ_SECAGG_MAX_N */
@@ -42,6 +43,9 @@ struct fmq_secagg_params {
     float clip;           /* every coordinate clipped to +-clip before encoding */
     uint8_t round_id[16]; /* binds keys and masks to one round (e.g. the model version) */
 };
+/* A round id for fedmq's rounds: the version (little-endian), then an FNV-1a 64 of the
+ * coordinator's run id and the phase. */
+void fmq_secagg_round_id(const char *run, uint64_t version, int phase, uint8_t id[16]);
 /* The sum of n values in [-clip, clip] at frac_bits must fit a signed 32-bit ring. 0 or
  * FMQ_EINVAL. */
 int fmq_secagg_params_check(const struct fmq_secagg_params *p);
@@ -57,7 +61,13 @@ struct fmq_secagg_client {
     uint8_t (*held)[FMQ_SECAGG_SHARE]; /* owned: the share each agent v gave this one */
     uint8_t *have;                     /* owned: which held[v] arrived */
 };
-/* Round 0: makes the key pairs; pub_out gets (c_pub, s_pub), 64 bytes. */
+/* Round 0 in two steps, for a carrier where the agents' number and order are known only once
+ * the keys are in (fedmq over MQTT: the coordinator fixes the roster from the keys it got):
+ * _keys makes the key pairs and the self-mask seed (pub_out gets (c_pub, s_pub), 64 bytes);
+ * _join then sets the round's parameters and this agent's index. Free with _free either way. */
+int fmq_secagg_client_keys(struct fmq_secagg_client *c, uint8_t pub_out[2 * FMQ_SECAGG_KEY]);
+int fmq_secagg_client_join(struct fmq_secagg_client *c, const struct fmq_secagg_params *p, int u);
+/* Both at once: makes the key pairs; pub_out gets (c_pub, s_pub), 64 bytes. */
 int fmq_secagg_client_init(struct fmq_secagg_client *c, const struct fmq_secagg_params *p, int u,
                            uint8_t pub_out[2 * FMQ_SECAGG_KEY]);
 void fmq_secagg_client_free(struct fmq_secagg_client *c);

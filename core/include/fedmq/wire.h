@@ -14,6 +14,7 @@
 #include "fedmq/featurize.h"
 #include "fedmq/gpt.h"
 #include "fedmq/model.h"
+#include "fedmq/secagg.h"
 
 #define FMQ_WIRE_VERSION 1
 #define FMQ_WIRE_UPDATE_COMPACT 2        /* "v" of the compact update envelope (schemas/wire.md) */
@@ -92,6 +93,8 @@ struct fmq_client_plan {
     int ids;           /* agents name agent and task in updates (1) or leave them to the topic */
     int envelope;      /* update envelope version: 1, or 2 (compact, FMQ_WIRE_UPDATE_COMPACT) */
     int personal;      /* enum fmq_personal: how a site with labels personalises its scoring */
+    int secagg;        /* secure aggregation (secagg.h): agents take part in the masking
+                          protocol on the secagg topics and send masked-u32 updates */
 };
 /* Personalisation (learner.h): none, or finetune: a site with labelled benign validation flows
  * scores with its own fine-tuned copy of the global model (the local model of its last round,
@@ -190,5 +193,42 @@ int fmq_wire_peek(struct fmq_wire_dec *d, const uint8_t *buf, size_t len, char *
 /* Structural check of one msgpack object spanning exactly len bytes (wire_check.c). On failure
  * *where is the byte offset of the problem. */
 int fmq_wire_check(const uint8_t *buf, size_t len, int max_depth, size_t *where);
+
+/* Secure aggregation over the bus (secagg.h; topics and steps in schemas/topics.md). Agents
+ * send keys, shares and answers on <root>/<task>/secagg/<agent>; the coordinator answers each
+ * on <root>/<task>/secagg-to/<agent> with the roster (its index, the round's parameters and
+ * every agent's public keys), its inbox (the shares addressed to it) and the survivors; the
+ * masked vector itself travels as an update with codec masked-u32. run, version and phase name
+ * the round the message belongs to. */
+enum fmq_sa_step {
+    FMQ_SA_KEYS = 1,  /* agent: its two public keys, 64 bytes */
+    FMQ_SA_SHARES,    /* agent: n encrypted shares, FMQ_SECAGG_CIPHER each, by recipient */
+    FMQ_SA_ANSWER,    /* agent: n round-3 answers, FMQ_SECAGG_ANSWER each */
+    FMQ_SA_ROSTER,    /* coordinator: n x 64 bytes of public keys, with idx, n, t, dim, ... */
+    FMQ_SA_INBOX,     /* coordinator: the n shares addressed to this agent, by sender */
+    FMQ_SA_SURVIVORS, /* coordinator: n bytes, 1 where the agent's masked update arrived */
+};
+#define FMQ_WIRE_SA_MAX (64u << 10) /* a secagg message's bytes (255 x 97 shares fit) */
+struct fmq_secagg_msg {
+    int step; /* enum fmq_sa_step */
+    char run[FMQ_ID_MAX];
+    uint64_t version; /* global model version the round started from */
+    int phase;        /* FMQ_PHASE_STATS or FMQ_PHASE_TRAIN */
+    /* roster only */
+    int idx, n, t;
+    uint32_t dim;        /* the masked vector's length */
+    int frac_bits;       /* fixed point */
+    float clip;          /* each coordinate clipped to +-clip */
+    float l2;            /* agents clip their update's L2 norm to this first (DP-FedAvg), 0 = no */
+    const uint8_t *data; /* encode: borrowed; decode: points into the caller's buffer */
+    size_t len;
+};
+int fmq_wire_encode_secagg(const struct fmq_secagg_msg *s, struct fmq_buf *out);
+/* n: the roster's size the data is checked against (ignored for keys and the roster, which
+ * carries its own; 0: any size from 2 to 255 agents, as the broker checks); the data is copied
+ * into `data`. */
+int fmq_wire_decode_secagg(struct fmq_wire_dec *d, const uint8_t *buf, size_t len, int n,
+                           struct fmq_secagg_msg *s, struct fmq_buf *data, char *err,
+                           size_t errlen);
 
 #endif
