@@ -1,5 +1,6 @@
 /* fedmq-inspect: subscribes to topic filters and prints every message as one JSON line on
- * stdout: topic, retained flag, size, and the decoded envelope (update, global model, status) or
+ * stdout: topic, retained flag, size, and the decoded envelope (update, global model, status,
+ * secure aggregation step) or
  * the JSON text (metrics, alerts, sensor records) as a string. For operators and for the
  * integration tests, which read what really crossed the broker.
  * Usage: fedmq-inspect [--broker URI] [--count N] [--timeout S] [FILTER...] */
@@ -89,8 +90,11 @@ static void print_msg(struct fmq_wire_dec *d, const struct fmq_mq_msg *m)
         u.delta_cap = sizeof delta / sizeof delta[0];
         u.stats = &mo;
         u.benign = &bmo;
-        if (fmq_wire_decode_update(d, m->payload, m->len, 0, &u, err, sizeof err) == 0 &&
-            fmq_update_topic_ids(&u, m->topic, err, sizeof err) == 0)
+        if (fmq_wire_decode_update(d, m->payload, m->len, 0, &u, err, sizeof err) != 0 ||
+            fmq_update_topic_ids(&u, m->topic, err, sizeof err) != 0) {
+            printf("\"kind\":\"invalid\",\"error\":");
+            put_escaped((const uint8_t *)err, strlen(err));
+        } else {
             printf("\"kind\":\"update\",\"agent\":\"%s\",\"task\":\"%s\",\"base\":%llu,"
                    "\"seq\":%llu,\"n\":%llu,\"codec\":\"%s\",\"dim\":%u,\"stats\":%s,"
                    "\"loss\":%.6f,\"val_acc\":%.6f,\"val_f1\":%.6f,\"sketch_benign\":%ld",
@@ -98,10 +102,29 @@ static void print_msg(struct fmq_wire_dec *d, const struct fmq_mq_msg *m)
                    (unsigned long long)u.n_examples, fmq_codec_name(u.codec), u.dim,
                    u.has_stats ? "true" : "false", u.metrics.loss, u.metrics.accuracy, u.metrics.f1,
                    u.has_sketch ? (long)u.sketch.n : -1L);
+            if (u.codec == FMQ_CODEC_MASKED) { /* the share of words within +-2^24 as int32:
+                                                  0.8% when masked, all for a clear change */
+                uint32_t small = 0;
+                for (uint32_t i = 0; i < u.dim; i++) {
+                    int32_t w;
+                    memcpy(&w, &u.delta[i], sizeof w);
+                    small += w > -(1 << 24) && w < (1 << 24);
+                }
+                printf(",\"words_small\":%.6f", u.dim ? (double)small / u.dim : 0.0);
+            }
+        }
+    } else if (!strcmp(type, "secagg")) {
+        struct fmq_secagg_msg sm;
+        struct fmq_buf data = {0};
+        if (fmq_wire_decode_secagg(d, m->payload, m->len, 0, &sm, &data, err, sizeof err) == 0)
+            printf("\"kind\":\"secagg\",\"step\":%d,\"version\":%llu,\"phase\":%d,"
+                   "\"data_bytes\":%zu",
+                   sm.step, (unsigned long long)sm.version, sm.phase, sm.len);
         else {
             printf("\"kind\":\"invalid\",\"error\":");
             put_escaped((const uint8_t *)err, strlen(err));
         }
+        fmq_buf_free(&data);
     } else if (!strcmp(type, "global")) {
         struct fmq_model mdl = {0};
         struct fmq_global g = {0};

@@ -9,7 +9,9 @@ identity <site>.sensors (a labeller). Returns the final round's metrics, plus "r
 coordinator had not finished its rounds after `timeout` seconds; the metrics are then the last
 round's it closed, or F1 NaN when it closed none). absent=k leaves the first k sites (the ones
 attackers are taken from) out altogether: the fleet an attack is to be judged against, since an
-attacker also takes its own site's honest data out of the federation."""
+attacker also takes its own site's honest data out of the federation. agent_args maps a site's
+index to more agent flags; watch (plain broker only) is a topic filter whose messages, as
+fedmq-inspect decodes them, come back in "watched"."""
 import json
 import math
 import os
@@ -35,7 +37,7 @@ SITES = [("mirai-a", 0, "0:0.175"), ("trojan", 1, "0:0.7"), ("mirai-b", 0, "0.17
 
 def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, robust=None,
         rounds=8, coordinator_args=(), attack_count=0, secure=False, timeout=600, deadline=20,
-        absent=0):
+        absent=0, agent_args=None, watch=None):
     sites = SITES[absent:]
     with session(SimpleNamespace(build=build, source=source, mosquitto=mosquitto),
                  "fedmq-fleet-") as h:
@@ -57,12 +59,16 @@ def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, ro
             extra = ["--attack", attack, "--attack-scale", str(attack_scale),
                      "--attack-seed", "77", "--attack-count", str(attack_count)] \
                 if i < attackers else []
+            extra = extra + list((agent_args or {}).get(i, []))
             h.spawn("agent-" + site, [h.bin("agent/fedmq-agent"), "--broker", broker, "--id", site,
                                       "--sensors", "sensors/%s/+/conn" % site, "--min-train", "50"]
                     + extra + tls_of(site))
         bus = (sec.inspect("bus", "dashboard", "fedmq/iot23/status/#") if secure
                else h.inspect("bus", "fedmq/iot23/status/#"))
         h.wait_online(bus, len(sites), 30)
+        if watch:
+            assert not secure, "watch reads as an anonymous client: plain broker only"
+            watched = h.inspect("watched", watch)
         for site, ci, rng in sites:
             ident = ["--client-id", site + ".sensors"] + tls_of(site + ".sensors") \
                 if secure else []
@@ -96,6 +102,8 @@ def run(build, source, mosquitto, attackers=0, attack="none", attack_scale=0, ro
         m = dict(ms[-1]) if ms else {"f1": math.nan, "model_finite": False, "robust": {}}
         m["rounds_closed"] = sum(1 for x in ms if x.get("phase") == "train")
         m["timed_out"] = timed_out
+        if watch:
+            m["watched"] = h.messages(watched)
         try:
             with open(peak) as f:
                 m["coordinator_peak_kb"] = int(f.read().split()[-1])
