@@ -223,6 +223,18 @@ static int dec(int codec, const char *bytes, size_t n, uint32_t dim)
 
 static void test_hostile_payloads(void)
 {
+    { /* masked words: copied bit for bit (a NaN pattern too), exactly dim x 4 bytes */
+        float out[2];
+        uint32_t w[2];
+        char err[128];
+        CU_ASSERT_EQUAL(fmq_codec_decode(FMQ_CODEC_MASKED, (const uint8_t *)"\x01\0\0\0\0\0\xc0\x7f",
+                                         8, 2, out, err, sizeof err),
+                        0);
+        memcpy(w, out, sizeof w);
+        CU_ASSERT(w[0] == 1 && w[1] == 0x7fc00000u);
+        CU_ASSERT_EQUAL(dec(FMQ_CODEC_MASKED, "\0\0\0\0", 4, 2), FMQ_EFORMAT);
+        CU_ASSERT_EQUAL(dec(FMQ_CODEC_MASKED, "\0\0\0\0\0", 5, 1), FMQ_EFORMAT);
+    }
     /* dense */
     CU_ASSERT_EQUAL(dec(FMQ_CODEC_DENSE_F32, "\0\0\x80\x3f", 4, 1), 0);
     CU_ASSERT_EQUAL(dec(FMQ_CODEC_DENSE_F32, "\0\0\x80\x3f", 4, 2), FMQ_EDIM);

@@ -262,6 +262,62 @@ static void test_moments_robust(void)
     CU_ASSERT_EQUAL(fmq_moments_robust_merge(in, 0, &rule, &out, kept, &capped), FMQ_EINVAL);
 }
 
+
+/* The secure statistics round (fmq_stats_to_secure): two sites of equal size summed as unit
+ * vectors give their exact merge back; a site of all-ones moves a mean by at most w / k; a sum
+ * no k sites can make is refused. */
+static void test_stats_secure(void)
+{
+    struct fmq_moments a, b, ab, got, gotb, none;
+    float x[FMQ_FEAT_DIM], va[FMQ_STATS_SECURE_DIM], vb[FMQ_STATS_SECURE_DIM];
+    double sum[FMQ_STATS_SECURE_DIM];
+    fmq_moments_clear(&a);
+    fmq_moments_clear(&b);
+    fmq_moments_clear(&none);
+    for (int i = 0; i < 400; i++) {
+        for (int k = 0; k < FMQ_FEAT_DIM; k++) {
+            double lo, hi;
+            fmq_feat_range(k, &lo, &hi);
+            x[k] = (float)(lo + (hi - lo < 8 ? hi - lo : 8) * (((i * 7 + k * 3) % 17) / 17.0));
+        }
+        fmq_moments_add(i % 2 ? &a : &b, x);
+    }
+    ab = a;
+    fmq_moments_merge(&ab, &b);
+    fmq_stats_to_secure(&a, &a, va); /* a also gives its benign profile, b none */
+    fmq_stats_to_secure(&b, &none, vb);
+    CU_ASSERT_EQUAL(vb[FMQ_MOMENTS_UNIT], 0.0f);
+    for (int i = 0; i < FMQ_STATS_SECURE_DIM; i++) {
+        CU_ASSERT(va[i] >= 0 && va[i] <= 1);
+        sum[i] = (double)va[i] + vb[i];
+    }
+    CU_ASSERT_EQUAL_FATAL(fmq_stats_from_secure(sum, 2, &got, &gotb), 0);
+    CU_ASSERT_DOUBLE_EQUAL(gotb.n, 1, 0); /* one site's profile */
+    for (int k = 0; k < FMQ_FEAT_DIM; k++) {
+        double lo, hi, w;
+        fmq_feat_range(k, &lo, &hi);
+        w = hi - lo < 64 ? hi - lo : 64;
+        CU_ASSERT_DOUBLE_EQUAL(got.mean[k], ab.mean[k], 1e-5 * w);
+        CU_ASSERT_DOUBLE_EQUAL(got.m2[k] / got.n, ab.m2[k] / ab.n, 1e-4 * w * w);
+        CU_ASSERT_DOUBLE_EQUAL(gotb.mean[k], a.mean[k], 1e-5 * w);
+    }
+    { /* a liar's vector of ones next to one honest site: a mean moves by at most w / 2 */
+        for (int i = 0; i < FMQ_STATS_SECURE_DIM; i++) sum[i] = (double)va[i] + 1.0;
+        sum[FMQ_MOMENTS_UNIT] = 2;
+        CU_ASSERT_EQUAL(fmq_stats_from_secure(sum, 2, &got, &gotb), 0);
+        for (int k = 0; k < FMQ_FEAT_DIM; k++) {
+            double lo, hi, w;
+            fmq_feat_range(k, &lo, &hi);
+            w = hi - lo < 64 ? hi - lo : 64;
+            CU_ASSERT(fabs(got.mean[k] - a.mean[k]) <= w / 2 + 1e-9);
+        }
+        CU_ASSERT_EQUAL(fmq_moments_check(&got, (char[160]){0}, 160), 0);
+        sum[3] = 2.5; /* more than two sites in [0, 1] can sum to */
+        CU_ASSERT_EQUAL(fmq_stats_from_secure(sum, 2, &got, &gotb), FMQ_ERANGE);
+        CU_ASSERT_EQUAL(fmq_stats_from_secure(sum, 0, &got, &gotb), FMQ_ERANGE);
+    }
+}
+
 int init_featurize_tests(void)
 {
     static const struct fmq_test t[] = {{"flow fields", test_flow_fields},
@@ -270,6 +326,7 @@ int init_featurize_tests(void)
                                         {"moments merge", test_moments_merge},
                                         {"feature ranges, checks", test_ranges_and_checks},
                                         {"moments, robust merge", test_moments_robust},
+                                        {"statistics, secure round", test_stats_secure},
                                         {NULL, NULL}};
     return fmq_add_suite("featurize", t);
 }

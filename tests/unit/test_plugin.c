@@ -417,12 +417,66 @@ static void test_policy_hardening(void)
     free(p);
 }
 
+
+#define CHECK(id, acc, t, pl, n, r) fmq_policy_check(p, id, id, acc, t, pl, n, r, 100.0)
+/* Secure aggregation's topics: an agent writes keys, shares and answers on its own secagg topic
+ * only, never retained and never a coordinator's step; it reads only its own secagg-to topic;
+ * the coordinator reads every agent's and writes to each. */
+static void test_policy_secagg(void)
+{
+    struct fmq_policy *p = calloc(1, sizeof *p);
+    struct fmq_buf b = {0};
+    struct fmq_secagg_msg m;
+    static uint8_t data[5 * FMQ_SECAGG_CIPHER];
+    char err[200];
+    fmq_policy_default(p);
+    CU_ASSERT(fmq_policy_set(p, "coordinators", "coord", err, sizeof err) == 0);
+    CU_ASSERT_FATAL(fmq_policy_init(p) == 0);
+    memset(&m, 0, sizeof m);
+    m.step = FMQ_SA_SHARES;
+    strcpy(m.run, "r1-x");
+    m.version = 3;
+    m.phase = FMQ_PHASE_TRAIN;
+    m.data = data;
+    m.len = sizeof data;
+    CU_ASSERT_FATAL(fmq_wire_encode_secagg(&m, &b) == 0);
+    CU_ASSERT_EQUAL(CHECK("a1", FMQ_ACC_WRITE, "fedmq/iot23/secagg/a1", b.data, b.len, 0),
+                    FMQ_DENY_OK);
+    CU_ASSERT_EQUAL(CHECK("a1", FMQ_ACC_WRITE, "fedmq/iot23/secagg/a2", b.data, b.len, 0),
+                    FMQ_DENY_TOPIC);
+    CU_ASSERT_EQUAL(CHECK("a1", FMQ_ACC_WRITE, "fedmq/iot23/secagg/a1", b.data, b.len, 1),
+                    FMQ_DENY_RETAIN);
+    CU_ASSERT_EQUAL(CHECK("a1", FMQ_ACC_WRITE, "fedmq/iot23/secagg/a1", b.data, b.len - 3, 0),
+                    FMQ_DENY_MALFORMED);
+    CU_ASSERT_EQUAL(CHECK("a1", FMQ_ACC_WRITE, "fedmq/iot23/secagg-to/a2", b.data, b.len, 0),
+                    FMQ_DENY_TOPIC);
+    m.step = FMQ_SA_INBOX; /* the coordinator's step, from an agent */
+    CU_ASSERT_FATAL(fmq_wire_encode_secagg(&m, &b) == 0);
+    CU_ASSERT_EQUAL(CHECK("a1", FMQ_ACC_WRITE, "fedmq/iot23/secagg/a1", b.data, b.len, 0),
+                    FMQ_DENY_MALFORMED);
+    CU_ASSERT_EQUAL(CHECK("coord", FMQ_ACC_WRITE, "fedmq/iot23/secagg-to/a2", b.data, b.len, 0),
+                    FMQ_DENY_OK);
+    CU_ASSERT_EQUAL(CHECK("a1", FMQ_ACC_SUBSCRIBE, "fedmq/iot23/secagg-to/a1", NULL, 0, 0),
+                    FMQ_DENY_OK);
+    CU_ASSERT_EQUAL(CHECK("a1", FMQ_ACC_SUBSCRIBE, "fedmq/iot23/secagg-to/+", NULL, 0, 0),
+                    FMQ_DENY_TOPIC);
+    CU_ASSERT_EQUAL(CHECK("a1", FMQ_ACC_SUBSCRIBE, "fedmq/iot23/secagg/+", NULL, 0, 0),
+                    FMQ_DENY_TOPIC);
+    CU_ASSERT_EQUAL(CHECK("coord", FMQ_ACC_SUBSCRIBE, "fedmq/iot23/secagg/+", NULL, 0, 0),
+                    FMQ_DENY_OK);
+    fmq_policy_free(p);
+    fmq_buf_free(&b);
+    free(p);
+}
+#undef CHECK
+
 int init_plugin_tests(void)
 {
     static const struct fmq_test t[] = {{"topic matching", test_policy_topics},
                                         {"plugin with broker stubs", test_plugin},
                                         {"update rate", test_policy_rate},
                                         {"hardening (issue 15)", test_policy_hardening},
+                                        {"secure aggregation topics", test_policy_secagg},
                                         {NULL, NULL}};
     return fmq_add_suite("plugin", t);
 }
