@@ -382,6 +382,7 @@ static int coord_sa_step(struct coord *c, int target, int deadline, int late)
         }
         return 0;
     case SA_KEYS:
+        if (target > FMQ_SECAGG_MAX_N) target = FMQ_SECAGG_MAX_N; /* the rest: next round */
         if ((s->n >= target || deadline) && s->n >= c->cfg.min_participants &&
             s->n >= c->cfg.secagg_min) {
             start_roster(c);
