@@ -8,9 +8,9 @@
 #include "fedmq/tokenize.h"
 #include "fedmq/version.h"
 
-const char *const agent_bool_keys[] = {"check", "tls_verify_hostname", "clean_session",
-                                       "train", "calib_tighten",       "calib_novelty_beyond_cap",
-                                       NULL};
+const char *const agent_bool_keys[] = {
+    "check",         "tls_verify_hostname",      "clean_session", "train",
+    "calib_tighten", "calib_novelty_beyond_cap", "calib_union",   NULL};
 
 int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errlen)
 {
@@ -78,6 +78,17 @@ int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "calib_tighten")) return fmq_parse_bool(v, &c->calib.tighten);
     if (!strcmp(k, "calib_novelty_beyond_cap"))
         return fmq_parse_bool(v, &c->calib.novelty_beyond_cap);
+    if (!strcmp(k, "calib_union")) return fmq_parse_bool(v, &c->calib.union_levels);
+    if (!strcmp(k, "calib_spikes")) {
+        static const char *const names[] = {"off", "fleet", "below"};
+        for (int i = FMQ_SPIKE_OFF; i <= FMQ_SPIKE_BELOW; i++)
+            if (!strcmp(v, names[i])) {
+                c->calib.spikes = i;
+                return 0;
+            }
+        snprintf(err, errlen, "expected off, fleet or below");
+        return FMQ_EINVAL;
+    }
     if (!strcmp(k, "giot_steps")) return fmq_parse_long(v, 1, 1000000, &c->learn.giot_steps);
     if (!strcmp(k, "giot_batch")) return fmq_parse_int(v, 1, 1024, &c->learn.giot_batch);
     if (!strcmp(k, "giot_cls_weight")) return fmq_parse_float(v, 0, 100, &c->learn.giot_cls_weight);

@@ -257,6 +257,8 @@ void fmq_calib_cfg_default(struct fmq_calib_cfg *c)
     c->rise_period = 3600; /* an hour of traffic to loosen by a quarter of the window's spread */
     c->tighten = 1; /* a quiet site alerts on what is unusual for it, not only for the fleet */
     c->novelty_beyond_cap = 1;
+    c->union_levels = 0; /* issue 14's A/B: Bonferroni split unless set */
+    c->spikes = FMQ_SPIKE_OFF;
     c->min_eligible = 50;
     c->static_sup = 0.0f; /* P(malicious) >= 0.5 */
 }
@@ -274,7 +276,7 @@ int fmq_calib_init(struct fmq_calib *c, const struct fmq_calib_cfg *cfg)
     c->score = malloc(w * FMQ_NCH * sizeof *c->score);
     c->ts = malloc(w * sizeof *c->ts);
     c->lab = malloc(w);
-    c->scratch = malloc(w * sizeof *c->scratch);
+    c->scratch = malloc(w * FMQ_NCH * sizeof *c->scratch);
     if (!c->slot || !c->score || !c->ts || !c->lab || !c->scratch) {
         fmq_calib_free(c);
         return FMQ_ENOMEM;
@@ -367,16 +369,97 @@ static int eligible(const struct fmq_calib *c, size_t i, int ch)
     return 1;
 }
 
-/* The eligible window scores of channel ch, sorted, into scratch; returns how many. */
-static size_t eligible_sorted(struct fmq_calib *c, int ch)
+/* The eligible window scores of channel ch, sorted, into out (window floats); returns how
+ * many. */
+static size_t eligible_sorted_into(const struct fmq_calib *c, int ch, float *out)
 {
     size_t k = 0;
     for (size_t i = 0; i < c->n; i++) {
         float v = c->score[i * FMQ_NCH + (size_t)ch];
-        if (isfinite(v) && eligible(c, i, ch)) c->scratch[k++] = v;
+        if (isfinite(v) && eligible(c, i, ch)) out[k++] = v;
     }
-    qsort(c->scratch, k, sizeof *c->scratch, cmp_float);
+    qsort(out, k, sizeof *out, cmp_float);
     return k;
+}
+
+static size_t eligible_sorted(struct fmq_calib *c, int ch)
+{
+    return eligible_sorted_into(c, ch, c->scratch);
+}
+
+/* Exact union calibration (calib_union): one tail share a for every channel, the largest in
+ * [budget / k, budget] at which the share of the window's flows (those not labelled malicious)
+ * above any channel's (1 - a) quantile is at most the budget. Flows that both channels flag
+ * count once, so the budget is used rather than the union bound's worst case; a is never below
+ * the Bonferroni share. This is the min-P combination of the channels' empirical p-values
+ * (Westfall & Young, "Resampling-Based Multiple Testing", Wiley 1993, the min-P adjustment: the
+ * smallest per-test p-value compared with its own null quantile), the window as the null sample.
+ * The levels are chosen on the window's own quantiles, before the fleet's floor and cap clamp
+ * them. Returns the share; the Bonferroni share when a channel has too few eligible flows or
+ * no fleet rule (the static supervised threshold). Each channel's sorted eligible scores go to
+ * its own part of scratch (window floats each). */
+static double union_share(struct fmq_calib *c, double share)
+{
+    size_t k[FMQ_NCH], m = 0;
+    const float *v[FMQ_NCH];
+    double lo = share, hi = c->cfg.budget;
+    int chans = 0;
+    for (int ch = 0; ch < FMQ_NCH; ch++) {
+        if (!(c->channels & FMQ_CH_BIT(ch))) continue;
+        if (!(c->rule.channels & FMQ_CH_BIT(ch))) return share;
+        v[ch] = c->scratch + (size_t)ch * (size_t)c->cfg.window;
+        k[ch] = eligible_sorted_into(c, ch, c->scratch + (size_t)ch * (size_t)c->cfg.window);
+        if (k[ch] < (size_t)c->cfg.min_eligible) return share;
+        chans |= FMQ_CH_BIT(ch);
+    }
+    if (nbits(chans) < 2) return share;
+    for (size_t i = 0; i < c->n; i++) m += c->lab[i] != FMQ_LABEL_MALICIOUS;
+    if (m == 0) return share;
+    /* the union's rate is non-decreasing in a: bisection (30 steps: a to 1e-11 of the budget) */
+    for (int it = 0; it < 30; it++) {
+        double a = it == 0 ? hi : 0.5 * (lo + hi);
+        float t[FMQ_NCH];
+        size_t above = 0;
+        for (int ch = 0; ch < FMQ_NCH; ch++)
+            t[ch] = chans & FMQ_CH_BIT(ch) ? sorted_quantile(v[ch], k[ch], 1.0 - a) : INFINITY;
+        for (size_t i = 0; i < c->n; i++) {
+            const float *s = c->score + i * FMQ_NCH;
+            if (c->lab[i] == FMQ_LABEL_MALICIOUS) continue;
+            for (int ch = 0; ch < FMQ_NCH; ch++)
+                if ((chans & FMQ_CH_BIT(ch)) && s[ch] > t[ch]) {
+                    above++;
+                    break;
+                }
+        }
+        if ((double)above <= c->cfg.budget * (double)m) {
+            if (it == 0) return hi; /* the channels' tails coincide: each may have it all */
+            lo = a;
+        } else
+            hi = a;
+    }
+    return lo;
+}
+
+/* A spike (calib_spikes): the window's sorted eligible scores v[0..k) that are all but equal to
+ * the quantile q, more than `share` of them; the threshold is moved out of it. Scores of one
+ * repeated flow differ in the last digits (features such as durations jitter), so "identical" is
+ * within tol = 1e-4 x (1 + |q|). Above the fleet threshold the spike is not normal for the fleet
+ * and alerts (the threshold goes just below it); otherwise, or with no fleet rule, the threshold
+ * sits at its top (none of it alerts: what a quantile inside it gave before, made explicit).
+ * FMQ_SPIKE_BELOW always alerts on it (a diagnostic). */
+static float out_of_spike(const struct fmq_calib *c, int ch, const float *v, size_t k, float q,
+                          double share)
+{
+    float tol = 1e-4f * (1 + fabsf(q));
+    size_t a = 0, b = k;
+    if (c->cfg.spikes == FMQ_SPIKE_OFF || k == 0) return q;
+    while (a < k && v[a] < q - tol) a++; /* first in the spike */
+    while (b > a && v[b - 1] > q + tol) b--;
+    if ((double)(b - a) <= share * (double)k) return q;
+    if (c->cfg.spikes == FMQ_SPIKE_BELOW ||
+        ((c->rule.channels & FMQ_CH_BIT(ch)) && v[a] > c->rule.thr[ch]))
+        return v[a] - tol;
+    return v[b - 1];
 }
 
 void fmq_calib_remember_ranks(struct fmq_calib *c)
@@ -411,6 +494,7 @@ int fmq_calib_recompute(struct fmq_calib *c, int now)
     c->recomputed++;
     c->recomputed_ts = c->last_ts;
     if (dt < 0) dt = 0;
+    if (c->cfg.union_levels) share = union_share(c, share);
     for (int ch = 0; ch < FMQ_NCH; ch++) {
         int with_rule = (c->rule.channels & FMQ_CH_BIT(ch)) != 0;
         float fleet = with_rule ? c->rule.thr[ch] : INFINITY, target, lo, hi, spread = 0;
@@ -431,6 +515,7 @@ int fmq_calib_recompute(struct fmq_calib *c, int now)
         else {
             target = sorted_quantile(c->scratch, k, 1.0 - share);
             median = sorted_quantile(c->scratch, k, 0.5);
+            target = out_of_spike(c, ch, c->scratch, k, target, share);
             spread = target - median;
             if (now && c->rank[ch] >= 0) /* a new model: the threshold keeps its place */
                 target = sorted_quantile(c->scratch, k, 1.0 - c->rank[ch]);

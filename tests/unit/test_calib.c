@@ -236,6 +236,100 @@ static void test_new_model_keeps_place(void)
     fmq_calib_free(&c);
 }
 
+/* Two channels whose tails are the same flows (sup = nov - 10, one ordering): the Bonferroni
+ * split leaves half the budget unused (0.5% of the window alerts); calib_union gives each
+ * channel the whole budget, as the union then is, and 1% alerts. */
+static void test_union_uses_budget(void)
+{
+    struct fmq_calib_cfg cf = cfg();
+    struct fmq_calib c;
+    struct fmq_rule r = nov_rule(100, 200);
+    struct fmq_rng g;
+    double rate[2];
+    r.channels |= FMQ_CH_BIT(FMQ_CH_SUP);
+    r.thr[FMQ_CH_SUP] = 100, r.cap[FMQ_CH_SUP] = 200;
+    for (int un = 0; un <= 1; un++) {
+        size_t above = 0;
+        cf.union_levels = un;
+        CU_ASSERT_FATAL(fmq_calib_init(&c, &cf) == 0);
+        fmq_calib_set_model(&c, FMQ_CH_BIT(FMQ_CH_NOV) | FMQ_CH_BIT(FMQ_CH_SUP), &r);
+        fmq_rng_seed(&g, 17, 1);
+        for (int i = 0; i < 2000; i++) {
+            float s[FMQ_NCH];
+            s[FMQ_CH_NOV] = (float)(5 + fmq_rng_normal(&g));
+            s[FMQ_CH_SUP] = s[FMQ_CH_NOV] - 10;
+            fmq_calib_push(&c, (uint32_t)i, 5.0 * i, s, -1);
+        }
+        CU_ASSERT_EQUAL(c.state, FMQ_CALIB_CALIBRATED);
+        for (size_t i = 0; i < c.n; i++) {
+            const float *s = c.score + i * FMQ_NCH;
+            above += s[FMQ_CH_SUP] > c.thr[FMQ_CH_SUP] || s[FMQ_CH_NOV] > c.thr[FMQ_CH_NOV];
+        }
+        rate[un] = (double)above / (double)c.n;
+        fmq_calib_free(&c);
+    }
+    CU_ASSERT_DOUBLE_EQUAL(rate[0], 0.005, 0.0015);
+    CU_ASSERT_DOUBLE_EQUAL(rate[1], 0.010, 0.0015);
+    /* independent channels: the union of two 0.5% tails is already about 1%, so calib_union
+     * leaves the split where it is */
+    cf.union_levels = 1;
+    CU_ASSERT_FATAL(fmq_calib_init(&c, &cf) == 0);
+    fmq_calib_set_model(&c, FMQ_CH_BIT(FMQ_CH_NOV) | FMQ_CH_BIT(FMQ_CH_SUP), &r);
+    for (int i = 0; i < 2000; i++) {
+        float s[FMQ_NCH] = {(float)(-5 + fmq_rng_normal(&g)), (float)(5 + fmq_rng_normal(&g))};
+        fmq_calib_push(&c, (uint32_t)i, 5.0 * i, s, -1);
+    }
+    {
+        size_t above = 0;
+        for (size_t i = 0; i < c.n; i++) {
+            const float *s = c.score + i * FMQ_NCH;
+            above += s[FMQ_CH_SUP] > c.thr[FMQ_CH_SUP] || s[FMQ_CH_NOV] > c.thr[FMQ_CH_NOV];
+        }
+        CU_ASSERT((double)above / (double)c.n <= 0.0115);
+    }
+    fmq_calib_free(&c);
+}
+
+/* A tenth of a site's traffic from its first minute is one repeated flow scoring 12 (its last
+ * digits jitter), the rest N(5,1): the window's 99% quantile falls inside that spike. Above the
+ * fleet threshold (10) calib_spikes=fleet alerts on all of it, while without the setting the
+ * threshold settles inside the spike and a few of its jittered scores alert; below the fleet
+ * threshold (15) the spike is normal for the fleet and sits under the threshold either way. */
+static void test_spike_above_fleet_alerts(void)
+{
+    struct fmq_calib_cfg cf = cfg();
+    struct fmq_calib c;
+    struct fmq_rng g;
+    static const struct {
+        int spikes;
+        float fleet;
+        int alerts; /* does the spike alert at the end */
+    } k[] = {{FMQ_SPIKE_OFF, 10, 0}, {FMQ_SPIKE_FLEET, 10, 1}, {FMQ_SPIKE_FLEET, 15, 0}};
+    for (size_t j = 0; j < sizeof k / sizeof k[0]; j++) {
+        struct fmq_rule r = nov_rule(k[j].fleet, 20);
+        int late = 0, caught = 0, benign = 0, fp = 0;
+        cf.spikes = k[j].spikes;
+        CU_ASSERT_FATAL(fmq_calib_init(&c, &cf) == 0);
+        fmq_calib_set_model(&c, FMQ_CH_BIT(FMQ_CH_NOV), &r);
+        fmq_rng_seed(&g, 19, 1);
+        for (int i = 0; i < 6000; i++) {
+            int spike = fmq_rng_uniform(&g) < 0.1;
+            float s =
+                spike ? (float)(12 + 1e-4 * fmq_rng_uniform(&g)) : (float)(5 + fmq_rng_normal(&g));
+            int a = push(&c, (uint32_t)i, 10.0 * i, s, -1);
+            if (i < 2000) continue;
+            if (spike)
+                late++, caught += a;
+            else
+                benign++, fp += a;
+        }
+        CU_ASSERT(c.state != FMQ_CALIB_LEARNING);
+        CU_ASSERT(k[j].alerts ? (double)caught / late > 0.99 : (double)caught / late < 0.2);
+        CU_ASSERT((double)fp / benign < 0.01);
+        fmq_calib_free(&c);
+    }
+}
+
 static void sketch_normal(struct fmq_sketch *s, int ch, double mu, double sd, uint32_t n)
 {
     static const double z[FMQ_SKETCH_LEVELS] = {0.8416, 1.2816, 2.3263, 2.5758, 3.0902};
@@ -314,6 +408,8 @@ int init_calib_tests(void)
         {"a heavy tail is followed past the cap", test_heavy_tail_followed},
         {"eligibility", test_eligibility},
         {"a new model keeps the place", test_new_model_keeps_place},
+        {"calib_union uses the budget", test_union_uses_budget},
+        {"calib_spikes: a spike above the fleet alerts", test_spike_above_fleet_alerts},
         {"the rule pools sketches", test_rule_pools_sites},
         {"sketch checks", test_sketch_checks},
         {NULL, NULL}};

@@ -44,6 +44,11 @@
  *                  that lasts hours is followed; CALIBRATED when it arrives. A stricter target
  *                  applies at once (it absorbs nothing). A new model keeps each threshold at
  *                  its place in the site's traffic (the same share of the window above it).
+ * Two settings off by default (issue 14's A/B, NOTES-14-union.md): union_levels gives both
+ * channels one tail share, the largest whose union on the window is within the budget (the
+ * split above is the union bound's worst case); spikes moves a quantile that falls inside a
+ * spike of all but equal scores out of it (FMQ_SPIKE_FLEET: below it when the spike is above
+ * the fleet threshold, so it alerts; else above it).
  * Eligible for a channel's quantile: a flow that no other channel flags at the fleet rule (a
  * flow the supervised score already calls an attack is not normal traffic to calibrate on) and
  * that is not labelled malicious (where a site has labels).
@@ -114,6 +119,14 @@ void fmq_rule_acc_finish(struct fmq_rule_acc *a, double budget, uint64_t version
 enum fmq_calib_state { FMQ_CALIB_LEARNING = 0, FMQ_CALIB_CALIBRATED, FMQ_CALIB_RECALIBRATING };
 const char *fmq_calib_state_name(int state);
 
+/* What a window quantile that falls inside a spike of all but equal scores holding more than a
+ * channel's share of the window does (calib.c, out_of_spike). */
+enum fmq_spike {
+    FMQ_SPIKE_OFF = 0, /* nothing: the quantile as it falls */
+    FMQ_SPIKE_FLEET,   /* above the fleet threshold the spike alerts, else none of it does */
+    FMQ_SPIKE_BELOW    /* the spike always alerts (a diagnostic) */
+};
+
 struct fmq_calib_cfg {
     double budget;          /* false-positive budget, share of normal flows (agents' fp_budget) */
     long min_flows;         /* flows seen before the first local calibration */
@@ -125,6 +138,9 @@ struct fmq_calib_cfg {
     double rise_period;     /* seconds of traffic (flow time) max_step is allowed per */
     int tighten;            /* 1: a site's quantile may also go below the fleet threshold */
     int novelty_beyond_cap; /* 1: a novelty threshold in use may rise past the cap, slowly */
+    int union_levels;       /* 1: one tail share for all channels, the largest whose union on the
+                               window is within the budget (not budget / k); calib.c */
+    int spikes;             /* enum fmq_spike: a quantile inside a spike of equal scores */
     long min_eligible;      /* eligible flows a channel's quantile needs; fewer keep the fleet's */
     float static_sup;       /* supervised threshold (logit) when the model carries no fleet rule */
 };
@@ -154,7 +170,7 @@ struct fmq_calib {
     float *score;   /* owned: window x FMQ_NCH */
     double *ts;     /* owned: window */
     int8_t *lab;    /* owned: window, the flows' labels where the site has them */
-    float *scratch; /* owned: window */
+    float *scratch; /* owned: window x FMQ_NCH */
     size_t head, n;
     double first_ts;      /* time of the first flow seen (flow time) */
     double last_ts;       /* newest flow time seen */
