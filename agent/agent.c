@@ -620,9 +620,9 @@ static int publish_update(struct agent *a, const struct fmq_update *u)
 int agent_attack_parse(const char *s, int *attack)
 {
     static const char *const names[] = {
-        "none",         "sign-flip",         "scale",      "label-flip",  "noise",
-        "alie",         "model-replacement", "huge-count", "huge-values", "stats-poison",
-        "stats-extreme"};
+        "none",          "sign-flip",         "scale",      "label-flip",  "noise",
+        "alie",          "model-replacement", "huge-count", "huge-values", "stats-poison",
+        "stats-extreme", "secagg-forge"};
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (!strcmp(s, names[i])) {
             *attack = i;

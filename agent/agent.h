@@ -20,29 +20,33 @@
 /* Test mode only: Byzantine agents for the robustness benchmark and tests. */
 enum agent_attack {
     AGENT_ATTACK_NONE = 0,
-    AGENT_ATTACK_SIGN_FLIP,    /* send -scale x the honest change (default 1) */
-    AGENT_ATTACK_SCALE,        /* send scale x the honest change (default 10) */
-    AGENT_ATTACK_LABEL_FLIP,   /* train on inverted labels */
-    AGENT_ATTACK_NOISE,        /* send Gaussian noise of standard deviation scale (default 1) */
-    AGENT_ATTACK_ALIE,         /* "a little is enough" (Baruch et al. 2019), as colluders without
-                                  the others' updates can mount it: every weight of the honest
-                                  change moved scale (default 1.5) x its RMS against its own sign,
-                                  a small shift all attackers make in nearly the same direction */
-    AGENT_ATTACK_REPLACE,      /* model replacement (Bagdasaryan et al. 2020, "How to backdoor
-                                  federated learning"): train on inverted labels, send scale
-                                  (default 1) x that change and claim attack_count examples
-                                  (default 2^40) so the weighted mean becomes the attacker's model */
-    AGENT_ATTACK_HUGE_COUNT,   /* sign flip (scale, default 1) claiming attack_count examples
-                                  (default 2^40): a plausible update that wins by its weight */
-    AGENT_ATTACK_HUGE_VALUES,  /* every value of the update = scale (default 3e38, the largest
-                                  float is 3.4e38), claiming attack_count examples (default 2^40) */
-    AGENT_ATTACK_STATS_POISON, /* statistics round: every feature's mean = scale (default 1e300)
-                                  with variance 0 over attack_count samples (default 1) */
-    AGENT_ATTACK_STATS_EXTREME /* statistics round: every mean at the top of its feature's range
+    AGENT_ATTACK_SIGN_FLIP,     /* send -scale x the honest change (default 1) */
+    AGENT_ATTACK_SCALE,         /* send scale x the honest change (default 10) */
+    AGENT_ATTACK_LABEL_FLIP,    /* train on inverted labels */
+    AGENT_ATTACK_NOISE,         /* send Gaussian noise of standard deviation scale (default 1) */
+    AGENT_ATTACK_ALIE,          /* "a little is enough" (Baruch et al. 2019), as colluders without
+                                   the others' updates can mount it: every weight of the honest
+                                   change moved scale (default 1.5) x its RMS against its own sign,
+                                   a small shift all attackers make in nearly the same direction */
+    AGENT_ATTACK_REPLACE,       /* model replacement (Bagdasaryan et al. 2020, "How to backdoor
+                                   federated learning"): train on inverted labels, send scale
+                                   (default 1) x that change and claim attack_count examples
+                                   (default 2^40) so the weighted mean becomes the attacker's model */
+    AGENT_ATTACK_HUGE_COUNT,    /* sign flip (scale, default 1) claiming attack_count examples
+                                   (default 2^40): a plausible update that wins by its weight */
+    AGENT_ATTACK_HUGE_VALUES,   /* every value of the update = scale (default 3e38, the largest
+                                   float is 3.4e38), claiming attack_count examples (default 2^40) */
+    AGENT_ATTACK_STATS_POISON,  /* statistics round: every feature's mean = scale (default 1e300)
+                                   with variance 0 over attack_count samples (default 1) */
+    AGENT_ATTACK_STATS_EXTREME, /* statistics round: every mean at the top of its feature's range
                                   (all mass there, variance 0) over attack_count samples
                                   (default 1e12, the wire's limit): moments real features could
                                   have, so no check refuses them; only the count cap and the
                                   robust merge hold them */
+    AGENT_ATTACK_SECAGG_FORGE   /* secure aggregation: every share it sends is corrupted, then it
+                                  drops out (sends no masked update), so its mask key cannot be
+                                  recovered: the round fails once and the coordinator leaves it
+                                  out of later rosters */
 };
 int agent_attack_parse(const char *s, int *attack);
 

@@ -106,8 +106,8 @@ int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
         if (agent_attack_parse(v, &c->attack) == 0) return 0;
         snprintf(err, errlen,
                  "expected none, sign-flip, scale, label-flip, noise, alie, "
-                 "model-replacement, huge-count, huge-values, stats-poison or "
-                 "stats-extreme");
+                 "model-replacement, huge-count, huge-values, stats-poison, "
+                 "stats-extreme or secagg-forge");
         return FMQ_EINVAL;
     }
     if (!strcmp(k, "secagg_drop")) { /* test mode */

@@ -163,6 +163,8 @@ static void on_roster(struct agent *a, const struct fmq_secagg_msg *m)
         sa_end(s);
         return;
     }
+    if (a->cfg.attack == AGENT_ATTACK_SECAGG_FORGE) /* test mode: shares nobody can open */
+        for (int v = 0; v < m->n; v++) s->buf[(size_t)v * FMQ_SECAGG_CIPHER + 5] ^= 0x5a;
     header(a, &r, FMQ_SA_SHARES);
     r.data = s->buf;
     r.len = (size_t)m->n * FMQ_SECAGG_CIPHER;
@@ -173,13 +175,20 @@ static void on_inbox(struct agent *a, const struct fmq_secagg_msg *m)
 {
     struct agent_sa *s = a->sa;
     int rc;
-    if (s->stage != SA_SHARES || dropped_after(a, AGENT_SA_DROP_SHARES)) return;
+    if (s->stage != SA_SHARES || dropped_after(a, AGENT_SA_DROP_SHARES) ||
+        a->cfg.attack == AGENT_ATTACK_SECAGG_FORGE)
+        return;
     if ((rc = fmq_secagg_client_mask(&s->cl, m->data, s->x, s->y)) != 0) {
         fmq_log(FMQ_LOG_WARN, "secure aggregation v%llu: cannot mask (%s)",
                 (unsigned long long)s->version, fmq_strerror(rc));
         sa_end(s);
         return;
     }
+    if (s->cl.bad)
+        fmq_log(FMQ_LOG_WARN,
+                "secure aggregation v%llu: %d shares addressed to us did not decrypt (forged?); "
+                "masking goes on",
+                (unsigned long long)s->version, s->cl.bad);
     for (uint32_t i = 0; i < s->dim; i++) {
         uint32_t w = s->y[i];
         s->words[4 * i] = (uint8_t)w, s->words[4 * i + 1] = (uint8_t)(w >> 8);

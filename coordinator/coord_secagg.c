@@ -15,7 +15,12 @@
  * Fewer than t agents at any stage fails the round: nothing is revealed, the model stays (the
  * statistics round runs again) and the metrics say why. A round id from the run, the version
  * and the phase binds every key and mask to one round. What the coordinator still sees: who
- * takes part, each agent's example count and sketch (in the update's header) and the sum. */
+ * takes part, each agent's example count and sketch (in the update's header) and the sum.
+ * Against a lying agent: keys that are not usable X25519 points are refused before the roster;
+ * a forged share costs its recipient nothing but its part in recovering the forger; a round
+ * that fails because an agent's secret could not be recovered from t good shares (the forger
+ * then dropped out) leaves that agent out of every later roster of this run (`blamed`), so it
+ * can fail one round, not the federation. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,10 +50,12 @@ struct coord_sa {
     double *sum;      /* dim: the result */
     uint32_t cap_dim; /* of y and sum */
     int count;        /* vectors in the sum */
-    char why[160];    /* a failed round's reason */
+    char why[200];    /* a failed round's reason */
     struct fmq_buf out, data;
     /* all-time, for the metrics */
     uint64_t rounds_ok, rounds_failed, dropped;
+    char blamed[64][FMQ_ID_MAX]; /* agents whose forged shares failed a round: no more rosters */
+    int nblamed;
 };
 
 int coord_sa_init(struct coord *c)
@@ -141,7 +148,7 @@ static void header(const struct coord *c, struct fmq_secagg_msg *m, int step)
 static void fail_round(struct coord *c, const char *why)
 {
     struct coord_sa *s = c->sa;
-    snprintf(s->why, sizeof s->why, "secure aggregation: %s", why);
+    snprintf(s->why, sizeof s->why, "secure aggregation: %.170s", why);
     s->stage = SA_FAILED;
     s->rounds_failed++;
     fmq_log(FMQ_LOG_WARN, "round %llu: %s; nothing is revealed and the model stays",
@@ -210,6 +217,7 @@ static void start_masking(struct coord *c)
         return;
     }
     s->srv_init = 1;
+    fmq_secagg_server_routed(&s->srv, s->shared);
     header(c, &m, FMQ_SA_INBOX);
     m.data = inbox;
     m.len = (size_t)n * FMQ_SECAGG_CIPHER;
@@ -254,8 +262,20 @@ static void finish(struct coord *c)
     struct coord_sa *s = c->sa;
     int rc = fmq_secagg_server_sum(&s->srv, s->sum, &s->count), shared = 0;
     if (rc != 0) {
-        fail_round(c, rc == FMQ_ERANGE ? "fewer than t answers to unmask the sum"
-                                       : "the masks could not be removed");
+        int v = s->srv.unrecovered;
+        char why[160];
+        if (rc == FMQ_ERANGE && v >= 0 && s->nblamed < 64) { /* its shares did not decrypt */
+            snprintf(s->blamed[s->nblamed++], FMQ_ID_MAX, "%s", s->ids[v]);
+            snprintf(why, sizeof why,
+                     "%s's secret had fewer than %d good shares (forged shares?): it is left out "
+                     "of later rounds",
+                     s->ids[v], s->t);
+            fmq_log(FMQ_LOG_ERROR, "secure aggregation: %s", why);
+        } else
+            snprintf(why, sizeof why, "%s",
+                     rc == FMQ_ERANGE ? "fewer than t answers to unmask the sum"
+                                      : "the masks could not be removed");
+        fail_round(c, why);
         return;
     }
     for (int u = 0; u < s->n; u++) shared += s->shared[u];
@@ -285,6 +305,16 @@ void coord_sa_on_msg(struct coord *c, const char *agent, const struct fmq_mq_msg
         return;
     }
     if (sm.step == FMQ_SA_KEYS) {
+        for (int b = 0; b < s->nblamed; b++)
+            if (!strcmp(s->blamed[b], agent)) {
+                fmq_log(FMQ_LOG_DEBUG, "secure aggregation: %s is left out (forged shares)", agent);
+                return;
+            }
+        if (fmq_secagg_pub_check(sm.data) != 0) {
+            fmq_log(FMQ_LOG_WARN, "secure aggregation: %s's keys are not usable X25519 keys",
+                    agent);
+            return;
+        }
         if (s->stage == SA_IDLE) {
             s->stage = SA_KEYS, s->version = c->version, s->phase = c->phase;
             s->stage_start = fmq_mono();
@@ -433,8 +463,8 @@ void coord_sa_json(const struct coord *c, char *buf, size_t cap)
     snprintf(buf, cap,
              "\"secagg\":{\"stage\":\"%s\",\"roster\":%d,\"threshold\":%d,\"shared\":%d,"
              "\"masked\":%d,\"answered\":%d,\"summed\":%d,\"reason\":\"%s\",\"rounds_ok\":%llu,"
-             "\"rounds_failed\":%llu,\"dropped_total\":%llu}",
+             "\"rounds_failed\":%llu,\"dropped_total\":%llu,\"blamed\":%d}",
              stage_names[s->stage], s->n, s->t, shared, masked, answered,
              s->stage == SA_DONE ? s->count : 0, s->why, (unsigned long long)s->rounds_ok,
-             (unsigned long long)s->rounds_failed, (unsigned long long)s->dropped);
+             (unsigned long long)s->rounds_failed, (unsigned long long)s->dropped, s->nblamed);
 }

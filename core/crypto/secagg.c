@@ -216,6 +216,7 @@ void fmq_secagg_client_free(struct fmq_secagg_client *c)
     free(c->held);
     free(c->pubs);
     free(c->have);
+    free(c->peer);
     OPENSSL_cleanse(c, sizeof *c);
 }
 
@@ -242,9 +243,9 @@ int fmq_secagg_client_join(struct fmq_secagg_client *c, const struct fmq_secagg_
     if (!c->c_key || c->pubs || fmq_secagg_params_check(p) || u < 0 || u >= p->n) return FMQ_EINVAL;
     if (!(c->pubs = calloc((size_t)p->n, sizeof *c->pubs)) ||
         !(c->held = calloc((size_t)p->n, sizeof *c->held)) ||
-        !(c->have = calloc((size_t)p->n, 1))) {
-        free(c->pubs), free(c->held), free(c->have);
-        c->pubs = NULL, c->held = NULL, c->have = NULL;
+        !(c->have = calloc((size_t)p->n, 1)) || !(c->peer = calloc((size_t)p->n, 1))) {
+        free(c->pubs), free(c->held), free(c->have), free(c->peer);
+        c->pubs = NULL, c->held = NULL, c->have = NULL, c->peer = NULL;
         return FMQ_ENOMEM;
     }
     c->p = *p;
@@ -324,24 +325,24 @@ int fmq_secagg_client_mask(struct fmq_secagg_client *c, const uint8_t *shares_in
 {
     uint8_t key[FMQ_SECAGG_KEY], plain[FMQ_SECAGG_SHARE];
     int rc = c->pubs ? 0 : FMQ_EINVAL;
+    c->bad = 0;
     for (int v = 0; v < c->p.n && rc == 0; v++) { /* the shares addressed to u */
         const uint8_t *in = shares_in + (size_t)v * FMQ_SECAGG_CIPHER;
         if (v == c->u || zeroes(in, FMQ_SECAGG_CIPHER)) continue;
         if (zeroes(c->pubs[v][0], 2 * FMQ_SECAGG_KEY)) continue;
-        if ((rc = agree(c->c_key, c->pubs[v][0], c->p.round_id, "share", v, c->u, key)) == 0 &&
-            (rc = aead(key, v, c->u, 0, in, plain)) == 0) {
-            if (plain[0] != (uint8_t)(c->u + 1)) {
-                rc = FMQ_EFORMAT;
-                break;
-            }
-            memcpy(c->held[v], plain, sizeof plain);
-            c->have[v] = 1;
+        c->peer[v] = 1; /* v shared with u, so v masks with u: u masks with v, whatever the share */
+        if ((rc = agree(c->c_key, c->pubs[v][0], c->p.round_id, "share", v, c->u, key)) != 0) break;
+        if (aead(key, v, c->u, 0, in, plain) != 0 || plain[0] != (uint8_t)(c->u + 1)) {
+            c->bad++; /* a forged or corrupted share: u cannot help recover v, nothing more */
+            continue;
         }
+        memcpy(c->held[v], plain, sizeof plain);
+        c->have[v] = 1;
     }
     for (uint32_t i = 0; rc == 0 && i < c->p.dim; i++) y[i] = encode(x[i], &c->p);
     if (rc == 0) rc = prg_add(c->b, 1, y, c->p.dim);
     for (int v = 0; v < c->p.n && rc == 0; v++) { /* pairwise masks with every agent that shared */
-        if (v == c->u || !c->have[v]) continue;
+        if (v == c->u || !c->peer[v]) continue;
         if ((rc = agree(c->s_key, c->pubs[v][1], c->p.round_id, "mask", c->u, v, key)) == 0)
             rc = prg_add(key, v > c->u ? 1 : -1, y, c->p.dim);
     }
@@ -375,6 +376,7 @@ void fmq_secagg_server_free(struct fmq_secagg_server *s)
     free(s->survived);
     free(s->shares);
     free(s->answered);
+    free(s->shared);
     memset(s, 0, sizeof *s);
 }
 
@@ -387,12 +389,30 @@ int fmq_secagg_server_init(struct fmq_secagg_server *s, const struct fmq_secagg_
     s->p = *p;
     if (!(s->pubs = malloc(n * sizeof *s->pubs)) || !(s->acc = calloc(p->dim, sizeof *s->acc)) ||
         !(s->survived = calloc(n, 1)) || !(s->answered = calloc(n, 1)) ||
-        !(s->shares = calloc(n * n, 1 + FMQ_SECAGG_KEY))) {
+        !(s->shared = malloc(n)) || !(s->shares = calloc(n * n, 1 + FMQ_SECAGG_KEY))) {
         fmq_secagg_server_free(s);
         return FMQ_ENOMEM;
     }
     memcpy(s->pubs, pubs, n * sizeof *s->pubs);
+    memset(s->shared, 1, n);
     return 0;
+}
+
+void fmq_secagg_server_routed(struct fmq_secagg_server *s, const uint8_t *shared)
+{
+    memcpy(s->shared, shared, (size_t)s->p.n);
+}
+
+int fmq_secagg_pub_check(const uint8_t pub[2 * FMQ_SECAGG_KEY])
+{
+    uint8_t rid[16] = {0}, out[FMQ_SECAGG_KEY];
+    EVP_PKEY *k = x25519_new();
+    int rc = k ? 0 : FMQ_ENOMEM;
+    for (int i = 0; i < 2 && rc == 0; i++) /* OpenSSL refuses a low-order point's all-zero result */
+        rc = agree(k, pub + i * FMQ_SECAGG_KEY, rid, "check", 0, 1, out) ? FMQ_EINVAL : 0;
+    EVP_PKEY_free(k);
+    OPENSSL_cleanse(out, sizeof out);
+    return rc;
 }
 
 int fmq_secagg_server_add(struct fmq_secagg_server *s, int u, const uint32_t *y)
@@ -424,7 +444,7 @@ static int recover(struct fmq_secagg_server *s, int v, uint8_t secret[FMQ_SECAGG
         xs[k] = a[0];
         ys[k++] = a + 1;
     }
-    if (k == 0) return 1;
+    if (k == 0 && !s->shared[v]) return 1;
     if (k < s->p.t) return FMQ_ERANGE;
     return fmq_shamir_combine(xs, ys, k, FMQ_SECAGG_KEY, secret);
 }
@@ -435,11 +455,15 @@ int fmq_secagg_server_sum(struct fmq_secagg_server *s, double *sum, int *count)
     int n = s->p.n, alive = 0, answered = 0, rc = 0;
     EVP_PKEY *k = NULL;
     for (int u = 0; u < n; u++) alive += s->survived[u], answered += s->answered[u];
+    s->unrecovered = -1;
     if (alive < s->p.t || answered < s->p.t) return FMQ_ERANGE;
     for (int v = 0; v < n && rc == 0; v++) {
         int r = recover(s, v, secret);
         if (r == 1) continue; /* never in a mask set: nothing to remove */
-        if ((rc = r) != 0) break;
+        if ((rc = r) != 0) {
+            s->unrecovered = v;
+            break;
+        }
         if (s->survived[v]) { /* its self-mask */
             rc = prg_add(secret, -1, s->acc, s->p.dim);
             continue;
@@ -453,9 +477,10 @@ int fmq_secagg_server_sum(struct fmq_secagg_server *s, double *sum, int *count)
         for (int u = 0; u < n && rc == 0; u++) {
             const uint8_t *a =
                 s->shares + ((size_t)u * (size_t)n + (size_t)v) * (1 + FMQ_SECAGG_KEY);
-            /* u masked with v if it held v's share (an answer says; without one, the server
-             * routed every share, so it did) */
-            if (!s->survived[u] || (s->answered[u] && !a[0])) continue;
+            /* every survivor masked with v: the server routed v's shares to each of them (a
+             * share that did not decrypt changes nothing there, fmq_secagg_client_mask) */
+            (void)a;
+            if (!s->survived[u]) continue;
             if ((rc = agree(k, s->pubs[u][1], s->p.round_id, "mask", v, u, seed)) == 0)
                 rc = prg_add(seed, v > u ? -1 : 1, s->acc, s->p.dim);
         }

@@ -12,7 +12,10 @@ coordinator's stages in coordinator/coord_secagg.c), the ten-agent fleet of flee
      sees): every update is masked-u32 and looks uniform (under 5% of its words are small as
      int32, against all of them for a change in clear fixed point); the statistics round is
      masked too (a 321-value vector, no moments in clear).
-  3. A round that cannot reach its threshold (secagg_min above the fleet) fails: it reveals
+  3. A lying agent (test mode secagg-forge) sends shares nobody can open and drops out: it
+     fails one round at most, is left out of later rosters (`blamed`), and every training round
+     after closes with the others' sum.
+  4. A round that cannot reach its threshold (secagg_min above the fleet) fails: it reveals
      nothing, the model stays, the metrics say why, and the coordinator keeps running.
 --part sim runs instead the seven-capture federation in fedmq-sim (the same coordinator and
 agent code over the in-process bus) with secure_agg, for the sanitizer builds: every round
@@ -91,6 +94,12 @@ def main():
         [u for u in ups if u["codec"] != "masked-u32" or u["stats"]][:2]
     assert any(u["dim"] == 321 for u in ups), "the statistics round was not masked"
     assert max(u["words_small"] for u in ups) < 0.05, [u["words_small"] for u in ups]
+
+    m = run(rounds=3, coordinator_args=SECURE, attackers=1, attack="secagg-forge", timeout=300)
+    sa = m["secagg"]
+    assert not m["timed_out"] and m["rounds_closed"] == 3, m
+    assert sa["blamed"] == 1 and sa["rounds_failed"] == 1 and sa["stage"] == "done", sa
+    assert sa["roster"] == 9 and sa["summed"] == 9 and m["model_finite"], sa
 
     m = run(rounds=1, coordinator_args=SECURE + ["--secagg-min", "20", "--deadline", "3"],
             timeout=20)

@@ -227,8 +227,9 @@ static void test_hostile_payloads(void)
         float out[2];
         uint32_t w[2];
         char err[128];
-        CU_ASSERT_EQUAL(fmq_codec_decode(FMQ_CODEC_MASKED, (const uint8_t *)"\x01\0\0\0\0\0\xc0\x7f",
-                                         8, 2, out, err, sizeof err),
+        CU_ASSERT_EQUAL(fmq_codec_decode(FMQ_CODEC_MASKED,
+                                         (const uint8_t *)"\x01\0\0\0\0\0\xc0\x7f", 8, 2, out, err,
+                                         sizeof err),
                         0);
         memcpy(w, out, sizeof w);
         CU_ASSERT(w[0] == 1 && w[1] == 0x7fc00000u);

@@ -262,7 +262,6 @@ static void test_moments_robust(void)
     CU_ASSERT_EQUAL(fmq_moments_robust_merge(in, 0, &rule, &out, kept, &capped), FMQ_EINVAL);
 }
 
-
 /* The secure statistics round (fmq_stats_to_secure): two sites of equal size summed as unit
  * vectors give their exact merge back; a site of all-ones moves a mean by at most w / k; a sum
  * no k sites can make is refused. */

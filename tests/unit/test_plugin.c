@@ -417,7 +417,6 @@ static void test_policy_hardening(void)
     free(p);
 }
 
-
 #define CHECK(id, acc, t, pl, n, r) fmq_policy_check(p, id, id, acc, t, pl, n, r, 100.0)
 /* Secure aggregation's topics: an agent writes keys, shares and answers on its own secagg topic
  * only, never retained and never a coordinator's step; it reads only its own secagg-to topic;

@@ -32,7 +32,10 @@ static void test_shamir(void)
     CU_ASSERT_EQUAL(fmq_shamir_split(secret, 32, 300, 4, shares), FMQ_EINVAL);
 }
 
-/* One round with n agents, the agents in drop[] leaving after they shared (before masking). */
+static int last_unrecovered; /* the server's after the last run_round */
+
+/* One round with n agents, the agents in drop[] leaving after they shared (before masking).
+ * tamper 1: one share of agent 1's (for agent 0) is corrupted; 2: all of agent 1's are. */
 static int run_round(int n, int t, uint32_t dim, const int *drop, int ndrop, int tamper,
                      double *err_max, int *count)
 {
@@ -53,7 +56,8 @@ static int run_round(int n, int t, uint32_t dim, const int *drop, int ndrop, int
     for (int u = 0; u < n; u++)
         CU_ASSERT_FATAL(
             fmq_secagg_client_share(&c[u], pubs, sh + (size_t)u * n * FMQ_SECAGG_CIPHER) == 0);
-    if (tamper) sh[(size_t)1 * n * FMQ_SECAGG_CIPHER + 5] ^= 1; /* agent 1's share for agent 0 */
+    for (int v = 0; v < (tamper == 2 ? n : tamper ? 1 : 0); v++) /* agent 1's share for v */
+        if (v != 1) sh[((size_t)1 * n + v) * FMQ_SECAGG_CIPHER + 5] ^= 1;
     CU_ASSERT_FATAL(fmq_secagg_server_init(&s, &p, pubs) == 0);
     for (int u = 0; u < n; u++) {
         int gone = 0;
@@ -80,6 +84,7 @@ static int run_round(int n, int t, uint32_t dim, const int *drop, int ndrop, int
             CU_ASSERT(fmq_secagg_server_answer(&s, u, ans) == 0);
         }
     rc = fmq_secagg_server_sum(&s, sum, count);
+    last_unrecovered = s.unrecovered;
     *err_max = 0;
     for (uint32_t i = 0; rc == 0 && i < dim; i++)
         if (fabs(sum[i] - plain[i]) > *err_max) *err_max = fabs(sum[i] - plain[i]);
@@ -105,7 +110,26 @@ static void test_secagg_rounds(void)
     CU_ASSERT_EQUAL(count, 5);
     CU_ASSERT(err <= 5 * ldexp(1, -17) + 1e-12);
     CU_ASSERT_EQUAL(run_round(7, 4, 50, drop4, 4, 0, &err, &count), FMQ_ERANGE); /* 3 < t */
-    CU_ASSERT_EQUAL(run_round(5, 3, 50, NULL, 0, 1, &err, &count), FMQ_EFORMAT); /* tampered */
+    { /* keys: real ones pass, a low-order point (here 0) is refused */
+        struct fmq_secagg_client k;
+        uint8_t pub[64];
+        CU_ASSERT_FATAL(fmq_secagg_client_keys(&k, pub) == 0);
+        CU_ASSERT_EQUAL(fmq_secagg_pub_check(pub), 0);
+        memset(pub + 32, 0, 32);
+        CU_ASSERT_EQUAL(fmq_secagg_pub_check(pub), FMQ_EINVAL);
+        fmq_secagg_client_free(&k);
+    }
+    /* a corrupted share: its recipient still masks with the sender, the sum stays exact */
+    CU_ASSERT(run_round(5, 3, 50, NULL, 0, 1, &err, &count) == 0);
+    CU_ASSERT(count == 5 && err <= 5 * ldexp(1, -17) + 1e-12);
+    /* a forger of all its shares that drops out: its mask key cannot be recovered, and the
+     * server names it */
+    {
+        static const int drop1[] = {1};
+        CU_ASSERT_EQUAL(run_round(5, 3, 50, drop1, 1, 2, &err, &count), FMQ_ERANGE);
+        CU_ASSERT_EQUAL(last_unrecovered, 1);
+        CU_ASSERT(run_round(5, 3, 50, drop1, 1, 0, &err, &count) == 0); /* honest, it can be */
+    }
 }
 
 int init_secagg_tests(void)

@@ -515,7 +515,6 @@ static void test_check_limits(void)
     CU_ASSERT_EQUAL(fmq_wire_check(big, 3, 1, &where), FMQ_EFORMAT);
 }
 
-
 /* Secure aggregation's messages: each step round-trips, a wrong data length, an unknown step,
  * a roster index outside the roster and truncations are refused; n 0 (the broker's check)
  * takes any roster of 2 to 255 agents. */
@@ -526,10 +525,10 @@ static void test_secagg_messages(void)
     struct fmq_buf out = {0}, got_data = {0};
     struct fmq_secagg_msg m, got;
     char err[256];
-    int steps[] = {FMQ_SA_KEYS, FMQ_SA_SHARES, FMQ_SA_ANSWER, FMQ_SA_ROSTER, FMQ_SA_INBOX,
-                   FMQ_SA_SURVIVORS};
-    size_t lens[] = {64, 5 * FMQ_SECAGG_CIPHER, 5 * FMQ_SECAGG_ANSWER, 5 * 64,
-                     5 * FMQ_SECAGG_CIPHER, 5};
+    int steps[] = {FMQ_SA_KEYS,   FMQ_SA_SHARES, FMQ_SA_ANSWER,
+                   FMQ_SA_ROSTER, FMQ_SA_INBOX,  FMQ_SA_SURVIVORS};
+    size_t lens[] = {64,     5 * FMQ_SECAGG_CIPHER, 5 * FMQ_SECAGG_ANSWER,
+                     5 * 64, 5 * FMQ_SECAGG_CIPHER, 5};
     for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)(i * 31 + 7);
     CU_ASSERT_FATAL(fmq_wire_dec_init(&d) == 0);
     for (int k = 0; k < 6; k++) {
@@ -542,9 +541,8 @@ static void test_secagg_messages(void)
         m.data = data;
         m.len = lens[k];
         CU_ASSERT_FATAL(fmq_wire_encode_secagg(&m, &out) == 0);
-        CU_ASSERT_EQUAL(fmq_wire_decode_secagg(&d, out.data, out.len, 5, &got, &got_data, err,
-                                               sizeof err),
-                        0);
+        CU_ASSERT_EQUAL(
+            fmq_wire_decode_secagg(&d, out.data, out.len, 5, &got, &got_data, err, sizeof err), 0);
         CU_ASSERT_EQUAL(got.step, m.step);
         CU_ASSERT_STRING_EQUAL(got.run, "r1-abc");
         CU_ASSERT_EQUAL(got.version, 42);
@@ -554,13 +552,12 @@ static void test_secagg_messages(void)
             CU_ASSERT(got.n == 5 && got.idx == 3 && got.t == 3 && got.dim == 3137 &&
                       got.frac_bits == 25 && got.clip == 4 && got.l2 == 2);
         /* the broker's view: any roster size the length allows */
-        CU_ASSERT_EQUAL(fmq_wire_decode_secagg(&d, out.data, out.len, 0, &got, &got_data, err,
-                                               sizeof err),
-                        0);
+        CU_ASSERT_EQUAL(
+            fmq_wire_decode_secagg(&d, out.data, out.len, 0, &got, &got_data, err, sizeof err), 0);
         if (m.step != FMQ_SA_KEYS && m.step != FMQ_SA_ROSTER) /* against a roster of 6 */
-            CU_ASSERT_EQUAL(fmq_wire_decode_secagg(&d, out.data, out.len, 6, &got, &got_data,
-                                                   err, sizeof err),
-                            FMQ_EDIM);
+            CU_ASSERT_EQUAL(
+                fmq_wire_decode_secagg(&d, out.data, out.len, 6, &got, &got_data, err, sizeof err),
+                FMQ_EDIM);
         for (size_t cut = 0; cut < out.len; cut += 7) /* truncations */
             CU_ASSERT(fmq_wire_decode_secagg(&d, out.data, cut, 5, &got, &got_data, err,
                                              sizeof err) != 0);
@@ -571,9 +568,9 @@ static void test_secagg_messages(void)
     }
     m.step = FMQ_SA_ROSTER, m.len = 5 * 64, m.idx = 5; /* not in a roster of 5 */
     CU_ASSERT_FATAL(fmq_wire_encode_secagg(&m, &out) == 0);
-    CU_ASSERT_EQUAL(fmq_wire_decode_secagg(&d, out.data, out.len, 0, &got, &got_data, err,
-                                           sizeof err),
-                    FMQ_ERANGE);
+    CU_ASSERT_EQUAL(
+        fmq_wire_decode_secagg(&d, out.data, out.len, 0, &got, &got_data, err, sizeof err),
+        FMQ_ERANGE);
     m.step = 9;
     CU_ASSERT_EQUAL(fmq_wire_encode_secagg(&m, &out), FMQ_EINVAL);
     fmq_buf_free(&out);

@@ -46,6 +46,10 @@ struct fmq_secagg_params {
 /* A round id for fedmq's rounds: the version (little-endian), then an FNV-1a 64 of the
  * coordinator's run id and the phase. */
 void fmq_secagg_round_id(const char *run, uint64_t version, int phase, uint8_t id[16]);
+/* Whether both public keys of an agent (64 bytes) are X25519 points every agent can agree with
+ * (not of low order); the coordinator checks keys before the roster, so one bad key cannot make
+ * every honest agent's sharing fail. 0 or FMQ_EINVAL. */
+int fmq_secagg_pub_check(const uint8_t pub[2 * FMQ_SECAGG_KEY]);
 /* The sum of n values in [-clip, clip] at frac_bits must fit a signed 32-bit ring. 0 or
  * FMQ_EINVAL. */
 int fmq_secagg_params_check(const struct fmq_secagg_params *p);
@@ -59,7 +63,9 @@ struct fmq_secagg_client {
     uint8_t s_priv[FMQ_SECAGG_KEY], b[FMQ_SECAGG_KEY]; /* s_u's private key, self-mask seed */
     uint8_t (*pubs)[2][FMQ_SECAGG_KEY];                /* owned: every agent's (c, s) public keys */
     uint8_t (*held)[FMQ_SECAGG_SHARE]; /* owned: the share each agent v gave this one */
-    uint8_t *have;                     /* owned: which held[v] arrived */
+    uint8_t *have;                     /* owned: which held[v] arrived and decrypted */
+    uint8_t *peer;                     /* owned: who shared with u (u masks with them) */
+    int bad;                           /* shares in the last mask call that did not decrypt */
 };
 /* Round 0 in two steps, for a carrier where the agents' number and order are known only once
  * the keys are in (fedmq over MQTT: the coordinator fixes the roster from the keys it got):
@@ -77,7 +83,9 @@ void fmq_secagg_client_free(struct fmq_secagg_client *c);
 int fmq_secagg_client_share(struct fmq_secagg_client *c, const uint8_t *pubs, uint8_t *out);
 /* Round 2: takes the encrypted shares addressed to u (n x FMQ_SECAGG_CIPHER, from agent v at
  * v's slot, zero when v sent none), and writes y (dim) for x (dim). Agents that sent no share
- * are treated as absent. */
+ * are treated as absent. A share that does not decrypt (forged by its sender, or corrupted) is
+ * counted in c->bad and only costs u its part in recovering that sender's secrets: u still
+ * masks with it, since the sender masks with u, so one liar cannot make honest agents drop. */
 int fmq_secagg_client_mask(struct fmq_secagg_client *c, const uint8_t *shares_in, const float *x,
                            uint32_t *y);
 /* Round 3: survived[v] (n) says whose y arrived; writes for every v the share u holds (b_v's
@@ -93,10 +101,16 @@ struct fmq_secagg_server {
     uint8_t *survived;                  /* owned: n */
     uint8_t *shares;                    /* owned: n x n x (1 + KEY): answer of u for v */
     uint8_t *answered;                  /* owned: n */
+    uint8_t *shared;                    /* owned: n, whose shares were routed (default all) */
+    int unrecovered; /* after a failed sum: the agent whose secret had fewer than t good shares
+                        (a forger of shares, to leave out of later rounds), or -1 */
 };
 int fmq_secagg_server_init(struct fmq_secagg_server *s, const struct fmq_secagg_params *p,
                            const uint8_t *pubs);
 void fmq_secagg_server_free(struct fmq_secagg_server *s);
+/* The agents whose shares the server routed to every other (U1; by default all): the others
+ * took part in nobody's masks. */
+void fmq_secagg_server_routed(struct fmq_secagg_server *s, const uint8_t *shared);
 int fmq_secagg_server_add(struct fmq_secagg_server *s, int u, const uint32_t *y);
 int fmq_secagg_server_answer(struct fmq_secagg_server *s, int u, const uint8_t *answer);
 /* sum (dim) of the survivors' x and their number; FMQ_ERANGE when fewer than t survived or
