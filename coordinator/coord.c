@@ -1144,18 +1144,34 @@ static void secure_refused(struct coord *c, const char *why)
 }
 
 /* The training round's aggregate under secure aggregation: the plain mean of the survivors'
- * (clipped) changes, each agent weighted equally (as DP-FedAvg weights them). -1 when the
- * round failed (the model stays). */
+ * (clipped) changes, each agent weighted equally (as DP-FedAvg weights them). k honest values
+ * in [-clip, clip] sum to at most k x clip: a sum beyond that is a liar's, clamped and counted
+ * (secagg.out_of_range in the metrics). -1 when the round failed (the model stays). */
 static int secure_mean(struct coord *c)
 {
     const double *sum;
     const char *why;
+    double bound;
     int k;
     if (coord_sa_result(c, &sum, &k, &why) != 0 || k < 1) {
         secure_refused(c, why);
         return -1;
     }
-    for (size_t i = 0; i < c->dim; i++) c->mean[i] = sum[i] / k;
+    bound = k * c->cfg.secagg_clip * (1 + 1e-6);
+    c->sa_out_of_range = 0;
+    for (size_t i = 0; i < c->dim; i++) {
+        double v = sum[i];
+        if (v > bound || v < -bound) {
+            c->sa_out_of_range++;
+            v = v > 0 ? bound : -bound;
+        }
+        c->mean[i] = v / k;
+    }
+    if (c->sa_out_of_range)
+        fmq_log(FMQ_LOG_WARN,
+                "round %llu: %d values of the secure sum beyond what %d honest agents can sum "
+                "to (an agent lied); clamped",
+                (unsigned long long)c->round + 1, c->sa_out_of_range, k);
     return 0;
 }
 
@@ -1169,15 +1185,21 @@ static int close_stats_secure(struct coord *c)
     char err[200];
     float mean[FMQ_FEAT_DIM], std[FMQ_FEAT_DIM];
     int k;
-    c->stats_used = c->stats_capped = c->nstats = 0;
+    c->stats_used = c->nstats = 0;
     if (coord_sa_result(c, &sum, &k, &why) != 0) {
         secure_refused(c, why);
         return -1;
     }
-    if (fmq_stats_from_secure(sum, k, &c->moments, &c->bmoments) != 0) {
-        secure_refused(c, "secure aggregation: the summed statistics are out of range");
+    if ((c->stats_capped = fmq_stats_from_secure(sum, k, &c->moments, &c->bmoments)) < 0) {
+        c->stats_capped = 0;
+        secure_refused(c, "secure aggregation: no statistics summed");
         return -1;
     }
+    if (c->stats_capped > 0) /* some agent sent values outside [0, 1]: clamped */
+        fmq_log(FMQ_LOG_WARN,
+                "statistics round: %d summed values were outside what %d honest sites can sum "
+                "to (an agent lied); clamped into range",
+                c->stats_capped, k);
     fmq_moments_finish(&c->moments, mean, std);
     if (fmq_norm_check(mean, std, err, sizeof err) != 0) {
         secure_refused(c, err);
@@ -1383,6 +1405,9 @@ static void close_round(struct coord *c)
     c->version++;
     coord_evaluate(c, &c->rule, &ev);
     coord_sa_json(c, sa_json, sizeof sa_json);
+    if (c->sa && strlen(sa_json) > 1) /* the clamp count, inside the secagg object */
+        snprintf(sa_json + strlen(sa_json) - 1, sizeof sa_json - strlen(sa_json) + 1,
+                 ",\"out_of_range\":%d}", was_stats ? c->stats_capped : c->sa_out_of_range);
     for (size_t i = 0; i < c->dim; i++) finite &= isfinite(c->trainable[i]) != 0;
     cm = ev.cm;
     fmq_scores_from(&cm, &sc);

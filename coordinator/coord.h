@@ -206,6 +206,7 @@ struct coord {
     char t_global[256], t_update_filter[256], t_status_filter[256], t_metrics[256];
     char t_secagg_filter[256];
     struct coord_sa *sa; /* owned: secure aggregation's round state (NULL when off) */
+    int sa_out_of_range; /* values of the last secure training sum clamped (a liar's) */
     uint64_t reconnects; /* seen in the MQTT client's counters */
     /* crash safety (coord_commit): save durably, then publish, then confirm */
     uint64_t published_version; /* newest version on the wire from this process (0 = none) */

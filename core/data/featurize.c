@@ -469,20 +469,22 @@ void fmq_moments_to_unit(const struct fmq_moments *m, float *out)
 int fmq_moments_from_unit(const double *sum, int k, struct fmq_moments *out)
 {
     const double slack = 1e-3; /* fixed-point rounding of k values */
+    int out_of_range = 0;
     if (k < 1) return FMQ_ERANGE;
     out->n = k;
     for (int i = 0; i < FMQ_FEAT_DIM; i++) {
         double lo, w, mz = sum[i] / k, ez = sum[FMQ_FEAT_DIM + i] / k, vz;
-        if (!(mz >= -slack && mz <= 1 + slack && ez >= -slack && ez <= 1 + slack))
-            return FMQ_ERANGE;
+        out_of_range += !(mz >= -slack && mz <= 1 + slack);
+        out_of_range += !(ez >= -slack && ez <= 1 + slack);
         mz = clamp01(mz);
+        ez = clamp01(ez);
         vz = ez - mz * mz;
         vz = vz < 0 ? 0 : vz > mz * (1 - mz) ? mz * (1 - mz) : vz; /* Bhatia-Davis on [0, 1] */
         w = unit_span(i, &lo);
         out->mean[i] = lo + w * mz;
         out->m2[i] = (double)k * vz * w * w;
     }
-    return 0;
+    return out_of_range;
 }
 
 void fmq_stats_to_secure(const struct fmq_moments *all, const struct fmq_moments *benign,
@@ -500,13 +502,16 @@ int fmq_stats_from_secure(const double *sum, int k, struct fmq_moments *all,
                           struct fmq_moments *benign)
 {
     double kb = floor(sum[FMQ_MOMENTS_UNIT] + 0.5); /* sites with benign rows */
-    int rc = fmq_moments_from_unit(sum, k, all);
+    int rc = fmq_moments_from_unit(sum, k, all), rb;
     fmq_moments_clear(benign);
-    if (rc != 0) return rc;
-    if (kb < 0 || kb > k) return FMQ_ERANGE;
-    if (kb >= 1 && fmq_moments_from_unit(sum + FMQ_MOMENTS_UNIT + 1, (int)kb, benign) != 0)
-        fmq_moments_clear(benign); /* a liar's profile: the model goes without one */
-    return 0;
+    if (rc < 0) return rc;
+    if (!(kb >= 0 && kb <= k)) { /* a liar's flag: no profile */
+        rc++;
+        kb = 0;
+    }
+    if (kb >= 1 && (rb = fmq_moments_from_unit(sum + FMQ_MOMENTS_UNIT + 1, (int)kb, benign)) > 0)
+        rc += rb;
+    return rc;
 }
 
 int fmq_moments_check(const struct fmq_moments *m, char *err, size_t errlen)

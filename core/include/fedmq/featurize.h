@@ -93,17 +93,21 @@ int fmq_moments_robust_merge(const struct fmq_moments *in, size_t n,
  * their spread within 32-bit fixed point; a mean beyond it is clamped): the mean of z, then its
  * second moment E[z^2]. Every site counts once (the equal-weight mixture of the sites'
  * distributions): weighting by counts would put each site's count in the clear and let one
- * liar's count outweigh the fleet. Every value is clipped to [-1, 1] before masking, so a lying
- * site moves a feature's mean by at most 2w / k. */
+ * liar's count outweigh the fleet. An honest site's values are in [0, 1]; a lying one can add
+ * anything to the masked sum, so out-of-range sums are clamped (a mean stays inside its range,
+ * a variance within Bhatia-Davis) and counted: the normalisation stays usable, at a cost in
+ * quality a liar can choose (broker-config/README.md). */
 #define FMQ_MOMENTS_UNIT (2 * FMQ_FEAT_DIM)
 void fmq_moments_to_unit(const struct fmq_moments *m, float *out);
 /* From the sum of k sites' unit vectors: the mixture's moments (n = k), each mean clamped to its
- * range and each variance to the Bhatia-Davis bound, so fmq_moments_check holds. FMQ_ERANGE when
- * k < 1 or a sum is outside what k sites in [0, 1] can make (beyond rounding). */
+ * range and each variance to the Bhatia-Davis bound, so fmq_moments_check holds. Returns how many
+ * sums were outside what k sites in [0, 1] can make (beyond rounding), or FMQ_ERANGE when
+ * k < 1. */
 int fmq_moments_from_unit(const double *sum, int k, struct fmq_moments *out);
 /* What one site masks in a secure statistics round: its moments' unit vector, 1 when it has
  * benign rows (0 else), and their unit vector (zeros without). _from_secure takes the sum over
- * k sites and gives both mixtures; benign->n is 0 when no site had benign rows. */
+ * k sites and gives both mixtures; benign->n is 0 when no site had benign rows. Returns the
+ * number of out-of-range sums clamped, or FMQ_ERANGE (k < 1). */
 #define FMQ_STATS_SECURE_DIM (2 * FMQ_MOMENTS_UNIT + 1)
 void fmq_stats_to_secure(const struct fmq_moments *all, const struct fmq_moments *benign,
                          float *out);
