@@ -68,6 +68,7 @@ static int sized(struct agent_sa *s, uint32_t dim)
 {
     if (dim <= s->cap) return 0;
     free(s->x), free(s->y), free(s->words);
+    s->x = NULL, s->y = NULL, s->words = NULL;
     s->cap = 0;
     if (!(s->x = malloc((size_t)dim * sizeof *s->x)) ||
         !(s->y = malloc((size_t)dim * sizeof *s->y)) || !(s->words = malloc((size_t)dim * 4)))

@@ -1028,7 +1028,8 @@ static int round_ready(struct coord *c)
         return 0; /* no normalisation yet */
     if (c->phase == FMQ_PHASE_TRAIN && fmq_mono() - c->round_start < c->cfg.round_interval)
         return 0; /* paced: updates wait in the round, agents train once per interval */
-    for (int i = 0; i < c->nagents; i++) online += counts_online(c, &c->agents[i]);
+    for (int i = 0; i < c->nagents; i++)
+        online += counts_online(c, &c->agents[i]) && !coord_sa_blamed(c, c->agents[i].id);
     if (c->sa && c->phase != FMQ_PHASE_CALIB) /* its stages decide (coord_secagg.c) */
         return coord_sa_ready(c,
                               c->phase == FMQ_PHASE_TRAIN && c->nselected > 0 ? c->nselected

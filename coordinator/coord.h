@@ -288,6 +288,8 @@ int coord_sa_ready(struct coord *c, int target, int deadline);
  * FMQ_ERANGE with why. */
 int coord_sa_result(const struct coord *c, const double **sum, int *count, const char **why);
 void coord_sa_json(const struct coord *c, char *buf, size_t cap); /* "secagg":{...} */
+/* An agent left out for forged shares (rounds do not wait for it). */
+int coord_sa_blamed(const struct coord *c, const char *id);
 
 /* coord_model.c */
 int coord_model_init(struct coord *c); /* model, trainable view, test set */

@@ -179,7 +179,7 @@ int coord_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
         return FMQ_EINVAL;
     }
     if (!strcmp(k, "secure_agg")) return fmq_parse_bool(v, &c->secure_agg);
-    if (!strcmp(k, "secagg_threshold")) return fmq_parse_double(v, 0.01, 1, &c->secagg_threshold);
+    if (!strcmp(k, "secagg_threshold")) return fmq_parse_double(v, 0.5, 1, &c->secagg_threshold);
     if (!strcmp(k, "secagg_min")) return fmq_parse_long(v, 2, FMQ_SECAGG_MAX_N, &c->secagg_min);
     if (!strcmp(k, "secagg_timeout")) return fmq_parse_double(v, 0.1, 3600, &c->secagg_timeout);
     if (!strcmp(k, "secagg_clip")) return fmq_parse_double(v, 1e-3, 1e3, &c->secagg_clip);

@@ -54,8 +54,8 @@ struct coord_sa {
     struct fmq_buf out, data;
     /* all-time, for the metrics */
     uint64_t rounds_ok, rounds_failed, dropped;
-    char blamed[64][FMQ_ID_MAX]; /* agents whose forged shares failed a round: no more rosters */
-    int nblamed;
+    char (*blamed)[FMQ_ID_MAX]; /* owned: agents whose forged shares failed a round: no more */
+    int nblamed, blamed_cap;    /* rosters for them this run */
 };
 
 int coord_sa_init(struct coord *c)
@@ -97,6 +97,7 @@ void coord_sa_free(struct coord *c)
     free(s->pubs);
     free(s->y);
     free(s->sum);
+    free(s->blamed);
     fmq_buf_free(&s->out);
     fmq_buf_free(&s->data);
     free(s);
@@ -111,6 +112,13 @@ void coord_sa_reset(struct coord *c)
 uint32_t coord_sa_dim(const struct coord *c)
 {
     return c->phase == FMQ_PHASE_STATS ? FMQ_STATS_SECURE_DIM : (uint32_t)c->dim;
+}
+
+static int zero_slot(const uint8_t *p)
+{
+    uint8_t acc = 0;
+    for (int i = 0; i < FMQ_SECAGG_CIPHER; i++) acc |= p[i];
+    return acc == 0;
 }
 
 static int roster_index(const struct coord_sa *s, const char *id)
@@ -163,6 +171,7 @@ static int start_roster(struct coord *c)
     char why[120];
     s->p.n = n;
     s->p.t = (int)ceil(c->cfg.secagg_threshold * n);
+    if (s->p.t < c->cfg.secagg_min) s->p.t = (int)c->cfg.secagg_min; /* never a sum of fewer */
     if (s->p.t < 2) s->p.t = 2;
     if (s->p.t > n) s->p.t = n;
     s->t = s->p.t;
@@ -257,15 +266,37 @@ static void start_unmask(struct coord *c)
     s->stage_start = fmq_mono();
 }
 
+static int blame(struct coord_sa *s, const char *id)
+{
+    if (s->nblamed == s->blamed_cap) {
+        int cap = s->blamed_cap ? 2 * s->blamed_cap : 8;
+        char(*b)[FMQ_ID_MAX] = realloc(s->blamed, (size_t)cap * sizeof *b);
+        if (!b) return FMQ_ENOMEM;
+        s->blamed = b;
+        s->blamed_cap = cap;
+    }
+    snprintf(s->blamed[s->nblamed++], FMQ_ID_MAX, "%s", id);
+    return 0;
+}
+
+int coord_sa_blamed(const struct coord *c, const char *id)
+{
+    const struct coord_sa *s = c->sa;
+    for (int b = 0; s && b < s->nblamed; b++)
+        if (!strcmp(s->blamed[b], id)) return 1;
+    return 0;
+}
+
 static void finish(struct coord *c)
 {
     struct coord_sa *s = c->sa;
     int rc = fmq_secagg_server_sum(&s->srv, s->sum, &s->count), shared = 0;
     if (rc != 0) {
-        int v = s->srv.unrecovered;
+        int v = s->srv.unrecovered, answered = 0;
         char why[160];
-        if (rc == FMQ_ERANGE && v >= 0 && s->nblamed < 64) { /* its shares did not decrypt */
-            snprintf(s->blamed[s->nblamed++], FMQ_ID_MAX, "%s", s->ids[v]);
+        for (int u = 0; u < s->n; u++) answered += s->answered[u];
+        if (rc == FMQ_ERANGE && v >= 0 && 2 * fmq_secagg_server_holders(&s->srv, v) < answered &&
+            blame(s, s->ids[v]) == 0) { /* most answerers could not open its shares */
             snprintf(why, sizeof why,
                      "%s's secret had fewer than %d good shares (forged shares?): it is left out "
                      "of later rounds",
@@ -305,11 +336,10 @@ void coord_sa_on_msg(struct coord *c, const char *agent, const struct fmq_mq_msg
         return;
     }
     if (sm.step == FMQ_SA_KEYS) {
-        for (int b = 0; b < s->nblamed; b++)
-            if (!strcmp(s->blamed[b], agent)) {
-                fmq_log(FMQ_LOG_DEBUG, "secure aggregation: %s is left out (forged shares)", agent);
-                return;
-            }
+        if (coord_sa_blamed(c, agent)) {
+            fmq_log(FMQ_LOG_DEBUG, "secure aggregation: %s is left out (forged shares)", agent);
+            return;
+        }
         if (fmq_secagg_pub_check(sm.data) != 0) {
             fmq_log(FMQ_LOG_WARN, "secure aggregation: %s's keys are not usable X25519 keys",
                     agent);
@@ -340,6 +370,15 @@ void coord_sa_on_msg(struct coord *c, const char *agent, const struct fmq_mq_msg
         return;
     }
     if (sm.step == FMQ_SA_SHARES && s->stage == SA_SHARES && !s->shared[u]) {
+        for (int v = 0; v < s->n; v++) /* every other agent gets a share: a missing one would
+                                           leave that agent's masks uncancelled */
+            if (v != u && zero_slot(sm.data + (size_t)v * FMQ_SECAGG_CIPHER)) {
+                fmq_log(FMQ_LOG_WARN,
+                        "secure aggregation: %s's shares leave out %s; it takes no part in this "
+                        "round",
+                        agent, s->ids[v]);
+                return;
+            }
         memcpy(s->shares + (size_t)u * s->n * FMQ_SECAGG_CIPHER, sm.data, sm.len);
         memset(s->shares + ((size_t)u * s->n + u) * FMQ_SECAGG_CIPHER, 0, FMQ_SECAGG_CIPHER);
         s->shared[u] = 1;

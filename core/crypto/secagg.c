@@ -425,11 +425,25 @@ int fmq_secagg_server_add(struct fmq_secagg_server *s, int u, const uint32_t *y)
 
 int fmq_secagg_server_answer(struct fmq_secagg_server *s, int u, const uint8_t *answer)
 {
+    uint8_t *row;
     if (u < 0 || u >= s->p.n || !s->survived[u] || s->answered[u]) return FMQ_EINVAL;
-    memcpy(s->shares + (size_t)u * (size_t)s->p.n * (1 + FMQ_SECAGG_KEY), answer,
-           (size_t)s->p.n * (1 + FMQ_SECAGG_KEY));
+    row = s->shares + (size_t)u * (size_t)s->p.n * (1 + FMQ_SECAGG_KEY);
+    memcpy(row, answer, (size_t)s->p.n * (1 + FMQ_SECAGG_KEY));
+    for (int v = 0; v < s->p.n; v++) /* a share v gave u sits at x = u + 1: anything else is a
+                                        lie (a repeated x would make the combination fail) */
+        if (row[(size_t)v * (1 + FMQ_SECAGG_KEY)] != (uint8_t)(u + 1) || !s->shared[v])
+            memset(row + (size_t)v * (1 + FMQ_SECAGG_KEY), 0, 1 + FMQ_SECAGG_KEY);
     s->answered[u] = 1;
     return 0;
+}
+
+int fmq_secagg_server_holders(const struct fmq_secagg_server *s, int v)
+{
+    int k = 0, n = s->p.n;
+    for (int u = 0; u < n; u++)
+        k +=
+            s->answered[u] && s->shares[((size_t)u * (size_t)n + (size_t)v) * (1 + FMQ_SECAGG_KEY)];
+    return k;
 }
 
 /* The secret of agent v from t survivors' answers; 1 when v was in nobody's mask set. */
@@ -438,13 +452,13 @@ static int recover(struct fmq_secagg_server *s, int v, uint8_t secret[FMQ_SECAGG
     uint8_t xs[FMQ_SECAGG_MAX_N];
     const uint8_t *ys[FMQ_SECAGG_MAX_N];
     int k = 0, n = s->p.n;
+    if (!s->shared[v]) return 1; /* in nobody's mask set */
     for (int u = 0; u < n && k < s->p.t; u++) {
         const uint8_t *a = s->shares + ((size_t)u * (size_t)n + (size_t)v) * (1 + FMQ_SECAGG_KEY);
         if (!s->answered[u] || !a[0]) continue;
         xs[k] = a[0];
         ys[k++] = a + 1;
     }
-    if (k == 0 && !s->shared[v]) return 1;
     if (k < s->p.t) return FMQ_ERANGE;
     return fmq_shamir_combine(xs, ys, k, FMQ_SECAGG_KEY, secret);
 }

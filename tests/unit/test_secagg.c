@@ -35,7 +35,8 @@ static void test_shamir(void)
 static int last_unrecovered; /* the server's after the last run_round */
 
 /* One round with n agents, the agents in drop[] leaving after they shared (before masking).
- * tamper 1: one share of agent 1's (for agent 0) is corrupted; 2: all of agent 1's are. */
+ * tamper 1: one share of agent 1's (for agent 0) is corrupted; 2: all of agent 1's are; 3: agent
+ * 0 answers with every entry at agent 1's x-coordinate (a repeated x). */
 static int run_round(int n, int t, uint32_t dim, const int *drop, int ndrop, int tamper,
                      double *err_max, int *count)
 {
@@ -81,6 +82,7 @@ static int run_round(int n, int t, uint32_t dim, const int *drop, int ndrop, int
     for (int u = 0; u < n; u++)
         if (surv[u]) {
             CU_ASSERT(fmq_secagg_client_unmask(&c[u], surv, ans) == 0);
+            for (int v = 0; tamper == 3 && u == 0 && v < n; v++) ans[v * (1 + FMQ_SECAGG_KEY)] = 2;
             CU_ASSERT(fmq_secagg_server_answer(&s, u, ans) == 0);
         }
     rc = fmq_secagg_server_sum(&s, sum, count);
@@ -129,6 +131,10 @@ static void test_secagg_rounds(void)
         CU_ASSERT_EQUAL(run_round(5, 3, 50, drop1, 1, 2, &err, &count), FMQ_ERANGE);
         CU_ASSERT_EQUAL(last_unrecovered, 1);
         CU_ASSERT(run_round(5, 3, 50, drop1, 1, 0, &err, &count) == 0); /* honest, it can be */
+        /* a lying answer (a repeated x): dropped by the server, the others unmask, exactly */
+        CU_ASSERT(run_round(5, 3, 50, drop1, 1, 3, &err, &count) == 0);
+        CU_ASSERT(count == 4 && err <= 4 * ldexp(1, -17) + 1e-12);
+        CU_ASSERT_EQUAL(last_unrecovered, -1);
     }
 }
 

@@ -112,7 +112,12 @@ void fmq_secagg_server_free(struct fmq_secagg_server *s);
  * took part in nobody's masks. */
 void fmq_secagg_server_routed(struct fmq_secagg_server *s, const uint8_t *shared);
 int fmq_secagg_server_add(struct fmq_secagg_server *s, int u, const uint32_t *y);
+/* u's round-3 answer; an entry not at x = u + 1, or for an agent whose shares were not routed,
+ * is dropped (a liar's: it could otherwise make the combination fail or frame that agent). */
 int fmq_secagg_server_answer(struct fmq_secagg_server *s, int u, const uint8_t *answer);
+/* How many answers hold a share of v (after a failed sum: fewer than half of the answerers
+ * means v's own shares did not decrypt, a forger's; one liar cannot bring an honest v there). */
+int fmq_secagg_server_holders(const struct fmq_secagg_server *s, int v);
 /* sum (dim) of the survivors' x and their number; FMQ_ERANGE when fewer than t survived or
  * answered (the round cannot be unmasked: nothing is revealed). */
 int fmq_secagg_server_sum(struct fmq_secagg_server *s, double *sum, int *count);
