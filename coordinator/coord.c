@@ -1033,8 +1033,9 @@ static int round_ready(struct coord *c)
     if (c->sa && c->phase != FMQ_PHASE_CALIB) /* its stages decide (coord_secagg.c) */
         return coord_sa_ready(c,
                               c->phase == FMQ_PHASE_TRAIN && c->nselected > 0 ? c->nselected
-                              : c->cfg.expected_agents > 0 ? (int)c->cfg.expected_agents
-                                                           : online,
+                              : c->cfg.expected_agents > 0
+                                  ? (int)c->cfg.expected_agents - coord_sa_nblamed(c)
+                                  : online,
                               deadline_passed(c) || c->deadline_expired);
     if (c->phase == FMQ_PHASE_TRAIN && c->cfg.strategy == FMQ_STRAT_GSFS) {
         /* GSFS: M = ceil(quorum x agents online) distinct agents in the pool */

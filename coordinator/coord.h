@@ -290,6 +290,7 @@ int coord_sa_result(const struct coord *c, const double **sum, int *count, const
 void coord_sa_json(const struct coord *c, char *buf, size_t cap); /* "secagg":{...} */
 /* An agent left out for forged shares (rounds do not wait for it). */
 int coord_sa_blamed(const struct coord *c, const char *id);
+int coord_sa_nblamed(const struct coord *c);
 
 /* coord_model.c */
 int coord_model_init(struct coord *c); /* model, trainable view, test set */

@@ -287,6 +287,11 @@ int coord_sa_blamed(const struct coord *c, const char *id)
     return 0;
 }
 
+int coord_sa_nblamed(const struct coord *c)
+{
+    return c->sa ? c->sa->nblamed : 0;
+}
+
 static void finish(struct coord *c)
 {
     struct coord_sa *s = c->sa;

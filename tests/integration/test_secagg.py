@@ -23,6 +23,7 @@ sums all seven agents and the final F1 is within 2 points of the clear equal-wei
 import json
 import subprocess
 import tempfile
+import time
 import math
 import os
 import sys
@@ -66,10 +67,12 @@ def main():
         return sim(a)
 
     def run(**kw):
+        t0 = time.monotonic()
         m = fleet.run(a.build, a.source, a.mosquitto, **kw)
-        print("  %-60s F1 %.4f rounds %d secagg %s" % (
+        m["wall_s"] = time.monotonic() - t0
+        print("  %-60s F1 %.4f rounds %d %.0f s secagg %s" % (
             {k: v for k, v in kw.items() if k != "coordinator_args"}, m["f1"],
-            m["rounds_closed"], m.get("secagg")), flush=True)
+            m["rounds_closed"], m["wall_s"], m.get("secagg")), flush=True)
         return m
 
     rounds = 5
@@ -100,9 +103,11 @@ def main():
     assert not m["timed_out"] and m["rounds_closed"] == 3, m
     assert sa["blamed"] == 1 and sa["rounds_failed"] == 1 and sa["stage"] == "done", sa
     assert sa["roster"] == 9 and sa["summed"] == 9 and m["model_finite"], sa
+    assert m["round_s"] < 15, ("a round waited for the left-out agent (deadline 20 s)",
+                               m["round_s"])
 
-    m = run(rounds=1, coordinator_args=SECURE + ["--secagg-min", "20", "--deadline", "3"],
-            timeout=20)
+    m = run(rounds=1, coordinator_args=SECURE + ["--secagg-min", "20", "--deadline", "2"],
+            timeout=10)
     assert m["timed_out"], "a round without enough agents must not finish"
     # the statistics round failed and ran again: its metrics say why
     assert m["secagg"]["stage"] == "failed" and m["secagg"]["rounds_failed"] >= 1, m["secagg"]
