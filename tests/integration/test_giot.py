@@ -86,8 +86,11 @@ def main():
                                         "--status-interval", "1"])
         wait_for(lambda: "adopted global giot model" in h.log("agent-" + new), 20,
                  "the new site's agent to adopt the fleet model")
+        # the sanitizer suite scores the new site's first 8,000 flows (6,400 malicious): GIoT's
+        # scoring under ASan is what made this test 250 s of a CI run that must stay short
+        limit = 8000 if sanitized else 0
         r = h.spawn("replay-new", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast",
-                                   "--with-labels", heldout])
+                                   "--with-labels", "--limit", str(limit), heldout])
         assert r.wait(120) == 0, h.log("replay-new")
 
         def new_alerts():
@@ -95,7 +98,7 @@ def main():
                     if m["topic"] == "fedmq/iot23/alerts/" + new]
         def scored():
             st = [m for m in h.messages(bus) if m.get("kind") == "status" and m["agent"] == new]
-            return st and st[-1]["flows"] >= len(truth)
+            return st and st[-1]["flows"] >= (limit or len(truth))
         wait_for(scored, 180, "the new site's agent to score every flow")
         time.sleep(1.0)
         alerts = new_alerts()
