@@ -31,10 +31,9 @@ struct agent_sa {
     int have_cl;
     float *x; /* the vector to mask, dim */
     uint32_t dim, cap;
-    uint32_t *y;         /* masked, dim */
-    uint8_t *words;      /* y as little-endian bytes */
-    uint8_t *buf;        /* shares out, or answers */
-    uint8_t *inbox_copy; /* the inbox, kept while masking */
+    uint32_t *y;    /* masked, dim */
+    uint8_t *words; /* y as little-endian bytes */
+    uint8_t *buf;   /* shares out, or answers */
     size_t ntrain;
     struct fmq_local_metrics lm;
     int has_lm;
@@ -57,7 +56,6 @@ void agent_sa_free(struct agent *a)
     free(s->y);
     free(s->words);
     free(s->buf);
-    free(s->inbox_copy);
     fmq_buf_free(&s->out);
     fmq_buf_free(&s->data);
     free(s);
@@ -135,7 +133,7 @@ fail:
 
 static int dropped_after(const struct agent *a, int stage)
 {
-    return a->cfg.secagg_drop && a->cfg.secagg_drop == stage;
+    return a->cfg.secagg_drop == stage;
 }
 
 static void on_roster(struct agent *a, const struct fmq_secagg_msg *m)

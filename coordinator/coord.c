@@ -1077,6 +1077,15 @@ static int round_ready(struct coord *c)
     return 0;
 }
 
+/* This round's aggregate does not go in: the model stays, the metrics' guard and the round's
+ * receipts say why. */
+static void aggregate_refused(struct coord *c, const char *why)
+{
+    c->guard_refused = 1;
+    c->guard_total++;
+    snprintf(c->guard_why, sizeof c->guard_why, "%s", why);
+}
+
 /* Moves the model by the round's aggregate unless the result is something no honest round
  * produces: a parameter that is non-finite or beyond FMQ_MODEL_PARAM_MAX (fmq_model_check), or
  * a step longer than max_step_norm. Then the model and the optimizer's state are taken back
@@ -1107,9 +1116,7 @@ static int guarded_step(struct coord *c)
         memcpy(c->opt.m, c->guard_m, c->dim * sizeof(double));
         memcpy(c->opt.v, c->guard_v, c->dim * sizeof(double));
         c->opt.t = t;
-        c->guard_refused = 1;
-        c->guard_total++;
-        snprintf(c->guard_why, sizeof c->guard_why, "%s", err);
+        aggregate_refused(c, err);
         fmq_log(FMQ_LOG_WARN, "round %llu: the aggregate is not published (%s); model unchanged",
                 (unsigned long long)c->round + 1, err);
     }
@@ -1137,14 +1144,6 @@ static void dp_budget_check(struct coord *c)
  * the normalisation, and training starts; when nothing usable came, the round runs again. */
 /* The benign profile (model.h, the MLP's novelty channel): the same robust merge over the
  * benign rows' moments of the agents the normalisation kept. */
-/* A secure round's refusal: nothing of it goes in, and its receipts say why. */
-static void secure_refused(struct coord *c, const char *why)
-{
-    c->guard_refused = 1;
-    c->guard_total++;
-    snprintf(c->guard_why, sizeof c->guard_why, "%s", why);
-}
-
 /* The training round's aggregate under secure aggregation: the plain mean of the survivors'
  * (clipped) changes, each agent weighted equally (as DP-FedAvg weights them). k honest values
  * in [-clip, clip] sum to at most k x clip: a sum beyond that is a liar's, clamped and counted
@@ -1156,7 +1155,7 @@ static int secure_mean(struct coord *c)
     double bound;
     int k;
     if (coord_sa_result(c, &sum, &k, &why) != 0 || k < 1) {
-        secure_refused(c, why);
+        aggregate_refused(c, why);
         return -1;
     }
     bound = k * c->cfg.secagg_clip * (1 + 1e-6);
@@ -1189,12 +1188,12 @@ static int close_stats_secure(struct coord *c)
     int k;
     c->stats_used = c->nstats = 0;
     if (coord_sa_result(c, &sum, &k, &why) != 0) {
-        secure_refused(c, why);
+        aggregate_refused(c, why);
         return -1;
     }
     if ((c->stats_capped = fmq_stats_from_secure(sum, k, &c->moments, &c->bmoments)) < 0) {
         c->stats_capped = 0;
-        secure_refused(c, "secure aggregation: no statistics summed");
+        aggregate_refused(c, "secure aggregation: no statistics summed");
         return -1;
     }
     if (c->stats_capped > 0) /* some agent sent values outside [0, 1]: clamped */
@@ -1204,7 +1203,7 @@ static int close_stats_secure(struct coord *c)
                 c->stats_capped, k);
     fmq_moments_finish(&c->moments, mean, std);
     if (fmq_norm_check(mean, std, err, sizeof err) != 0) {
-        secure_refused(c, err);
+        aggregate_refused(c, err);
         return -1;
     }
     memcpy(c->model.norm_mean, mean, sizeof mean);
@@ -1275,9 +1274,7 @@ static void close_stats(struct coord *c)
         }
     } else
         snprintf(err, sizeof err, "%s", n == 0 ? "no statistics" : fmq_strerror(n));
-    c->guard_refused = 1;
-    c->guard_total++;
-    snprintf(c->guard_why, sizeof c->guard_why, "%s", err);
+    aggregate_refused(c, err);
     fmq_log(FMQ_LOG_WARN, "statistics round: no normalisation (%s); the round runs again", err);
 }
 
@@ -1383,9 +1380,7 @@ static void close_round(struct coord *c)
             if (!isfinite(c->mean[i])) { /* overflowed sums: never let the model hold Inf/NaN */
                 fmq_log(FMQ_LOG_WARN, "round %llu: the aggregate is not finite; model unchanged",
                         (unsigned long long)c->round + 1);
-                c->guard_refused = 1;
-                c->guard_total++;
-                snprintf(c->guard_why, sizeof c->guard_why, "the aggregate is not finite");
+                aggregate_refused(c, "the aggregate is not finite");
                 rc = -1;
             }
         if (rc >= 0)
@@ -1406,10 +1401,7 @@ static void close_round(struct coord *c)
     }
     c->version++;
     coord_evaluate(c, &c->rule, &ev);
-    coord_sa_json(c, sa_json, sizeof sa_json);
-    if (c->sa && strlen(sa_json) > 1) /* the clamp count, inside the secagg object */
-        snprintf(sa_json + strlen(sa_json) - 1, sizeof sa_json - strlen(sa_json) + 1,
-                 ",\"out_of_range\":%d}", was_stats ? c->stats_capped : c->sa_out_of_range);
+    coord_sa_json(c, was_stats ? c->stats_capped : c->sa_out_of_range, sa_json, sizeof sa_json);
     for (size_t i = 0; i < c->dim; i++) finite &= isfinite(c->trainable[i]) != 0;
     cm = ev.cm;
     fmq_scores_from(&cm, &sc);

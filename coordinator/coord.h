@@ -287,7 +287,8 @@ int coord_sa_ready(struct coord *c, int target, int deadline);
 /* After the round: 0 with the sum (coord_sa_dim values, borrowed) of count vectors, or
  * FMQ_ERANGE with why. */
 int coord_sa_result(const struct coord *c, const double **sum, int *count, const char **why);
-void coord_sa_json(const struct coord *c, char *buf, size_t cap); /* "secagg":{...} */
+/* "secagg":{...}, with out_of_range: the round's clamped values (secure_mean, the statistics) */
+void coord_sa_json(const struct coord *c, int out_of_range, char *buf, size_t cap);
 /* An agent left out for forged shares (rounds do not wait for it). */
 int coord_sa_blamed(const struct coord *c, const char *id);
 int coord_sa_nblamed(const struct coord *c);

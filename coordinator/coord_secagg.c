@@ -46,11 +46,10 @@ struct coord_sa {
     struct fmq_secagg_params p;
     struct fmq_secagg_server srv;
     int srv_init;
-    uint32_t *y;      /* dim words: one masked vector */
-    double *sum;      /* dim: the result */
-    uint32_t cap_dim; /* of y and sum */
-    int count;        /* vectors in the sum */
-    char why[200];    /* a failed round's reason */
+    uint32_t *y;   /* max(model, statistics) words: one masked vector */
+    double *sum;   /* as many: the result */
+    int count;     /* vectors in the sum */
+    char why[200]; /* a failed round's reason */
     struct fmq_buf out, data;
     /* all-time, for the metrics */
     uint64_t rounds_ok, rounds_failed, dropped;
@@ -70,7 +69,6 @@ int coord_sa_init(struct coord *c)
         !(s->y = malloc((size_t)cap * sizeof *s->y)) ||
         !(s->sum = malloc((size_t)cap * sizeof *s->sum)))
         return FMQ_ENOMEM;
-    s->cap_dim = cap;
     return 0;
 }
 
@@ -136,10 +134,7 @@ static void send_to(struct coord *c, const char *id, const struct fmq_secagg_msg
     if (fmq_wire_encode_secagg(m, &s->out) != 0 ||
         fmq_mq_publish(c->mq, topic, s->out.data, s->out.len, 1, 0) != 0)
         fmq_log(FMQ_LOG_WARN, "secure aggregation: cannot send the %s step to %s",
-                m->step == FMQ_SA_ROSTER  ? "roster"
-                : m->step == FMQ_SA_INBOX ? "inbox"
-                                          : "survivors",
-                id);
+                fmq_secagg_step_name(m->step), id);
     else
         c->bytes_down_total += s->out.len;
 }
@@ -392,10 +387,7 @@ void coord_sa_on_msg(struct coord *c, const char *agent, const struct fmq_mq_msg
         if (fmq_secagg_server_answer(&s->srv, u, sm.data) == 0) s->answered[u] = 1;
     } else
         fmq_log(FMQ_LOG_INFO, "secure aggregation: %s's %s step is out of turn (stage %s)", agent,
-                sm.step == FMQ_SA_SHARES   ? "shares"
-                : sm.step == FMQ_SA_ANSWER ? "answer"
-                                           : "coordinator's",
-                stage_names[s->stage]);
+                fmq_secagg_step_name(sm.step), stage_names[s->stage]);
 }
 
 int coord_sa_masked(struct coord *c, const char *agent, const float *words, uint32_t dim, char *err,
@@ -494,7 +486,7 @@ int coord_sa_result(const struct coord *c, const double **sum, int *count, const
     return 0;
 }
 
-void coord_sa_json(const struct coord *c, char *buf, size_t cap)
+void coord_sa_json(const struct coord *c, int out_of_range, char *buf, size_t cap)
 {
     const struct coord_sa *s = c->sa;
     int shared = 0, masked = 0, answered = 0;
@@ -507,8 +499,10 @@ void coord_sa_json(const struct coord *c, char *buf, size_t cap)
     snprintf(buf, cap,
              "\"secagg\":{\"stage\":\"%s\",\"roster\":%d,\"threshold\":%d,\"shared\":%d,"
              "\"masked\":%d,\"answered\":%d,\"summed\":%d,\"reason\":\"%s\",\"rounds_ok\":%llu,"
-             "\"rounds_failed\":%llu,\"dropped_total\":%llu,\"blamed\":%d}",
+             "\"rounds_failed\":%llu,\"dropped_total\":%llu,\"blamed\":%d,"
+             "\"out_of_range\":%d}",
              stage_names[s->stage], s->n, s->t, shared, masked, answered,
              s->stage == SA_DONE ? s->count : 0, s->why, (unsigned long long)s->rounds_ok,
-             (unsigned long long)s->rounds_failed, (unsigned long long)s->dropped, s->nblamed);
+             (unsigned long long)s->rounds_failed, (unsigned long long)s->dropped, s->nblamed,
+             out_of_range);
 }

@@ -1161,6 +1161,11 @@ int fmq_wire_decode_status(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
 static const char *const sa_steps[] = {"",       "keys",  "shares",   "answer",
                                        "roster", "inbox", "survivors"};
 
+const char *fmq_secagg_step_name(int step)
+{
+    return step >= FMQ_SA_KEYS && step <= FMQ_SA_SURVIVORS ? sa_steps[step] : "?";
+}
+
 int fmq_wire_encode_secagg(const struct fmq_secagg_msg *s, struct fmq_buf *out)
 {
     msgpack_packer pk;

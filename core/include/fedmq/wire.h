@@ -223,6 +223,7 @@ struct fmq_secagg_msg {
     const uint8_t *data; /* encode: borrowed; decode: points into the caller's buffer */
     size_t len;
 };
+const char *fmq_secagg_step_name(int step); /* "keys", ..., "survivors"; "?" for others */
 int fmq_wire_encode_secagg(const struct fmq_secagg_msg *s, struct fmq_buf *out);
 /* n: the roster's size the data is checked against (ignored for keys and the roster, which
  * carries its own; 0: any size from 2 to 255 agents, as the broker checks); the data is copied
