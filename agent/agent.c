@@ -29,6 +29,7 @@ void agent_cfg_default(struct agent_cfg *c)
     c->threshold = 0.5;
     c->max_devices = 4096;
     c->status_interval = 5.0;
+    c->stop_drain = 5.0;
     c->update_retry = 10.0;
     c->train = 1;
     fmq_learner_cfg_default(&c->learn);
@@ -912,22 +913,45 @@ static void gsfs_chunk(struct agent *a)
     gsfs_end_check(a);
 }
 
+static void dispatch(struct agent *a, const struct fmq_mq_msg *m)
+{
+    if (strcmp(m->topic, a->t_global) == 0)
+        on_global(a, m);
+    else if (strcmp(m->topic, a->t_receipt) == 0)
+        on_receipt(a, m);
+    else if (strcmp(m->topic, a->t_secagg_in) == 0)
+        agent_sa_on_msg(a, m);
+    else
+        on_sensor(a, m);
+}
+
+size_t agent_drain(struct agent *a, double seconds, size_t *handled)
+{
+    const double end = fmq_mono() + seconds, quiet = 0.2;
+    double last = fmq_mono();
+    struct fmq_mq_msg *m;
+
+    *handled = 0;
+    a->pending = 0; /* a stop trains nothing: the next run trains on the next model */
+    while (fmq_mono() < end) {
+        if (fmq_mq_poll(a->mq, &m, 50) == 0) {
+            dispatch(a, m);
+            ++*handled;
+            last = fmq_mono();
+        } else if (fmq_mq_queued(a->mq) == 0 && fmq_mono() - last >= quiet) {
+            return 0;
+        }
+    }
+    return fmq_mq_queued(a->mq);
+}
+
 int agent_step(struct agent *a, int timeout_ms)
 {
     struct fmq_mq_msg *m;
     struct fmq_mq_stats st;
     int rc = fmq_mq_poll(a->mq, &m, a->gsfs_active ? 0 : timeout_ms);
 
-    if (rc == 0) {
-        if (strcmp(m->topic, a->t_global) == 0)
-            on_global(a, m);
-        else if (strcmp(m->topic, a->t_receipt) == 0)
-            on_receipt(a, m);
-        else if (strcmp(m->topic, a->t_secagg_in) == 0)
-            agent_sa_on_msg(a, m);
-        else
-            on_sensor(a, m);
-    }
+    if (rc == 0) dispatch(a, m);
     fmq_mq_get_stats(a->mq, &st);
     if (st.reconnects != a->reconnects) { /* the link came back: nothing unconfirmed stays lost */
         a->reconnects = st.reconnects;

@@ -68,6 +68,8 @@ struct agent_cfg {
     long max_devices;           /* featurizer device table bound */
     double status_interval;     /* seconds between status messages (a calibration state change
                                    is sent sooner, at most once a second) */
+    double stop_drain;          /* seconds a stop may spend scoring what was already received
+                                   (the client acknowledged it: unscored, it would be lost) */
     double update_retry;        /* seconds without a receipt before the update goes again
                                    (doubling up to 16x); 0 = only after a reconnect or a
                                    republished model */
@@ -174,6 +176,11 @@ void agent_free(struct agent *a);
 int agent_connect(struct agent *a, double timeout_s);
 /* One turn of the loop: handles at most one message, then due work (training, status). */
 int agent_step(struct agent *a, int timeout_ms);
+/* At a stop: handles what the client already received (acknowledged to the broker, so lost if
+ * dropped; what the broker still holds waits in a persistent session), until 0.2 s pass with
+ * nothing new or `seconds` end; trains nothing. Returns how many messages were left unhandled;
+ * *handled says how many were handled. */
+size_t agent_drain(struct agent *a, double seconds, size_t *handled);
 void agent_publish_status(struct agent *a, const char *state);
 
 /* agent.c, for agent_secagg.c: publishes the masked vector (dim little-endian words) as this

@@ -40,6 +40,7 @@ int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "val_fraction")) return fmq_parse_double(v, 0.0, 0.9, &c->val_fraction);
     if (!strcmp(k, "threshold")) return fmq_parse_double(v, 0.0, 1.0, &c->threshold);
     if (!strcmp(k, "status_interval")) return fmq_parse_double(v, 0.1, 3600, &c->status_interval);
+    if (!strcmp(k, "stop_drain")) return fmq_parse_double(v, 0, 600, &c->stop_drain);
     if (!strcmp(k, "update_retry")) return fmq_parse_double(v, 0, 86400, &c->update_retry);
     if (!strcmp(k, "epochs")) return fmq_parse_int(v, 1, 1000, &c->train_opts.epochs);
     if (!strcmp(k, "batch")) return fmq_parse_int(v, 1, 65536, &c->train_opts.batch);

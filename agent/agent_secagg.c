@@ -141,7 +141,7 @@ static void on_roster(struct agent *a, const struct fmq_secagg_msg *m)
     struct agent_sa *s = a->sa;
     struct fmq_secagg_params p;
     struct fmq_secagg_msg r;
-    int rc;
+    int rc = FMQ_ENOMEM;
     if (s->stage != SA_KEYS || dropped_after(a, AGENT_SA_DROP_KEYS)) return;
     if (m->dim != s->dim) {
         fmq_log(FMQ_LOG_WARN, "secure aggregation: the roster asks for %u values, we hold %u",

@@ -111,6 +111,16 @@ int main(int argc, char **argv)
         fmq_service_alive();
     }
     fmq_service_stopping_notify();
+    if (rc == 0 && a.cfg.stop_drain > 0) {
+        size_t handled, left = agent_drain(&a, a.cfg.stop_drain, &handled);
+        if (left)
+            fmq_log(FMQ_LOG_WARN,
+                    "stopping: %zu received messages left unhandled after stop_drain %.3g s "
+                    "(%zu handled)",
+                    left, a.cfg.stop_drain, handled);
+        else if (handled)
+            fmq_log(FMQ_LOG_INFO, "stopping: handled the %zu messages already received", handled);
+    }
     if (rc == 0) {
         agent_publish_status(&a, "offline");
         /* acknowledgements cannot come while the link is down: do not wait for them then */

@@ -10,8 +10,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import traceback
 
 
 def free_port():
@@ -150,6 +152,30 @@ def parse_args(*extra):
     return ap.parse_args()
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "SUMMARY: ")
+
+
+def print_tails(work):
+    """The last 40 lines of every process's log, those with a sanitizer's report first (and the
+    report itself, however far from the end it is)."""
+    logs = []
+    for name in sorted(os.listdir(work)):
+        if name.endswith(".log"):
+            with open(os.path.join(work, name), errors="replace") as f:
+                lines = f.readlines()
+            first = next((i for i, l in enumerate(lines)
+                          if any(m in l for m in SANITIZER_MARKS)), None)
+            logs.append((first is None, name, lines, first))
+    for _, name, lines, first in sorted(logs):
+        if first is not None:
+            print("---- sanitizer report in %s (line %d) ----" % (name, first + 1))
+            print("".join(lines[first:first + 60]), end="")
+        tail = lines[-40:]
+        print("---- last %d lines of %s ----" % (len(tail), name))
+        print("".join(tail), end="")
+
+
 @contextlib.contextmanager
 def session(args, prefix):
     """A Harness in a fresh work directory: everything it started is stopped at the end; the
@@ -161,15 +187,15 @@ def session(args, prefix):
     try:
         yield h
         ok = True
+    except BaseException:
+        # what failed comes first: CI shows only part of a long output
+        print("---- failed ----")
+        traceback.print_exc(file=sys.stdout)
+        raise
     finally:
         h.close()
         if not ok:  # CI keeps no files: the end of every process's log goes to the output
-            for name in sorted(os.listdir(work)):
-                if name.endswith(".log"):
-                    with open(os.path.join(work, name), errors="replace") as f:
-                        tail = f.readlines()[-40:]
-                    print("---- last %d lines of %s ----" % (len(tail), name))
-                    print("".join(tail), end="")
+            print_tails(work)
         if ok and not os.environ.get("FMQ_KEEP"):
             shutil.rmtree(work, ignore_errors=True)
         else:

@@ -177,7 +177,8 @@ def main():
         assert st[-1]["bad"] >= 4, st[-1]
         assert all(p.poll() is None for p in agents.values()), "an agent died"
         for s, p in agents.items():
-            assert h.stop(p) == 0, h.log("agent-" + s)
+            rc = h.stop(p)
+            assert rc == 0, ("agent %s exited with %s" % (s, rc), h.log("agent-" + s)[-3000:])
         # every record of a0's capture, and the four good ones of the batches
         with open(files[0]) as f:
             records = sum(1 for line in f if line.strip() and not line.startswith("#"))

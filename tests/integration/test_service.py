@@ -2,13 +2,15 @@
 --part sigterm: SIGTERM stops the agent and the coordinator promptly (within 5 s, exit 0) in
   every connection state: the broker not up yet (they keep retrying, say why each attempt failed,
   and a SIGHUP does not kill them), connected (the agent's last status says "offline"), and the
-  broker gone after connecting; an agent started before its broker connects once it comes up;
+  broker gone after connecting; a stop with a backlog scores what the agent's client already
+  acknowledged and leaves the rest to the next run (every record counted once over both); an agent started before its broker connects once it comes up;
   the coordinator prints no round table on exit.
 --part sighup: with log_file and metrics_file set, SIGHUP after logrotate-style renames makes
   both daemons reopen them (new files, the next round's metrics in the new one) and keep running;
   through $NOTIFY_SOCKET they report READY=1, STATUS=, WATCHDOG=1, RELOADING=1 and STOPPING=1
   (when built with libsystemd)."""
 import os
+import re
 import signal
 import socket
 import sys
@@ -43,6 +45,8 @@ def sigterm(args):
     with session(args, "fedmq-sigterm-") as h:
         agent = h.bin("agent/fedmq-agent")
         coord = h.bin("coordinator/fedmq-coordinator")
+        capture = os.path.join(args.source, "data", "iot23",
+                               "CTU-IoT-Malware-Capture-20-1conn.log.labeled.csv")
         # 1. the broker is not up yet: retries with reasons, survives SIGHUP, stops at once
         port = harness.free_port()
         uri = "tcp://127.0.0.1:%d" % port
@@ -86,6 +90,34 @@ def sigterm(args):
         wait_for(lambda: [m.get("state") for m in h.messages(bus)
                           if m.get("agent") == "late"][-1:] == ["offline"], 10,
                  "the late agent's offline status")
+
+        # 3b. a stop loses nothing received: records pile up while the agent is frozen; on
+        # SIGTERM it scores what its client already acknowledged, and what the broker still
+        # held goes to the next run of the same id (persistent session): every record counted
+        # once over both runs
+        def drain_agent(name):
+            return h.spawn(name, [agent, "--broker", broker, "--id", "drain", "--sensors",
+                                  "sensors/drain/+/conn", "--status-interval", "1"])
+        d = drain_agent("agent-drain-1")
+        wait_for(lambda: any(m.get("agent") == "drain" and m.get("state") == "online"
+                             for m in h.messages(bus)), 30, "the drain agent online")
+        os.kill(d.pid, signal.SIGSTOP)
+        r = h.spawn("replay-drain", [h.bin("tools/fedmq-replay"), "--broker", broker, "--fast",
+                                     "--site", "drain", capture])
+        assert r.wait(120) == 0, h.log("replay-drain")
+        sent = int(re.search(r"published (\d+) of", h.log("replay-drain")).group(1))
+        d.send_signal(signal.SIGTERM)  # delivered on SIGCONT: the stop begins with a backlog
+        os.kill(d.pid, signal.SIGCONT)
+        assert d.wait(30) == 0, h.log("agent-drain-1")
+        first = int(re.search(r"stopped: (\d+) flows", h.log("agent-drain-1")).group(1))
+        d = drain_agent("agent-drain-2")
+        wait_for(lambda: "connected to" in h.log("agent-drain-2"), 30, "the second run")
+        time.sleep(2)
+        stop_promptly(h, d, "agent (second run)")
+        second = int(re.search(r"stopped: (\d+) flows", h.log("agent-drain-2")).group(1))
+        print("drain: %d records sent, %d scored by the stopped run, %d by the next" %
+              (sent, first, second))
+        assert first > 0 and first + second == sent, (first, second, sent)
 
         # 4. the broker goes away after connecting
         a = h.spawn("agent-orphan", [agent, "--broker", broker, "--id", "orphan"])
