@@ -80,6 +80,15 @@ int agent_cfg_set(void *ud, const char *k, const char *v, char *err, size_t errl
     if (!strcmp(k, "calib_novelty_beyond_cap"))
         return fmq_parse_bool(v, &c->calib.novelty_beyond_cap);
     if (!strcmp(k, "calib_union")) return fmq_parse_bool(v, &c->calib.union_levels);
+    if (!strcmp(k, "calib_confidence")) return fmq_parse_double(v, 0, 0.999, &c->calib.confidence);
+    if (!strcmp(k, "calib_exclude")) {
+        if (!strcmp(v, "fleet") || !strcmp(v, "in_use")) {
+            c->calib.exclude_in_use = !strcmp(v, "in_use");
+            return 0;
+        }
+        snprintf(err, errlen, "expected fleet or in_use");
+        return FMQ_EINVAL;
+    }
     if (!strcmp(k, "calib_spikes")) {
         static const char *const names[] = {"off", "fleet", "below"};
         for (int i = FMQ_SPIKE_OFF; i <= FMQ_SPIKE_BELOW; i++)

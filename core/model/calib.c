@@ -54,6 +54,36 @@ static float sorted_quantile(const float *v, size_t n, double level)
     return (float)((1 - w) * v[i] + w * v[i + 1]);
 }
 
+/* The threshold of a site's window that keeps the share of future normal flows above it within
+ * `share` with probability `conf`: the r-th largest of the n sorted scores v, r the largest with
+ * P(Binomial(n, share) <= r - 1) <= 1 - conf. For exchangeable scores the share of flows above
+ * the r-th largest of n is Beta(r, n - r + 1) distributed, so the chance that it exceeds share
+ * is that binomial tail (Wilks, "Determination of sample sizes for setting tolerance limits",
+ * Ann. Math. Statist. 12, 1941; the order-statistic form of a one-sided nonparametric tolerance
+ * limit). A window too small to give that confidence even at its maximum (n < about
+ * log(1 - conf) / log(1 - share)) gets its maximum. conf <= 0: the plain (1 - share) quantile. */
+static float confident_quantile(const float *v, size_t n, double share, double conf)
+{
+    double lp, lcdf, lratio, la;
+    size_t r = 1;
+    if (conf <= 0 || share <= 0 || share >= 1) return sorted_quantile(v, n, 1.0 - share);
+    la = log(1 - conf);
+    lratio = log(share) - log1p(-share);
+    lp = (double)n * log1p(-share); /* log P(Bin = 0); the cdf in the log domain (n to 10^6) */
+    lcdf = lp;
+    for (size_t j = 0; j < n; j++) {
+        if (j > 0) { /* P(Bin = j) = P(Bin = j - 1) (n - j + 1) / j x share / (1 - share) */
+            double hi;
+            lp += log((double)(n - j + 1)) - log((double)j) + lratio;
+            hi = lp > lcdf ? lp : lcdf;
+            lcdf = hi + log(exp(lp - hi) + exp(lcdf - hi));
+        }
+        if (lcdf > la) break;
+        r = j + 1; /* P(Bin <= r - 1) <= 1 - conf */
+    }
+    return v[n - r];
+}
+
 void fmq_sketch_from(struct fmq_sketch *s, const float *scores, const int8_t *labels, size_t n,
                      int channels, float *scratch)
 {
@@ -259,6 +289,8 @@ void fmq_calib_cfg_default(struct fmq_calib_cfg *c)
     c->novelty_beyond_cap = 1;
     c->union_levels = 0; /* issue 14's A/B: Bonferroni split unless set */
     c->spikes = FMQ_SPIKE_OFF;
+    c->exclude_in_use = 1; /* NOTES-14-calib.md: the A/B behind both defaults */
+    c->confidence = 0.95;
     c->min_eligible = 50;
     c->static_sup = 0.0f; /* P(malicious) >= 0.5 */
 }
@@ -302,6 +334,8 @@ void fmq_calib_free(struct fmq_calib *c)
     c->scratch = NULL;
 }
 
+static void set_flags(struct fmq_calib *c, int now);
+
 /* Thresholds of a site that has not calibrated: the fleet's cap, what its most unusual benign
  * sites need (a new site is not flooded with alerts while it learns, and what scores above
  * every benign site's quantile still alerts from the first flow); without a fleet rule the
@@ -336,6 +370,7 @@ void fmq_calib_set_model(struct fmq_calib *c, int channels, const struct fmq_rul
     else
         memset(&c->rule, 0, sizeof c->rule);
     c->rule.channels &= channels;
+    set_flags(c, 1);
     if (c->state == FMQ_CALIB_LEARNING)
         fleet_thresholds(&c->rule, channels, c->cfg.static_sup, c->thr);
 }
@@ -358,15 +393,34 @@ int fmq_calib_push(struct fmq_calib *c, uint32_t slot, double ts, const float *s
     return fmq_calib_recompute(c, 0);
 }
 
-/* A flow another channel flags at the fleet rule is no normal traffic for channel ch, nor is
- * one labelled malicious. */
+/* A flow another channel flags is no normal traffic for channel ch, nor is one labelled
+ * malicious. "Flags": above c->flag, the fleet threshold, or with exclude_in_use (after a
+ * site's first flows) the larger of it and the threshold in use. Why the second: each channel's
+ * quantile then covers exactly the flows the other channel lets through, so the two together
+ * pass at most the budget (the union bound over the rule the site applies). With the fleet's
+ * threshold alone, a site whose novelty tail is heavier than the fleet's (a desktop: 12% of
+ * its flows above the fleet's novelty threshold, its own threshold far above it) leaves those
+ * flows out of the supervised quantile, so they fall into no channel's budget, and the
+ * supervised threshold, set on the rest, alerted on 9% of its benign flows (NOTES-14). */
 static int eligible(const struct fmq_calib *c, size_t i, int ch)
 {
     const float *s = c->score + i * FMQ_NCH;
     if (c->lab[i] == FMQ_LABEL_MALICIOUS) return 0;
     for (int o = 0; o < FMQ_NCH; o++)
-        if (o != ch && (c->rule.channels & FMQ_CH_BIT(o)) && s[o] > c->rule.thr[o]) return 0;
+        if (o != ch && (c->rule.channels & FMQ_CH_BIT(o)) && s[o] > c->flag[o]) return 0;
     return 1;
+}
+
+/* c->flag for this recomputation: the fleet's thresholds, or (exclude_in_use, not for a new
+ * model, whose window scores the thresholds in use were not set on) the larger of them and
+ * the thresholds in use. */
+static void set_flags(struct fmq_calib *c, int now)
+{
+    for (int o = 0; o < FMQ_NCH; o++) {
+        float f = c->rule.thr[o];
+        if (c->cfg.exclude_in_use && !now && c->thr[o] > f) f = c->thr[o];
+        c->flag[o] = f;
+    }
 }
 
 /* The eligible window scores of channel ch, sorted, into out (window floats); returns how
@@ -493,6 +547,7 @@ int fmq_calib_recompute(struct fmq_calib *c, int now)
     }
     c->recomputed++;
     c->recomputed_ts = c->last_ts;
+    set_flags(c, now);
     if (dt < 0) dt = 0;
     if (c->cfg.union_levels) share = union_share(c, share);
     for (int ch = 0; ch < FMQ_NCH; ch++) {
@@ -513,7 +568,7 @@ int fmq_calib_recompute(struct fmq_calib *c, int now)
         if (k < (size_t)c->cfg.min_eligible) /* almost everything is flagged: keep the fleet's */
             target = with_rule ? fleet : c->thr[ch];
         else {
-            target = sorted_quantile(c->scratch, k, 1.0 - share);
+            target = confident_quantile(c->scratch, k, share, c->cfg.confidence);
             median = sorted_quantile(c->scratch, k, 0.5);
             target = out_of_spike(c, ch, c->scratch, k, target, share);
             spread = target - median;

@@ -3,7 +3,9 @@
  * recalibration follows a drift that lasts hours but not a burst of minutes; flows labelled
  * malicious or flagged by another channel are left out; a quiet site tightens; a new model keeps
  * each threshold's place; a site whose tail is heavier than the fleet's is followed past the
- * novelty cap; the rule pools the sites' sketches and a liar cannot open the cap. */
+ * novelty cap; a confident quantile keeps a site within its budget at 95% of sites; a flow
+ * counts in some channel's budget (calib_exclude in_use); the rule pools the sites' sketches
+ * and a liar cannot open the cap. */
 #include <math.h>
 #include <string.h>
 
@@ -211,6 +213,79 @@ static void test_eligibility(void)
     fmq_calib_free(&c);
 }
 
+/* calib_confidence: over 300 sites of N(0, 1) novelty scores, each calibrated once on a window
+ * of 2,000 flows, the share of future normal flows above the threshold (exact, from the normal
+ * tail) passes the 1% budget at about 5% of the sites with confidence 0.95 (Wilks: the 13th
+ * largest of 2,000; measured 9 of 300), and at about half of them with the plain 99% quantile
+ * (157 of 300). */
+static void test_confidence(void)
+{
+    struct fmq_calib_cfg cf = cfg();
+    struct fmq_rule r = nov_rule(10, 20);
+    struct fmq_rng g;
+    int over[2] = {0, 0};
+    const int sites = 300;
+    cf.min_flows = cf.window = cf.every = 2000; /* one calibration, on exactly the full window */
+    fmq_rng_seed(&g, 23, 1);
+    for (int t = 0; t < sites; t++)
+        for (int k = 0; k < 2; k++) {
+            struct fmq_calib c;
+            double tail;
+            cf.confidence = k ? 0.95 : 0;
+            CU_ASSERT_FATAL(fmq_calib_init(&c, &cf) == 0);
+            fmq_calib_set_model(&c, FMQ_CH_BIT(FMQ_CH_NOV), &r);
+            for (int i = 0; i < 2000; i++)
+                push(&c, (uint32_t)i, 1.0 * i, (float)fmq_rng_normal(&g), -1);
+            CU_ASSERT_EQUAL(c.state, FMQ_CALIB_CALIBRATED);
+            tail = 0.5 * erfc(c.thr[FMQ_CH_NOV] / sqrt(2.0));
+            over[k] += tail > 0.01;
+            fmq_calib_free(&c);
+        }
+    CU_ASSERT(over[1] <= sites * 0.09); /* 5% expected: 15 of 300, sd 3.8 */
+    CU_ASSERT(over[0] >= sites * 0.35); /* about half */
+}
+
+/* calib_exclude: a desktop-like site, 15% of its flows far above the fleet's novelty threshold
+ * (but normal here: its own novelty threshold is above them) with supervised scores near 0,
+ * the rest low on both. Leaving those flows out of the supervised quantile because the fleet's
+ * novelty threshold flags them (fleet) puts them in no channel's budget: the supervised
+ * threshold, set on the rest, alerts on all of them. With in_use they count where the site's
+ * own novelty threshold lets them through, and the window stays within the 1% budget. */
+static void test_exclusion_in_use(void)
+{
+    struct fmq_calib_cfg cf = cfg();
+    struct fmq_rule r = nov_rule(84, 200);
+    struct fmq_rng g;
+    double rate[2];
+    r.channels |= FMQ_CH_BIT(FMQ_CH_SUP);
+    r.thr[FMQ_CH_SUP] = 10, r.cap[FMQ_CH_SUP] = 15;
+    for (int k = 0; k <= 1; k++) {
+        struct fmq_calib c;
+        size_t above = 0;
+        cf.exclude_in_use = k;
+        CU_ASSERT_FATAL(fmq_calib_init(&c, &cf) == 0);
+        fmq_calib_set_model(&c, FMQ_CH_BIT(FMQ_CH_NOV) | FMQ_CH_BIT(FMQ_CH_SUP), &r);
+        fmq_rng_seed(&g, 29, 1);
+        for (int i = 0; i < 6000; i++) {
+            int heavy = fmq_rng_uniform(&g) < 0.15;
+            float s[FMQ_NCH];
+            s[FMQ_CH_NOV] =
+                (float)(heavy ? 110 + 5 * fmq_rng_normal(&g) : 20 + 3 * fmq_rng_normal(&g));
+            s[FMQ_CH_SUP] = (float)(heavy ? fmq_rng_normal(&g) : -20 + 3 * fmq_rng_normal(&g));
+            fmq_calib_push(&c, (uint32_t)i, 5.0 * i, s, -1);
+        }
+        CU_ASSERT(c.thr[FMQ_CH_NOV] > 110); /* its own quantile, above the fleet's 84 */
+        for (size_t i = 0; i < c.n; i++) {
+            const float *s = c.score + i * FMQ_NCH;
+            above += s[FMQ_CH_SUP] > c.thr[FMQ_CH_SUP] || s[FMQ_CH_NOV] > c.thr[FMQ_CH_NOV];
+        }
+        rate[k] = (double)above / (double)c.n;
+        fmq_calib_free(&c);
+    }
+    CU_ASSERT(rate[0] > 0.05); /* the heavy flows alert on the supervised channel */
+    CU_ASSERT(rate[1] <= 0.012);
+}
+
 /* A new model that doubles every score: the thresholds keep their place in the window. */
 static void test_new_model_keeps_place(void)
 {
@@ -248,6 +323,7 @@ static void test_union_uses_budget(void)
     double rate[2];
     r.channels |= FMQ_CH_BIT(FMQ_CH_SUP);
     r.thr[FMQ_CH_SUP] = 100, r.cap[FMQ_CH_SUP] = 200;
+    cf.confidence = 0; /* the plain quantiles: the rates below are their shares */
     for (int un = 0; un <= 1; un++) {
         size_t above = 0;
         cf.union_levels = un;
@@ -407,6 +483,8 @@ int init_calib_tests(void)
         {"drift is followed, a burst is not", test_drift_and_burst},
         {"a heavy tail is followed past the cap", test_heavy_tail_followed},
         {"eligibility", test_eligibility},
+        {"calib_confidence keeps the budget at most sites", test_confidence},
+        {"calib_exclude in_use: every flow in some budget", test_exclusion_in_use},
         {"a new model keeps the place", test_new_model_keeps_place},
         {"calib_union uses the budget", test_union_uses_budget},
         {"calib_spikes: a spike above the fleet alerts", test_spike_above_fleet_alerts},

@@ -26,8 +26,12 @@
  *                  a new site is not flooded while it learns and what is above every benign
  *                  site's quantile alerts from the first flow. A model without a fleet rule:
  *                  the static P(malicious) threshold, and no novelty alert.
- *   CALIBRATED     per channel, the (1 - budget / k) quantile of the window's eligible flows,
- *                  clamped to [floor, cap]: floor is the fleet threshold (a site only loosens it,
+ *   CALIBRATED     per channel, the order statistic of the window's eligible flows that keeps
+ *                  the channel's share of normal flows within budget / k with probability
+ *                  `confidence` (0.95; Wilks' tolerance limit, calib.c: the 5th largest of
+ *                  2,000 flows at 0.5%, where the plain quantile is the 10th and passes the
+ *                  share at about half the sites; 0 = the plain quantile), clamped to
+ *                  [floor, cap]: floor is the fleet threshold (a site only loosens it,
  *                  for traffic the fleet finds unusual but the site sends all the time) unless
  *                  `tighten` lets the quantile go below it; cap is the fleet's cap, so an attack
  *                  that is most of a site's traffic from the first minute is not learnt as
@@ -49,9 +53,11 @@
  * split above is the union bound's worst case); spikes moves a quantile that falls inside a
  * spike of all but equal scores out of it (FMQ_SPIKE_FLEET: below it when the spike is above
  * the fleet threshold, so it alerts; else above it).
- * Eligible for a channel's quantile: a flow that no other channel flags at the fleet rule (a
- * flow the supervised score already calls an attack is not normal traffic to calibrate on) and
- * that is not labelled malicious (where a site has labels).
+ * Eligible for a channel's quantile: a flow that no other channel flags (a flow the supervised
+ * score already calls an attack is not normal traffic to calibrate on) and that is not labelled
+ * malicious (where a site has labels). "Flags": above the fleet threshold and, with
+ * exclude_in_use (the default), above the site's threshold in use too, so that every flow
+ * falls in some channel's share of the budget (calib.c, eligible()).
  * What remains possible: traffic the fleet cannot tell from benign (no channel flags it at the
  * fleet rule) raises a site's thresholds up to the cap; README says so. */
 #ifndef FMQ_CALIB_H
@@ -141,6 +147,11 @@ struct fmq_calib_cfg {
     int union_levels;       /* 1: one tail share for all channels, the largest whose union on the
                                window is within the budget (not budget / k); calib.c */
     int spikes;             /* enum fmq_spike: a quantile inside a spike of equal scores */
+    double confidence;      /* > 0: a channel's threshold is the window's order statistic that
+                               keeps its share of normal flows within its budget with this
+                               probability (calib.c, Wilks 1941); 0: the plain quantile */
+    int exclude_in_use;     /* 1: another channel's flag (eligibility) needs the threshold in use
+                               as well as the fleet's; 0: the fleet's alone (calib.c) */
     long min_eligible;      /* eligible flows a channel's quantile needs; fewer keep the fleet's */
     float static_sup;       /* supervised threshold (logit) when the model carries no fleet rule */
 };
@@ -165,6 +176,7 @@ struct fmq_calib {
     struct fmq_rule rule;  /* the fleet rule in use (channels 0: none) */
     float thr[FMQ_NCH];    /* thresholds verdicts apply */
     float target[FMQ_NCH]; /* last local estimate */
+    float flag[FMQ_NCH];   /* a flow above flag[o] is not eligible for the other channels */
     /* the window: the newest flows, their slots in the learner's store and scores */
     uint32_t *slot; /* owned: window */
     float *score;   /* owned: window x FMQ_NCH */
