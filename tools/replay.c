@@ -96,25 +96,6 @@ static int set(void *ud, const char *k, const char *v, char *err, size_t errlen)
     return FMQ_EINVAL;
 }
 
-/* Expands {site} and {device}; wildcard and separator characters in the values become '_'. */
-static void make_topic(const char *tpl, const char *site, const char *dev, char *out, size_t cap)
-{
-    size_t n = 0;
-    while (*tpl && n + 1 < cap) {
-        const char *val = NULL;
-        if (!strncmp(tpl, "{site}", 6))
-            val = site, tpl += 6;
-        else if (!strncmp(tpl, "{device}", 8))
-            val = dev, tpl += 8;
-        if (val) {
-            for (; *val && n + 1 < cap; val++)
-                out[n++] = (*val == '+' || *val == '#' || *val == '/') ? '_' : *val;
-        } else
-            out[n++] = *tpl++;
-    }
-    out[n] = 0;
-}
-
 static int cmp_item(const void *a, const void *b)
 {
     const struct item *x = a, *y = b;
@@ -233,7 +214,7 @@ int main(int argc, char **argv)
         if (!o.fast) sleep_until(t0 + items[i].rel / o.speed);
         n = fmq_flow_to_json(fl, o.with_labels, json, sizeof json);
         if (n < 0) continue;
-        make_topic(o.topic, sites[items[i].file], fl->orig_h, topic, sizeof topic);
+        fmq_sensor_topic(o.topic, sites[items[i].file], fl->orig_h, topic, sizeof topic);
         /* never drop a flow: when Paho's buffer is full, wait for it to drain and retry, but
          * not forever: a broker gone for confirm_timeout seconds ends the replay */
         while ((prc = fmq_mq_publish(mq, topic, json, (size_t)n, o.qos, 0)) == FMQ_EFULL && !stop &&

@@ -4,8 +4,10 @@
 #include "fedmq/connlog.h"
 #include "fedmq/common.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int bad_line(struct fmq_connlog *r, const char *reason)
 {
@@ -22,17 +24,28 @@ static int read_line(struct fmq_connlog *r, char *buf)
 {
     size_t n;
 
-    if (!fgets(buf, FMQ_CONNLOG_MAXLINE, r->f)) return 0;
-    r->lineno++;
+    if (!fgets(buf, FMQ_CONNLOG_MAXLINE, r->f)) {
+        clearerr(r->f); /* follow mode reads on after EOF */
+        return 0;
+    }
     n = strlen(buf);
+    if (r->follow && (n == 0 || buf[n - 1] != '\n') && feof(r->f)) {
+        /* the writer is mid-line: read it again whole, later */
+        fseeko(r->f, (off_t)r->off, SEEK_SET);
+        clearerr(r->f);
+        return 0;
+    }
+    r->lineno++;
     if (n > 0 && buf[n - 1] == '\n')
         buf[--n] = 0;
     else if (!feof(r->f)) {
         int c;
         while ((c = fgetc(r->f)) != EOF && c != '\n') {
         }
+        if (r->follow) r->off = (long long)ftello(r->f);
         return -1;
     }
+    if (r->follow) r->off = (long long)ftello(r->f);
     if (n > 0 && buf[n - 1] == '\r') buf[--n] = 0;
     if (memchr(buf, 0, n) != NULL || strlen(buf) != n) return -1;
     return 1;
@@ -81,6 +94,7 @@ static int parse_tsv_header(struct fmq_connlog *r)
     /* The first line was "#separator \x09"; read '#' lines up to and including #fields. */
     for (;;) {
         rc = read_line(r, r->line);
+        if (rc == 0 && r->follow) return FMQ_EOF; /* the header is still being written */
         if (rc <= 0) return FMQ_EFORMAT;
         if (r->line[0] != '#') return FMQ_EFORMAT;
         if (strncmp(r->line, "#fields\t", 8) == 0) break;
@@ -98,23 +112,25 @@ static int parse_tsv_header(struct fmq_connlog *r)
     return 0;
 }
 
-static int open_stream(struct fmq_connlog *r, FILE *f, const char *name);
+static int open_stream(struct fmq_connlog *r, FILE *f, const char *name, int follow);
 
 int fmq_connlog_open_stream(struct fmq_connlog *r, FILE *f, const char *name)
 {
-    int rc = open_stream(r, f, name);
+    int rc = open_stream(r, f, name, 0);
     if (rc != 0) fmq_connlog_close(r); /* ownership was taken: a failed open closes f */
     return rc;
 }
 
-static int open_stream(struct fmq_connlog *r, FILE *f, const char *name)
+static int open_stream(struct fmq_connlog *r, FILE *f, const char *name, int follow)
 {
     int rc;
 
     memset(r, 0, sizeof *r);
     r->f = f;
+    r->follow = follow;
     snprintf(r->path, sizeof r->path, "%s", name);
     rc = read_line(r, r->line);
+    if (rc == 0 && follow) return FMQ_EOF; /* nothing whole yet */
     if (rc > 0 && strncmp(r->line, "### BTest baseline", 18) == 0) {
         /* Zeek's test baselines start with btest-diff's banner above the Zeek header */
         if (!r->quiet)
@@ -122,13 +138,13 @@ static int open_stream(struct fmq_connlog *r, FILE *f, const char *name)
         rc = read_line(r, r->line);
     }
     if (rc <= 0) {
-        fmq_log(FMQ_LOG_ERROR, "%s:%ld: empty file or first line too long", r->path,
-                r->lineno);
+        fmq_log(FMQ_LOG_ERROR, "%s:%ld: empty file or first line too long", r->path, r->lineno);
         return FMQ_EFORMAT;
     }
     if (strncmp(r->line, "#separator", 10) == 0) {
         r->layout = FMQ_LAYOUT_ZEEK_TSV;
-        if (parse_tsv_header(r) != 0) {
+        if ((rc = parse_tsv_header(r)) == FMQ_EOF) return rc;
+        if (rc != 0) {
             fmq_log(FMQ_LOG_ERROR, "%s:%ld: bad Zeek header (no usable #fields line)", r->path,
                     r->lineno);
             return FMQ_EFORMAT;
@@ -145,6 +161,7 @@ static int open_stream(struct fmq_connlog *r, FILE *f, const char *name)
         r->layout = FMQ_LAYOUT_JSON;
         strcpy(r->pending, r->line);
         r->has_pending = 1;
+        r->pending_off = 0;
     } else {
         fmq_log(FMQ_LOG_ERROR,
                 "%s:%ld: unrecognised layout (expected a Zeek '#separator' header, a 'ts|uid|...' "
@@ -170,6 +187,39 @@ int fmq_connlog_open(struct fmq_connlog *r, const char *path)
         return FMQ_EIO;
     }
     return fmq_connlog_open_stream(r, f, path);
+}
+
+int fmq_connlog_open_follow(struct fmq_connlog *r, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int rc;
+
+    if (!f) {
+        memset(r, 0, sizeof *r);
+        fmq_log(FMQ_LOG_ERROR, "%s: cannot open: %s", path, strerror(errno));
+        return FMQ_EIO;
+    }
+    if ((rc = open_stream(r, f, path, 1)) != 0) fmq_connlog_close(r);
+    return rc;
+}
+
+long long fmq_connlog_offset(const struct fmq_connlog *r)
+{
+    return r->has_pending ? r->pending_off : r->off;
+}
+
+int fmq_connlog_seek(struct fmq_connlog *r, long long off, long lineno)
+{
+    struct stat st;
+    long long data = fmq_connlog_offset(r); /* the first data line */
+    if (!r->f || !r->follow || off < data || fstat(fileno(r->f), &st) != 0 ||
+        off > (long long)st.st_size)
+        return FMQ_ERANGE;
+    if (fseeko(r->f, (off_t)off, SEEK_SET) != 0) return FMQ_EIO;
+    r->has_pending = 0;
+    r->off = off;
+    r->lineno = lineno;
+    return 0;
 }
 
 void fmq_connlog_close(struct fmq_connlog *r)

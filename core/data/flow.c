@@ -707,6 +707,24 @@ int fmq_flow_to_json(const struct fmq_flow *f, int with_labels, char *buf, size_
 }
 
 /* Site name from a file name: CTU-IoT-Malware-Capture-34-1.conn.log.labeled -> CTU-IoT-...-34-1 */
+void fmq_sensor_topic(const char *tpl, const char *site, const char *dev, char *out, size_t cap)
+{
+    size_t n = 0;
+    while (*tpl && n + 1 < cap) {
+        const char *val = NULL;
+        if (!strncmp(tpl, "{site}", 6))
+            val = site, tpl += 6;
+        else if (!strncmp(tpl, "{device}", 8))
+            val = dev, tpl += 8;
+        if (val) {
+            for (; *val && n + 1 < cap; val++)
+                out[n++] = (*val == '+' || *val == '#' || *val == '/') ? '_' : *val;
+        } else
+            out[n++] = *tpl++;
+    }
+    out[n] = 0;
+}
+
 void fmq_site_of(const char *path, char *out, size_t cap)
 {
     const char *b = strrchr(path, '/');

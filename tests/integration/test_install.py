@@ -17,18 +17,20 @@ import tempfile
 
 EXPECTED = [
     "usr/bin/fedmq-agent", "usr/bin/fedmq-coordinator", "usr/bin/fedmq-replay",
-    "usr/bin/fedmq-inspect", "usr/bin/fedmq-sim",
+    "usr/bin/fedmq-inspect", "usr/bin/fedmq-sim", "usr/bin/fedmq-zeek",
     "usr/share/man/man1/fedmq-agent.1", "usr/share/man/man1/fedmq-coordinator.1",
+    "usr/share/man/man1/fedmq-zeek.1",
     "usr/share/man/man5/fedmq.conf.5",
     "etc/fedmq/agent.conf.example", "etc/fedmq/coordinator.conf.example",
-    "etc/fedmq/coordinator-prod.conf.example",
+    "etc/fedmq/coordinator-prod.conf.example", "etc/fedmq/zeek.conf.example",
     "etc/fedmq/broker/mosquitto-prod.conf.example", "etc/fedmq/broker/mosquitto-dev.conf.example",
     "etc/fedmq/broker/bridge-site.conf.example", "etc/fedmq/broker/fedmq.acl.example",
     "usr/lib/systemd/system/fedmq-agent@.service",
     "usr/lib/systemd/system/fedmq-coordinator.service",
+    "usr/lib/systemd/system/fedmq-zeek@.service",
     "usr/lib/sysusers.d/fedmq.conf", "usr/lib/tmpfiles.d/fedmq.conf",
 ]
-UNITS = ["fedmq-agent@.service", "fedmq-coordinator.service"]
+UNITS = ["fedmq-agent@.service", "fedmq-coordinator.service", "fedmq-zeek@.service"]
 
 
 def skip(what):
@@ -63,7 +65,7 @@ def check_tree(dest, version, prefix_is_usr):
     # an operator's own files are never installed over
     assert not [f for f in files if f.startswith("etc/") and not f.endswith(".example")], files
     for prog in ("fedmq-agent", "fedmq-coordinator", "fedmq-replay", "fedmq-inspect",
-                 "fedmq-sim"):
+                 "fedmq-sim", "fedmq-zeek"):
         out = run([os.path.join(dest, "usr/bin", prog), "--version"])
         assert out.strip() == "%s %s" % (prog, version), out
     helps = run([os.path.join(dest, "usr/bin/fedmq-agent"), "--help"])
@@ -71,11 +73,14 @@ def check_tree(dest, version, prefix_is_usr):
         assert "/etc/fedmq/agent.conf.example" in helps, helps
     for u in UNITS:
         text = open(os.path.join(dest, "usr/lib/systemd/system", u)).read()
-        for d in ("ExecStart=/usr/bin/", "ExecReload=", "User=fedmq", "NoNewPrivileges=yes",
+        for d in ("ExecStart=/usr/bin/", "User=fedmq", "NoNewPrivileges=yes",
                   "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
                   "StateDirectory=fedmq", "LogsDirectory=fedmq"):
             assert d in text, "%s lacks %s" % (u, d)
-        assert "@" not in text.replace("fedmq-agent@", "").replace("@system-service", ""), \
+        # the daemons reload (SIGHUP reopens their log files); fedmq-zeek has nothing to reload
+        assert ("ExecReload=" in text) == ("zeek" not in u), u
+        assert "@" not in text.replace("fedmq-agent@", "").replace("fedmq-zeek@", "").replace(
+            "@system-service", ""), \
             "%s has an unfilled @VAR@:\n%s" % (u, text)
     assert "/etc/fedmq/agent-%i.conf" in open(
         os.path.join(dest, "usr/lib/systemd/system/fedmq-agent@.service")).read()

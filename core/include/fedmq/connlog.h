@@ -35,6 +35,10 @@ struct fmq_connlog {
     char line[FMQ_CONNLOG_MAXLINE];      /* current line */
     char pending[FMQ_CONNLOG_MAXLINE];   /* first data line consumed by layout detection */
     int has_pending;
+    /* follow mode (fmq_connlog_open_follow): a live log another process appends to */
+    int follow;            /* a last line without its newline is left for the next read */
+    long long off;         /* byte offset after the last line read */
+    long long pending_off; /* byte offset where the pending line starts */
 };
 
 /* Opens path and detects its layout from the first line. Returns FMQ_EIO or FMQ_EFORMAT
@@ -43,6 +47,18 @@ int fmq_connlog_open(struct fmq_connlog *r, const char *path);
 /* Same over an already open stream; name is used in messages. Takes ownership of f: on failure
  * f is already closed (calling fmq_connlog_close afterwards is harmless). */
 int fmq_connlog_open_stream(struct fmq_connlog *r, FILE *f, const char *name);
+/* Opens a live log (Zeek's current conn.log) for following: as fmq_connlog_open, but a line
+ * without its newline yet (the writer is mid-line) is not read until it is whole, and
+ * FMQ_EOF (nothing logged) means the file has no complete first line or header yet: try again
+ * later. fmq_connlog_next then returns FMQ_EOF whenever no complete line is left, and more may
+ * follow. */
+int fmq_connlog_open_follow(struct fmq_connlog *r, const char *path);
+/* Follow mode: the byte offset (and line number) after the last record returned or line
+ * skipped: where a restart resumes (fmq_connlog_seek). */
+long long fmq_connlog_offset(const struct fmq_connlog *r);
+/* Follow mode: continues at byte offset off (a line start from fmq_connlog_offset, past the
+ * header) with line number lineno. FMQ_ERANGE if off is before the data or past the end. */
+int fmq_connlog_seek(struct fmq_connlog *r, long long off, long lineno);
 /* Reads the next valid record into out. Returns 0, or FMQ_EOF at the end. */
 int fmq_connlog_next(struct fmq_connlog *r, struct fmq_flow *out);
 void fmq_connlog_close(struct fmq_connlog *r);

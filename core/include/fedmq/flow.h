@@ -89,4 +89,8 @@ int fmq_flow_to_json(const struct fmq_flow *f, int with_labels, char *buf, size_
  * first '.' or "conn"; MQTT wildcards and separators become '_'). */
 void fmq_site_of(const char *path, char *out, size_t cap);
 
+/* A sensor topic from a template with {site} and {device} (fedmq-replay, fedmq-zeek; default
+ * sensors/{site}/{device}/conn); MQTT wildcards and '/' in the values become '_'. */
+void fmq_sensor_topic(const char *tpl, const char *site, const char *dev, char *out, size_t cap);
+
 #endif
