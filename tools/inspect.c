@@ -67,6 +67,25 @@ static void put_escaped(const uint8_t *p, size_t n)
     putchar('"');
 }
 
+/* A status (JSON, or msgpack from an older agent): its fields, or why it is invalid. */
+static void print_status(struct fmq_wire_dec *d, const struct fmq_mq_msg *m)
+{
+    struct fmq_status s;
+    char err[256];
+    if (fmq_wire_decode_status(d, m->payload, m->len, &s, err, sizeof err) == 0)
+        printf("\"kind\":\"status\",\"agent\":\"%s\",\"state\":\"%s\",\"model\":%llu,"
+               "\"flows\":%llu,\"labelled\":%llu,\"buffered\":%llu,\"alerts\":%llu,"
+               "\"bad\":%llu,\"calib\":\"%s\",\"format\":\"%s\"",
+               s.agent, s.state, (unsigned long long)s.model_version, (unsigned long long)s.flows,
+               (unsigned long long)s.labelled, (unsigned long long)s.buffered,
+               (unsigned long long)s.alerts, (unsigned long long)s.bad, s.calib,
+               m->payload[0] == '{' ? "json" : "msgpack");
+    else {
+        printf("\"kind\":\"invalid\",\"error\":");
+        put_escaped((const uint8_t *)err, strlen(err));
+    }
+}
+
 static void print_msg(struct fmq_wire_dec *d, const struct fmq_mq_msg *m)
 {
     static float delta[FMQ_MODEL_MAXPARAMS / 64];
@@ -76,7 +95,11 @@ static void print_msg(struct fmq_wire_dec *d, const struct fmq_mq_msg *m)
     printf("{\"topic\":");
     put_escaped((const uint8_t *)m->topic, strlen(m->topic));
     printf(",\"retained\":%s,\"bytes\":%zu,", m->retained ? "true" : "false", m->len);
-    if (m->len > 0 && m->payload[0] == '{') {
+    if (m->len > 0 && m->payload[0] == '{' && strstr(m->topic, "/status/")) {
+        print_status(d, m);
+        printf(",\"text\":");
+        put_escaped(m->payload, m->len);
+    } else if (m->len > 0 && m->payload[0] == '{') {
         printf("\"kind\":\"json\",\"text\":");
         put_escaped(m->payload, m->len);
     } else if (m->len == 0) {
@@ -146,19 +169,7 @@ static void print_msg(struct fmq_wire_dec *d, const struct fmq_mq_msg *m)
         }
         fmq_model_free(&mdl);
     } else if (!strcmp(type, "status")) {
-        struct fmq_status s;
-        if (fmq_wire_decode_status(d, m->payload, m->len, &s, err, sizeof err) == 0)
-            printf("\"kind\":\"status\",\"agent\":\"%s\",\"state\":\"%s\",\"model\":%llu,"
-                   "\"flows\":%llu,\"labelled\":%llu,\"buffered\":%llu,\"alerts\":%llu,"
-                   "\"bad\":%llu,\"calib\":\"%s\"",
-                   s.agent, s.state, (unsigned long long)s.model_version,
-                   (unsigned long long)s.flows, (unsigned long long)s.labelled,
-                   (unsigned long long)s.buffered, (unsigned long long)s.alerts,
-                   (unsigned long long)s.bad, s.calib);
-        else {
-            printf("\"kind\":\"invalid\",\"error\":");
-            put_escaped((const uint8_t *)err, strlen(err));
-        }
+        print_status(d, m);
     } else
         printf("\"kind\":\"unknown\",\"type\":\"%s\"", type);
     printf("}\n");

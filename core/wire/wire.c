@@ -416,7 +416,7 @@ int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out)
     return finish(out, 0);
 }
 
-int fmq_wire_encode_status(const struct fmq_status *s, struct fmq_buf *out)
+int fmq_wire_encode_status_msgpack(const struct fmq_status *s, struct fmq_buf *out)
 {
     msgpack_packer pk;
 
@@ -1130,8 +1130,8 @@ int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
     return rd_floats(&r, get(&root, "params"), "params", m->nparams, 4, m->params);
 }
 
-int fmq_wire_decode_status(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
-                           struct fmq_status *s, char *err, size_t errlen)
+int fmq_wire_decode_status_msgpack(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
+                                   struct fmq_status *s, char *err, size_t errlen)
 {
     struct rd r = {err, errlen, "status"};
     msgpack_object root;

@@ -175,6 +175,11 @@ def main():
         # 5. the agent that got broken sensor messages counted them and kept working
         st = [m for m in msgs if m.get("kind") == "status" and m["agent"] == a0]
         assert st[-1]["bad"] >= 4, st[-1]
+        # statuses are JSON a dashboard parses as it is (JSON.parse), with the same fields
+        for m in (m for m in msgs if m.get("kind") == "status"):
+            assert m["format"] == "json", m
+            j = json.loads(m["text"])
+            assert j["type"] == "status" and j["agent"] == m["agent"] and j["flows"] == m["flows"]
         assert all(p.poll() is None for p in agents.values()), "an agent died"
         for s, p in agents.items():
             rc = h.stop(p)
@@ -188,6 +193,7 @@ def main():
                                     if m.get("kind") == "status" and m["state"] == "offline"],
                            10, "offline status")
         assert len({m["agent"] for m in offline}) == len(agents)
+        assert all(json.loads(m["text"])["state"] == "offline" for m in offline), offline
     print("integration_round: passed")
 
 

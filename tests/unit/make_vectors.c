@@ -12,12 +12,12 @@
 static FILE *manifest;
 static const char *dir;
 
-static void put(const char *name, const char *decoder, const char *expect, const uint8_t *b,
-                size_t n)
+static void put_ext(const char *name, const char *ext, const char *decoder, const char *expect,
+                    const uint8_t *b, size_t n)
 {
     char path[512];
     FILE *f;
-    snprintf(path, sizeof path, "%s/%s.msgpack", dir, name);
+    snprintf(path, sizeof path, "%s/%s.%s", dir, name, ext);
     f = fopen(path, "wb");
     if (!f || fwrite(b, 1, n, f) != n) {
         perror(path);
@@ -25,6 +25,17 @@ static void put(const char *name, const char *decoder, const char *expect, const
     }
     fclose(f);
     fprintf(manifest, "%s %s %s\n", name, decoder, expect);
+}
+
+static void put(const char *name, const char *decoder, const char *expect, const uint8_t *b,
+                size_t n)
+{
+    put_ext(name, "msgpack", decoder, expect, b, n);
+}
+
+static void put_text(const char *name, const char *expect, const char *text)
+{
+    put_ext(name, "json", "status", expect, (const uint8_t *)text, strlen(text));
 }
 
 /* Replaces the first occurrence of pat (plen bytes) with rep (same length). */
@@ -182,9 +193,28 @@ int main(int argc, char **argv)
     fmq_model_free(&m);
 
     sample_status(&s);
-    if (fmq_wire_encode_status(&s, &b)) return 1;
-    put("status_valid", "status", "OK", b.data, b.len);
+    if (fmq_wire_encode_status_msgpack(&s, &b)) return 1;
+    put("status_valid", "status", "OK", b.data, b.len); /* the older form, still read */
     put("status_as_update", "update", "ETYPE", b.data, b.len);
+    if (fmq_wire_encode_status(&s, &b)) return 1;
+    put_ext("status_json_valid", "json", "status", "OK", b.data, b.len);
+    put_text("status_json_negative_count", "ERANGE",
+             "{\"v\":1,\"type\":\"status\",\"agent\":\"a\",\"task\":\"t\",\"state\":\"online\","
+             "\"model\":1,\"flows\":-1,\"labelled\":0,\"buffered\":0,\"alerts\":0,\"bad\":0,"
+             "\"calib\":null,\"ts\":1}");
+    put_text("status_json_string_count", "ETYPE",
+             "{\"v\":1,\"type\":\"status\",\"agent\":\"a\",\"task\":\"t\",\"state\":\"online\","
+             "\"model\":1,\"flows\":\"7\",\"labelled\":0,\"buffered\":0,\"alerts\":0,\"bad\":0,"
+             "\"calib\":null,\"ts\":1}");
+    put_text("status_json_bad_agent", "EFORMAT",
+             "{\"v\":1,\"type\":\"status\",\"agent\":\"a/b\",\"task\":\"t\",\"state\":"
+             "\"online\",\"model\":1,\"flows\":1,\"labelled\":0,\"buffered\":0,\"alerts\":0,"
+             "\"bad\":0,\"calib\":null,\"ts\":1}");
+    put_text("status_json_trailing", "EFORMAT",
+             "{\"v\":1,\"type\":\"status\",\"agent\":\"a\",\"task\":\"t\",\"state\":\"online\","
+             "\"model\":1,\"flows\":1,\"labelled\":0,\"buffered\":0,\"alerts\":0,\"bad\":0,"
+             "\"calib\":null,\"ts\":1} x");
+    put_text("status_json_truncated", "EFORMAT", "{\"v\":1,\"type\":\"status\",\"agent\":\"a");
     fmq_buf_free(&b);
     fclose(manifest);
     return 0;

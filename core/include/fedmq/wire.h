@@ -159,7 +159,10 @@ int fmq_id_valid(const char *s);
 
 int fmq_wire_encode_update(const struct fmq_update *u, struct fmq_buf *out);
 int fmq_wire_encode_global(const struct fmq_global *g, struct fmq_buf *out);
+/* status.c: JSON, what agents send (dashboards read it as it is) */
 int fmq_wire_encode_status(const struct fmq_status *s, struct fmq_buf *out);
+/* wire.c: the msgpack form agents sent before; still decoded */
+int fmq_wire_encode_status_msgpack(const struct fmq_status *s, struct fmq_buf *out);
 
 /* Decoder context: holds msgpack-c's zone, reused across messages. */
 struct fmq_wire_dec {
@@ -179,8 +182,11 @@ int fmq_wire_decode_update(struct fmq_wire_dec *d, const uint8_t *buf, size_t le
                            uint32_t expected_dim, struct fmq_update *out, char *err, size_t errlen);
 int fmq_wire_decode_global(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
                            struct fmq_global *out, char *err, size_t errlen);
+/* A status in JSON (status.c; at most 4 KiB) or msgpack (the older form, wire.c). */
 int fmq_wire_decode_status(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
                            struct fmq_status *out, char *err, size_t errlen);
+int fmq_wire_decode_status_msgpack(struct fmq_wire_dec *d, const uint8_t *buf, size_t len,
+                                   struct fmq_status *out, char *err, size_t errlen);
 /* Fills an update's absent agent and task from its topic, <root>/<task>/update/<agent>, and
  * checks present ones against it. Returns 0, FMQ_EFORMAT (the topic is not an update topic or
  * names an invalid id) or FMQ_EINVAL (the envelope names another agent or task than the topic);
