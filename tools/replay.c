@@ -44,6 +44,15 @@ struct item {
     size_t idx;
 };
 
+static const char usage[] =
+    "usage: fedmq-replay [--broker URI] [--speed X | --fast] [--with-labels]\n"
+    "       [--range A:B] [--limit N] [--site NAME] [--topic TEMPLATE] [--qos 0|1]\n"
+    "       [--confirm-timeout S]\n"
+    "       FILE...\n"
+    "TEMPLATE defaults to sensors/{site}/{device}/conn; {device} is id.orig_h and\n"
+    "{site} the file name up to its first '.' (or --site). --range 0:0.7 plays the\n"
+    "first 70% of each file's flows in time order.\n";
+
 static volatile sig_atomic_t stop;
 static void on_signal(int sig)
 {
@@ -154,20 +163,8 @@ int main(int argc, char **argv)
     o.progress = 1.0;
     o.confirm_timeout = 60.0;
     fmq_log_use_stderr("fedmq-replay", FMQ_LOG_INFO);
-    if (fmq_config_has_flag(argc, argv, "--version", "-V")) {
-        printf("fedmq-replay %s\n", FMQ_VERSION);
-        return 0;
-    }
-    if (argc < 2 || fmq_config_has_flag(argc, argv, "--help", "-h")) {
-        printf("usage: fedmq-replay [--broker URI] [--speed X | --fast] [--with-labels]\n"
-               "       [--range A:B] [--limit N] [--site NAME] [--topic TEMPLATE] [--qos 0|1]\n"
-               "       [--confirm-timeout S]\n"
-               "       FILE...\n"
-               "TEMPLATE defaults to sensors/{site}/{device}/conn; {device} is id.orig_h and\n"
-               "{site} the file name up to its first '.' (or --site). --range 0:0.7 plays the\n"
-               "first 70%% of each file's flows in time order.\n");
-        return argc < 2 ? 2 : 0;
-    }
+    if ((prc = fmq_config_std_flags(argc, argv, "fedmq-replay", FMQ_VERSION, usage, 1)) >= 0)
+        return prc;
     if (fmq_config_args(argc, argv, bools, set, &o) != 0 || o.nfiles == 0) {
         if (o.nfiles == 0) fmq_log(FMQ_LOG_ERROR, "no input files");
         return 2;

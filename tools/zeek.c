@@ -64,6 +64,15 @@ struct sent {
     struct pos p;
 };
 
+static const char usage[] =
+    "usage: fedmq-zeek --site NAME --log PATH [--state FILE] [--broker URI]\n"
+    "       [--topic TEMPLATE] [--qos 0|1] [--with-labels] [--poll S]\n"
+    "       [--commit-interval S] [--confirm-timeout S] [--client-id ID]\n"
+    "       [--tls-ca FILE --tls-cert FILE --tls-key FILE] [--config FILE]\n"
+    "Follows Zeek's live conn.log (TSV or JSON) across rotation and publishes each\n"
+    "record on TEMPLATE (sensors/{site}/{device}/conn; {device} is id.orig_h).\n"
+    "--state keeps the offset the broker confirmed, so a restart resumes there.\n";
+
 static volatile sig_atomic_t stop;
 static void on_signal(int sig)
 {
@@ -344,20 +353,8 @@ int main(int argc, char **argv)
     o.commit_interval = 1.0;
     o.confirm_timeout = 30.0;
     fmq_log_use_stderr("fedmq-zeek", FMQ_LOG_INFO);
-    if (fmq_config_has_flag(argc, argv, "--version", "-V")) {
-        printf("fedmq-zeek %s\n", FMQ_VERSION);
-        return 0;
-    }
-    if (argc < 2 || fmq_config_has_flag(argc, argv, "--help", "-h")) {
-        printf("usage: fedmq-zeek --site NAME --log PATH [--state FILE] [--broker URI]\n"
-               "       [--topic TEMPLATE] [--qos 0|1] [--with-labels] [--poll S]\n"
-               "       [--commit-interval S] [--confirm-timeout S] [--client-id ID]\n"
-               "       [--tls-ca FILE --tls-cert FILE --tls-key FILE] [--config FILE]\n"
-               "Follows Zeek's live conn.log (TSV or JSON) across rotation and publishes each\n"
-               "record on TEMPLATE (sensors/{site}/{device}/conn; {device} is id.orig_h).\n"
-               "--state keeps the offset the broker confirmed, so a restart resumes there.\n");
-        return argc < 2 ? 2 : 0;
-    }
+    if ((rc = fmq_config_std_flags(argc, argv, "fedmq-zeek", FMQ_VERSION, usage, 1)) >= 0)
+        return rc;
     if (fmq_config_args(argc, argv, bools, set, &o) != 0) return 2;
     if (!o.site[0] || !o.log[0]) {
         fmq_log(FMQ_LOG_ERROR, "--site and --log are required");

@@ -135,6 +135,20 @@ int fmq_config_has_flag(int argc, char **argv, const char *a, const char *b)
     return 0;
 }
 
+int fmq_config_std_flags(int argc, char **argv, const char *prog, const char *version,
+                         const char *usage, int needs_args)
+{
+    if (fmq_config_has_flag(argc, argv, "--version", "-V")) {
+        printf("%s %s\n", prog, version);
+        return 0;
+    }
+    if ((needs_args && argc < 2) || fmq_config_has_flag(argc, argv, "--help", "-h")) {
+        fputs(usage, stdout);
+        return needs_args && argc < 2 ? 2 : 0;
+    }
+    return -1;
+}
+
 int fmq_parse_long(const char *v, long min, long max, long *out)
 {
     char *end;

@@ -20,6 +20,11 @@ int fmq_config_args(int argc, char **argv, const char *const *bool_keys, fmq_con
 /* 1 when argv[1..] holds the flag `a` or `b` (b may be NULL): --help and --version are answered
  * before any setting is parsed. */
 int fmq_config_has_flag(int argc, char **argv, const char *a, const char *b);
+/* A tool's --version (-V) and --help (-h): prints "PROG VERSION" or usage (also when it has
+ * no arguments at all and needs some) and returns the exit status (0; 2 without arguments), or
+ * -1 when neither applies and the tool goes on. */
+int fmq_config_std_flags(int argc, char **argv, const char *prog, const char *version,
+                         const char *usage, int needs_args);
 
 /* Strict parsers: the whole string must be a number within [min, max]. */
 int fmq_parse_long(const char *v, long min, long max, long *out);
