@@ -46,6 +46,11 @@ def main():
     with session(args, "fedmq-follow-") as h:
         broker = h.start_broker()
         bus = h.inspect("bus", "sensors/#")
+        # the observer is subscribed before anything is published (a probe it must see)
+        def probed():
+            h.publish("sensors/probe/x/conn", payload='{"uid":"probe"}')
+            return any(m["topic"].startswith("sensors/probe/") for m in h.messages(bus))
+        wait_for(probed, 30, "the observer's subscription")
         header, rows = tsv_parts(os.path.join(args.source, "data", "iot23",
                                               "CTU-Honeypot-Capture-5-1.conn.log.labeled"))
         logs = os.path.join(h.work, "logs")
